@@ -1,0 +1,57 @@
+package wrenn
+
+import "time"
+
+// SandboxSpec is what a host agent needs to start a sandbox.
+type SandboxSpec struct {
+	ID       string
+	TeamID   string
+	Template string // template name; a team's own snapshot template or a base one
+	// TemplateTeamID is the team that owns the template, empty for base templates.
+	TemplateTeamID string
+	VCPUs          int
+	MemoryMB       int
+}
+
+// SandboxNet is how a started sandbox is reached on its host.
+type SandboxNet struct {
+	GuestIP string
+	HostIP  string
+}
+
+// ExecRequest runs one command in a sandbox.
+type ExecRequest struct {
+	Cmd     string
+	Args    []string
+	Env     map[string]string
+	Dir     string
+	Timeout time.Duration // 0 means none
+}
+
+// ExecResult is a finished command. Output is raw bytes; transports decide
+// how to encode it.
+type ExecResult struct {
+	Stdout   []byte
+	Stderr   []byte
+	ExitCode int
+	Duration time.Duration
+}
+
+// ExecEventType names what an ExecEvent carries.
+type ExecEventType string
+
+const (
+	ExecStarted ExecEventType = "start"
+	ExecStdout  ExecEventType = "stdout"
+	ExecStderr  ExecEventType = "stderr"
+	ExecExited  ExecEventType = "exit"
+	ExecFailed  ExecEventType = "error"
+)
+
+// ExecEvent is one event of a streamed command.
+type ExecEvent struct {
+	Type     ExecEventType
+	PID      int    // ExecStarted
+	Data     []byte // ExecStdout, ExecStderr; the message for ExecFailed
+	ExitCode int    // ExecExited
+}

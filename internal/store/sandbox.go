@@ -1,0 +1,182 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/wrennhq/wrenn"
+)
+
+const sandboxColumns = `id, team_id, template, status, vcpus, memory_mb, timeout_sec, guest_ip, host_ip, host_id,
+	created_at, started_at, last_active_at, last_updated`
+
+func scanSandbox(row interface{ Scan(...any) error }) (*wrenn.Sandbox, error) {
+	var sb wrenn.Sandbox
+	err := row.Scan(&sb.ID, &sb.TeamID, &sb.Template, &sb.Status, &sb.VCPUs, &sb.MemoryMB, &sb.TimeoutSec,
+		&sb.GuestIP, &sb.HostIP, &sb.HostID,
+		timeCol{&sb.CreatedAt}, nullTimeCol{&sb.StartedAt}, nullTimeCol{&sb.LastActiveAt}, timeCol{&sb.LastUpdated})
+	if err != nil {
+		return nil, err
+	}
+	return &sb, nil
+}
+
+func scanSandboxes(rows *sql.Rows) ([]*wrenn.Sandbox, error) {
+	defer rows.Close()
+	sbs := []*wrenn.Sandbox{}
+	for rows.Next() {
+		sb, err := scanSandbox(rows)
+		if err != nil {
+			return nil, err
+		}
+		sbs = append(sbs, sb)
+	}
+	return sbs, rows.Err()
+}
+
+// normSandboxTimes normalises sb's times to UTC microseconds, as stored.
+func normSandboxTimes(sb *wrenn.Sandbox) {
+	sb.CreatedAt = normTime(sb.CreatedAt)
+	sb.StartedAt = normTimePtr(sb.StartedAt)
+	sb.LastActiveAt = normTimePtr(sb.LastActiveAt)
+	sb.LastUpdated = normTime(sb.LastUpdated)
+}
+
+// CreateSandbox records sb. Its times are normalised to UTC microseconds,
+// as stored. An ID already recorded is EConflict.
+func (db *DB) CreateSandbox(ctx context.Context, sb *wrenn.Sandbox) error {
+	normSandboxTimes(sb)
+	_, err := db.w.exec(ctx, `INSERT INTO sandboxes (`+sandboxColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		sb.ID, sb.TeamID, sb.Template, string(sb.Status), sb.VCPUs, sb.MemoryMB, sb.TimeoutSec,
+		sb.GuestIP, sb.HostIP, sb.HostID,
+		db.d.time(sb.CreatedAt), db.d.nullTime(sb.StartedAt), db.d.nullTime(sb.LastActiveAt), db.d.time(sb.LastUpdated))
+	if db.d.isUniqueViolation(err) {
+		return conflict("sandbox already exists")
+	}
+	if err != nil {
+		return fmt.Errorf("create sandbox: %w", err)
+	}
+	return nil
+}
+
+// GetSandbox returns the team's sandbox id. Another team's is not found.
+func (db *DB) GetSandbox(ctx context.Context, teamID, id string) (*wrenn.Sandbox, error) {
+	sb, err := scanSandbox(db.r.queryRow(ctx, `SELECT `+sandboxColumns+` FROM sandboxes WHERE team_id = ? AND id = ?`, teamID, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("sandbox")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get sandbox: %w", err)
+	}
+	return sb, nil
+}
+
+// ListSandboxes returns the team's sandboxes, newest first.
+func (db *DB) ListSandboxes(ctx context.Context, teamID string) ([]*wrenn.Sandbox, error) {
+	rows, err := db.r.query(ctx, `SELECT `+sandboxColumns+` FROM sandboxes WHERE team_id = ? ORDER BY created_at DESC, id DESC`, teamID)
+	if err != nil {
+		return nil, fmt.Errorf("list sandboxes: %w", err)
+	}
+	sbs, err := scanSandboxes(rows)
+	if err != nil {
+		return nil, fmt.Errorf("list sandboxes: %w", err)
+	}
+	return sbs, nil
+}
+
+// SandboxesByStatus returns every team's sandboxes whose status is one of
+// statuses, oldest first. No statuses gives none.
+func (db *DB) SandboxesByStatus(ctx context.Context, statuses ...wrenn.SandboxStatus) ([]*wrenn.Sandbox, error) {
+	if len(statuses) == 0 {
+		return []*wrenn.Sandbox{}, nil
+	}
+	rows, err := db.r.query(ctx, `SELECT `+sandboxColumns+` FROM sandboxes WHERE status IN (`+placeholders(len(statuses))+`)
+		ORDER BY created_at, id`, statusArgs(statuses)...)
+	if err != nil {
+		return nil, fmt.Errorf("sandboxes by status: %w", err)
+	}
+	sbs, err := scanSandboxes(rows)
+	if err != nil {
+		return nil, fmt.Errorf("sandboxes by status: %w", err)
+	}
+	return sbs, nil
+}
+
+// UpdateSandbox writes sb's mutable fields — status, addresses, host, and
+// times other than CreatedAt — to the row with sb's team and ID, or returns
+// ENotFound. Its times are normalised to UTC microseconds, as stored.
+func (db *DB) UpdateSandbox(ctx context.Context, sb *wrenn.Sandbox) error {
+	normSandboxTimes(sb)
+	err := db.w.execOne(ctx, "sandbox", `UPDATE sandboxes
+		SET status = ?, guest_ip = ?, host_ip = ?, host_id = ?, started_at = ?, last_active_at = ?, last_updated = ?
+		WHERE team_id = ? AND id = ?`,
+		string(sb.Status), sb.GuestIP, sb.HostIP, sb.HostID,
+		db.d.nullTime(sb.StartedAt), db.d.nullTime(sb.LastActiveAt), db.d.time(sb.LastUpdated),
+		sb.TeamID, sb.ID)
+	return wrapUnlessDomain("update sandbox", err)
+}
+
+// transitionAttempts bounds how often TransitionSandbox retries when its
+// compare-and-set fails yet the status it then reads is one of from, which
+// means another writer changed the status in between.
+const transitionAttempts = 3
+
+// TransitionSandbox moves the team's sandbox id to status to, but only if
+// its status is one of from, in a single atomic UPDATE, setting
+// last_updated to at. It returns the updated sandbox, ENotFound if there is
+// no such sandbox, or EConflict naming the status it is in.
+func (db *DB) TransitionSandbox(ctx context.Context, teamID, id string, from []wrenn.SandboxStatus, to wrenn.SandboxStatus, at time.Time) (*wrenn.Sandbox, error) {
+	for attempt := 1; ; attempt++ {
+		if len(from) > 0 {
+			args := append([]any{string(to), db.d.time(at), teamID, id}, statusArgs(from)...)
+			sb, err := scanSandbox(db.w.queryRow(ctx, `UPDATE sandboxes SET status = ?, last_updated = ?
+				WHERE team_id = ? AND id = ? AND status IN (`+placeholders(len(from))+`)
+				RETURNING `+sandboxColumns, args...))
+			if err == nil {
+				return sb, nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return nil, fmt.Errorf("transition sandbox: %w", err)
+			}
+		}
+		// The compare-and-set matched nothing: say why.
+		var cur wrenn.SandboxStatus
+		err := db.r.queryRow(ctx, `SELECT status FROM sandboxes WHERE team_id = ? AND id = ?`, teamID, id).Scan(&cur)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, notFound("sandbox")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("transition sandbox: %w", err)
+		}
+		if !slices.Contains(from, cur) || attempt == transitionAttempts {
+			return nil, conflict("sandbox is " + string(cur))
+		}
+	}
+}
+
+// TouchSandbox records activity in the team's sandbox id at at. Another
+// team's sandbox is not found.
+func (db *DB) TouchSandbox(ctx context.Context, teamID, id string, at time.Time) error {
+	err := db.w.execOne(ctx, "sandbox", `UPDATE sandboxes SET last_active_at = ? WHERE team_id = ? AND id = ?`,
+		db.d.time(at), teamID, id)
+	return wrapUnlessDomain("touch sandbox", err)
+}
+
+// DeleteSandbox deletes the team's sandbox id. Another team's sandbox is
+// not found.
+func (db *DB) DeleteSandbox(ctx context.Context, teamID, id string) error {
+	err := db.w.execOne(ctx, "sandbox", `DELETE FROM sandboxes WHERE team_id = ? AND id = ?`, teamID, id)
+	return wrapUnlessDomain("delete sandbox", err)
+}
+
+func statusArgs(statuses []wrenn.SandboxStatus) []any {
+	args := make([]any, len(statuses))
+	for i, s := range statuses {
+		args[i] = string(s)
+	}
+	return args
+}

@@ -1,0 +1,109 @@
+// Package wrenn holds Wrenn's domain types: users, teams, API keys,
+// sandboxes and templates, the identifiers that name them, and the one error
+// type every layer returns. It imports only the standard library so that
+// every other package may import it.
+package wrenn
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"strings"
+	"time"
+)
+
+// ID prefixes: an ID says what kind of thing it names.
+const (
+	PrefixUser    = "usr-"
+	PrefixTeam    = "team-"
+	PrefixAPIKey  = "key-"
+	PrefixSandbox = "sb-"
+)
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// NewID returns prefix followed by 80 random bits in lowercase base32.
+func NewID(prefix string) string {
+	var b [10]byte
+	rand.Read(b[:]) // never fails on Linux; panics rather than return weak bytes
+	return prefix + idEncoding.EncodeToString(b[:])
+}
+
+// HasPrefix reports whether id is of the kind prefix names.
+func HasPrefix(id, prefix string) bool { return strings.HasPrefix(id, prefix) }
+
+// User is an account that logs in with email and password.
+type User struct {
+	ID           string
+	Email        string // stored as given; unique regardless of case
+	PasswordHash string // PHC-encoded memory-hard hash, never the password
+	CreatedAt    time.Time
+}
+
+// Team owns API keys, sandboxes and snapshot templates. Every user has a
+// default team created with the account.
+type Team struct {
+	ID        string
+	Name      string
+	CreatedAt time.Time
+}
+
+// APIKey authorizes sandbox work for one team. Only the SHA-256 of the
+// plaintext key is kept.
+type APIKey struct {
+	ID        string
+	TeamID    string
+	Name      string
+	KeyPrefix string // for display, e.g. "wrn_ab12cd34..."
+	KeyHash   []byte // SHA-256 of the plaintext key
+	CreatedBy string // user ID
+	CreatedAt time.Time
+	LastUsed  *time.Time
+}
+
+// SandboxStatus is where a sandbox is in its life.
+type SandboxStatus string
+
+const (
+	StatusPending SandboxStatus = "pending"
+	StatusRunning SandboxStatus = "running"
+	StatusPaused  SandboxStatus = "paused"
+	StatusStopped SandboxStatus = "stopped"
+	StatusError   SandboxStatus = "error"
+)
+
+// Sandbox is one microVM belonging to a team.
+type Sandbox struct {
+	ID           string
+	TeamID       string
+	Template     string
+	Status       SandboxStatus
+	VCPUs        int
+	MemoryMB     int
+	TimeoutSec   int // inactivity limit; 0 means none
+	GuestIP      string
+	HostIP       string
+	HostID       string // the host agent that owns the VM; empty until placed
+	CreatedAt    time.Time
+	StartedAt    *time.Time
+	LastActiveAt *time.Time
+	LastUpdated  time.Time
+}
+
+// TemplateType says where a template came from.
+type TemplateType string
+
+const (
+	TemplateBase     TemplateType = "base"     // built from packages; visible to every team
+	TemplateSnapshot TemplateType = "snapshot" // made from a team's running sandbox
+)
+
+// Template is what sandboxes are created from. Base templates have no team.
+type Template struct {
+	Name      string
+	TeamID    string // empty for base templates
+	Type      TemplateType
+	VCPUs     *int // nil when the template does not fix it
+	MemoryMB  *int
+	SizeBytes int64
+	CreatedAt time.Time
+}
