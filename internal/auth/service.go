@@ -1,0 +1,253 @@
+package auth
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/wrennhq/wrenn"
+)
+
+// AccountStore persists users, teams and memberships.
+type AccountStore interface {
+	CreateAccount(ctx context.Context, u *wrenn.User, t *wrenn.Team) error
+	UserByEmail(ctx context.Context, email string) (*wrenn.User, error)
+	DefaultTeam(ctx context.Context, userID string) (*wrenn.Team, error)
+	IsMember(ctx context.Context, userID, teamID string) (bool, error)
+}
+
+// KeyStore persists API keys.
+type KeyStore interface {
+	CreateAPIKey(ctx context.Context, k *wrenn.APIKey) error
+	ListAPIKeys(ctx context.Context, teamID string) ([]*wrenn.APIKey, error)
+	DeleteAPIKey(ctx context.Context, teamID, id string) error
+	APIKeyByHash(ctx context.Context, hash []byte) (*wrenn.APIKey, error)
+	TouchAPIKey(ctx context.Context, id string, at time.Time) error
+}
+
+// Password length bounds. The upper bound keeps hashing cost predictable.
+const (
+	MinPasswordLen = 8
+	MaxPasswordLen = 1024
+	maxEmailLen    = 254
+	maxKeyNameLen  = 200
+)
+
+// DefaultAPIKeyName is the name of a key created without one.
+const DefaultAPIKeyName = "Unnamed API Key"
+
+// LastUsedResolution bounds how often a key's last_used is written: a
+// busy key is not a write per request, and last_used is never staler
+// than this.
+const LastUsedResolution = 10 * time.Second
+
+// Config wires a Service.
+type Config struct {
+	Accounts AccountStore
+	Keys     KeyStore
+	Hasher   *Hasher
+	Tokens   *Tokens
+	Now      func() time.Time
+	Logger   *slog.Logger
+}
+
+// Service is the account and credential use cases: signup, login, API key
+// management and authenticating requests.
+type Service struct {
+	accounts AccountStore
+	keys     KeyStore
+	hasher   *Hasher
+	tokens   *Tokens
+	now      func() time.Time
+	log      *slog.Logger
+}
+
+// NewService returns a Service.
+func NewService(c Config) *Service {
+	return &Service{accounts: c.Accounts, keys: c.Keys, hasher: c.Hasher, tokens: c.Tokens, now: c.Now, log: c.Logger}
+}
+
+// Session is the result of signup or login.
+type Session struct {
+	Token  string
+	UserID string
+	TeamID string
+	Email  string
+}
+
+var errBadCredentials = wrenn.Errorf(wrenn.EUnauthorized, "invalid email or password")
+
+// Signup creates a user, a default team and the membership, and logs in.
+func (s *Service) Signup(ctx context.Context, email, password string) (*Session, error) {
+	if err := validateEmail(email); err != nil {
+		return nil, err
+	}
+	if n := utf8.RuneCountInString(password); n < MinPasswordLen {
+		return nil, wrenn.Errorf(wrenn.EInvalid, "password must be at least %d characters", MinPasswordLen)
+	}
+	if len(password) > MaxPasswordLen {
+		return nil, wrenn.Errorf(wrenn.EInvalid, "password must be at most %d bytes", MaxPasswordLen)
+	}
+	hash, err := s.hasher.Hash(ctx, password)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now().UTC()
+	u := &wrenn.User{ID: wrenn.NewID(wrenn.PrefixUser), Email: email, PasswordHash: hash, CreatedAt: now}
+	t := &wrenn.Team{ID: wrenn.NewID(wrenn.PrefixTeam), Name: teamName(email), CreatedAt: now}
+	if err := s.accounts.CreateAccount(ctx, u, t); err != nil {
+		return nil, err
+	}
+	return s.session(u, t.ID)
+}
+
+// Login checks email and password. Unknown email and wrong password fail
+// alike, in message and in time.
+func (s *Service) Login(ctx context.Context, email, password string) (*Session, error) {
+	if email == "" || password == "" || len(email) > maxEmailLen || len(password) > MaxPasswordLen {
+		return nil, errBadCredentials
+	}
+	u, err := s.accounts.UserByEmail(ctx, email)
+	encoded := ""
+	switch {
+	case err == nil:
+		encoded = u.PasswordHash
+	case wrenn.ErrorCode(err) != wrenn.ENotFound:
+		return nil, err
+	}
+	ok, err := s.hasher.Verify(ctx, encoded, password)
+	if err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	if !ok || u == nil {
+		return nil, errBadCredentials
+	}
+	team, err := s.accounts.DefaultTeam(ctx, u.ID)
+	if err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	return s.session(u, team.ID)
+}
+
+func (s *Service) session(u *wrenn.User, teamID string) (*Session, error) {
+	tok, err := s.tokens.Issue(u.ID, teamID, u.Email)
+	if err != nil {
+		return nil, err
+	}
+	return &Session{Token: tok, UserID: u.ID, TeamID: teamID, Email: u.Email}, nil
+}
+
+// AuthenticateToken returns the caller a bearer token stands for.
+func (s *Service) AuthenticateToken(ctx context.Context, token string) (Caller, error) {
+	c, err := s.tokens.Parse(token)
+	if err != nil {
+		return Caller{}, wrenn.Errorf(wrenn.EUnauthorized, "invalid or expired token")
+	}
+	member, err := s.accounts.IsMember(ctx, c.Subject, c.TeamID)
+	if err != nil {
+		return Caller{}, fmt.Errorf("authenticate token: %w", err)
+	}
+	if !member {
+		return Caller{}, wrenn.Errorf(wrenn.EUnauthorized, "invalid or expired token")
+	}
+	return Caller{UserID: c.Subject, TeamID: c.TeamID}, nil
+}
+
+// AuthenticateAPIKey returns the caller an API key stands for and keeps the
+// key's last_used current.
+func (s *Service) AuthenticateAPIKey(ctx context.Context, key string) (Caller, error) {
+	bad := wrenn.Errorf(wrenn.EUnauthorized, "invalid API key")
+	if !LooksLikeAPIKey(key) {
+		return Caller{}, bad
+	}
+	hash := HashAPIKey(key)
+	k, err := s.keys.APIKeyByHash(ctx, hash)
+	if wrenn.ErrorCode(err) == wrenn.ENotFound {
+		return Caller{}, bad
+	}
+	if err != nil {
+		return Caller{}, fmt.Errorf("authenticate api key: %w", err)
+	}
+	// The lookup is by hash, so only a key with this hash is found; the
+	// comparison guards against a store that matched loosely.
+	if subtle.ConstantTimeCompare(k.KeyHash, hash) != 1 {
+		return Caller{}, bad
+	}
+	now := s.now().UTC()
+	if k.LastUsed == nil || now.Sub(*k.LastUsed) >= LastUsedResolution {
+		if err := s.keys.TouchAPIKey(ctx, k.ID, now); err != nil {
+			// Authentication stands; a missed timestamp is not worth failing the request.
+			s.log.WarnContext(ctx, "touch api key", slog.String("api_key_id", k.ID), slog.Any("error", err))
+		}
+	}
+	return Caller{UserID: k.CreatedBy, TeamID: k.TeamID, APIKeyID: k.ID}, nil
+}
+
+// CreateAPIKey makes a key for the caller's team. The plaintext is in the
+// returned string and nowhere else.
+func (s *Service) CreateAPIKey(ctx context.Context, c Caller, name string) (*wrenn.APIKey, string, error) {
+	name = strings.TrimSpace(name)
+	if name == "" {
+		name = DefaultAPIKeyName
+	}
+	if utf8.RuneCountInString(name) > maxKeyNameLen {
+		return nil, "", wrenn.Errorf(wrenn.EInvalid, "name must be at most %d characters", maxKeyNameLen)
+	}
+	if !utf8.ValidString(name) {
+		return nil, "", wrenn.Errorf(wrenn.EInvalid, "name must be valid UTF-8")
+	}
+	plain, hash, display := NewAPIKey()
+	k := &wrenn.APIKey{
+		ID:        wrenn.NewID(wrenn.PrefixAPIKey),
+		TeamID:    c.TeamID,
+		Name:      name,
+		KeyPrefix: display,
+		KeyHash:   hash,
+		CreatedBy: c.UserID,
+		CreatedAt: s.now().UTC(),
+	}
+	if err := s.keys.CreateAPIKey(ctx, k); err != nil {
+		return nil, "", err
+	}
+	return k, plain, nil
+}
+
+// ListAPIKeys returns the caller's team's keys.
+func (s *Service) ListAPIKeys(ctx context.Context, c Caller) ([]*wrenn.APIKey, error) {
+	return s.keys.ListAPIKeys(ctx, c.TeamID)
+}
+
+// DeleteAPIKey deletes one of the caller's team's keys.
+func (s *Service) DeleteAPIKey(ctx context.Context, c Caller, id string) error {
+	return s.keys.DeleteAPIKey(ctx, c.TeamID, id)
+}
+
+func validateEmail(email string) error {
+	bad := wrenn.Errorf(wrenn.EInvalid, "email must be a valid address")
+	if email == "" || len(email) > maxEmailLen {
+		return bad
+	}
+	a, err := mail.ParseAddress(email)
+	if err != nil || a.Address != email || a.Name != "" {
+		return bad
+	}
+	at := strings.LastIndexByte(email, '@')
+	if at < 1 || at == len(email)-1 {
+		return bad
+	}
+	return nil
+}
+
+func teamName(email string) string {
+	local, _, _ := strings.Cut(email, "@")
+	return local + "'s team"
+}
+
+// ErrNoCaller is returned when a use case runs without an authenticated caller.
+var ErrNoCaller = errors.New("no authenticated caller")
