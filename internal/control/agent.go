@@ -1,0 +1,58 @@
+package control
+
+import (
+	"context"
+	"io"
+
+	"github.com/wrennhq/wrenn"
+)
+
+// Lifecycle starts and stops sandboxes on a host.
+type Lifecycle interface {
+	CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error)
+	// DestroySandbox frees everything the sandbox holds, running or paused.
+	// Destroying one the agent does not know is not an error.
+	DestroySandbox(ctx context.Context, id string) error
+}
+
+// Runner runs commands in a running sandbox.
+type Runner interface {
+	Exec(ctx context.Context, id string, req wrenn.ExecRequest) (*wrenn.ExecResult, error)
+	StartExec(ctx context.Context, id string, req wrenn.ExecRequest) (ExecStream, error)
+}
+
+// ExecStream is one streamed command.
+type ExecStream interface {
+	// Recv returns the next event; after the exit event it returns io.EOF.
+	Recv() (wrenn.ExecEvent, error)
+	// Stop asks the command to end: SIGTERM, then SIGKILL after a grace period.
+	Stop() error
+	// Close releases the stream, killing the command if it still runs.
+	Close() error
+}
+
+// Files moves file contents in and out of a running sandbox. Paths are
+// absolute; contents are streamed, never held whole.
+type Files interface {
+	WriteFile(ctx context.Context, id, path string, r io.Reader) error
+	// ReadFile fails with a wrenn.ENotFound error when the file is absent.
+	ReadFile(ctx context.Context, id, path string) (io.ReadCloser, error)
+}
+
+// Snapshotter freezes sandboxes to disk and makes templates of them.
+type Snapshotter interface {
+	PauseSandbox(ctx context.Context, id string) error
+	ResumeSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error)
+	// CreateSnapshot turns the running sandbox into the template t
+	// (t.Name, t.TeamID set), destroying the sandbox, and fills in t's sizes.
+	CreateSnapshot(ctx context.Context, sandboxID string, t *wrenn.Template) error
+	DeleteSnapshot(ctx context.Context, teamID, name string) error
+}
+
+// Agent is a host agent as the control plane uses it.
+type Agent interface {
+	Lifecycle
+	Runner
+	Files
+	Snapshotter
+}

@@ -1,0 +1,261 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/wrennhq/wrenn"
+)
+
+// Limits on what a sandbox may ask for.
+const (
+	MinVCPUs    = 1
+	MaxVCPUs    = 8
+	MinMemoryMB = 128
+	MaxMemoryMB = 8192
+)
+
+// CreateParams is a request for a new sandbox; defaults are already applied.
+type CreateParams struct {
+	Template   string
+	VCPUs      int
+	MemoryMB   int
+	TimeoutSec int
+}
+
+func (p CreateParams) validate() error {
+	switch {
+	case p.Template == "":
+		return wrenn.Errorf(wrenn.EInvalid, "template must not be empty")
+	case p.VCPUs < MinVCPUs || p.VCPUs > MaxVCPUs:
+		return wrenn.Errorf(wrenn.EInvalid, "vcpus must be between %d and %d", MinVCPUs, MaxVCPUs)
+	case p.MemoryMB < MinMemoryMB || p.MemoryMB > MaxMemoryMB:
+		return wrenn.Errorf(wrenn.EInvalid, "memory_mb must be between %d and %d", MinMemoryMB, MaxMemoryMB)
+	case p.TimeoutSec < 0:
+		return wrenn.Errorf(wrenn.EInvalid, "timeout_sec must not be negative")
+	}
+	return nil
+}
+
+// CreateSandbox validates p, records a pending sandbox, has the agent start
+// it and records it running. On any failure nothing is left behind.
+func (s *Service) CreateSandbox(ctx context.Context, teamID string, p CreateParams) (*wrenn.Sandbox, error) {
+	if err := p.validate(); err != nil {
+		return nil, err
+	}
+	tmpl, err := s.templates.GetTemplate(ctx, teamID, p.Template)
+	if wrenn.ErrorCode(err) == wrenn.ENotFound {
+		return nil, wrenn.Errorf(wrenn.EInvalid, "template %q does not exist", p.Template)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create sandbox: %w", err)
+	}
+	agent, err := s.needAgent()
+	if err != nil {
+		return nil, err
+	}
+	now := s.nowUTC()
+	sb := &wrenn.Sandbox{
+		ID:          wrenn.NewID(wrenn.PrefixSandbox),
+		TeamID:      teamID,
+		Template:    tmpl.Name,
+		Status:      wrenn.StatusPending,
+		VCPUs:       p.VCPUs,
+		MemoryMB:    p.MemoryMB,
+		TimeoutSec:  p.TimeoutSec,
+		CreatedAt:   now,
+		LastUpdated: now,
+	}
+	if err := s.sandboxes.CreateSandbox(ctx, sb); err != nil {
+		return nil, fmt.Errorf("create sandbox: %w", err)
+	}
+	log := s.log.With(slog.String(attrSandboxID, sb.ID), slog.String(attrTeamID, teamID))
+	net, err := agent.CreateSandbox(ctx, wrenn.SandboxSpec{
+		ID: sb.ID, TeamID: teamID, Template: tmpl.Name, TemplateTeamID: tmpl.TeamID,
+		VCPUs: sb.VCPUs, MemoryMB: sb.MemoryMB,
+	})
+	if err != nil {
+		s.forget(ctx, log, sb)
+		return nil, s.agentError(ctx, "create the sandbox", sb.ID, err)
+	}
+	now = s.nowUTC()
+	sb.Status = wrenn.StatusRunning
+	sb.GuestIP, sb.HostIP = net.GuestIP, net.HostIP
+	sb.StartedAt, sb.LastActiveAt, sb.LastUpdated = &now, &now, now
+	if err := s.sandboxes.UpdateSandbox(context.WithoutCancel(ctx), sb); err != nil {
+		// The VM runs but cannot be recorded: stop it rather than leak it.
+		s.destroyQuietly(ctx, log, agent, sb.ID)
+		s.forget(ctx, log, sb)
+		return nil, fmt.Errorf("record running sandbox: %w", err)
+	}
+	log.InfoContext(ctx, "sandbox created", slog.String(attrTemplate, sb.Template))
+	return sb, nil
+}
+
+// forget removes the record of a sandbox whose creation failed.
+func (s *Service) forget(ctx context.Context, log *slog.Logger, sb *wrenn.Sandbox) {
+	if err := s.sandboxes.DeleteSandbox(context.WithoutCancel(ctx), sb.TeamID, sb.ID); err != nil {
+		log.ErrorContext(ctx, "remove record of failed sandbox", slog.Any(attrError, err))
+	}
+}
+
+func (s *Service) destroyQuietly(ctx context.Context, log *slog.Logger, agent Agent, id string) {
+	if err := agent.DestroySandbox(context.WithoutCancel(ctx), id); err != nil {
+		log.ErrorContext(ctx, "destroy sandbox", slog.Any(attrError, err))
+	}
+}
+
+// GetSandbox returns one of the team's sandboxes.
+func (s *Service) GetSandbox(ctx context.Context, teamID, id string) (*wrenn.Sandbox, error) {
+	return s.sandboxes.GetSandbox(ctx, teamID, id)
+}
+
+// ListSandboxes returns the team's sandboxes.
+func (s *Service) ListSandboxes(ctx context.Context, teamID string) ([]*wrenn.Sandbox, error) {
+	return s.sandboxes.ListSandboxes(ctx, teamID)
+}
+
+// DestroySandbox frees the sandbox's resources and removes its record.
+func (s *Service) DestroySandbox(ctx context.Context, teamID, id string) error {
+	sb, err := s.sandboxes.GetSandbox(ctx, teamID, id)
+	if err != nil {
+		return err
+	}
+	if sb.Status != wrenn.StatusStopped {
+		agent, err := s.needAgent()
+		if err != nil {
+			return err
+		}
+		if err := agent.DestroySandbox(ctx, id); err != nil {
+			return s.agentError(ctx, "destroy the sandbox", id, err)
+		}
+	}
+	if err := s.sandboxes.DeleteSandbox(context.WithoutCancel(ctx), teamID, id); err != nil {
+		return fmt.Errorf("destroy sandbox: %w", err)
+	}
+	s.log.InfoContext(ctx, "sandbox destroyed", slog.String(attrSandboxID, id), slog.String(attrTeamID, teamID))
+	return nil
+}
+
+// running returns the sandbox if it is running and marks it active;
+// otherwise a not-found or conflict error.
+func (s *Service) running(ctx context.Context, teamID, id string) (*wrenn.Sandbox, Agent, error) {
+	sb, err := s.sandboxes.GetSandbox(ctx, teamID, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if sb.Status != wrenn.StatusRunning {
+		return nil, nil, wrenn.Errorf(wrenn.EConflict, "sandbox is %s, not running", sb.Status)
+	}
+	agent, err := s.needAgent()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := s.sandboxes.TouchSandbox(ctx, teamID, id, s.nowUTC()); err != nil {
+		return nil, nil, fmt.Errorf("touch sandbox: %w", err)
+	}
+	return sb, agent, nil
+}
+
+// PauseSandbox snapshots a running sandbox to disk and releases its
+// running resources.
+func (s *Service) PauseSandbox(ctx context.Context, teamID, id string) (*wrenn.Sandbox, error) {
+	sb, agent, err := s.running(ctx, teamID, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := agent.PauseSandbox(ctx, id); err != nil {
+		return nil, s.agentError(ctx, "pause the sandbox", id, err)
+	}
+	sb, err = s.sandboxes.TransitionSandbox(context.WithoutCancel(ctx), teamID, id,
+		[]wrenn.SandboxStatus{wrenn.StatusRunning}, wrenn.StatusPaused, s.nowUTC())
+	if err != nil {
+		return nil, fmt.Errorf("record paused sandbox: %w", err)
+	}
+	return sb, nil
+}
+
+// ResumeSandbox restores a paused sandbox.
+func (s *Service) ResumeSandbox(ctx context.Context, teamID, id string) (*wrenn.Sandbox, error) {
+	sb, err := s.sandboxes.GetSandbox(ctx, teamID, id)
+	if err != nil {
+		return nil, err
+	}
+	if sb.Status != wrenn.StatusPaused {
+		return nil, wrenn.Errorf(wrenn.EConflict, "sandbox is %s, not paused", sb.Status)
+	}
+	agent, err := s.needAgent()
+	if err != nil {
+		return nil, err
+	}
+	net, err := agent.ResumeSandbox(ctx, wrenn.SandboxSpec{
+		ID: sb.ID, TeamID: teamID, Template: sb.Template, VCPUs: sb.VCPUs, MemoryMB: sb.MemoryMB,
+	})
+	if err != nil {
+		return nil, s.agentError(ctx, "resume the sandbox", id, err)
+	}
+	now := s.nowUTC()
+	sb.Status = wrenn.StatusRunning
+	sb.GuestIP, sb.HostIP = net.GuestIP, net.HostIP
+	sb.LastActiveAt, sb.LastUpdated = &now, now
+	if err := s.sandboxes.UpdateSandbox(context.WithoutCancel(ctx), sb); err != nil {
+		return nil, fmt.Errorf("record resumed sandbox: %w", err)
+	}
+	return sb, nil
+}
+
+// Exec runs a command to completion.
+func (s *Service) Exec(ctx context.Context, teamID, id string, req wrenn.ExecRequest) (*wrenn.ExecResult, error) {
+	if err := validateExec(req); err != nil {
+		return nil, err
+	}
+	_, agent, err := s.running(ctx, teamID, id)
+	if err != nil {
+		return nil, err
+	}
+	res, err := agent.Exec(ctx, id, req)
+	if err != nil {
+		return nil, s.agentError(ctx, "run the command", id, err)
+	}
+	return res, nil
+}
+
+// StartExec starts a streamed command.
+func (s *Service) StartExec(ctx context.Context, teamID, id string, req wrenn.ExecRequest) (ExecStream, error) {
+	if err := validateExec(req); err != nil {
+		return nil, err
+	}
+	_, agent, err := s.running(ctx, teamID, id)
+	if err != nil {
+		return nil, err
+	}
+	st, err := agent.StartExec(ctx, id, req)
+	if err != nil {
+		return nil, s.agentError(ctx, "start the command", id, err)
+	}
+	return st, nil
+}
+
+// CheckRunning reports, as an error, why the sandbox cannot take work now:
+// not found, not running, or no agent. Transports call it before they
+// commit to a long-lived exchange such as a WebSocket.
+func (s *Service) CheckRunning(ctx context.Context, teamID, id string) error {
+	_, _, err := s.running(ctx, teamID, id)
+	return err
+}
+
+const maxExecTimeout = 24 * time.Hour
+
+func validateExec(req wrenn.ExecRequest) error {
+	switch {
+	case req.Cmd == "":
+		return wrenn.Errorf(wrenn.EInvalid, "cmd must not be empty")
+	case req.Timeout < 0:
+		return wrenn.Errorf(wrenn.EInvalid, "timeout_sec must not be negative")
+	case req.Timeout > maxExecTimeout:
+		return wrenn.Errorf(wrenn.EInvalid, "timeout_sec must be at most %d", int(maxExecTimeout/time.Second))
+	}
+	return nil
+}

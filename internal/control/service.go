@@ -1,0 +1,68 @@
+package control
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/wrennhq/wrenn"
+)
+
+// Config wires a Service.
+type Config struct {
+	Sandboxes SandboxStore
+	Templates TemplateStore
+	// Agent runs the VMs. Nil means no host agent is available: every call
+	// that needs one fails with wrenn.EHostAgent.
+	Agent  Agent
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Service is the control plane's sandbox and template use cases.
+type Service struct {
+	sandboxes SandboxStore
+	templates TemplateStore
+	agent     Agent
+	now       func() time.Time
+	log       *slog.Logger
+}
+
+// NewService returns a Service.
+func NewService(c Config) *Service {
+	return &Service{sandboxes: c.Sandboxes, templates: c.Templates, agent: c.Agent, now: c.Now, log: c.Logger}
+}
+
+// Log attribute keys.
+const (
+	attrSandboxID = "sandbox_id"
+	attrTeamID    = "team_id"
+	attrTemplate  = "template"
+	attrError     = "error"
+)
+
+var errNoAgent = wrenn.Errorf(wrenn.EHostAgent, "no host agent is available")
+
+func (s *Service) needAgent() (Agent, error) {
+	if s.agent == nil {
+		return nil, errNoAgent
+	}
+	return s.agent, nil
+}
+
+// agentError turns an agent failure into what the client sees: the agent's
+// own *wrenn.Error when it has one a client can act on (not found, conflict,
+// invalid), otherwise a 502 with the detail only in the log.
+func (s *Service) agentError(ctx context.Context, op, sandboxID string, err error) error {
+	switch wrenn.ErrorCode(err) {
+	case wrenn.ENotFound, wrenn.EConflict, wrenn.EInvalid, wrenn.ETooLarge, wrenn.EHostAgent:
+		return err
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	s.log.ErrorContext(ctx, "host agent failed", slog.String("op", op), slog.String(attrSandboxID, sandboxID), slog.Any(attrError, err))
+	return wrenn.Errorf(wrenn.EHostAgent, "host agent failed to %s", op)
+}
+
+func (s *Service) nowUTC() time.Time { return s.now().UTC().Truncate(time.Microsecond) }

@@ -1,0 +1,27 @@
+package control
+
+import (
+	"context"
+	"time"
+
+	"github.com/wrennhq/wrenn"
+)
+
+// SandboxStore persists sandbox records.
+type SandboxStore interface {
+	CreateSandbox(ctx context.Context, sb *wrenn.Sandbox) error
+	GetSandbox(ctx context.Context, teamID, id string) (*wrenn.Sandbox, error)
+	ListSandboxes(ctx context.Context, teamID string) ([]*wrenn.Sandbox, error)
+	UpdateSandbox(ctx context.Context, sb *wrenn.Sandbox) error
+	TransitionSandbox(ctx context.Context, teamID, id string, from []wrenn.SandboxStatus, to wrenn.SandboxStatus, at time.Time) (*wrenn.Sandbox, error)
+	TouchSandbox(ctx context.Context, teamID, id string, at time.Time) error
+	DeleteSandbox(ctx context.Context, teamID, id string) error
+}
+
+// TemplateStore persists template records.
+type TemplateStore interface {
+	PutTemplate(ctx context.Context, t *wrenn.Template) error
+	GetTemplate(ctx context.Context, teamID, name string) (*wrenn.Template, error)
+	ListTemplates(ctx context.Context, teamID string, typ wrenn.TemplateType) ([]*wrenn.Template, error)
+	DeleteTemplate(ctx context.Context, teamID, name string) error
+}

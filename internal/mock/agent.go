@@ -1,0 +1,101 @@
+// Package mock holds fakes for unit tests of the logic around Wrenn's parts:
+// structs of function fields, one per interface method. A nil field fails
+// loudly when called. End-to-end tests never use them.
+package mock
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/wrennhq/wrenn"
+	"github.com/wrennhq/wrenn/internal/control"
+)
+
+var _ control.Agent = (*Agent)(nil)
+
+// Agent is a fake host agent.
+type Agent struct {
+	CreateSandboxFn  func(ctx context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error)
+	DestroySandboxFn func(ctx context.Context, id string) error
+	ExecFn           func(ctx context.Context, id string, req wrenn.ExecRequest) (*wrenn.ExecResult, error)
+	StartExecFn      func(ctx context.Context, id string, req wrenn.ExecRequest) (control.ExecStream, error)
+	WriteFileFn      func(ctx context.Context, id, path string, r io.Reader) error
+	ReadFileFn       func(ctx context.Context, id, path string) (io.ReadCloser, error)
+	PauseSandboxFn   func(ctx context.Context, id string) error
+	ResumeSandboxFn  func(ctx context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error)
+	CreateSnapshotFn func(ctx context.Context, sandboxID string, t *wrenn.Template) error
+	DeleteSnapshotFn func(ctx context.Context, teamID, name string) error
+}
+
+func unset(name string) error { return fmt.Errorf("mock.Agent.%s not set", name) }
+
+func (a *Agent) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error) {
+	if a.CreateSandboxFn == nil {
+		return wrenn.SandboxNet{}, unset("CreateSandboxFn")
+	}
+	return a.CreateSandboxFn(ctx, spec)
+}
+
+func (a *Agent) DestroySandbox(ctx context.Context, id string) error {
+	if a.DestroySandboxFn == nil {
+		return unset("DestroySandboxFn")
+	}
+	return a.DestroySandboxFn(ctx, id)
+}
+
+func (a *Agent) Exec(ctx context.Context, id string, req wrenn.ExecRequest) (*wrenn.ExecResult, error) {
+	if a.ExecFn == nil {
+		return nil, unset("ExecFn")
+	}
+	return a.ExecFn(ctx, id, req)
+}
+
+func (a *Agent) StartExec(ctx context.Context, id string, req wrenn.ExecRequest) (control.ExecStream, error) {
+	if a.StartExecFn == nil {
+		return nil, unset("StartExecFn")
+	}
+	return a.StartExecFn(ctx, id, req)
+}
+
+func (a *Agent) WriteFile(ctx context.Context, id, path string, r io.Reader) error {
+	if a.WriteFileFn == nil {
+		return unset("WriteFileFn")
+	}
+	return a.WriteFileFn(ctx, id, path, r)
+}
+
+func (a *Agent) ReadFile(ctx context.Context, id, path string) (io.ReadCloser, error) {
+	if a.ReadFileFn == nil {
+		return nil, unset("ReadFileFn")
+	}
+	return a.ReadFileFn(ctx, id, path)
+}
+
+func (a *Agent) PauseSandbox(ctx context.Context, id string) error {
+	if a.PauseSandboxFn == nil {
+		return unset("PauseSandboxFn")
+	}
+	return a.PauseSandboxFn(ctx, id)
+}
+
+func (a *Agent) ResumeSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error) {
+	if a.ResumeSandboxFn == nil {
+		return wrenn.SandboxNet{}, unset("ResumeSandboxFn")
+	}
+	return a.ResumeSandboxFn(ctx, spec)
+}
+
+func (a *Agent) CreateSnapshot(ctx context.Context, sandboxID string, t *wrenn.Template) error {
+	if a.CreateSnapshotFn == nil {
+		return unset("CreateSnapshotFn")
+	}
+	return a.CreateSnapshotFn(ctx, sandboxID, t)
+}
+
+func (a *Agent) DeleteSnapshot(ctx context.Context, teamID, name string) error {
+	if a.DeleteSnapshotFn == nil {
+		return unset("DeleteSnapshotFn")
+	}
+	return a.DeleteSnapshotFn(ctx, teamID, name)
+}
