@@ -1,0 +1,247 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
+
+	"github.com/wrennhq/wrenn"
+	"github.com/wrennhq/wrenn/internal/control"
+)
+
+const defaultExecTimeoutSec = 30
+
+// execRequest is ExecRequest of the spec, plus env and cwd.
+type execRequest struct {
+	Cmd        string            `json:"cmd"`
+	Args       []string          `json:"args"`
+	Env        map[string]string `json:"env"`
+	Cwd        string            `json:"cwd"`
+	TimeoutSec *int              `json:"timeout_sec"`
+}
+
+func (e execRequest) domain() (wrenn.ExecRequest, error) {
+	t := orDefault(e.TimeoutSec, defaultExecTimeoutSec)
+	if t < 0 {
+		return wrenn.ExecRequest{}, wrenn.Errorf(wrenn.EInvalid, "timeout_sec must not be negative")
+	}
+	return wrenn.ExecRequest{Cmd: e.Cmd, Args: e.Args, Env: e.Env, Dir: e.Cwd, Timeout: time.Duration(t) * time.Second}, nil
+}
+
+type execResponse struct {
+	SandboxID  string `json:"sandbox_id"`
+	Cmd        string `json:"cmd"`
+	Stdout     string `json:"stdout"`
+	Stderr     string `json:"stderr"`
+	ExitCode   int    `json:"exit_code"`
+	DurationMS int64  `json:"duration_ms"`
+	Encoding   string `json:"encoding"`
+}
+
+func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
+	var req execRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	dr, err := req.domain()
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	id := r.PathValue("id")
+	res, err := s.control.Exec(r.Context(), caller(r).TeamID, id, dr)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := execResponse{SandboxID: id, Cmd: req.Cmd, ExitCode: res.ExitCode,
+		DurationMS: res.Duration.Milliseconds(), Encoding: "utf-8"}
+	if utf8.Valid(res.Stdout) && utf8.Valid(res.Stderr) {
+		out.Stdout, out.Stderr = string(res.Stdout), string(res.Stderr)
+	} else {
+		out.Encoding = "base64"
+		out.Stdout = base64.StdEncoding.EncodeToString(res.Stdout)
+		out.Stderr = base64.StdEncoding.EncodeToString(res.Stderr)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// streamMessage is one WebSocket message either way.
+type streamMessage struct {
+	Type string `json:"type"`
+	// Client → server "start".
+	Cmd        string            `json:"cmd,omitempty"`
+	Args       []string          `json:"args,omitempty"`
+	Env        map[string]string `json:"env,omitempty"`
+	Cwd        string            `json:"cwd,omitempty"`
+	TimeoutSec *int              `json:"timeout_sec,omitempty"`
+	// Server → client.
+	PID      *int    `json:"pid,omitempty"`
+	Data     *string `json:"data,omitempty"`
+	Encoding string  `json:"encoding,omitempty"` // "base64" when data is not UTF-8
+	ExitCode *int    `json:"exit_code,omitempty"`
+}
+
+const (
+	streamStartTimeout = 30 * time.Second
+	streamWriteTimeout = 30 * time.Second
+	maxStreamMessage   = 1 << 20
+)
+
+// execStream runs one command over a WebSocket as the spec describes:
+// the client's first message starts it, "stop" ends it, and the server
+// closes the connection after the exit event.
+func (s *Server) execStream(w http.ResponseWriter, r *http.Request) {
+	teamID, id := caller(r).TeamID, r.PathValue("id")
+	// Refuse before the upgrade, so clients get a status and the envelope.
+	if err := s.control.CheckRunning(r.Context(), teamID, id); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	conn, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return // Accept has answered the client
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(maxStreamMessage)
+	ctx := context.WithoutCancel(r.Context())
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	start, err := readStart(ctx, conn)
+	if err != nil {
+		s.sendStreamError(ctx, conn, err)
+		return
+	}
+	st, err := s.control.StartExec(ctx, teamID, id, start)
+	if err != nil {
+		s.sendStreamError(ctx, conn, err)
+		return
+	}
+	defer st.Close()
+
+	// Client messages: "stop" stops the command; a closed connection kills it.
+	go func() {
+		defer cancel()
+		for {
+			var m streamMessage
+			_, b, err := conn.Read(ctx)
+			if err != nil {
+				return
+			}
+			if json.Unmarshal(b, &m) == nil && m.Type == "stop" {
+				if err := st.Stop(); err != nil {
+					s.log.WarnContext(ctx, "stop streamed command", slog.String("sandbox_id", id), slog.Any(attrError, err))
+				}
+			}
+		}
+	}()
+	s.forwardEvents(ctx, conn, st)
+}
+
+func readStart(ctx context.Context, conn *websocket.Conn) (wrenn.ExecRequest, error) {
+	rctx, cancel := context.WithTimeout(ctx, streamStartTimeout)
+	defer cancel()
+	_, b, err := conn.Read(rctx)
+	if err != nil {
+		return wrenn.ExecRequest{}, wrenn.Errorf(wrenn.EInvalid, "expected a start message")
+	}
+	var m streamMessage
+	if err := json.Unmarshal(b, &m); err != nil || m.Type != "start" {
+		return wrenn.ExecRequest{}, wrenn.Errorf(wrenn.EInvalid, `the first message must be {"type":"start","cmd":...}`)
+	}
+	return execRequest{Cmd: m.Cmd, Args: m.Args, Env: m.Env, Cwd: m.Cwd, TimeoutSec: m.TimeoutSec}.domain()
+}
+
+func (s *Server) forwardEvents(ctx context.Context, conn *websocket.Conn, st control.ExecStream) {
+	var carry [2][]byte // incomplete UTF-8 tails of stdout and stderr
+	for {
+		ev, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			conn.Close(websocket.StatusNormalClosure, "process exited")
+			return
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				s.sendStreamError(ctx, conn, err)
+			}
+			return
+		}
+		m := streamMessage{Type: string(ev.Type)}
+		switch ev.Type {
+		case wrenn.ExecStarted:
+			m.PID = &ev.PID
+		case wrenn.ExecStdout, wrenn.ExecStderr:
+			i := 0
+			if ev.Type == wrenn.ExecStderr {
+				i = 1
+			}
+			var data []byte
+			data, carry[i] = splitUTF8(append(carry[i], ev.Data...))
+			if len(data) == 0 {
+				continue
+			}
+			m.Data, m.Encoding = encodeData(data)
+		case wrenn.ExecExited:
+			m.ExitCode = &ev.ExitCode
+		case wrenn.ExecFailed:
+			msg := string(ev.Data)
+			m.Data = &msg
+		}
+		if err := writeMessage(ctx, conn, m); err != nil {
+			return
+		}
+	}
+}
+
+// splitUTF8 returns b up to its last complete rune and the incomplete
+// tail (at most 3 bytes), so text split across chunks stays text.
+func splitUTF8(b []byte) (whole, tail []byte) {
+	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(b[i]) {
+			if !utf8.FullRune(b[i:]) {
+				return b[:i], append([]byte(nil), b[i:]...)
+			}
+			break
+		}
+	}
+	return b, nil
+}
+
+func encodeData(b []byte) (*string, string) {
+	if utf8.Valid(b) {
+		s := string(b)
+		return &s, ""
+	}
+	s := base64.StdEncoding.EncodeToString(b)
+	return &s, "base64"
+}
+
+func writeMessage(ctx context.Context, conn *websocket.Conn, m streamMessage) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, streamWriteTimeout)
+	defer cancel()
+	return conn.Write(wctx, websocket.MessageText, b)
+}
+
+// sendStreamError tells the client why and closes the connection.
+func (s *Server) sendStreamError(ctx context.Context, conn *websocket.Conn, err error) {
+	msg := wrenn.ErrorMessage(err)
+	if wrenn.ErrorCode(err) == wrenn.EInternal {
+		s.log.ErrorContext(ctx, "exec stream failed", slog.Any(attrError, err))
+	}
+	_ = writeMessage(ctx, conn, streamMessage{Type: "error", Data: &msg})
+	conn.Close(websocket.StatusPolicyViolation, "")
+}

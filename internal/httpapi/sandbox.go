@@ -1,0 +1,117 @@
+package httpapi
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/wrennhq/wrenn"
+	"github.com/wrennhq/wrenn/internal/control"
+)
+
+// Defaults of CreateSandboxRequest, as the spec gives them.
+const (
+	defaultTemplate   = "minimal"
+	defaultVCPUs      = 1
+	defaultMemoryMB   = 512
+	defaultTimeoutSec = 300
+)
+
+type sandboxJSON struct {
+	ID           string              `json:"id"`
+	Status       wrenn.SandboxStatus `json:"status"`
+	Template     string              `json:"template"`
+	VCPUs        int                 `json:"vcpus"`
+	MemoryMB     int                 `json:"memory_mb"`
+	TimeoutSec   int                 `json:"timeout_sec"`
+	GuestIP      string              `json:"guest_ip"`
+	HostIP       string              `json:"host_ip"`
+	CreatedAt    time.Time           `json:"created_at"`
+	StartedAt    *time.Time          `json:"started_at"`
+	LastActiveAt *time.Time          `json:"last_active_at"`
+	LastUpdated  time.Time           `json:"last_updated"`
+}
+
+func sandboxOut(sb *wrenn.Sandbox) sandboxJSON {
+	return sandboxJSON{ID: sb.ID, Status: sb.Status, Template: sb.Template, VCPUs: sb.VCPUs, MemoryMB: sb.MemoryMB,
+		TimeoutSec: sb.TimeoutSec, GuestIP: sb.GuestIP, HostIP: sb.HostIP, CreatedAt: sb.CreatedAt,
+		StartedAt: sb.StartedAt, LastActiveAt: sb.LastActiveAt, LastUpdated: sb.LastUpdated}
+}
+
+func orDefault[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Template   *string `json:"template"`
+		VCPUs      *int    `json:"vcpus"`
+		MemoryMB   *int    `json:"memory_mb"`
+		TimeoutSec *int    `json:"timeout_sec"`
+	}
+	if err := decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	sb, err := s.control.CreateSandbox(r.Context(), caller(r).TeamID, control.CreateParams{
+		Template:   orDefault(req.Template, defaultTemplate),
+		VCPUs:      orDefault(req.VCPUs, defaultVCPUs),
+		MemoryMB:   orDefault(req.MemoryMB, defaultMemoryMB),
+		TimeoutSec: orDefault(req.TimeoutSec, defaultTimeoutSec),
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, sandboxOut(sb))
+}
+
+func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request) {
+	sbs, err := s.control.ListSandboxes(r.Context(), caller(r).TeamID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := make([]sandboxJSON, len(sbs))
+	for i, sb := range sbs {
+		out[i] = sandboxOut(sb)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request) {
+	sb, err := s.control.GetSandbox(r.Context(), caller(r).TeamID, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sandboxOut(sb))
+}
+
+func (s *Server) destroySandbox(w http.ResponseWriter, r *http.Request) {
+	if err := s.control.DestroySandbox(r.Context(), caller(r).TeamID, r.PathValue("id")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) pauseSandbox(w http.ResponseWriter, r *http.Request) {
+	sb, err := s.control.PauseSandbox(r.Context(), caller(r).TeamID, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sandboxOut(sb))
+}
+
+func (s *Server) resumeSandbox(w http.ResponseWriter, r *http.Request) {
+	sb, err := s.control.ResumeSandbox(r.Context(), caller(r).TeamID, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sandboxOut(sb))
+}

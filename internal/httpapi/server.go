@@ -1,0 +1,164 @@
+package httpapi
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/wrennhq/wrenn"
+	"github.com/wrennhq/wrenn/api"
+	"github.com/wrennhq/wrenn/internal/auth"
+	"github.com/wrennhq/wrenn/internal/control"
+)
+
+// Log attribute keys.
+const (
+	attrMethod   = "method"
+	attrPath     = "path"
+	attrStatus   = "status"
+	attrDuration = "duration"
+	attrError    = "error"
+)
+
+// DefaultMaxUploadBytes bounds the non-streaming upload endpoint.
+const DefaultMaxUploadBytes = 100 << 20
+
+// Config wires a Server.
+type Config struct {
+	Auth    *auth.Service
+	Control *control.Service
+	Logger  *slog.Logger
+	// MaxUploadBytes bounds POST /v1/sandboxes/{id}/files/write; 0 means
+	// DefaultMaxUploadBytes. The streaming upload has no bound.
+	MaxUploadBytes int64
+}
+
+// Server is the public API.
+type Server struct {
+	auth      *auth.Service
+	control   *control.Service
+	log       *slog.Logger
+	maxUpload int64
+	handler   http.Handler
+}
+
+// New returns a Server with its routes.
+func New(c Config) *Server {
+	s := &Server{auth: c.Auth, control: c.Control, log: c.Logger, maxUpload: c.MaxUploadBytes}
+	if s.maxUpload <= 0 {
+		s.maxUpload = DefaultMaxUploadBytes
+	}
+	s.handler = s.recoverer(s.logRequests(s.routes()))
+	return s
+}
+
+// ServeHTTP serves the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+type methods map[string]http.HandlerFunc
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	jwt, key := s.requireToken, s.requireAPIKey
+	table := map[string]methods{
+		"/openapi.yaml":                         {"GET": s.serveSpec},
+		"/v1/auth/signup":                       {"POST": s.signup},
+		"/v1/auth/login":                        {"POST": s.login},
+		"/v1/api-keys":                          {"POST": jwt(s.createAPIKey), "GET": jwt(s.listAPIKeys)},
+		"/v1/api-keys/{id}":                     {"DELETE": jwt(s.deleteAPIKey)},
+		"/v1/sandboxes":                         {"POST": key(s.createSandbox), "GET": key(s.listSandboxes)},
+		"/v1/sandboxes/{id}":                    {"GET": key(s.getSandbox), "DELETE": key(s.destroySandbox)},
+		"/v1/sandboxes/{id}/exec":               {"POST": key(s.exec)},
+		"/v1/sandboxes/{id}/exec/stream":        {"GET": key(s.execStream)},
+		"/v1/sandboxes/{id}/pause":              {"POST": key(s.pauseSandbox)},
+		"/v1/sandboxes/{id}/resume":             {"POST": key(s.resumeSandbox)},
+		"/v1/sandboxes/{id}/files/write":        {"POST": key(s.uploadFile)},
+		"/v1/sandboxes/{id}/files/read":         {"POST": key(s.downloadFile)},
+		"/v1/sandboxes/{id}/files/stream/write": {"POST": key(s.streamUploadFile)},
+		"/v1/sandboxes/{id}/files/stream/read":  {"POST": key(s.downloadFile)},
+		"/v1/snapshots":                         {"POST": key(s.createSnapshot), "GET": key(s.listSnapshots)},
+		"/v1/snapshots/{name}":                  {"DELETE": key(s.deleteSnapshot)},
+	}
+	for path, ms := range table {
+		allowed := make([]string, 0, len(ms))
+		for m, h := range ms {
+			mux.Handle(m+" "+path, h)
+			allowed = append(allowed, m)
+		}
+		sort.Strings(allowed)
+		allow := strings.Join(allowed, ", ")
+		// Any other method on a known path: 405 in the envelope, not the
+		// mux's plain text.
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			s.writeError(w, r, wrenn.Errorf(wrenn.EMethodNotAllowed, "method %s is not allowed here; allowed: %s", r.Method, allow))
+		})
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, wrenn.Errorf(wrenn.ENotFound, "no route for %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func (s *Server) serveSpec(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml")
+	_, _ = w.Write(api.OpenAPI)
+}
+
+// statusRecorder remembers the status a handler wrote, for the access log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the real writer (flush,
+// hijack for WebSockets, deadlines).
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		// The query string is left out: it may carry names a team considers private.
+		s.log.DebugContext(r.Context(), "request", slog.String(attrMethod, r.Method), slog.String(attrPath, r.URL.Path),
+			slog.Int(attrStatus, rec.status), slog.Duration(attrDuration, time.Since(start)))
+	})
+}
+
+// recoverer turns a handler panic into a logged 500 in the envelope.
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil || v == http.ErrAbortHandler {
+				if v != nil {
+					panic(v)
+				}
+				return
+			}
+			s.log.ErrorContext(r.Context(), "handler panic", slog.String(attrMethod, r.Method), slog.String(attrPath, r.URL.Path),
+				slog.String(attrError, fmt.Sprint(v)), slog.String("stack", string(debug.Stack())))
+			s.writeError(w, r, wrenn.Errorf(wrenn.EInternal, "internal error"))
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
