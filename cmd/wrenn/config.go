@@ -1,0 +1,119 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/joho/godotenv"
+)
+
+// serverConfig is everything `wrenn server` is told, from flags, the
+// environment and a .env file in the working directory, in that order.
+type serverConfig struct {
+	Listen      string
+	DataDir     string
+	DatabaseURL string
+	JWTSecret   string
+	LogLevel    slog.Level
+}
+
+// Environment variables `wrenn server` reads.
+const (
+	envListen    = "WRENN_LISTEN_ADDR"
+	envDataDir   = "WRENN_DATA_DIR"
+	envDatabase  = "DATABASE_URL"
+	envJWTSecret = "WRENN_JWT_SECRET"
+	envLogLevel  = "WRENN_LOG_LEVEL"
+)
+
+const defaultListen = "127.0.0.1:8080"
+
+// loadDotEnv sets variables from ./.env that the environment lacks.
+func loadDotEnv() error {
+	err := godotenv.Load()
+	if err == nil || errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return fmt.Errorf("read .env: %w", err)
+}
+
+func defaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/wrenn"
+	}
+	if d, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(d, ".local", "share", "wrenn")
+	}
+	return "wrenn-data"
+}
+
+func envOr(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if s == "" {
+		return slog.LevelInfo, nil
+	}
+	if err := l.UnmarshalText([]byte(strings.ToUpper(s))); err != nil {
+		return l, fmt.Errorf("%s: %w", envLogLevel, err)
+	}
+	return l, nil
+}
+
+const jwtSecretFile = "jwt-secret"
+
+// jwtSecret returns the configured secret, or the one kept in the data dir,
+// generating it on first start so restarts don't log everyone out.
+func jwtSecret(configured, dataDir string) ([]byte, error) {
+	if configured != "" {
+		if len(configured) < 32 {
+			return nil, fmt.Errorf("%s must be at least 32 characters", envJWTSecret)
+		}
+		return []byte(configured), nil
+	}
+	path := filepath.Join(dataDir, jwtSecretFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		s := strings.TrimSpace(string(b))
+		if len(s) < 32 {
+			return nil, fmt.Errorf("%s: secret too short", path)
+		}
+		return []byte(s), nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read jwt secret: %w", err)
+	}
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	s := hex.EncodeToString(raw)
+	// O_EXCL: if two processes race on first start, one wins and the other
+	// reads the winner's secret.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return jwtSecret("", dataDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create jwt secret: %w", err)
+	}
+	if _, err := f.WriteString(s + "\n"); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("write jwt secret: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("write jwt secret: %w", err)
+	}
+	return []byte(s), nil
+}

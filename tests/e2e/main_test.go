@@ -1,0 +1,205 @@
+// Package e2e drives Wrenn from outside: it builds the wrenn binary, starts
+// it as a user would and speaks to it over real HTTP, with every exchange
+// checked against the contract.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wrennhq/wrenn/internal/spectest"
+)
+
+// wrennBin is the binary under test, built once by TestMain.
+var wrennBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "wrenn-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	wrennBin = filepath.Join(dir, "wrenn")
+	build := exec.Command("go", "build", "-o", wrennBin, "github.com/wrennhq/wrenn/cmd/wrenn")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build wrenn:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// server is a running `wrenn server` process.
+type server struct {
+	tb     testing.TB
+	cmd    *exec.Cmd
+	url    string
+	client *http.Client
+	logs   *logBuffer
+	done   chan error
+}
+
+var listenLine = regexp.MustCompile(`wrenn server listening.* addr=(\S+)`)
+
+// startServer runs `wrenn server` on a free loopback port with dataDir and
+// extra environment, waits until it listens, and stops it at cleanup.
+func startServer(tb testing.TB, dataDir string, env ...string) *server {
+	tb.Helper()
+	cmd := exec.Command(wrennBin, "server", "--listen", "127.0.0.1:0", "--data-dir", dataDir)
+	cmd.Dir = tb.TempDir()                                  // no stray .env
+	cmd.Env = append(os.Environ(), "WRENN_LOG_LEVEL=debug") // the most the log ever says
+	cmd.Env = append(cmd.Env, env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	s := &server{tb: tb, cmd: cmd, logs: &logBuffer{}, done: make(chan error, 1)}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			s.logs.WriteString(line + "\n")
+			if m := listenLine.FindStringSubmatch(line); m != nil {
+				addr <- m[1]
+			}
+		}
+		s.done <- cmd.Wait()
+	}()
+	tb.Cleanup(func() { s.stop() })
+	select {
+	case a := <-addr:
+		s.url = "http://" + a
+	case err := <-s.done:
+		tb.Fatalf("wrenn server exited before listening: %v\n%s", err, s.logs)
+	case <-time.After(30 * time.Second):
+		tb.Fatalf("wrenn server did not listen within 30s\n%s", s.logs)
+	}
+	s.client = &http.Client{Transport: spectest.Transport(tb, nil), Timeout: 30 * time.Second}
+	return s
+}
+
+// stop sends SIGTERM and expects a clean exit.
+func (s *server) stop() {
+	if s.cmd.ProcessState != nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-s.done:
+		if err != nil {
+			s.tb.Errorf("wrenn server exited with %v\n%s", err, s.logs)
+		}
+	case <-time.After(15 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+		s.tb.Errorf("wrenn server ignored SIGTERM\n%s", s.logs)
+	}
+}
+
+// logBuffer collects a server's log lines; safe for concurrent use.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) WriteString(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.WriteString(s)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type hdr map[string]string
+
+func (s *server) do(method, path string, h hdr, body any) (int, []byte) {
+	s.tb.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			s.tb.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(context.Background(), method, s.url+path, rd)
+	if err != nil {
+		s.tb.Fatal(err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range h {
+		req.Header.Set(k, v)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		s.tb.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.tb.Fatal(err)
+	}
+	return resp.StatusCode, out
+}
+
+func (s *server) must(want int, method, path string, h hdr, body, v any) {
+	s.tb.Helper()
+	got, out := s.do(method, path, h, body)
+	if got != want {
+		s.tb.Fatalf("%s %s = %d, want %d: %s", method, path, got, want, out)
+	}
+	if v != nil {
+		if err := json.Unmarshal(out, v); err != nil {
+			s.tb.Fatalf("decode %s: %v", out, err)
+		}
+	}
+}
+
+func errorCode(tb testing.TB, body []byte) string {
+	tb.Helper()
+	var e struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil {
+		tb.Fatalf("not an envelope: %s", body)
+	}
+	return e.Error.Code
+}
+
+func bearer(tok string) hdr { return hdr{"Authorization": "Bearer " + tok} }
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
