@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"crypto/subtle"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/mail"
@@ -248,6 +247,3 @@ func teamName(email string) string {
 	local, _, _ := strings.Cut(email, "@")
 	return local + "'s team"
 }
-
-// ErrNoCaller is returned when a use case runs without an authenticated caller.
-var ErrNoCaller = errors.New("no authenticated caller")

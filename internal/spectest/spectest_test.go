@@ -1,0 +1,73 @@
+package spectest_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/wrennhq/wrenn/internal/spectest"
+)
+
+// recorder is a testing.TB that keeps what was reported.
+type recorder struct {
+	testing.TB
+	errors []string
+}
+
+func (r *recorder) Helper() {}
+func (r *recorder) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+func (r *recorder) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }
+
+// TestTransportCatchesDrift shows the checker can fail: a server that
+// breaks the contract in each of these ways is reported.
+func TestTransportCatchesDrift(t *testing.T) {
+	for _, tc := range []struct {
+		name, method, path, body, status, respBody string
+		ok                                          bool
+	}{
+		{"good sandbox", "GET", "/v1/sandboxes/sb-1", "", "200", `{"id":"sb-1","status":"running","vcpus":1}`, true},
+		{"good error", "GET", "/v1/sandboxes/sb-1", "", "404", `{"error":{"code":"not_found","message":"sandbox not found"}}`, true},
+		{"wrong field type", "GET", "/v1/sandboxes/sb-1", "", "200", `{"id":"sb-1","vcpus":"one"}`, false},
+		{"status outside enum", "GET", "/v1/sandboxes/sb-1", "", "200", `{"id":"sb-1","status":"sleeping"}`, false},
+		{"error without envelope", "GET", "/v1/sandboxes/sb-1", "", "404", `not found`, false},
+		{"envelope without message", "POST", "/v1/auth/login", `{}`, "401", `{"error":{"code":"unauthorized"}}`, false},
+		{"undeclared route accepted", "GET", "/v1/teams", "", "200", `[]`, false},
+		{"undeclared route refused", "GET", "/v1/teams", "", "404", `{"error":{"code":"not_found","message":"no route"}}`, true},
+		{"bad request accepted", "POST", "/v1/auth/signup", `{"email":"a@b.c","password":"short"}`, "201", `{"token":"t"}`, false},
+		{"null where nullable", "GET", "/v1/api-keys", "", "200", `[{"id":"k","last_used":null,"key":null}]`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				var code int
+				fmt.Sscan(tc.status, &code)
+				w.WriteHeader(code)
+				fmt.Fprint(w, tc.respBody)
+			}))
+			defer srv.Close()
+			rec := &recorder{TB: t}
+			client := &http.Client{Transport: spectest.Transport(rec, nil)}
+			req, _ := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader(tc.body))
+			if tc.body == "" {
+				req.Body = http.NoBody
+			} else {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if tc.ok && len(rec.errors) > 0 {
+				t.Errorf("a good exchange was reported: %v", rec.errors)
+			}
+			if !tc.ok && len(rec.errors) == 0 {
+				t.Errorf("a contract breach went unreported")
+			}
+		})
+	}
+}

@@ -1,0 +1,42 @@
+# Shell helpers shared by scripts/run and scripts/test. Source it; it
+# defines functions and changes nothing by itself.
+
+# ensure_packages installs the Debian packages given that are missing.
+ensure_packages() {
+  local missing=()
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing Debian packages: ${missing[*]}; install them as root (apt-get install ${missing[*]})" >&2
+    return 1
+  fi
+  echo "installing ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# start_test_postgres starts a PostgreSQL server of its own in a temporary
+# directory, listening only on a Unix socket there (no TCP port to clash
+# with), exports WRENN_TEST_DATABASE_URL for it, and stops and removes it
+# on exit.
+start_test_postgres() {
+  local bin dir as=()
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  dir=$(mktemp -d /tmp/wrenn-pg.XXXXXX)
+  chmod 755 "$dir"
+  if [ "$(id -u)" -eq 0 ]; then
+    chown postgres "$dir"
+    as=(runuser -u postgres --)
+  fi
+  "${as[@]}" "$bin/initdb" -D "$dir/data" -A trust -U postgres >"$dir/initdb.log" 2>&1 ||
+    { cat "$dir/initdb.log" >&2; return 1; }
+  "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+    -o "-k $dir -c listen_addresses= -c fsync=off -c max_connections=200" start >/dev/null ||
+    { cat "$dir/server.log" >&2; return 1; }
+  # shellcheck disable=SC2064 # expand now: the trap must name this server
+  trap "${as[*]} $bin/pg_ctl -D $dir/data -m immediate stop >/dev/null 2>&1; rm -rf $dir" EXIT
+  export WRENN_TEST_DATABASE_URL="postgres://postgres@/postgres?host=$dir&sslmode=disable"
+}
