@@ -27,7 +27,7 @@ func (r *recorder) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format
 func TestTransportCatchesDrift(t *testing.T) {
 	for _, tc := range []struct {
 		name, method, path, body, status, respBody string
-		ok                                          bool
+		ok                                         bool
 	}{
 		{"good sandbox", "GET", "/v1/sandboxes/sb-1", "", "200", `{"id":"sb-1","status":"running","vcpus":1}`, true},
 		{"good error", "GET", "/v1/sandboxes/sb-1", "", "404", `{"error":{"code":"not_found","message":"sandbox not found"}}`, true},
