@@ -29,7 +29,8 @@ start_test_postgres() {
   chmod 755 "$dir"
   if [ "$(id -u)" -eq 0 ]; then
     chown postgres "$dir"
-    as=(runuser -u postgres --)
+    # initdb refuses root; run the server as postgres, from a directory it may enter.
+    as=(env -C / runuser -u postgres --)
   fi
   "${as[@]}" "$bin/initdb" -D "$dir/data" -A trust -U postgres >"$dir/initdb.log" 2>&1 ||
     { cat "$dir/initdb.log" >&2; return 1; }

@@ -117,3 +117,14 @@ func TestAccountsAgainstServer(t *testing.T) {
 		})
 	}
 }
+
+// TestDotEnv shows that ./.env configures the server: a JWT secret given
+// there is used instead of generating one into the data dir.
+func TestDotEnv(t *testing.T) {
+	dataDir := t.TempDir()
+	s := startServerIn(t, t.TempDir(), dataDir, "WRENN_JWT_SECRET="+strings.Repeat("e", 40))
+	s.must(201, "POST", "/v1/auth/signup", nil, map[string]string{"email": "env@example.com", "password": "12345678"}, nil)
+	if _, err := os.Stat(filepath.Join(dataDir, "jwt-secret")); !os.IsNotExist(err) {
+		t.Errorf("a secret was generated although .env gave one: %v", err)
+	}
+}

@@ -62,10 +62,25 @@ var listenLine = regexp.MustCompile(`wrenn server listening.* addr=(\S+)`)
 // extra environment, waits until it listens, and stops it at cleanup.
 func startServer(tb testing.TB, dataDir string, env ...string) *server {
 	tb.Helper()
+	return startServerIn(tb, "", dataDir, env...)
+}
+
+// startServerIn is startServer with a working directory; when dotEnv is
+// not empty, the extra variables go into workDir/.env instead of the
+// process environment.
+func startServerIn(tb testing.TB, dotEnv, dataDir string, env ...string) *server {
+	tb.Helper()
 	cmd := exec.Command(wrennBin, "server", "--listen", "127.0.0.1:0", "--data-dir", dataDir)
 	cmd.Dir = tb.TempDir()                                  // no stray .env
 	cmd.Env = append(os.Environ(), "WRENN_LOG_LEVEL=debug") // the most the log ever says
-	cmd.Env = append(cmd.Env, env...)
+	if dotEnv != "" {
+		cmd.Dir = dotEnv
+		if err := os.WriteFile(filepath.Join(dotEnv, ".env"), []byte(strings.Join(env, "\n")+"\n"), 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	} else {
+		cmd.Env = append(cmd.Env, env...)
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		tb.Fatal(err)
