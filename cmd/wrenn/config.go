@@ -72,18 +72,17 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-const jwtSecretFile = "jwt-secret"
 
-// jwtSecret returns the configured secret, or the one kept in the data dir,
+
+// jwtSecret returns the configured secret, or the one kept at path,
 // generating it on first start so restarts don't log everyone out.
-func jwtSecret(configured, dataDir string) ([]byte, error) {
+func jwtSecret(configured, path string) ([]byte, error) {
 	if configured != "" {
 		if len(configured) < 32 {
 			return nil, fmt.Errorf("%s must be at least 32 characters", envJWTSecret)
 		}
 		return []byte(configured), nil
 	}
-	path := filepath.Join(dataDir, jwtSecretFile)
 	b, err := os.ReadFile(path)
 	if err == nil {
 		s := strings.TrimSpace(string(b))
@@ -102,7 +101,7 @@ func jwtSecret(configured, dataDir string) ([]byte, error) {
 	// reads the winner's secret.
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
-		return jwtSecret("", dataDir)
+		return jwtSecret("", path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("create jwt secret: %w", err)

@@ -16,6 +16,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/auth"
 	"github.com/wrennhq/wrenn/internal/control"
 	"github.com/wrennhq/wrenn/internal/httpapi"
+	"github.com/wrennhq/wrenn/internal/layout"
 	"github.com/wrennhq/wrenn/internal/store"
 )
 
@@ -52,7 +53,8 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	secret, err := jwtSecret(cfg.JWTSecret, cfg.DataDir)
+	paths := layout.New(cfg.DataDir)
+	secret, err := jwtSecret(cfg.JWTSecret, paths.JWTSecret())
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,70 @@
+// Package layout names every file and directory Wrenn keeps under its data
+// dir, in one place, so no other package builds a path by hand. It only
+// computes paths; creating and removing them is the owner's job.
+//
+//	<data>/wrenn.db                         SQLite store (control plane)
+//	<data>/jwt-secret                       generated JWT secret (control plane)
+//	<data>/agent-token                      secret the control plane presents to the host agent
+//	<data>/images/kernel/<key>/vmlinux      guest kernels, keyed by a hash of their inputs
+//	<data>/images/base/<name>/              base templates: rootfs.ext4, manifest.json
+//	<data>/images/cache/                    build inputs kept between builds (package tarballs)
+//	<data>/templates/<team>/<name>/         snapshot templates of a team
+//	<data>/sandboxes/<id>/                  one sandbox: disk, sockets, pid, logs, state
+package layout
+
+import (
+	"path/filepath"
+)
+
+// Layout is the data dir of one Wrenn installation.
+type Layout struct {
+	Root string
+}
+
+// New returns the layout rooted at dataDir.
+func New(dataDir string) Layout { return Layout{Root: dataDir} }
+
+func (l Layout) DB() string         { return filepath.Join(l.Root, "wrenn.db") }
+func (l Layout) JWTSecret() string  { return filepath.Join(l.Root, "jwt-secret") }
+func (l Layout) AgentToken() string { return filepath.Join(l.Root, "agent-token") }
+
+// Images is where built kernels and base templates live.
+func (l Layout) Images() string { return filepath.Join(l.Root, "images") }
+
+// Kernel is the guest kernel built from inputs hashing to key.
+func (l Layout) Kernel(key string) string {
+	return filepath.Join(l.Images(), "kernel", key, "vmlinux")
+}
+
+// BaseTemplate is the directory of base template name.
+func (l Layout) BaseTemplate(name string) string {
+	return filepath.Join(l.Images(), "base", name)
+}
+
+// BuildCache holds build inputs worth keeping between builds.
+func (l Layout) BuildCache() string { return filepath.Join(l.Images(), "cache") }
+
+// SnapshotTemplate is the directory of a team's snapshot template.
+func (l Layout) SnapshotTemplate(teamID, name string) string {
+	return filepath.Join(l.Root, "templates", teamID, name)
+}
+
+// Sandboxes holds one directory per sandbox on this host.
+func (l Layout) Sandboxes() string { return filepath.Join(l.Root, "sandboxes") }
+
+// Sandbox is the run directory of sandbox id.
+func (l Layout) Sandbox(id string) SandboxDir {
+	return SandboxDir(filepath.Join(l.Sandboxes(), id))
+}
+
+// SandboxDir is one sandbox's run directory. Socket names are short: a
+// Unix socket path must fit in 108 bytes.
+type SandboxDir string
+
+func (d SandboxDir) Path() string       { return string(d) }
+func (d SandboxDir) RootDisk() string   { return filepath.Join(string(d), "rootfs.qcow2") }
+func (d SandboxDir) QMPSocket() string  { return filepath.Join(string(d), "qmp.sock") }
+func (d SandboxDir) EnvdSocket() string { return filepath.Join(string(d), "envd.sock") }
+func (d SandboxDir) PIDFile() string    { return filepath.Join(string(d), "qemu.pid") }
+func (d SandboxDir) ConsoleLog() string { return filepath.Join(string(d), "console.log") }
+func (d SandboxDir) State() string      { return filepath.Join(string(d), "state.json") }
