@@ -55,3 +55,16 @@ type ExecEvent struct {
 	Data     []byte // ExecStdout, ExecStderr; the message for ExecFailed
 	ExitCode int    // ExecExited
 }
+
+// HostInfo describes one host agent's machine.
+type HostInfo struct {
+	ID        string
+	Accel     string // "kvm" or "tcg"
+	Templates []Template
+}
+
+// SandboxState is what a host agent knows of one sandbox it holds.
+type SandboxState struct {
+	ID      string
+	Running bool // false: the VM died and the agent has freed its resources
+}

@@ -39,7 +39,8 @@ type Files interface {
 	ReadFile(ctx context.Context, id, path string) (io.ReadCloser, error)
 }
 
-// Snapshotter freezes sandboxes to disk and makes templates of them.
+// Snapshotter freezes sandboxes to disk and makes templates of them. It
+// is an optional capability of an Agent, found by type assertion.
 type Snapshotter interface {
 	PauseSandbox(ctx context.Context, id string) error
 	ResumeSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error)
@@ -54,5 +55,4 @@ type Agent interface {
 	Lifecycle
 	Runner
 	Files
-	Snapshotter
 }

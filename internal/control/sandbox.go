@@ -162,7 +162,11 @@ func (s *Service) running(ctx context.Context, teamID, id string) (*wrenn.Sandbo
 // PauseSandbox snapshots a running sandbox to disk and releases its
 // running resources.
 func (s *Service) PauseSandbox(ctx context.Context, teamID, id string) (*wrenn.Sandbox, error) {
-	sb, agent, err := s.running(ctx, teamID, id)
+	sb, _, err := s.running(ctx, teamID, id)
+	if err != nil {
+		return nil, err
+	}
+	agent, err := s.needSnapshotter()
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +190,7 @@ func (s *Service) ResumeSandbox(ctx context.Context, teamID, id string) (*wrenn.
 	if sb.Status != wrenn.StatusPaused {
 		return nil, wrenn.Errorf(wrenn.EConflict, "sandbox is %s, not paused", sb.Status)
 	}
-	agent, err := s.needAgent()
+	agent, err := s.needSnapshotter()
 	if err != nil {
 		return nil, err
 	}

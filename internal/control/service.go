@@ -50,6 +50,18 @@ func (s *Service) needAgent() (Agent, error) {
 	return s.agent, nil
 }
 
+func (s *Service) needSnapshotter() (Snapshotter, error) {
+	a, err := s.needAgent()
+	if err != nil {
+		return nil, err
+	}
+	sn, ok := a.(Snapshotter)
+	if !ok {
+		return nil, wrenn.Errorf(wrenn.EHostAgent, "the host agent cannot pause, resume or snapshot sandboxes")
+	}
+	return sn, nil
+}
+
 // agentError turns an agent failure into what the client sees: the agent's
 // own *wrenn.Error when it has one a client can act on (not found, conflict,
 // invalid), otherwise a 502 with the detail only in the log.

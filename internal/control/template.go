@@ -58,7 +58,7 @@ func (s *Service) CreateSnapshot(ctx context.Context, teamID string, p SnapshotP
 	case err != nil && wrenn.ErrorCode(err) != wrenn.ENotFound:
 		return nil, fmt.Errorf("create snapshot: %w", err)
 	}
-	agent, err := s.needAgent()
+	agent, err := s.needSnapshotter()
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +98,7 @@ func (s *Service) DeleteSnapshot(ctx context.Context, teamID, name string) error
 	if t.Type == wrenn.TemplateBase {
 		return wrenn.Errorf(wrenn.EConflict, "%q is a base template and cannot be deleted", name)
 	}
-	agent, err := s.needAgent()
+	agent, err := s.needSnapshotter()
 	if err != nil {
 		return err
 	}

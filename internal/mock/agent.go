@@ -12,7 +12,10 @@ import (
 	"github.com/wrennhq/wrenn/internal/control"
 )
 
-var _ control.Agent = (*Agent)(nil)
+var (
+	_ control.Agent       = (*Agent)(nil)
+	_ control.Snapshotter = (*Agent)(nil)
+)
 
 // Agent is a fake host agent.
 type Agent struct {
