@@ -1,0 +1,262 @@
+// Package qemu is the VMM driver for QEMU's microvm machine, driven over
+// QMP. It uses KVM where a probe shows guests really run under it, and TCG
+// otherwise (DESIGN.md: kvm-pvm hosts). The host agent is its only user,
+// through vmm.Driver.
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/wrennhq/wrenn/internal/vmm"
+)
+
+var _ vmm.Driver = (*Driver)(nil)
+
+// DriverName is recorded with each VM this driver starts.
+const DriverName = "qemu"
+
+// Config configures the driver.
+type Config struct {
+	Binary string // qemu-system-x86_64; empty means found on PATH
+	// Accel forces "kvm" or "tcg"; empty means probe once, on first Start.
+	Accel  string
+	Logger *slog.Logger
+}
+
+// Driver starts QEMU microvm VMs.
+type Driver struct {
+	bin   string
+	log   *slog.Logger
+	once  sync.Once
+	accel string
+}
+
+// New returns a Driver. It fails if QEMU is not installed.
+func New(c Config) (*Driver, error) {
+	bin := c.Binary
+	if bin == "" {
+		bin = "qemu-system-x86_64"
+	}
+	path, err := exec.LookPath(bin)
+	if err != nil {
+		return nil, fmt.Errorf("qemu: %w (install qemu-system-x86)", err)
+	}
+	return &Driver{bin: path, log: c.Logger, accel: c.Accel}, nil
+}
+
+// Name implements vmm.Driver.
+func (d *Driver) Name() string { return DriverName }
+
+// Accel returns the accelerator in use, probing on first call.
+func (d *Driver) Accel(ctx context.Context, kernel string) string {
+	d.once.Do(func() {
+		if d.accel != "" {
+			return
+		}
+		var reason string
+		d.accel, reason = probeAccel(ctx, d.bin, kernel)
+		if d.accel == AccelTCG {
+			d.log.Warn("guests run under TCG software emulation, not KVM", slog.String("reason", reason))
+		} else {
+			d.log.Info("guests run under KVM", slog.String("reason", reason))
+		}
+	})
+	return d.accel
+}
+
+// Start implements vmm.Driver.
+func (d *Driver) Start(ctx context.Context, c vmm.Config) (vmm.VM, error) {
+	args := d.args(c, d.Accel(ctx, c.Kernel))
+	logf, err := os.OpenFile(filepath.Join(c.RunDir, "qemu.log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("qemu log: %w", err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(d.bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own session: QEMU outlives a host agent restart, and signals to
+	// the agent's process group do not reach it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if c.Tap != nil {
+		cmd.ExtraFiles = []*os.File{c.Tap} // fd 3
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start qemu: %w", err)
+	}
+	vm := &vm{pid: cmd.Process.Pid, qmpPath: qmpSocket(c), done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(vm.done)
+	}()
+	if err := vm.connect(ctx); err != nil {
+		_ = vm.kill()
+		<-vm.done
+		return nil, fmt.Errorf("qemu did not come up: %w%s", err, logTail(c.RunDir))
+	}
+	return vm, nil
+}
+
+// Adopt implements vmm.Driver.
+func (d *Driver) Adopt(ctx context.Context, c vmm.Config, pid int) (vmm.VM, error) {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return nil, fmt.Errorf("adopt vm %s: process %d: %w", c.ID, pid, err)
+	}
+	if !strings.Contains(string(cmdline), "\x00"+qmpSocket(c)) && !strings.Contains(string(cmdline), qmpSocket(c)+",") {
+		return nil, fmt.Errorf("adopt vm %s: process %d is not its qemu", c.ID, pid)
+	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("adopt vm %s: pidfd: %w", c.ID, err)
+	}
+	vm := &vm{pid: pid, qmpPath: qmpSocket(c), done: make(chan struct{})}
+	go func() {
+		defer unix.Close(pidfd)
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		for {
+			if _, err := unix.Poll(fds, -1); err == nil || !errors.Is(err, unix.EINTR) {
+				break
+			}
+		}
+		close(vm.done)
+	}()
+	if err := vm.connect(ctx); err != nil {
+		return nil, fmt.Errorf("adopt vm %s: %w", c.ID, err)
+	}
+	return vm, nil
+}
+
+func qmpSocket(c vmm.Config) string { return filepath.Join(c.RunDir, "qmp.sock") }
+
+// args is QEMU's command line for c.
+func (d *Driver) args(c vmm.Config, accel string) []string {
+	a := []string{
+		"-name", "wrenn-" + c.ID,
+		"-M", "microvm,acpi=off,x-option-roms=off,rtc=on",
+		"-m", strconv.Itoa(c.MemoryMB),
+		"-smp", strconv.Itoa(c.VCPUs),
+		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+		"-serial", "file:" + c.ConsoleLog,
+		"-kernel", c.Kernel,
+		"-append", c.KernelArgs,
+		"-drive", "id=root,file=" + c.RootDisk + ",format=" + c.RootDiskFormat + ",if=none,cache=unsafe,discard=unmap",
+		"-device", "virtio-blk-device,drive=root",
+		"-device", "virtio-rng-device",
+		"-device", "virtio-serial-device",
+		"-chardev", "socket,id=envd,path=" + c.AgentSocket + ",server=on,wait=off",
+		"-device", "virtserialport,chardev=envd,name=wrenn.envd",
+		"-qmp", "unix:" + qmpSocket(c) + ",server=on,wait=off",
+	}
+	if accel == AccelKVM {
+		a = append(a, "-accel", "kvm", "-cpu", "host")
+	} else {
+		// A modest translation cache: the default reserves far more than
+		// a small guest needs, for each of many sandboxes.
+		a = append(a, "-accel", "tcg,tb-size=128", "-cpu", "max")
+	}
+	if c.Tap != nil {
+		a = append(a,
+			"-netdev", "tap,id=net0,fd=3,vhost=off",
+			"-device", "virtio-net-device,netdev=net0,mac="+c.MAC)
+	}
+	return a
+}
+
+func logTail(runDir string) string {
+	b, err := os.ReadFile(filepath.Join(runDir, "qemu.log"))
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	if len(b) > 2048 {
+		b = b[len(b)-2048:]
+	}
+	return ": " + strings.TrimSpace(string(b))
+}
+
+// vm is one QEMU process.
+type vm struct {
+	pid     int
+	qmpPath string
+	done    chan struct{}
+	qmp     *qmp
+}
+
+func (v *vm) PID() int              { return v.pid }
+func (v *vm) Done() <-chan struct{} { return v.done }
+
+func (v *vm) connect(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	go func() {
+		select {
+		case <-v.done:
+			cancel() // no point waiting for a socket of a dead process
+		case <-ctx.Done():
+		}
+	}()
+	q, err := dialQMP(ctx, v.qmpPath)
+	if err != nil {
+		return err
+	}
+	v.qmp = q
+	return nil
+}
+
+func (v *vm) kill() error {
+	err := unix.Kill(v.pid, unix.SIGKILL)
+	if errors.Is(err, unix.ESRCH) {
+		return nil
+	}
+	return err
+}
+
+// stopGrace is how long QEMU gets to quit when asked before it is killed.
+const stopGrace = 2 * time.Second
+
+// Stop implements vmm.VM: QMP quit, then SIGKILL if QEMU lingers.
+func (v *vm) Stop(ctx context.Context) error {
+	select {
+	case <-v.done:
+		v.closeQMP()
+		return nil
+	default:
+	}
+	if v.qmp != nil {
+		qctx, cancel := context.WithTimeout(ctx, stopGrace)
+		_ = v.qmp.Execute(qctx, "quit", nil, nil) // the connection may close before the answer
+		cancel()
+	}
+	select {
+	case <-v.done:
+	case <-time.After(stopGrace):
+		if err := v.kill(); err != nil {
+			return fmt.Errorf("kill qemu %d: %w", v.pid, err)
+		}
+		select {
+		case <-v.done:
+		case <-ctx.Done():
+			return fmt.Errorf("qemu %d did not exit: %w", v.pid, ctx.Err())
+		}
+	}
+	v.closeQMP()
+	return nil
+}
+
+func (v *vm) closeQMP() {
+	if v.qmp != nil {
+		v.qmp.Close()
+	}
+}
