@@ -1,0 +1,242 @@
+package agentrpc
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/wrennhq/wrenn"
+	"github.com/wrennhq/wrenn/internal/agentrpc/agentv1"
+	"github.com/wrennhq/wrenn/internal/agentrpc/agentv1/agentv1connect"
+	"github.com/wrennhq/wrenn/internal/control"
+)
+
+var _ control.Agent = (*Client)(nil)
+
+// Client is the control plane's connection to one host agent.
+type Client struct {
+	rpc agentv1connect.AgentServiceClient
+}
+
+// Dial returns a client of the agent at addr, "unix:/path" or "host:port",
+// speaking HTTP/2 without TLS and presenting token.
+func Dial(addr, token string) *Client {
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &protocols, MaxIdleConns: 16, IdleConnTimeout: time.Minute}
+	base := "http://" + addr
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		var d net.Dialer
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", path)
+		}
+		base = "http://agent"
+	}
+	hc := &http.Client{Transport: &bearer{token: token, next: tr}}
+	return &Client{rpc: agentv1connect.NewAgentServiceClient(hc, base, connect.WithReadMaxBytes(2*chunkSize))}
+}
+
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b *bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
+}
+
+// Info describes the agent's host.
+func (c *Client) Info(ctx context.Context) (*wrenn.HostInfo, error) {
+	resp, err := c.rpc.GetHost(ctx, connect.NewRequest(&agentv1.GetHostRequest{}))
+	if err != nil {
+		return nil, fromConnect(err)
+	}
+	info := &wrenn.HostInfo{ID: resp.Msg.HostId, Accel: resp.Msg.Accel}
+	for _, t := range resp.Msg.Templates {
+		info.Templates = append(info.Templates, wrenn.Template{Name: t.Name, Type: wrenn.TemplateBase, SizeBytes: t.SizeBytes})
+	}
+	return info, nil
+}
+
+// CreateSandbox implements control.Lifecycle.
+func (c *Client) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error) {
+	resp, err := c.rpc.CreateSandbox(ctx, connect.NewRequest(&agentv1.CreateSandboxRequest{
+		SandboxId: spec.ID, TeamId: spec.TeamID, Template: spec.Template, TemplateTeamId: spec.TemplateTeamID,
+		Vcpus: int32(spec.VCPUs), MemoryMb: int32(spec.MemoryMB),
+	}))
+	if err != nil {
+		return wrenn.SandboxNet{}, fromConnect(err)
+	}
+	return wrenn.SandboxNet{GuestIP: resp.Msg.GuestIp, HostIP: resp.Msg.HostIp}, nil
+}
+
+// DestroySandbox implements control.Lifecycle.
+func (c *Client) DestroySandbox(ctx context.Context, id string) error {
+	_, err := c.rpc.DestroySandbox(ctx, connect.NewRequest(&agentv1.DestroySandboxRequest{SandboxId: id}))
+	return fromConnect(err)
+}
+
+// ListSandboxes reports the sandboxes the agent holds.
+func (c *Client) ListSandboxes(ctx context.Context) ([]wrenn.SandboxState, error) {
+	resp, err := c.rpc.ListSandboxes(ctx, connect.NewRequest(&agentv1.ListSandboxesRequest{}))
+	if err != nil {
+		return nil, fromConnect(err)
+	}
+	out := make([]wrenn.SandboxState, len(resp.Msg.Sandboxes))
+	for i, s := range resp.Msg.Sandboxes {
+		out[i] = wrenn.SandboxState{ID: s.SandboxId, Running: s.Running}
+	}
+	return out, nil
+}
+
+func execToProto(id string, req wrenn.ExecRequest) *agentv1.ExecRequest {
+	return &agentv1.ExecRequest{SandboxId: id, Cmd: req.Cmd, Args: req.Args, Env: req.Env, Dir: req.Dir, TimeoutMs: req.Timeout.Milliseconds()}
+}
+
+// Exec implements control.Runner.
+func (c *Client) Exec(ctx context.Context, id string, req wrenn.ExecRequest) (*wrenn.ExecResult, error) {
+	resp, err := c.rpc.Exec(ctx, connect.NewRequest(execToProto(id, req)))
+	if err != nil {
+		return nil, fromConnect(err)
+	}
+	m := resp.Msg
+	return &wrenn.ExecResult{Stdout: m.Stdout, Stderr: m.Stderr, ExitCode: int(m.ExitCode), Duration: time.Duration(m.DurationMs) * time.Millisecond}, nil
+}
+
+// StartExec implements control.Runner.
+func (c *Client) StartExec(ctx context.Context, id string, req wrenn.ExecRequest) (control.ExecStream, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	bs := c.rpc.ExecStream(ctx)
+	if err := bs.Send(&agentv1.ExecStreamRequest{Msg: &agentv1.ExecStreamRequest_Start{Start: execToProto(id, req)}}); err != nil {
+		cancel()
+		return nil, fromConnect(err)
+	}
+	// Wait for the first event, so a sandbox that cannot run the command
+	// fails here rather than mid-stream.
+	first, err := bs.Receive()
+	if err != nil {
+		cancel()
+		return nil, fromConnect(err)
+	}
+	return &stream{bs: bs, cancel: cancel, first: first}, nil
+}
+
+type stream struct {
+	bs     *connect.BidiStreamForClient[agentv1.ExecStreamRequest, agentv1.ExecEvent]
+	cancel context.CancelFunc
+	first  *agentv1.ExecEvent
+}
+
+func (s *stream) Recv() (wrenn.ExecEvent, error) {
+	m := s.first
+	s.first = nil
+	if m == nil {
+		var err error
+		if m, err = s.bs.Receive(); err != nil {
+			if errors.Is(err, io.EOF) {
+				return wrenn.ExecEvent{}, io.EOF
+			}
+			return wrenn.ExecEvent{}, fromConnect(err)
+		}
+	}
+	return wrenn.ExecEvent{Type: wrenn.ExecEventType(m.Type), PID: int(m.Pid), Data: m.Data, ExitCode: int(m.ExitCode)}, nil
+}
+
+func (s *stream) Stop() error {
+	return fromConnect(s.bs.Send(&agentv1.ExecStreamRequest{Msg: &agentv1.ExecStreamRequest_Stop_{Stop: &agentv1.ExecStreamRequest_Stop{}}}))
+}
+
+// Close ends the stream; the agent kills the command if it still runs.
+func (s *stream) Close() error {
+	s.cancel()
+	_ = s.bs.CloseRequest()
+	return s.bs.CloseResponse()
+}
+
+// WriteFile implements control.Files. If r fails, the stream is cut so
+// the agent never completes the file.
+func (c *Client) WriteFile(ctx context.Context, id, path string, r io.Reader) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cs := c.rpc.WriteFile(ctx)
+	if err := cs.Send(&agentv1.WriteFileRequest{SandboxId: id, Path: path}); err != nil && !errors.Is(err, io.EOF) {
+		return fromConnect(err)
+	}
+	buf := make([]byte, chunkSize)
+	for {
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			if err := cs.Send(&agentv1.WriteFileRequest{Data: buf[:n]}); err != nil {
+				if errors.Is(err, io.EOF) {
+					break // the server answered early, with an error CloseAndReceive gives
+				}
+				return fromConnect(err)
+			}
+		}
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			break
+		}
+		if rerr != nil {
+			cancel()
+			_, _ = cs.CloseAndReceive()
+			return rerr
+		}
+	}
+	_, err := cs.CloseAndReceive()
+	return fromConnect(err)
+}
+
+// ReadFile implements control.Files. A missing file fails here; a
+// transfer cut off later fails in Read, never as a clean EOF.
+func (c *Client) ReadFile(ctx context.Context, id, path string) (io.ReadCloser, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	ss, err := c.rpc.ReadFile(ctx, connect.NewRequest(&agentv1.ReadFileRequest{SandboxId: id, Path: path}))
+	if err != nil {
+		cancel()
+		return nil, fromConnect(err)
+	}
+	if !ss.Receive() {
+		err := ss.Err()
+		if err == nil {
+			err = errors.New("agent closed the file stream before it began")
+		}
+		cancel()
+		ss.Close()
+		return nil, fromConnect(err)
+	}
+	return &fileReader{ss: ss, cancel: cancel, buf: ss.Msg().Data}, nil
+}
+
+type fileReader struct {
+	ss     *connect.ServerStreamForClient[agentv1.ReadFileResponse]
+	cancel context.CancelFunc
+	buf    []byte
+}
+
+func (f *fileReader) Read(p []byte) (int, error) {
+	for len(f.buf) == 0 {
+		if !f.ss.Receive() {
+			if err := f.ss.Err(); err != nil {
+				return 0, fromConnect(err)
+			}
+			return 0, io.EOF
+		}
+		f.buf = f.ss.Msg().Data
+	}
+	n := copy(p, f.buf)
+	f.buf = f.buf[n:]
+	return n, nil
+}
+
+func (f *fileReader) Close() error {
+	f.cancel()
+	return f.ss.Close()
+}

@@ -1,0 +1,222 @@
+package agentrpc
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/wrennhq/wrenn"
+	"github.com/wrennhq/wrenn/internal/agentrpc/agentv1"
+	"github.com/wrennhq/wrenn/internal/agentrpc/agentv1/agentv1connect"
+	"github.com/wrennhq/wrenn/internal/control"
+)
+
+// Host is what the agent's server exposes: the sandbox manager.
+type Host interface {
+	Info(ctx context.Context) (*wrenn.HostInfo, error)
+	CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error)
+	DestroySandbox(ctx context.Context, id string) error
+	ListSandboxes(ctx context.Context) ([]wrenn.SandboxState, error)
+	Exec(ctx context.Context, id string, req wrenn.ExecRequest) (*wrenn.ExecResult, error)
+	StartExec(ctx context.Context, id string, req wrenn.ExecRequest) (control.ExecStream, error)
+	WriteFile(ctx context.Context, id, path string, r io.Reader) error
+	ReadFile(ctx context.Context, id, path string) (io.ReadCloser, error)
+}
+
+// chunkSize is the most file data one message carries.
+const chunkSize = 256 << 10
+
+// NewHandler returns the HTTP handler serving host over the RPC contract
+// to callers presenting token.
+func NewHandler(host Host, token string) http.Handler {
+	path, h := agentv1connect.NewAgentServiceHandler(&server{host: host}, connect.WithReadMaxBytes(2*chunkSize))
+	mux := http.NewServeMux()
+	mux.Handle(path, requireToken(token, h))
+	return mux
+}
+
+// requireToken admits requests bearing token, compared in constant time.
+func requireToken(token string, next http.Handler) http.Handler {
+	want := []byte(token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"code":"unauthenticated","message":"bad agent token"}`)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type server struct {
+	host Host
+}
+
+var _ agentv1connect.AgentServiceHandler = (*server)(nil)
+
+func (s *server) GetHost(ctx context.Context, _ *connect.Request[agentv1.GetHostRequest]) (*connect.Response[agentv1.GetHostResponse], error) {
+	info, err := s.host.Info(ctx)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	out := &agentv1.GetHostResponse{HostId: info.ID, Accel: info.Accel}
+	for _, t := range info.Templates {
+		out.Templates = append(out.Templates, &agentv1.BaseTemplate{Name: t.Name, SizeBytes: t.SizeBytes})
+	}
+	return connect.NewResponse(out), nil
+}
+
+func (s *server) CreateSandbox(ctx context.Context, req *connect.Request[agentv1.CreateSandboxRequest]) (*connect.Response[agentv1.CreateSandboxResponse], error) {
+	m := req.Msg
+	net, err := s.host.CreateSandbox(ctx, wrenn.SandboxSpec{
+		ID: m.SandboxId, TeamID: m.TeamId, Template: m.Template, TemplateTeamID: m.TemplateTeamId,
+		VCPUs: int(m.Vcpus), MemoryMB: int(m.MemoryMb),
+	})
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&agentv1.CreateSandboxResponse{GuestIp: net.GuestIP, HostIp: net.HostIP}), nil
+}
+
+func (s *server) DestroySandbox(ctx context.Context, req *connect.Request[agentv1.DestroySandboxRequest]) (*connect.Response[agentv1.DestroySandboxResponse], error) {
+	if err := s.host.DestroySandbox(ctx, req.Msg.SandboxId); err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&agentv1.DestroySandboxResponse{}), nil
+}
+
+func (s *server) ListSandboxes(ctx context.Context, _ *connect.Request[agentv1.ListSandboxesRequest]) (*connect.Response[agentv1.ListSandboxesResponse], error) {
+	states, err := s.host.ListSandboxes(ctx)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	out := &agentv1.ListSandboxesResponse{}
+	for _, st := range states {
+		out.Sandboxes = append(out.Sandboxes, &agentv1.SandboxState{SandboxId: st.ID, Running: st.Running})
+	}
+	return connect.NewResponse(out), nil
+}
+
+func execFromProto(m *agentv1.ExecRequest) wrenn.ExecRequest {
+	return wrenn.ExecRequest{Cmd: m.Cmd, Args: m.Args, Env: m.Env, Dir: m.Dir, Timeout: time.Duration(m.TimeoutMs) * time.Millisecond}
+}
+
+func (s *server) Exec(ctx context.Context, req *connect.Request[agentv1.ExecRequest]) (*connect.Response[agentv1.ExecResponse], error) {
+	res, err := s.host.Exec(ctx, req.Msg.SandboxId, execFromProto(req.Msg))
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&agentv1.ExecResponse{
+		Stdout: res.Stdout, Stderr: res.Stderr, ExitCode: int32(res.ExitCode), DurationMs: res.Duration.Milliseconds(),
+	}), nil
+}
+
+func (s *server) ExecStream(ctx context.Context, bs *connect.BidiStream[agentv1.ExecStreamRequest, agentv1.ExecEvent]) error {
+	first, err := bs.Receive()
+	if err != nil {
+		return toConnect(wrenn.Errorf(wrenn.EInvalid, "expected a start message"))
+	}
+	start := first.GetStart()
+	if start == nil {
+		return toConnect(wrenn.Errorf(wrenn.EInvalid, "the first message must be a start"))
+	}
+	st, err := s.host.StartExec(ctx, start.SandboxId, execFromProto(start))
+	if err != nil {
+		return toConnect(err)
+	}
+	defer st.Close()
+	go func() {
+		for {
+			m, err := bs.Receive()
+			if err != nil {
+				return
+			}
+			if m.GetStop() != nil {
+				_ = st.Stop()
+			}
+		}
+	}()
+	for {
+		ev, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return toConnect(err)
+		}
+		if err := bs.Send(&agentv1.ExecEvent{Type: string(ev.Type), Pid: int32(ev.PID), Data: ev.Data, ExitCode: int32(ev.ExitCode)}); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *server) WriteFile(ctx context.Context, cs *connect.ClientStream[agentv1.WriteFileRequest]) (*connect.Response[agentv1.WriteFileResponse], error) {
+	if !cs.Receive() {
+		return nil, toConnect(wrenn.Errorf(wrenn.EInvalid, "expected a first message naming the file"))
+	}
+	first := cs.Msg()
+	r := &streamReader{cs: cs, buf: first.Data}
+	if err := s.host.WriteFile(ctx, first.SandboxId, first.Path, r); err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&agentv1.WriteFileResponse{}), nil
+}
+
+// streamReader reads a client stream's file data as an io.Reader. A
+// stream that ends in an error (the caller gave up) is an error, never EOF,
+// so a cut-off upload is not taken for a whole file.
+type streamReader struct {
+	cs  *connect.ClientStream[agentv1.WriteFileRequest]
+	buf []byte
+}
+
+func (r *streamReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if !r.cs.Receive() {
+			if err := r.cs.Err(); err != nil {
+				return 0, err
+			}
+			return 0, io.EOF
+		}
+		r.buf = r.cs.Msg().Data
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+func (s *server) ReadFile(ctx context.Context, req *connect.Request[agentv1.ReadFileRequest], ss *connect.ServerStream[agentv1.ReadFileResponse]) error {
+	rc, err := s.host.ReadFile(ctx, req.Msg.SandboxId, req.Msg.Path)
+	if err != nil {
+		return toConnect(err)
+	}
+	defer rc.Close()
+	// An empty first message says the file opened, so the client can tell
+	// "not found" from a failure later in the transfer.
+	if err := ss.Send(&agentv1.ReadFileResponse{}); err != nil {
+		return err
+	}
+	buf := make([]byte, chunkSize)
+	for {
+		n, err := rc.Read(buf)
+		if n > 0 {
+			if err := ss.Send(&agentv1.ReadFileResponse{Data: buf[:n]}); err != nil {
+				return err
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return toConnect(err)
+		}
+	}
+}
