@@ -107,9 +107,36 @@ func (s *Service) destroyQuietly(ctx context.Context, log *slog.Logger, agent Ag
 	}
 }
 
-// GetSandbox returns one of the team's sandboxes.
+// GetSandbox returns one of the team's sandboxes. Looking counts as
+// activity: it keeps a running sandbox from its inactivity timeout.
 func (s *Service) GetSandbox(ctx context.Context, teamID, id string) (*wrenn.Sandbox, error) {
-	return s.sandboxes.GetSandbox(ctx, teamID, id)
+	sb, err := s.sandboxes.GetSandbox(ctx, teamID, id)
+	if err != nil {
+		return nil, err
+	}
+	if sb.Status == wrenn.StatusRunning {
+		if err := s.touch(ctx, sb); err != nil {
+			return nil, err
+		}
+	}
+	return sb, nil
+}
+
+// touchResolution bounds how often activity is written: a sandbox polled
+// in a loop is not a write per poll.
+const touchResolution = time.Second
+
+// touch records activity on a running sandbox.
+func (s *Service) touch(ctx context.Context, sb *wrenn.Sandbox) error {
+	now := s.nowUTC()
+	if sb.LastActiveAt != nil && now.Sub(*sb.LastActiveAt) < touchResolution {
+		return nil
+	}
+	if err := s.sandboxes.TouchSandbox(ctx, sb.TeamID, sb.ID, now); err != nil {
+		return fmt.Errorf("touch sandbox: %w", err)
+	}
+	sb.LastActiveAt = &now
+	return nil
 }
 
 // ListSandboxes returns the team's sandboxes.
@@ -153,8 +180,8 @@ func (s *Service) running(ctx context.Context, teamID, id string) (*wrenn.Sandbo
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := s.sandboxes.TouchSandbox(ctx, teamID, id, s.nowUTC()); err != nil {
-		return nil, nil, fmt.Errorf("touch sandbox: %w", err)
+	if err := s.touch(ctx, sb); err != nil {
+		return nil, nil, err
 	}
 	return sb, agent, nil
 }

@@ -15,6 +15,7 @@ import (
 var (
 	_ control.Agent       = (*Agent)(nil)
 	_ control.Snapshotter = (*Agent)(nil)
+	_ control.HostLister  = (*Agent)(nil)
 )
 
 // Agent is a fake host agent.
@@ -29,6 +30,14 @@ type Agent struct {
 	ResumeSandboxFn  func(ctx context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error)
 	CreateSnapshotFn func(ctx context.Context, sandboxID string, t *wrenn.Template) error
 	DeleteSnapshotFn func(ctx context.Context, teamID, name string) error
+	ListSandboxesFn  func(ctx context.Context) ([]wrenn.SandboxState, error)
+}
+
+func (a *Agent) ListSandboxes(ctx context.Context) ([]wrenn.SandboxState, error) {
+	if a.ListSandboxesFn == nil {
+		return nil, unset("ListSandboxesFn")
+	}
+	return a.ListSandboxesFn(ctx)
 }
 
 func unset(name string) error { return fmt.Errorf("mock.Agent.%s not set", name) }

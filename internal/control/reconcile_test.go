@@ -1,0 +1,118 @@
+package control_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wrennhq/wrenn"
+	"github.com/wrennhq/wrenn/internal/control"
+	"github.com/wrennhq/wrenn/internal/mock"
+	"github.com/wrennhq/wrenn/internal/store/storetest"
+)
+
+// fakeHost is a host agent that holds a set of sandboxes in memory.
+type fakeHost struct {
+	mu        sync.Mutex
+	running   map[string]bool
+	destroyed []string
+}
+
+func (h *fakeHost) agent() *mock.Agent {
+	return &mock.Agent{
+		ListSandboxesFn: func(context.Context) ([]wrenn.SandboxState, error) {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			var out []wrenn.SandboxState
+			for id, r := range h.running {
+				out = append(out, wrenn.SandboxState{ID: id, Running: r})
+			}
+			return out, nil
+		},
+		DestroySandboxFn: func(_ context.Context, id string) error {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			delete(h.running, id)
+			h.destroyed = append(h.destroyed, id)
+			return nil
+		},
+	}
+}
+
+func TestReconcile(t *testing.T) {
+	for _, engine := range storetest.Engines(t) {
+		t.Run(engine, func(t *testing.T) {
+			ctx := context.Background()
+			db := storetest.MustOpen(t, engine)
+			base := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+			now := base
+			clock := func() time.Time { return now }
+			host := &fakeHost{running: map[string]bool{}}
+			if err := db.CreateAccount(ctx, &wrenn.User{ID: "usr-a", Email: "a@example.com", PasswordHash: "x", CreatedAt: base},
+				&wrenn.Team{ID: "team-a", Name: "a", CreatedAt: base}); err != nil {
+				t.Fatal(err)
+			}
+			r := control.NewReconciler(control.ReconcilerConfig{
+				Store: db, Host: host.agent(), Now: clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			})
+			mk := func(id string, status wrenn.SandboxStatus, timeout int, lastActive time.Time) {
+				t.Helper()
+				sb := &wrenn.Sandbox{ID: id, TeamID: "team-a", Template: "minimal", Status: status, VCPUs: 1, MemoryMB: 512,
+					TimeoutSec: timeout, CreatedAt: base, LastActiveAt: &lastActive, LastUpdated: base}
+				if err := db.CreateSandbox(ctx, sb); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mk("sb-healthy", wrenn.StatusRunning, 300, base)
+			mk("sb-crashed", wrenn.StatusRunning, 300, base)
+			mk("sb-vanished", wrenn.StatusRunning, 300, base)
+			mk("sb-idle", wrenn.StatusRunning, 60, base)
+			mk("sb-forever", wrenn.StatusRunning, 0, base)
+			mk("sb-paused", wrenn.StatusPaused, 60, base)
+			mk("sb-creating", wrenn.StatusPending, 60, base)
+			host.running = map[string]bool{"sb-healthy": true, "sb-crashed": false, "sb-idle": true, "sb-forever": true, "sb-orphan": true}
+
+			now = base.Add(61 * time.Second)
+			if err := r.Once(ctx); err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]wrenn.SandboxStatus{
+				"sb-healthy":  wrenn.StatusRunning,
+				"sb-crashed":  wrenn.StatusError,
+				"sb-vanished": wrenn.StatusError,
+				"sb-idle":     wrenn.StatusStopped,
+				"sb-forever":  wrenn.StatusRunning,
+				"sb-paused":   wrenn.StatusPaused,  // no timeout destroys a paused sandbox
+				"sb-creating": wrenn.StatusPending, // still within its grace
+			}
+			for id, st := range want {
+				sb, err := db.GetSandbox(ctx, "team-a", id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if sb.Status != st {
+					t.Errorf("%s is %s, want %s", id, sb.Status, st)
+				}
+			}
+			for _, id := range []string{"sb-crashed", "sb-idle", "sb-orphan"} {
+				if _, ok := host.running[id]; ok {
+					t.Errorf("%s still held by the host", id)
+				}
+			}
+			if _, ok := host.running["sb-healthy"]; !ok {
+				t.Error("a healthy sandbox was destroyed")
+			}
+
+			now = base.Add(11 * time.Minute)
+			if err := r.Once(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if sb, _ := db.GetSandbox(ctx, "team-a", "sb-creating"); sb.Status != wrenn.StatusError {
+				t.Errorf("a creation that never finished is %s, want error", sb.Status)
+			}
+		})
+	}
+}
