@@ -5,6 +5,7 @@
 //	<data>/wrenn.db                         SQLite store (control plane)
 //	<data>/jwt-secret                       generated JWT secret (control plane)
 //	<data>/agent-token                      secret the control plane presents to the host agent
+//	<data>/agent.sock                       the in-process host agent's RPC socket
 //	<data>/images/kernel/<key>/vmlinux      guest kernels, keyed by a hash of their inputs
 //	<data>/images/base/<name>/              base templates: rootfs.ext4, manifest.json
 //	<data>/images/cache/                    build inputs kept between builds (package tarballs)
@@ -19,6 +20,9 @@ import (
 // Layout is the data dir of one Wrenn installation.
 type Layout struct {
 	Root string
+	// ImagesRoot, when set, puts the built images outside the data dir, so
+	// several installations (test runs, say) share one build.
+	ImagesRoot string
 }
 
 // New returns the layout rooted at dataDir.
@@ -27,9 +31,15 @@ func New(dataDir string) Layout { return Layout{Root: dataDir} }
 func (l Layout) DB() string         { return filepath.Join(l.Root, "wrenn.db") }
 func (l Layout) JWTSecret() string  { return filepath.Join(l.Root, "jwt-secret") }
 func (l Layout) AgentToken() string { return filepath.Join(l.Root, "agent-token") }
+func (l Layout) AgentSocket() string { return filepath.Join(l.Root, "agent.sock") }
 
 // Images is where built kernels and base templates live.
-func (l Layout) Images() string { return filepath.Join(l.Root, "images") }
+func (l Layout) Images() string {
+	if l.ImagesRoot != "" {
+		return l.ImagesRoot
+	}
+	return filepath.Join(l.Root, "images")
+}
 
 // Kernel is the guest kernel built from inputs hashing to key.
 func (l Layout) Kernel(key string) string {

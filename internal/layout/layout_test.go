@@ -16,6 +16,7 @@ func TestPaths(t *testing.T) {
 		{l.BaseTemplate("minimal"), "/var/lib/wrenn/images/base/minimal"},
 		{l.SnapshotTemplate("team-1", "snap"), "/var/lib/wrenn/templates/team-1/snap"},
 		{l.Sandbox("sb-1").EnvdSocket(), "/var/lib/wrenn/sandboxes/sb-1/envd.sock"},
+		{layout.Layout{Root: "/d", ImagesRoot: "/shared"}.BaseTemplate("minimal"), "/shared/base/minimal"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %s, want %s", tc.got, tc.want)

@@ -1,0 +1,208 @@
+package agentrpc_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wrennhq/wrenn"
+	"github.com/wrennhq/wrenn/internal/agentrpc"
+	"github.com/wrennhq/wrenn/internal/control"
+)
+
+// fakeHost is a Host of function fields, for testing the transport.
+type fakeHost struct {
+	files map[string][]byte
+	// cutRead makes ReadFile fail after this many bytes.
+	cutRead int
+}
+
+func (h *fakeHost) Info(context.Context) (*wrenn.HostInfo, error) {
+	return &wrenn.HostInfo{ID: "h1", Accel: "tcg", Templates: []wrenn.Template{{Name: "minimal", SizeBytes: 7}}}, nil
+}
+func (h *fakeHost) CreateSandbox(_ context.Context, s wrenn.SandboxSpec) (wrenn.SandboxNet, error) {
+	if s.Template != "minimal" {
+		return wrenn.SandboxNet{}, wrenn.Errorf(wrenn.EInvalid, "no template %s", s.Template)
+	}
+	return wrenn.SandboxNet{GuestIP: "169.254.0.21", HostIP: "10.201.0.1"}, nil
+}
+func (h *fakeHost) DestroySandbox(context.Context, string) error { return nil }
+func (h *fakeHost) ListSandboxes(context.Context) ([]wrenn.SandboxState, error) {
+	return []wrenn.SandboxState{{ID: "sb-1", Running: true}, {ID: "sb-2"}}, nil
+}
+func (h *fakeHost) Exec(_ context.Context, _ string, r wrenn.ExecRequest) (*wrenn.ExecResult, error) {
+	return &wrenn.ExecResult{Stdout: []byte(r.Cmd), Stderr: []byte{0xff}, ExitCode: 7, Duration: r.Timeout}, nil
+}
+func (h *fakeHost) StartExec(_ context.Context, _ string, r wrenn.ExecRequest) (control.ExecStream, error) {
+	if r.Cmd == "" {
+		return nil, wrenn.Errorf(wrenn.EInvalid, "no cmd")
+	}
+	return &fakeStream{events: []wrenn.ExecEvent{{Type: wrenn.ExecStarted, PID: 9}, {Type: wrenn.ExecStdout, Data: []byte("x")}}, stop: make(chan struct{})}, nil
+}
+func (h *fakeHost) WriteFile(_ context.Context, _, path string, r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	h.files[path] = b
+	return nil
+}
+func (h *fakeHost) ReadFile(_ context.Context, _, path string) (io.ReadCloser, error) {
+	b, ok := h.files[path]
+	if !ok {
+		return nil, wrenn.Errorf(wrenn.ENotFound, "file not found")
+	}
+	if h.cutRead > 0 {
+		return io.NopCloser(io.MultiReader(bytes.NewReader(b[:h.cutRead]), errReader{})), nil
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errors.New("disk on fire") }
+
+type fakeStream struct {
+	events []wrenn.ExecEvent
+	stop   chan struct{}
+}
+
+func (s *fakeStream) Recv() (wrenn.ExecEvent, error) {
+	if len(s.events) > 0 {
+		ev := s.events[0]
+		s.events = s.events[1:]
+		return ev, nil
+	}
+	if s.stop == nil {
+		return wrenn.ExecEvent{}, io.EOF
+	}
+	select {
+	case <-s.stop:
+		s.stop = nil
+		return wrenn.ExecEvent{Type: wrenn.ExecExited, ExitCode: 143}, nil
+	case <-time.After(10 * time.Second):
+		return wrenn.ExecEvent{}, errors.New("never stopped")
+	}
+}
+func (s *fakeStream) Stop() error  { close(s.stop); return nil }
+func (s *fakeStream) Close() error { return nil }
+
+func serve(t *testing.T, h agentrpc.Host, token string) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "a.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Handler: agentrpc.NewHandler(h, token), Protocols: &p}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "unix:" + sock
+}
+
+func TestRoundTrips(t *testing.T) {
+	ctx := context.Background()
+	h := &fakeHost{files: map[string][]byte{}}
+	addr := serve(t, h, "secret")
+	c := agentrpc.Dial(addr, "secret")
+
+	info, err := c.Info(ctx)
+	if err != nil || info.Accel != "tcg" || len(info.Templates) != 1 || info.Templates[0].SizeBytes != 7 {
+		t.Fatalf("Info = %+v, %v", info, err)
+	}
+	if _, err := c.CreateSandbox(ctx, wrenn.SandboxSpec{ID: "sb-1", Template: "nope"}); wrenn.ErrorCode(err) != wrenn.EInvalid {
+		t.Errorf("create with a bad template: %v, want invalid", err)
+	}
+	net, err := c.CreateSandbox(ctx, wrenn.SandboxSpec{ID: "sb-1", Template: "minimal"})
+	if err != nil || net.HostIP != "10.201.0.1" {
+		t.Fatalf("create = %+v, %v", net, err)
+	}
+	states, err := c.ListSandboxes(ctx)
+	if err != nil || len(states) != 2 || !states[0].Running || states[1].Running {
+		t.Errorf("list = %+v, %v", states, err)
+	}
+	res, err := c.Exec(ctx, "sb-1", wrenn.ExecRequest{Cmd: "ls", Timeout: 3 * time.Second})
+	if err != nil || string(res.Stdout) != "ls" || res.Stderr[0] != 0xff || res.ExitCode != 7 || res.Duration != 3*time.Second {
+		t.Errorf("exec = %+v, %v", res, err)
+	}
+
+	// Files: 5 MiB crosses many chunks; the hash must survive.
+	data := bytes.Repeat([]byte("0123456789abcdef"), 5<<16)
+	if err := c.WriteFile(ctx, "sb-1", "/f", bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := c.ReadFile(ctx, "sb-1", "/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || sha256.Sum256(got) != sha256.Sum256(data) {
+		t.Fatalf("read back %d bytes, %v", len(got), err)
+	}
+	if _, err := c.ReadFile(ctx, "sb-1", "/missing"); wrenn.ErrorCode(err) != wrenn.ENotFound {
+		t.Errorf("missing file: %v, want not found", err)
+	}
+	// A write whose source fails must fail, and not store a file.
+	failing := io.MultiReader(bytes.NewReader(data[:1<<20]), errReader{})
+	if err := c.WriteFile(ctx, "sb-1", "/g", failing); err == nil {
+		t.Error("a write whose reader failed succeeded")
+	}
+	if _, ok := h.files["/g"]; ok {
+		t.Error("a failed write left a file")
+	}
+	// A read cut off midway is an error, never a clean EOF.
+	h.cutRead = 1 << 20
+	rc, err = c.ReadFile(ctx, "sb-1", "/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(rc); err == nil {
+		t.Error("a cut-off read ended cleanly")
+	}
+	rc.Close()
+
+	// Streams: events in order, stop reaches the host, then EOF.
+	st, err := c.StartExec(ctx, "sb-1", wrenn.ExecRequest{Cmd: "tail"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []wrenn.ExecEventType{wrenn.ExecStarted, wrenn.ExecStdout} {
+		ev, err := st.Recv()
+		if err != nil || ev.Type != want {
+			t.Fatalf("event %+v, %v; want %s", ev, err, want)
+		}
+	}
+	if err := st.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := st.Recv(); err != nil || ev.Type != wrenn.ExecExited || ev.ExitCode != 143 {
+		t.Fatalf("exit event %+v, %v", ev, err)
+	}
+	if _, err := st.Recv(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after exit: %v, want EOF", err)
+	}
+	st.Close()
+	if _, err := c.StartExec(ctx, "sb-1", wrenn.ExecRequest{}); wrenn.ErrorCode(err) != wrenn.EInvalid {
+		t.Errorf("bad stream start: %v, want invalid", err)
+	}
+}
+
+func TestRefusesWrongToken(t *testing.T) {
+	addr := serve(t, &fakeHost{}, "secret")
+	for _, tok := range []string{"", "secre", "secret2", strings.ToUpper("secret")} {
+		if _, err := agentrpc.Dial(addr, tok).Info(context.Background()); err == nil {
+			t.Errorf("token %q accepted", tok)
+		}
+	}
+}
