@@ -28,9 +28,9 @@ type Layout struct {
 // New returns the layout rooted at dataDir.
 func New(dataDir string) Layout { return Layout{Root: dataDir} }
 
-func (l Layout) DB() string         { return filepath.Join(l.Root, "wrenn.db") }
-func (l Layout) JWTSecret() string  { return filepath.Join(l.Root, "jwt-secret") }
-func (l Layout) AgentToken() string { return filepath.Join(l.Root, "agent-token") }
+func (l Layout) DB() string          { return filepath.Join(l.Root, "wrenn.db") }
+func (l Layout) JWTSecret() string   { return filepath.Join(l.Root, "jwt-secret") }
+func (l Layout) AgentToken() string  { return filepath.Join(l.Root, "agent-token") }
 func (l Layout) AgentSocket() string { return filepath.Join(l.Root, "agent.sock") }
 
 // Images is where built kernels and base templates live.
