@@ -1,0 +1,83 @@
+// Package envd owns the guest agent's wire protocol and both of its ends:
+// Serve, the guest side that runs commands and moves files inside a VM, and
+// Client, the host side the host agent uses to drive one guest. Both work
+// over any byte stream (io.ReadWriteCloser): in production the virtio-serial
+// port of docs/GUEST.md, in tests a Unix socket. cmd/envd wires the guest
+// side; the host agent imports Client. Nothing else should import it.
+//
+// # Trust
+//
+// The guest runs untrusted code as root, so from the host's side everything
+// the guest says is untrusted: the client bounds every message and every
+// buffer, and only lets the guest report the error codes EInvalid and
+// ENotFound.
+//
+// # Session
+//
+// A session starts with a line handshake on the raw byte stream, then runs a
+// yamux session (host = client, guest = server) with keepalive on:
+//
+//	host  → guest   envd-hello <version> <nonce>\n    (repeated until answered)
+//	guest → host    envd-ok <version> <nonce>\n       (one per hello it reads)
+//	host  → guest   envd-go <nonce>\n
+//	guest → host    envd-ready <nonce>\n
+//	                yamux from here on, both ways
+//
+// A guest that does not speak the host's version answers
+// "envd-refuse <nonce> <its version>" instead of ok. Each side skips whatever
+// precedes the line it waits for, so bytes left in the channel by an earlier
+// session (the host agent restarted, the VM was restored from a snapshot) are
+// dropped rather than mistaken for frames; the guest also skips everything
+// after ready up to the host's first yamux byte (yamux frames begin with
+// version byte 0, the handshake is text), so hellos the host repeated before
+// it saw ready are harmless. A guest whose session breaks (EOF, a yamux
+// protocol error from stale bytes, a missed keepalive) closes it and waits for
+// the next hello.
+//
+// # Streams
+//
+// Each operation is one yamux stream opened by the host. On a stream both
+// sides send frames:
+//
+//	type (1 byte) | length (4 bytes, big endian) | payload (length bytes, ≤ 1 MiB)
+//
+//	'j'  a JSON message: the request (always first, host → guest), replies,
+//	     exec events and exec control
+//	'd'  a chunk of a file body (raw bytes)
+//	'z'  end of a file body; payload is the body's total length, 8 bytes big
+//	     endian, so a body cut short is never taken for a whole one
+//	'1'  a chunk of a command's stdout (raw bytes, ≤ 32 KiB)
+//	'2'  a chunk of a command's stderr (raw bytes, ≤ 32 KiB)
+//
+// A stream that ends (EOF) before its last expected frame was cut off: yamux
+// reports a broken session as EOF on its streams, so only the frames say
+// whether an operation completed. Operations, host → guest first:
+//
+//	ping   j{op:ping}                        ← j{type:ok}
+//	init   j{op:init,init:{...}}             ← j{type:ok} | j{type:error}
+//	exec   j{op:exec,exec:{...}}             ← j{type:start,pid} | j{type:failed,message,exit_code}
+//	                                           | j{type:error}
+//	                                         ← '1' / '2' chunks as they come
+//	       j{type:stop} (optional)           ← j{type:exit,exit_code,...}
+//	write  j{op:write,path}                  ← j{type:ok} | j{type:error}
+//	       'd'… 'z'                          ← j{type:ok} | j{type:error}
+//	read   j{op:read,path}                   ← j{type:ok,size} | j{type:error}
+//	                                         ← 'd'… then 'z' | j{type:error}
+//
+// The host closing its side of an exec stream (EOF on the guest) means the
+// host went away: the guest kills the command's process group. Closing its
+// side of a write stream before 'z' aborts the upload: the guest removes the
+// temporary file and answers j{type:error}.
+//
+// # Commands
+//
+// A command with args runs its program directly (looked up in the command's
+// PATH); without args it runs as /bin/sh -c cmd. Each runs in its own process
+// group. When a timeout passes the whole group gets SIGKILL and the exit code
+// is 124, as timeout(1) reports; a command ended by a signal otherwise exits
+// 128+signal, as shells report. A program that is not found or cannot be
+// executed exits 127 or 126 with a message on stderr (blocking exec) or is
+// reported by a "failed" event (streamed exec). Blocking exec keeps at most
+// 16 MiB of each of stdout and stderr; what is dropped, and a timeout, are
+// noted on stderr.
+package envd

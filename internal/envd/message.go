@@ -1,0 +1,97 @@
+package envd
+
+import (
+	"errors"
+
+	"github.com/wrennhq/wrenn"
+)
+
+// Operations a request names.
+const (
+	opPing  = "ping"
+	opInit  = "init"
+	opExec  = "exec"
+	opWrite = "write"
+	opRead  = "read"
+)
+
+// Message types of replies, exec events and exec control.
+const (
+	msgOK     = "ok"
+	msgError  = "error"
+	msgStart  = "start"
+	msgFailed = "failed" // the program could not be started
+	msgExit   = "exit"
+	msgStop   = "stop" // host → guest during exec: SIGTERM, then SIGKILL
+)
+
+// request is the first frame of every stream.
+type request struct {
+	Op   string      `json:"op"`
+	Init *initParams `json:"init,omitempty"`
+	Exec *execParams `json:"exec,omitempty"`
+	Path string      `json:"path,omitempty"`
+}
+
+type initParams struct {
+	UnixNano int64  `json:"unix_nano"`
+	Entropy  []byte `json:"entropy,omitempty"`
+	Hostname string `json:"hostname,omitempty"`
+}
+
+type execParams struct {
+	Cmd       string            `json:"cmd"`
+	Args      []string          `json:"args,omitempty"`
+	Env       map[string]string `json:"env,omitempty"`
+	Dir       string            `json:"dir,omitempty"`
+	TimeoutNS int64             `json:"timeout_ns,omitempty"`
+	// OutputLimit caps each of stdout and stderr; 0 means no cap.
+	OutputLimit int64 `json:"output_limit,omitempty"`
+}
+
+// message is every JSON frame after the request, either way.
+type message struct {
+	Type string `json:"type"`
+	// error, failed
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+	// start
+	PID int `json:"pid,omitempty"`
+	// exit, failed
+	ExitCode        int   `json:"exit_code"`
+	DurationNS      int64 `json:"duration_ns,omitempty"`
+	TimedOut        bool  `json:"timed_out,omitempty"`
+	StdoutTruncated bool  `json:"stdout_truncated,omitempty"`
+	StderrTruncated bool  `json:"stderr_truncated,omitempty"`
+	// ok to read
+	Size int64 `json:"size,omitempty"`
+}
+
+// errorMessage encodes err for the host. Only *wrenn.Error keeps its code.
+func errorMessage(err error) message {
+	if e, ok := errors.AsType[*wrenn.Error](err); ok {
+		return message{Type: msgError, Code: e.Code, Message: e.Message}
+	}
+	return message{Type: msgError, Message: err.Error()}
+}
+
+// maxErrorMessage bounds the text of an error the guest reports.
+const maxErrorMessage = 4 << 10
+
+// guestError decodes an error message from the guest. The guest is not
+// trusted, so only the codes it has reason to send survive; anything else
+// becomes an ordinary error.
+func (m message) guestError() error {
+	text := m.Message
+	if len(text) > maxErrorMessage {
+		text = text[:maxErrorMessage]
+	}
+	switch m.Code {
+	case wrenn.EInvalid, wrenn.ENotFound:
+		return &wrenn.Error{Code: m.Code, Message: text}
+	}
+	if text == "" {
+		text = "unknown error"
+	}
+	return errors.New("guest: " + text)
+}
