@@ -1,5 +1,21 @@
-# Shell helpers shared by scripts/run and scripts/test. Source it; it
-# defines functions and changes nothing by itself.
+# Shell helpers shared by scripts/run, scripts/test and scripts/bench.
+# Source it; it defines functions and changes nothing by itself.
+
+# host_packages are the Debian packages a Wrenn host needs to run
+# sandboxes, besides those image building needs (bin/wrenn image packages).
+host_packages="qemu-system-x86 qemu-utils iproute2 procps"
+
+# build_wrenn builds bin/wrenn from this checkout.
+build_wrenn() {
+  go build -o bin/wrenn ./cmd/wrenn
+}
+
+# ensure_host_packages installs everything a host needs, image building
+# included. bin/wrenn must exist.
+ensure_host_packages() {
+  # shellcheck disable=SC2046 # one package a word
+  ensure_packages $host_packages $(bin/wrenn image packages)
+}
 
 # ensure_packages installs the Debian packages given that are missing.
 ensure_packages() {

@@ -22,6 +22,11 @@ type serverConfig struct {
 	DatabaseURL string
 	JWTSecret   string
 	LogLevel    slog.Level
+	// Agent is where the host agent is: "local" runs one in this process,
+	// "none" runs without (sandbox operations answer 502), anything else is
+	// the address of a `wrenn agent` ("host:port" or "unix:/path").
+	Agent      string
+	AgentToken string
 }
 
 // Environment variables `wrenn server` reads.
@@ -71,8 +76,6 @@ func parseLevel(s string) (slog.Level, error) {
 	}
 	return l, nil
 }
-
-
 
 // jwtSecret returns the configured secret, or the one kept at path,
 // generating it on first start so restarts don't log everyone out.

@@ -31,5 +31,7 @@ func rootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(serverCommand())
+	root.AddCommand(imageCommand())
+	root.AddCommand(agentCommand())
 	return root
 }

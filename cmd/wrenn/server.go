@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wrennhq/wrenn"
+	"github.com/wrennhq/wrenn/internal/agentrpc"
 	"github.com/wrennhq/wrenn/internal/auth"
 	"github.com/wrennhq/wrenn/internal/control"
 	"github.com/wrennhq/wrenn/internal/httpapi"
@@ -33,6 +35,10 @@ func serverCommand() *cobra.Command {
 			if !cmd.Flags().Changed("data-dir") {
 				cfg.DataDir = envOr(envDataDir, defaultDataDir())
 			}
+			if !cmd.Flags().Changed("agent") {
+				cfg.Agent = envOr(envAgentAddr, agentLocal)
+			}
+			cfg.AgentToken = os.Getenv(envAgentToken)
 			cfg.DatabaseURL = os.Getenv(envDatabase)
 			cfg.JWTSecret = os.Getenv(envJWTSecret)
 			var err error
@@ -45,6 +51,7 @@ func serverCommand() *cobra.Command {
 	cmd.PreRunE = func(*cobra.Command, []string) error { return loadDotEnv() }
 	cmd.Flags().StringVar(&cfg.Listen, "listen", defaultListen, "address to serve the API on (env "+envListen+")")
 	cmd.Flags().StringVar(&cfg.DataDir, "data-dir", defaultDataDir(), "where Wrenn keeps its state (env "+envDataDir+")")
+	cmd.Flags().StringVar(&cfg.Agent, "agent", agentLocal, `host agent: "local" (in this process), "none", or a wrenn agent's address (env `+envAgentAddr+")")
 	return cmd
 }
 
@@ -53,7 +60,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	paths := layout.New(cfg.DataDir)
+	paths := hostLayout(cfg.DataDir)
 	secret, err := jwtSecret(cfg.JWTSecret, paths.JWTSecret())
 	if err != nil {
 		return err
@@ -71,7 +78,21 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		Tokens: auth.NewTokens(secret, now),
 		Now:    now, Logger: log,
 	})
-	controlSvc := control.NewService(control.Config{Sandboxes: db, Templates: db, Now: now, Logger: log})
+	agentClient, err := connectAgent(ctx, cfg, paths, log)
+	if err != nil {
+		return err
+	}
+	var ctlAgent control.Agent
+	if agentClient != nil {
+		ctlAgent = agentClient
+		if err := registerBases(ctx, agentClient, db, now); err != nil {
+			return err
+		}
+		go control.NewReconciler(control.ReconcilerConfig{Store: db, Host: agentClient, Now: now, Logger: log}).Run(ctx)
+	} else {
+		log.Warn("running without a host agent: sandbox operations answer 502")
+	}
+	controlSvc := control.NewService(control.Config{Sandboxes: db, Templates: db, Agent: ctlAgent, Now: now, Logger: log})
 	api := httpapi.New(httpapi.Config{Auth: authSvc, Control: controlSvc, Logger: log})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -87,7 +108,6 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	}
 	log.Info("wrenn server listening", slog.String("addr", ln.Addr().String()),
 		slog.String("store", db.Engine()), slog.String("data_dir", cfg.DataDir))
-	log.Warn("no host agent is configured yet: sandbox operations answer 502")
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -101,6 +121,59 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+const (
+	agentLocal = "local"
+	agentNone  = "none"
+)
+
+// connectAgent returns the client of the host agent cfg names, starting
+// one in this process for "local"; nil for "none".
+func connectAgent(ctx context.Context, cfg serverConfig, paths layout.Layout, log *slog.Logger) (*agentrpc.Client, error) {
+	switch cfg.Agent {
+	case agentNone:
+		return nil, nil
+	case agentLocal:
+		h, err := startHost(ctx, paths, log, os.Stderr)
+		if err != nil {
+			return nil, err
+		}
+		token, err := agentToken(cfg.AgentToken, paths.AgentToken())
+		if err != nil {
+			return nil, err
+		}
+		ready := make(chan struct{})
+		go func() {
+			if err := serveAgent(ctx, h, "unix:"+paths.AgentSocket(), token, log, func(net.Addr) { close(ready) }); err != nil {
+				log.Error("host agent stopped", slog.Any("error", err))
+			}
+			_ = h.close(context.WithoutCancel(ctx))
+		}()
+		<-ready
+		return agentrpc.Dial("unix:"+paths.AgentSocket(), token), nil
+	default:
+		if cfg.AgentToken == "" {
+			return nil, fmt.Errorf("%s is required to reach the agent at %s", envAgentToken, cfg.Agent)
+		}
+		return agentrpc.Dial(cfg.Agent, cfg.AgentToken), nil
+	}
+}
+
+// registerBases records the agent's base templates, so teams can list
+// them and create sandboxes from them.
+func registerBases(ctx context.Context, a *agentrpc.Client, db *store.DB, now func() time.Time) error {
+	info, err := a.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("ask host agent for its templates: %w", err)
+	}
+	for _, t := range info.Templates {
+		t.Type, t.CreatedAt = wrenn.TemplateBase, now().UTC()
+		if err := db.PutTemplate(ctx, &t); err != nil {
+			return fmt.Errorf("register base template %s: %w", t.Name, err)
+		}
 	}
 	return nil
 }

@@ -33,7 +33,7 @@ func TestAccountsAgainstServer(t *testing.T) {
 		t.Run(engine, func(t *testing.T) {
 			t.Parallel()
 			dataDir := t.TempDir()
-			var env []string
+			env := []string{"WRENN_AGENT_ADDR=none"} // accounts need no VMs
 			if engine == "postgres" {
 				env = append(env, "DATABASE_URL="+storetest.MustCreateDatabase(t))
 			}
@@ -122,7 +122,7 @@ func TestAccountsAgainstServer(t *testing.T) {
 // there is used instead of generating one into the data dir.
 func TestDotEnv(t *testing.T) {
 	dataDir := t.TempDir()
-	s := startServerIn(t, t.TempDir(), dataDir, "WRENN_JWT_SECRET="+strings.Repeat("e", 40))
+	s := startServerIn(t, t.TempDir(), dataDir, "WRENN_JWT_SECRET="+strings.Repeat("e", 40), "WRENN_AGENT_ADDR=none")
 	s.must(201, "POST", "/v1/auth/signup", nil, map[string]string{"email": "env@example.com", "password": "12345678"}, nil)
 	if _, err := os.Stat(filepath.Join(dataDir, "jwt-secret")); !os.IsNotExist(err) {
 		t.Errorf("a secret was generated although .env gave one: %v", err)

@@ -70,7 +70,18 @@ func startServer(tb testing.TB, dataDir string, env ...string) *server {
 // process environment.
 func startServerIn(tb testing.TB, dotEnv, dataDir string, env ...string) *server {
 	tb.Helper()
-	cmd := exec.Command(wrennBin, "server", "--listen", "127.0.0.1:0", "--data-dir", dataDir)
+	return startServerAt(tb, "127.0.0.1:0", dotEnv, dataDir, env...)
+}
+
+// startServerListen is startServer on a given listen address.
+func startServerListen(tb testing.TB, listen, dataDir string, env ...string) *server {
+	tb.Helper()
+	return startServerAt(tb, listen, "", dataDir, env...)
+}
+
+func startServerAt(tb testing.TB, listen, dotEnv, dataDir string, env ...string) *server {
+	tb.Helper()
+	cmd := exec.Command(wrennBin, "server", "--listen", listen, "--data-dir", dataDir)
 	cmd.Dir = tb.TempDir()                                  // no stray .env
 	cmd.Env = append(os.Environ(), "WRENN_LOG_LEVEL=debug") // the most the log ever says
 	if dotEnv != "" {
@@ -217,4 +228,16 @@ func containsAny(s string, subs ...string) bool {
 		}
 	}
 	return false
+}
+
+// shortTempDir is a temporary directory with a short path: sandbox run
+// directories hold Unix sockets, whose paths must fit in 108 bytes.
+func shortTempDir(tb testing.TB) string {
+	tb.Helper()
+	dir, err := os.MkdirTemp("/tmp", "wr")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }

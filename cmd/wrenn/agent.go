@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wrennhq/wrenn/internal/layout"
+)
+
+func agentCommand() *cobra.Command {
+	var listen, dataDir string
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run a host agent: the VMs of this machine, for a control plane elsewhere",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("data-dir") {
+				dataDir = envOr(envDataDir, defaultDataDir())
+			}
+			level, err := parseLevel(os.Getenv(envLogLevel))
+			if err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			return runAgent(cmd.Context(), listen, hostLayout(dataDir), log)
+		},
+	}
+	cmd.PreRunE = func(*cobra.Command, []string) error { return loadDotEnv() }
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:7070", `address to serve the agent RPC on ("host:port" or "unix:/path")`)
+	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "where the agent keeps images and sandboxes (env "+envDataDir+")")
+	return cmd
+}
+
+func runAgent(ctx context.Context, listen string, paths layout.Layout, log *slog.Logger) error {
+	if err := os.MkdirAll(paths.Root, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	token, err := agentToken(os.Getenv(envAgentToken), paths.AgentToken())
+	if err != nil {
+		return err
+	}
+	h, err := startHost(ctx, paths, log, os.Stderr)
+	if err != nil {
+		return err
+	}
+	defer h.close(context.WithoutCancel(ctx))
+	return serveAgent(ctx, h, listen, token, log, func(a net.Addr) {
+		log.Info("wrenn agent listening", slog.String("addr", a.String()), slog.String("token_file", paths.AgentToken()))
+	})
+}

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/wrennhq/wrenn/internal/agent"
+	"github.com/wrennhq/wrenn/internal/agentrpc"
+	"github.com/wrennhq/wrenn/internal/image"
+	"github.com/wrennhq/wrenn/internal/layout"
+	"github.com/wrennhq/wrenn/internal/netslot"
+	"github.com/wrennhq/wrenn/internal/vmm/qemu"
+)
+
+// Environment variables of the host agent.
+const (
+	envAgentToken = "WRENN_AGENT_TOKEN"
+	envAgentAddr  = "WRENN_AGENT_ADDR" // for `wrenn server`: use this agent instead of one in process
+	envSourceDir  = "WRENN_SOURCE_DIR" // the checkout envd is built from
+	envAccel      = "WRENN_ACCEL"      // force "kvm" or "tcg"
+	envImagesDir  = "WRENN_IMAGES_DIR" // build and keep images here instead of <data-dir>/images
+)
+
+// hostLayout is the data dir layout, with images where WRENN_IMAGES_DIR says.
+func hostLayout(dataDir string) layout.Layout {
+	l := layout.New(dataDir)
+	l.ImagesRoot = os.Getenv(envImagesDir)
+	return l
+}
+
+// host is a running host agent: the sandbox manager and what it needs.
+type host struct {
+	manager *agent.Manager
+	net     *netslot.Manager
+}
+
+// startHost builds the guest images if missing, then starts the sandbox
+// manager and adopts the VMs a previous agent left running.
+func startHost(ctx context.Context, paths layout.Layout, log *slog.Logger, progress io.Writer) (*host, error) {
+	src, err := sourceDir()
+	if err != nil {
+		return nil, err
+	}
+	builder := image.NewBuilder(image.Config{Layout: paths, RepoDir: src, Logger: log, Progress: progress})
+	kernel, err := builder.EnsureKernel(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("guest kernel: %w", err)
+	}
+	minimal, err := builder.EnsureBase(ctx, "minimal")
+	if err != nil {
+		return nil, fmt.Errorf("base template: %w", err)
+	}
+	driver, err := qemu.New(qemu.Config{Accel: os.Getenv(envAccel), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	driver.Accel(ctx, kernel)
+	nm, err := netslot.NewManager(ctx, netslot.Config{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	hostname, _ := os.Hostname()
+	m := agent.New(agent.Config{
+		HostID: hostname, Layout: paths, Driver: driver, Network: nm, Logger: log,
+		Bases: []agent.Base{{Name: minimal.Name, RootFS: minimal.RootFS, Kernel: kernel, SizeBytes: minimal.SizeBytes}},
+	})
+	if err := m.Adopt(ctx); err != nil {
+		nm.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return &host{manager: m, net: nm}, nil
+}
+
+// close releases the host's idle resources; running VMs stay up for the
+// next agent to adopt.
+func (h *host) close(ctx context.Context) error { return h.net.Close(ctx) }
+
+// sourceDir finds the Wrenn checkout that envd is built from: $WRENN_SOURCE_DIR,
+// else the working directory or one above it holding Wrenn's go.mod.
+func sourceDir() (string, error) {
+	if d := os.Getenv(envSourceDir); d != "" {
+		return d, nil
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && strings.HasPrefix(string(b), "module github.com/wrennhq/wrenn\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("cannot find the Wrenn source to build envd from: run from the checkout or set %s", envSourceDir)
+		}
+		dir = parent
+	}
+}
+
+// agentToken returns the configured agent token, or the one kept at path,
+// generating it once.
+func agentToken(configured, path string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("read agent token: %w", err)
+	}
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	tok := hex.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write agent token: %w", err)
+	}
+	return tok, nil
+}
+
+// serveAgent serves the host's RPC on addr ("unix:/path" or "host:port")
+// until ctx ends.
+func serveAgent(ctx context.Context, h *host, addr, token string, log *slog.Logger, ready func(net.Addr)) error {
+	network, address := "tcp", addr
+	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
+		network, address = "unix", p
+		_ = os.Remove(p) // a socket left by a previous process
+	}
+	ln, err := net.Listen(network, address)
+	if err != nil {
+		return fmt.Errorf("agent listen: %w", err)
+	}
+	if network == "unix" {
+		if err := os.Chmod(address, 0o600); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler:           agentrpc.NewHandler(h.manager, token),
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("agent serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	return nil
+}

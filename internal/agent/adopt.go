@@ -1,0 +1,109 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+
+	"github.com/wrennhq/wrenn"
+)
+
+// Adopt takes over the sandboxes a previous agent process left behind: a
+// VM still running is adopted with its network slot and a new guest agent
+// session; a run directory whose VM has gone is cleaned up. Then network
+// slots that no sandbox holds are swept away.
+func (m *Manager) Adopt(ctx context.Context) error {
+	entries, err := os.ReadDir(m.cfg.Layout.Sandboxes())
+	if errors.Is(err, fs.ErrNotExist) {
+		return m.cfg.Network.Sweep(ctx, nil)
+	}
+	if err != nil {
+		return fmt.Errorf("adopt: %w", err)
+	}
+	var inUse []int
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		dir := m.cfg.Layout.Sandbox(e.Name())
+		log := m.log.With(slog.String(attrSandboxID, e.Name()))
+		st, err := readState(dir.State())
+		if err != nil {
+			// Never finished starting: its VM (if any) was stopped with the
+			// agent's create, or will be found by pid below never; remove.
+			log.Warn("removing run dir without a state record", slog.Any(attrError, err))
+			logErr(log, "remove run dir", os.RemoveAll(dir.Path()))
+			continue
+		}
+		if err := m.adoptOne(ctx, st, log); err != nil {
+			log.Warn("could not adopt sandbox; cleaning up", slog.Any(attrError, err))
+			m.cleanupOrphan(ctx, st, log)
+			continue
+		}
+		inUse = append(inUse, st.Slot)
+	}
+	return m.cfg.Network.Sweep(ctx, inUse)
+}
+
+func readState(path string) (state, error) {
+	var st state
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("decode %s: %w", path, err)
+	}
+	return st, nil
+}
+
+func (m *Manager) adoptOne(ctx context.Context, st state, log *slog.Logger) error {
+	if st.Driver != m.cfg.Driver.Name() {
+		return fmt.Errorf("recorded by driver %q, this agent runs %q", st.Driver, m.cfg.Driver.Name())
+	}
+	dir := m.cfg.Layout.Sandbox(st.ID)
+	spec := wrenn.SandboxSpec{ID: st.ID, TeamID: st.TeamID, Template: st.Template, VCPUs: st.VCPUs, MemoryMB: st.MemoryMB}
+	sb := &sandbox{id: st.ID, log: log}
+	sb.release.add(removeDir(dir.Path()))
+	slot, err := m.cfg.Network.Adopt(ctx, st.Slot)
+	if err != nil {
+		_ = sb.release.run(ctx)
+		return fmt.Errorf("adopt network slot %d: %w", st.Slot, err)
+	}
+	sb.release.add(func(ctx context.Context) error { return m.cfg.Network.Release(ctx, slot) })
+	vm, err := m.cfg.Driver.Adopt(ctx, m.vmConfig(spec, st.Kernel, dir), st.PID)
+	if err != nil {
+		_ = sb.release.run(ctx)
+		return err
+	}
+	sb.release.add(vm.Stop)
+	client, err := m.connectGuest(ctx, dir, vm)
+	if err != nil {
+		_ = sb.release.run(ctx)
+		return err
+	}
+	sb.release.add(func(context.Context) error { return client.Close() })
+	sb.vm, sb.envd = vm, client
+	m.mu.Lock()
+	m.sandboxes[st.ID] = sb
+	m.mu.Unlock()
+	go m.watch(sb, vm)
+	log.Info("sandbox adopted", slog.Int(attrPID, vm.PID()))
+	return nil
+}
+
+// cleanupOrphan frees what a sandbox that could not be adopted still
+// holds: its VM process if one is alive, and its run directory. Its slot
+// is left to the sweep.
+func (m *Manager) cleanupOrphan(ctx context.Context, st state, log *slog.Logger) {
+	dir := m.cfg.Layout.Sandbox(st.ID)
+	spec := wrenn.SandboxSpec{ID: st.ID, VCPUs: st.VCPUs, MemoryMB: st.MemoryMB}
+	if vm, err := m.cfg.Driver.Adopt(ctx, m.vmConfig(spec, st.Kernel, dir), st.PID); err == nil {
+		logErr(log, "stop orphaned vm", vm.Stop(ctx))
+	}
+	logErr(log, "remove run dir", os.RemoveAll(dir.Path()))
+}

@@ -1,0 +1,140 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The benchmarks run real VMs (under TCG on hosts without working KVM):
+//
+//	scripts/bench -bench . -benchtime 20x ./tests/e2e
+//
+// Each reports medians (p50) of its own samples besides Go's mean.
+
+func benchServer(b *testing.B) (*server, hdr) {
+	b.Helper()
+	dataDir := shortTempDir(b)
+	images := requireVMs(b)
+	b.Cleanup(func() { killVMs(b, dataDir) })
+	s := startServer(b, dataDir, envImagesDir+"="+images, "WRENN_SOURCE_DIR="+repoRoot())
+	return s, s.account(fmt.Sprintf("bench%d@example.com", time.Now().UnixNano()))
+}
+
+func reportQuantiles(b *testing.B, name string, samples []time.Duration) {
+	if len(samples) == 0 {
+		return
+	}
+	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
+	q := func(p float64) float64 {
+		return float64(samples[int(p*float64(len(samples)-1))].Microseconds()) / 1000
+	}
+	b.ReportMetric(q(0.5), name+"-p50-ms")
+	b.ReportMetric(q(0.9), name+"-p90-ms")
+}
+
+// BenchmarkCreateToFirstExec: POST /v1/sandboxes, then the first exec
+// answering; destroy is not timed.
+func BenchmarkCreateToFirstExec(b *testing.B) {
+	s, key := benchServer(b)
+	var samples []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		sb := s.create(key, map[string]any{})
+		if r := s.exec(key, sb.ID, "true"); r.ExitCode != 0 {
+			b.Fatalf("exec: %+v", r)
+		}
+		samples = append(samples, time.Since(start))
+		b.StopTimer()
+		s.must(204, "DELETE", "/v1/sandboxes/"+sb.ID, key, nil, nil)
+		b.StartTimer()
+	}
+	reportQuantiles(b, "create-exec", samples)
+}
+
+// BenchmarkExecRoundTrip: POST /v1/sandboxes/{id}/exec of `true` in a
+// running sandbox, through the API, the agent RPC and envd.
+func BenchmarkExecRoundTrip(b *testing.B) {
+	s, key := benchServer(b)
+	sb := s.create(key, map[string]any{})
+	b.Cleanup(func() { s.do("DELETE", "/v1/sandboxes/"+sb.ID, key, nil) })
+	s.exec(key, sb.ID, "true") // warm
+	var samples []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		if r := s.exec(key, sb.ID, "true"); r.ExitCode != 0 {
+			b.Fatalf("exec: %+v", r)
+		}
+		samples = append(samples, time.Since(start))
+	}
+	reportQuantiles(b, "exec", samples)
+}
+
+// peakRSS returns a process's peak resident set in MiB since the last
+// resetPeak.
+func peakRSS(b *testing.B, pid int) float64 {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(st), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.Atoi(f[1])
+			return float64(kb) / 1024
+		}
+	}
+	b.Fatal("no VmHWM")
+	return 0
+}
+
+// resetPeak restarts a process's peak RSS count (clear_refs 5).
+func resetPeak(b *testing.B, pid int) {
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkStreamedFiles moves 1 GiB each way through the streaming file
+// endpoints, with the control plane and the host agent in separate
+// processes, and reports each one's peak memory during the transfer.
+func BenchmarkStreamedFiles(b *testing.B) {
+	dataDir := shortTempDir(b)
+	requireVMs(b)
+	b.Cleanup(func() { killVMs(b, dataDir) })
+	sock := "unix:" + filepath.Join(dataDir, "ag.sock")
+	agent := startAgent(b, dataDir, sock, "bench-token")
+	s := startServer(b, shortTempDir(b), "WRENN_AGENT_ADDR="+sock, "WRENN_AGENT_TOKEN=bench-token")
+	key := s.account("files@example.com")
+	sb := s.create(key, map[string]any{"memory_mb": 1024})
+	b.Cleanup(func() { s.do("DELETE", "/v1/sandboxes/"+sb.ID, key, nil) })
+	const size = 1 << 30
+	for _, dir := range []string{"upload", "download"} {
+		b.Run(dir, func(b *testing.B) {
+			b.SetBytes(size)
+			var agentPeak, serverPeak float64
+			for b.Loop() {
+				if dir == "download" {
+					b.StopTimer()
+					upload(b, s, key, sb.ID, "stream/write", "/root/big.bin", size)
+					b.StartTimer()
+				}
+				resetPeak(b, agent.cmd.Process.Pid)
+				resetPeak(b, s.cmd.Process.Pid)
+				if dir == "upload" {
+					upload(b, s, key, sb.ID, "stream/write", "/root/big.bin", size)
+				} else if _, n := download(b, s, key, sb.ID, "stream/read", "/root/big.bin"); n != size {
+					b.Fatalf("downloaded %d bytes", n)
+				}
+				agentPeak = max(agentPeak, peakRSS(b, agent.cmd.Process.Pid))
+				serverPeak = max(serverPeak, peakRSS(b, s.cmd.Process.Pid))
+			}
+			b.ReportMetric(agentPeak, "agent-peak-MiB")
+			b.ReportMetric(serverPeak, "server-peak-MiB")
+		})
+	}
+}

@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// qemuPID finds the QEMU process of sandbox id.
+func qemuPID(t testing.TB, id string) int {
+	t.Helper()
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && strings.Contains(string(b), "qemu-system") && strings.Contains(string(b), "wrenn-"+id+"\x00") {
+			pid, _ := strconv.Atoi(strings.Split(p, "/")[2])
+			return pid
+		}
+	}
+	t.Fatalf("no qemu process for %s", id)
+	return 0
+}
+
+// TestFailures: a VM killed from outside turns its sandbox into error and
+// frees what it held; killing the host agent leaves the other sandboxes
+// running, and a new agent adopts them; restarting the control plane loses
+// nothing.
+func TestFailures(t *testing.T) {
+	dataDir := shortTempDir(t)
+	requireVMs(t)
+	t.Cleanup(func() { killVMs(t, dataDir) })
+	sock := "unix:" + filepath.Join(dataDir, "ag.sock")
+	agent := startAgent(t, dataDir, sock, "failure-token")
+	srvData := shortTempDir(t)
+	env := []string{"WRENN_AGENT_ADDR=" + sock, "WRENN_AGENT_TOKEN=failure-token"}
+	s := startServer(t, srvData, env...)
+	key := s.account("fail@example.com")
+
+	victim := s.create(key, map[string]any{})
+	survivor := s.create(key, map[string]any{})
+	s.exec(key, survivor.ID, "sh -c 'echo kept > /root/state'")
+
+	// Kill the victim's VM behind everyone's back.
+	if err := syscall.Kill(qemuPID(t, victim.ID), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, func() string {
+		var sb sandbox
+		s.must(200, "GET", "/v1/sandboxes/"+victim.ID, key, nil, &sb)
+		if sb.Status != "error" {
+			return "victim is " + sb.Status
+		}
+		if _, err := os.Stat(filepath.Join(dataDir, "sandboxes", victim.ID)); !os.IsNotExist(err) {
+			return "victim's run dir is still there"
+		}
+		return ""
+	})
+	if got, _ := s.do("POST", "/v1/sandboxes/"+victim.ID+"/exec", key, map[string]any{"cmd": "true"}); got != 409 {
+		t.Errorf("exec in an errored sandbox = %d, want 409", got)
+	}
+	s.must(204, "DELETE", "/v1/sandboxes/"+victim.ID, key, nil, nil)
+
+	// Kill the agent: the survivor's VM keeps running; the API says 502.
+	pid := qemuPID(t, survivor.ID)
+	agent.kill()
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("the survivor's VM died with the agent: %v", err)
+	}
+	if got, body := s.do("POST", "/v1/sandboxes/"+survivor.ID+"/exec", key, map[string]any{"cmd": "true"}); got != 502 {
+		t.Errorf("exec with the agent down = %d %s, want 502", got, body)
+	}
+	agent = startAgent(t, dataDir, sock, "failure-token")
+	if r := s.exec(key, survivor.ID, "cat /root/state"); r.Stdout != "kept\n" {
+		t.Fatalf("after the agent restart: %+v", r)
+	}
+	if got := qemuPID(t, survivor.ID); got != pid {
+		t.Errorf("the survivor's VM was replaced: pid %d → %d", pid, got)
+	}
+
+	// Restart the control plane: the sandbox is still there and usable.
+	s.stop()
+	s = startServer(t, srvData, env...)
+	var sb sandbox
+	s.must(200, "GET", "/v1/sandboxes/"+survivor.ID, key, nil, &sb)
+	if sb.Status != "running" {
+		t.Fatalf("after a control plane restart the survivor is %s", sb.Status)
+	}
+	if r := s.exec(key, survivor.ID, "cat /root/state"); r.Stdout != "kept\n" {
+		t.Fatalf("after the control plane restart: %+v", r)
+	}
+	s.must(204, "DELETE", "/v1/sandboxes/"+survivor.ID, key, nil, nil)
+}
+
+// TestLeaks: 50 create/exec/destroy cycles leave the host as it was:
+// processes, network namespaces, interfaces, run directories and the
+// agent's open file descriptors.
+func TestLeaks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("50 VM cycles")
+	}
+	dataDir := shortTempDir(t)
+	s := startVMServer(t, dataDir)
+	key := s.account("leak@example.com")
+	// One cycle first, so lazily opened things (connections, pools) exist
+	// before the baseline.
+	warm := s.create(key, map[string]any{})
+	s.must(204, "DELETE", "/v1/sandboxes/"+warm.ID, key, nil, nil)
+	fds := func() int {
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", s.cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	var before hostState
+	var beforeFDs int
+	eventually(t, 30*time.Second, func() string {
+		before, beforeFDs = snapshotHost(t, dataDir), fds()
+		time.Sleep(time.Second)
+		if d := before.diff(snapshotHost(t, dataDir)); d != "" {
+			return "host not settled: " + d
+		}
+		return ""
+	})
+	for i := range 50 {
+		sb := s.create(key, map[string]any{})
+		if r := s.exec(key, sb.ID, "echo "+strconv.Itoa(i)); r.Stdout != strconv.Itoa(i)+"\n" {
+			t.Fatalf("cycle %d: %+v", i, r)
+		}
+		s.must(204, "DELETE", "/v1/sandboxes/"+sb.ID, key, nil, nil)
+	}
+	s.client.CloseIdleConnections()
+	eventually(t, 30*time.Second, func() string {
+		if d := before.diff(snapshotHost(t, dataDir)); d != "" {
+			return d
+		}
+		if n := fds(); n != beforeFDs {
+			return fmt.Sprintf("agent fds: %d before, %d after", beforeFDs, n)
+		}
+		return ""
+	})
+}
