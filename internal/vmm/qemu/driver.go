@@ -186,19 +186,30 @@ func logTail(runDir string) string {
 	return ": " + strings.TrimSpace(string(b))
 }
 
-// vm is one QEMU process.
+// vm is one QEMU process. It holds no QMP connection between operations:
+// QEMU serves one QMP client at a time, and a VM must stay adoptable by a
+// new agent process while an old one may still linger.
 type vm struct {
 	pid     int
 	qmpPath string
 	done    chan struct{}
-	qmp     *qmp
 }
 
 func (v *vm) PID() int              { return v.pid }
 func (v *vm) Done() <-chan struct{} { return v.done }
 
+// connect proves QEMU is up and answering QMP.
 func (v *vm) connect(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	q, err := v.dial(ctx, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	return q.Close()
+}
+
+// dial opens a QMP session, giving up after timeout or when QEMU exits.
+func (v *vm) dial(ctx context.Context, timeout time.Duration) (*qmp, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	go func() {
 		select {
@@ -207,12 +218,7 @@ func (v *vm) connect(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}()
-	q, err := dialQMP(ctx, v.qmpPath)
-	if err != nil {
-		return err
-	}
-	v.qmp = q
-	return nil
+	return dialQMP(ctx, v.qmpPath)
 }
 
 func (v *vm) kill() error {
@@ -230,14 +236,14 @@ const stopGrace = 2 * time.Second
 func (v *vm) Stop(ctx context.Context) error {
 	select {
 	case <-v.done:
-		v.closeQMP()
 		return nil
 	default:
 	}
-	if v.qmp != nil {
+	if q, err := v.dial(ctx, stopGrace); err == nil {
 		qctx, cancel := context.WithTimeout(ctx, stopGrace)
-		_ = v.qmp.Execute(qctx, "quit", nil, nil) // the connection may close before the answer
+		_ = q.Execute(qctx, "quit", nil, nil) // the connection may close before the answer
 		cancel()
+		q.Close()
 	}
 	select {
 	case <-v.done:
@@ -251,12 +257,5 @@ func (v *vm) Stop(ctx context.Context) error {
 			return fmt.Errorf("qemu %d did not exit: %w", v.pid, ctx.Err())
 		}
 	}
-	v.closeQMP()
 	return nil
-}
-
-func (v *vm) closeQMP() {
-	if v.qmp != nil {
-		v.qmp.Close()
-	}
 }

@@ -1,0 +1,204 @@
+// Package vmmtest is the conformance suite every vmm.Driver must pass:
+// a driver's tests call Run with a constructor and a guest to boot. It
+// boots real VMs, so it needs a guest kernel and root disk (Guest finds
+// the ones `wrenn image build` made) and, for most drivers, root.
+package vmmtest
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wrennhq/wrenn/internal/image"
+	"github.com/wrennhq/wrenn/internal/layout"
+	"github.com/wrennhq/wrenn/internal/vmm"
+)
+
+// Fixture is a bootable guest.
+type Fixture struct {
+	Kernel string
+	RootFS string // raw ext4
+}
+
+// Guest returns the minimal base from WRENN_IMAGES_DIR, skipping the test
+// (or failing it under WRENN_REQUIRE_VMS=1) when there is none.
+func Guest(tb testing.TB) Fixture {
+	tb.Helper()
+	fail := tb.Skipf
+	if os.Getenv("WRENN_REQUIRE_VMS") == "1" {
+		fail = tb.Fatalf
+	}
+	dir := os.Getenv("WRENN_IMAGES_DIR")
+	if dir == "" {
+		fail("WRENN_IMAGES_DIR is unset: no guest images to boot (scripts/test builds them)")
+		return Fixture{}
+	}
+	bases, err := image.NewBuilder(image.Config{Layout: layout.Layout{ImagesRoot: dir}}).Bases()
+	if err != nil || len(bases) == 0 {
+		fail("no base template built in %s: %v", dir, err)
+		return Fixture{}
+	}
+	return Fixture{Kernel: bases[0].Kernel, RootFS: bases[0].RootFS}
+}
+
+// Run checks driver behaviour every VMM must share. newDriver returns a
+// fresh driver, as a new host agent process would make.
+func Run(t *testing.T, newDriver func(t *testing.T) vmm.Driver, f Fixture) {
+	t.Run("StartBootsAndStopEnds", func(t *testing.T) {
+		d := newDriver(t)
+		c := config(t, f)
+		vm := mustStart(t, d, c)
+		waitConsole(t, c, "Linux version", 60*time.Second)
+		if err := vm.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-vm.Done():
+		default:
+			t.Fatal("Done is open after Stop returned")
+		}
+		if alive(vm.PID()) {
+			t.Errorf("process %d survives Stop", vm.PID())
+		}
+		if err := vm.Stop(context.Background()); err != nil {
+			t.Errorf("second Stop: %v", err)
+		}
+	})
+	t.Run("ExitIsNoticed", func(t *testing.T) {
+		d := newDriver(t)
+		vm := mustStart(t, d, config(t, f))
+		if err := syscall.Kill(vm.PID(), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-vm.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatal("Done stays open after the VMM was killed")
+		}
+	})
+	t.Run("AdoptAfterRestart", func(t *testing.T) {
+		c := config(t, f)
+		vm := mustStart(t, newDriver(t), c)
+		adopted, err := newDriver(t).Adopt(context.Background(), c, vm.PID())
+		if err != nil {
+			t.Fatalf("adopt: %v", err)
+		}
+		if adopted.PID() != vm.PID() {
+			t.Errorf("adopted pid %d, started %d", adopted.PID(), vm.PID())
+		}
+		if err := adopted.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range []vmm.VM{adopted, vm} {
+			select {
+			case <-v.Done():
+			case <-time.After(10 * time.Second):
+				t.Fatal("Done stays open after the adopted VM stopped")
+			}
+		}
+	})
+	t.Run("AdoptRefusesOtherProcesses", func(t *testing.T) {
+		c := config(t, f)
+		sleeper := exec.Command("sleep", "30")
+		if err := sleeper.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() }()
+		if _, err := newDriver(t).Adopt(context.Background(), c, sleeper.Process.Pid); err == nil {
+			t.Error("adopted a process that is not the VM")
+		}
+		if _, err := newDriver(t).Adopt(context.Background(), c, 1<<22); err == nil {
+			t.Error("adopted a process that does not exist")
+		}
+	})
+	t.Run("FailedStartLeavesNothing", func(t *testing.T) {
+		c := config(t, f)
+		c.Kernel = filepath.Join(t.TempDir(), "no-such-kernel")
+		before := vmmProcesses(c.RunDir)
+		if vm, err := newDriver(t).Start(context.Background(), c); err == nil {
+			_ = vm.Stop(context.Background())
+			t.Fatal("started a VM without a kernel")
+		}
+		if after := vmmProcesses(c.RunDir); after != before {
+			t.Errorf("a failed start left %d processes", after-before)
+		}
+	})
+}
+
+// config is a VM of 1 vCPU and 256 MiB booting f from a scratch overlay.
+func config(t *testing.T, f Fixture) vmm.Config {
+	t.Helper()
+	dir, err := os.MkdirTemp("/tmp", "vmm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	disk := filepath.Join(dir, "root.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", f.RootFS, disk).CombinedOutput(); err != nil {
+		t.Fatalf("overlay: %v %s", err, out)
+	}
+	return vmm.Config{
+		ID: filepath.Base(dir), RunDir: dir, Kernel: f.Kernel,
+		KernelArgs: "console=ttyS0 reboot=t panic=-1 root=/dev/vda rw rootfstype=ext4 init=/usr/local/bin/envd",
+		RootDisk:   disk, RootDiskFormat: "qcow2", VCPUs: 1, MemoryMB: 256,
+		AgentSocket: filepath.Join(dir, "envd.sock"), ConsoleLog: filepath.Join(dir, "console.log"),
+	}
+}
+
+func mustStart(t *testing.T, d vmm.Driver, c vmm.Config) vmm.VM {
+	t.Helper()
+	vm, err := d.Start(context.Background(), c)
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() { _ = vm.Stop(context.Background()) })
+	if vm.PID() <= 0 || !alive(vm.PID()) {
+		t.Fatalf("pid %d is not running", vm.PID())
+	}
+	return vm
+}
+
+func waitConsole(t *testing.T, c vmm.Config, want string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(c.ConsoleLog)
+		if strings.Contains(string(b), want) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(c.ConsoleLog)
+	t.Fatalf("console never said %q:\n%s", want, tail(b))
+}
+
+func tail(b []byte) string {
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(b)
+}
+
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// vmmProcesses counts processes whose command line names dir.
+func vmmProcesses(dir string) int {
+	n := 0
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), dir) {
+			n++
+		}
+	}
+	return n
+}
+
