@@ -110,15 +110,21 @@ func TestLeaks(t *testing.T) {
 	// before the baseline.
 	warm := s.create(key, map[string]any{})
 	s.must(204, "DELETE", "/v1/sandboxes/"+warm.ID, key, nil, nil)
-	fds := func() int {
-		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", s.cmd.Process.Pid))
+	fds := func() []string {
+		dir := fmt.Sprintf("/proc/%d/fd", s.cmd.Process.Pid)
+		ents, err := os.ReadDir(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return len(ents)
+		var out []string
+		for _, e := range ents {
+			target, _ := os.Readlink(filepath.Join(dir, e.Name()))
+			out = append(out, e.Name()+"→"+target)
+		}
+		return out
 	}
 	var before hostState
-	var beforeFDs int
+	var beforeFDs []string
 	eventually(t, 30*time.Second, func() string {
 		before, beforeFDs = snapshotHost(t, dataDir), fds()
 		time.Sleep(time.Second)
@@ -139,8 +145,8 @@ func TestLeaks(t *testing.T) {
 		if d := before.diff(snapshotHost(t, dataDir)); d != "" {
 			return d
 		}
-		if n := fds(); n != beforeFDs {
-			return fmt.Sprintf("agent fds: %d before, %d after", beforeFDs, n)
+		if n := fds(); len(n) != len(beforeFDs) {
+			return fmt.Sprintf("agent fds: %d before %v, %d after %v", len(beforeFDs), beforeFDs, len(n), n)
 		}
 		return ""
 	})

@@ -121,7 +121,8 @@ func startServerAt(tb testing.TB, listen, dotEnv, dataDir string, env ...string)
 	case <-time.After(30 * time.Second):
 		tb.Fatalf("wrenn server did not listen within 30s\n%s", s.logs)
 	}
-	s.client = &http.Client{Transport: spectest.Transport(tb, nil), Timeout: 30 * time.Second}
+	// Generous: a 256 MiB transfer to a guest under TCG on a busy host is slow.
+	s.client = &http.Client{Transport: spectest.Transport(tb, nil), Timeout: 10 * time.Minute}
 	return s
 }
 
