@@ -201,4 +201,3 @@ func vmmProcesses(dir string) int {
 	}
 	return n
 }
-
