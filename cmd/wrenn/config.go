@@ -27,6 +27,8 @@ type serverConfig struct {
 	// the address of a `wrenn agent` ("host:port" or "unix:/path").
 	Agent      string
 	AgentToken string
+	// MaxUploadBytes bounds the non-streaming upload; 0 means the default.
+	MaxUploadBytes int64
 }
 
 // Environment variables `wrenn server` reads.
@@ -36,6 +38,7 @@ const (
 	envDatabase  = "DATABASE_URL"
 	envJWTSecret = "WRENN_JWT_SECRET"
 	envLogLevel  = "WRENN_LOG_LEVEL"
+	envMaxUpload = "WRENN_MAX_UPLOAD_BYTES"
 )
 
 const defaultListen = "127.0.0.1:8080"

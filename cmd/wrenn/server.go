@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -39,6 +40,13 @@ func serverCommand() *cobra.Command {
 				cfg.Agent = envOr(envAgentAddr, agentLocal)
 			}
 			cfg.AgentToken = os.Getenv(envAgentToken)
+			if v := os.Getenv(envMaxUpload); v != "" {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil || n <= 0 {
+					return fmt.Errorf("%s must be a positive number of bytes", envMaxUpload)
+				}
+				cfg.MaxUploadBytes = n
+			}
 			cfg.DatabaseURL = os.Getenv(envDatabase)
 			cfg.JWTSecret = os.Getenv(envJWTSecret)
 			var err error
@@ -93,7 +101,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		log.Warn("running without a host agent: sandbox operations answer 502")
 	}
 	controlSvc := control.NewService(control.Config{Sandboxes: db, Templates: db, Agent: ctlAgent, Now: now, Logger: log})
-	api := httpapi.New(httpapi.Config{Auth: authSvc, Control: controlSvc, Logger: log})
+	api := httpapi.New(httpapi.Config{Auth: authSvc, Control: controlSvc, Logger: log, MaxUploadBytes: cfg.MaxUploadBytes})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -249,3 +249,70 @@ func testFiles(t *testing.T, s *server, key hdr, id string) {
 		t.Errorf("hostname %q, want %s", r.Stdout, id)
 	}
 }
+
+// TestInactivityAndLimits: a sandbox idle past its timeout_sec is destroyed
+// and shows stopped, while activity keeps another alive; the non-streaming
+// upload refuses a body over the configured limit and leaves no file.
+func TestInactivityAndLimits(t *testing.T) {
+	dataDir := shortTempDir(t)
+	s := startVMServer(t, dataDir, "WRENN_MAX_UPLOAD_BYTES=4096")
+	key := s.account("idle@example.com")
+	idle := s.create(key, map[string]any{"timeout_sec": 3})
+	busy := s.create(key, map[string]any{"timeout_sec": 3})
+	defer s.do("DELETE", "/v1/sandboxes/"+busy.ID, key, nil)
+
+	if got, body := s.do("POST", "/v1/sandboxes/"+busy.ID+"/files/write", key, nil); got != 415 {
+		t.Errorf("upload without multipart = %d %s", got, body)
+	}
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		_ = mw.WriteField("path", "/root/too-big")
+		fw, _ := mw.CreateFormFile("file", "f")
+		_, _ = fw.Write(bytes.Repeat([]byte("x"), 5000))
+		pw.CloseWithError(mw.Close())
+	}()
+	req, _ := http.NewRequest("POST", s.url+"/v1/sandboxes/"+busy.ID+"/files/write", pr)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("X-API-Key", key["X-API-Key"])
+	resp, err := s.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 413 {
+		t.Errorf("upload over the limit = %d, want 413", resp.StatusCode)
+	}
+	if r := s.exec(key, busy.ID, "sh -c 'ls -a /root | grep -c too-big || true'"); strings.TrimSpace(r.Stdout) != "0" {
+		t.Errorf("a refused upload left files: %q", r.Stdout)
+	}
+
+	// Watch through the list: a GET of the sandbox itself is activity too.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s.exec(key, busy.ID, "true") // activity
+		var list []sandbox
+		s.must(200, "GET", "/v1/sandboxes", key, nil, &list)
+		status := ""
+		for _, sb := range list {
+			if sb.ID == idle.ID {
+				status = sb.Status
+			}
+		}
+		if status == "stopped" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("idle sandbox still %s after 30s", status)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	var sb sandbox
+	s.must(200, "GET", "/v1/sandboxes/"+busy.ID, key, nil, &sb)
+	if sb.Status != "running" {
+		t.Errorf("a busy sandbox was stopped: %s", sb.Status)
+	}
+	if got, _ := s.do("POST", "/v1/sandboxes/"+idle.ID+"/exec", key, map[string]any{"cmd": "true"}); got != 409 {
+		t.Errorf("exec in a stopped sandbox = %d, want 409", got)
+	}
+}
