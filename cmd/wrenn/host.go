@@ -30,6 +30,7 @@ const (
 	envAgentAddr  = "WRENN_AGENT_ADDR" // for `wrenn server`: use this agent instead of one in process
 	envSourceDir  = "WRENN_SOURCE_DIR" // the checkout envd is built from
 	envAccel      = "WRENN_ACCEL"      // force "kvm" or "tcg"
+	envTCGCPU     = "WRENN_TCG_CPU"    // the CPU model guests see under TCG
 	envImagesDir  = "WRENN_IMAGES_DIR" // build and keep images here instead of <data-dir>/images
 )
 
@@ -62,7 +63,7 @@ func startHost(ctx context.Context, paths layout.Layout, log *slog.Logger, progr
 	if err != nil {
 		return nil, fmt.Errorf("base template: %w", err)
 	}
-	driver, err := qemu.New(qemu.Config{Accel: os.Getenv(envAccel), Logger: log})
+	driver, err := qemu.New(qemu.Config{Accel: os.Getenv(envAccel), TCGCPU: os.Getenv(envTCGCPU), Logger: log})
 	if err != nil {
 		return nil, err
 	}

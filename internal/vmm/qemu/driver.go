@@ -25,6 +25,9 @@ import (
 
 var _ vmm.Driver = (*Driver)(nil)
 
+// DefaultTCGCPU is the CPU model guests see under TCG.
+const DefaultTCGCPU = "max"
+
 // DriverName is recorded with each VM this driver starts.
 const DriverName = "qemu"
 
@@ -32,16 +35,21 @@ const DriverName = "qemu"
 type Config struct {
 	Binary string // qemu-system-x86_64; empty means found on PATH
 	// Accel forces "kvm" or "tcg"; empty means probe once, on first Start.
-	Accel  string
+	Accel string
+	// TCGCPU is the CPU model guests see under TCG; empty means
+	// DefaultTCGCPU.
+	TCGCPU string
 	Logger *slog.Logger
 }
 
 // Driver starts QEMU microvm VMs.
 type Driver struct {
-	bin   string
-	log   *slog.Logger
-	once  sync.Once
-	accel string
+	bin    string
+	log    *slog.Logger
+	once   sync.Once
+	accel  string
+	tscKHz int // host TSC rate, for guests under TCG; 0 if unknown
+	tcgCPU string
 }
 
 // New returns a Driver. It fails if QEMU is not installed.
@@ -54,7 +62,11 @@ func New(c Config) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("qemu: %w (install qemu-system-x86)", err)
 	}
-	return &Driver{bin: path, log: c.Logger, accel: c.Accel}, nil
+	cpu := c.TCGCPU
+	if cpu == "" {
+		cpu = DefaultTCGCPU
+	}
+	return &Driver{bin: path, log: c.Logger, accel: c.Accel, tcgCPU: cpu}, nil
 }
 
 // Name implements vmm.Driver.
@@ -63,19 +75,25 @@ func (d *Driver) Name() string { return DriverName }
 // Accel returns the accelerator in use, probing on first call.
 func (d *Driver) Accel(ctx context.Context, kernel string) string {
 	d.once.Do(func() {
-		if d.accel != "" {
-			return
-		}
 		var reason string
-		d.accel, reason = probeAccel(ctx, d.bin, kernel)
+		if d.accel == "" {
+			d.accel, reason = probeAccel(ctx, d.bin, kernel)
+		} else {
+			reason = "configured"
+		}
 		if d.accel == AccelTCG {
-			d.log.Warn("guests run under TCG software emulation, not KVM", slog.String("reason", reason))
+			d.tscKHz = hostTSCkHz()
+			d.log.Warn("guests run under TCG software emulation, not KVM", slog.String("reason", reason),
+				slog.Int("tsc_khz", d.tscKHz))
 		} else {
 			d.log.Info("guests run under KVM", slog.String("reason", reason))
 		}
 	})
 	return d.accel
 }
+
+// CurrentAccel is the accelerator chosen, or "" before the first Start.
+func (d *Driver) CurrentAccel() string { return d.accel }
 
 // Start implements vmm.Driver.
 func (d *Driver) Start(ctx context.Context, c vmm.Config) (vmm.VM, error) {
@@ -151,7 +169,7 @@ func (d *Driver) args(c vmm.Config, accel string) []string {
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
 		"-serial", "file:" + c.ConsoleLog,
 		"-kernel", c.Kernel,
-		"-append", c.KernelArgs,
+		"-append", d.kernelArgs(c, accel),
 		"-drive", "id=root,file=" + c.RootDisk + ",format=" + c.RootDiskFormat + ",if=none,cache=unsafe,discard=unmap",
 		"-device", "virtio-blk-device,drive=root",
 		"-device", "virtio-rng-device",
@@ -165,7 +183,7 @@ func (d *Driver) args(c vmm.Config, accel string) []string {
 	} else {
 		// A modest translation cache: the default reserves far more than
 		// a small guest needs, for each of many sandboxes.
-		a = append(a, "-accel", "tcg,tb-size=128", "-cpu", "max")
+		a = append(a, "-accel", "tcg,tb-size=128", "-cpu", d.tcgCPU)
 	}
 	if c.Tap != nil {
 		a = append(a,
@@ -173,6 +191,14 @@ func (d *Driver) args(c vmm.Config, accel string) []string {
 			"-device", "virtio-net-device,netdev=net0,mac="+c.MAC)
 	}
 	return a
+}
+
+// kernelArgs adds what the accelerator needs to the guest command line.
+func (d *Driver) kernelArgs(c vmm.Config, accel string) string {
+	if accel == AccelTCG && d.tscKHz > 0 {
+		return fmt.Sprintf("%s tsc_early_khz=%d tsc=reliable", c.KernelArgs, d.tscKHz)
+	}
+	return c.KernelArgs
 }
 
 func logTail(runDir string) string {
