@@ -75,6 +75,22 @@ func BenchmarkExecRoundTrip(b *testing.B) {
 	reportQuantiles(b, "exec", samples)
 }
 
+// BenchmarkFileReadRoundTrip: POST /v1/sandboxes/{id}/files/read of a
+// small file. It runs no process in the guest, so it measures the path
+// itself: API, agent RPC, envd and back.
+func BenchmarkFileReadRoundTrip(b *testing.B) {
+	s, key := benchServer(b)
+	sb := s.create(key, map[string]any{})
+	b.Cleanup(func() { s.do("DELETE", "/v1/sandboxes/"+sb.ID, key, nil) })
+	var samples []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		s.must(200, "POST", "/v1/sandboxes/"+sb.ID+"/files/read", key, map[string]string{"path": "/etc/hostname"}, nil)
+		samples = append(samples, time.Since(start))
+	}
+	reportQuantiles(b, "read", samples)
+}
+
 // peakRSS returns a process's peak resident set in MiB since the last
 // resetPeak.
 func peakRSS(b *testing.B, pid int) float64 {

@@ -119,6 +119,12 @@ func TestLeaks(t *testing.T) {
 		var out []string
 		for _, e := range ents {
 			target, _ := os.Readlink(filepath.Join(dir, e.Name()))
+			// The store's connection pool grows to its bound when reads
+			// overlap (each SQLite connection holds the db and its WAL):
+			// that is the pool, not a sandbox's leak.
+			if strings.Contains(target, "wrenn.db") {
+				continue
+			}
 			out = append(out, e.Name()+"→"+target)
 		}
 		return out
