@@ -134,11 +134,12 @@ func BenchmarkStreamedFiles(b *testing.B) {
 			b.SetBytes(size)
 			var agentPeak, serverPeak float64
 			for b.Loop() {
+				b.StopTimer()
+				s.exec(key, sb.ID, "rm -f /root/big.bin") // room for the next copy
 				if dir == "download" {
-					b.StopTimer()
 					upload(b, s, key, sb.ID, "stream/write", "/root/big.bin", size)
-					b.StartTimer()
 				}
+				b.StartTimer()
 				resetPeak(b, agent.cmd.Process.Pid)
 				resetPeak(b, s.cmd.Process.Pid)
 				if dir == "upload" {
