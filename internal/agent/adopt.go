@@ -8,6 +8,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 
 	"github.com/wrennhq/wrenn"
 )
@@ -33,9 +37,11 @@ func (m *Manager) Adopt(ctx context.Context) error {
 		log := m.log.With(slog.String(attrSandboxID, e.Name()))
 		st, err := readState(dir.State())
 		if err != nil {
-			// Never finished starting: its VM (if any) was stopped with the
-			// agent's create, or will be found by pid below never; remove.
-			log.Warn("removing run dir without a state record", slog.Any(attrError, err))
+			// A create the previous agent never finished: its VM, if it got
+			// that far, has no record to adopt it by. Kill it and remove
+			// the directory; its network slot goes with the sweep.
+			log.Warn("removing a sandbox that never finished starting", slog.Any(attrError, err))
+			killStrays(log, dir.Path())
 			logErr(log, "remove run dir", os.RemoveAll(dir.Path()))
 			continue
 		}
@@ -106,4 +112,22 @@ func (m *Manager) cleanupOrphan(ctx context.Context, st state, log *slog.Logger)
 		logErr(log, "stop orphaned vm", vm.Stop(ctx))
 	}
 	logErr(log, "remove run dir", os.RemoveAll(dir.Path()))
+}
+
+// killStrays kills every process whose command line names dir: a VMM a
+// crashed create left without a record.
+func killStrays(log *slog.Logger, dir string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(b), dir+"/") {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		log.Warn("killing a stray vm process", slog.Int(attrPID, pid))
+		logErr(log, "kill stray", syscall.Kill(pid, syscall.SIGKILL))
+	}
 }
