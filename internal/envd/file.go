@@ -42,6 +42,9 @@ func (s *server) writeFile(ctx context.Context, p *peer, path string) {
 	if err != nil {
 		log.InfoContext(ctx, "write file", slog.Int64(attrBytes, n), slog.Any(attrError, err))
 		up.discard() // before the reply: once told, the host may look
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			err = wrenn.Errorf(wrenn.ETooLarge, "no space left in the sandbox for %s", path)
+		}
 		p.reply(err)
 		return
 	}

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -401,6 +403,7 @@ func TestGuestErrorCodes(t *testing.T) {
 	}{
 		{wrenn.ENotFound, wrenn.ENotFound},
 		{wrenn.EInvalid, wrenn.EInvalid},
+		{wrenn.ETooLarge, wrenn.ETooLarge},
 		{wrenn.EUnauthorized, ""},
 		{"", ""},
 	}
@@ -421,5 +424,26 @@ func TestGuestErrorCodes(t *testing.T) {
 				t.Errorf("got %v, want %s: nope", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestWriteFileDiskFull: a file that does not fit is refused as too large,
+// saying so, and leaves nothing behind.
+func TestWriteFileDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=256k"); err != nil {
+		t.Skipf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(dir, 0) })
+	g := MustStart(t)
+	err := g.WriteFile(context.Background(), filepath.Join(dir, "big"), bytes.NewReader(make([]byte, 4<<20)))
+	if e, ok := errors.AsType[*wrenn.Error](err); !ok || e.Code != wrenn.ETooLarge || !strings.Contains(e.Message, "no space") {
+		t.Fatalf("got %v, want a too-large error about space", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("a refused upload left %d files", len(ents))
 	}
 }

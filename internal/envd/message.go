@@ -87,7 +87,7 @@ func (m message) guestError() error {
 		text = text[:maxErrorMessage]
 	}
 	switch m.Code {
-	case wrenn.EInvalid, wrenn.ENotFound:
+	case wrenn.EInvalid, wrenn.ENotFound, wrenn.ETooLarge:
 		return &wrenn.Error{Code: m.Code, Message: text}
 	}
 	if text == "" {
