@@ -10,16 +10,18 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
 
 // agentProc is a running `wrenn agent`.
 type agentProc struct {
-	cmd  *exec.Cmd
-	addr string
-	done chan error
-	logs *logBuffer
+	cmd    *exec.Cmd
+	addr   string
+	done   chan error
+	logs   *logBuffer
+	exited bool // done has been received from
 }
 
 var agentListenLine = regexp.MustCompile(`wrenn agent listening.* addr=(\S+)`)
@@ -49,15 +51,11 @@ func startAgent(t testing.TB, dataDir, listen, token string) *agentProc {
 		}
 		a.done <- cmd.Wait()
 	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-a.done
-		}
-	})
+	t.Cleanup(a.stop)
 	select {
 	case a.addr = <-addr:
 	case err := <-a.done:
+		a.exited = true
 		t.Fatalf("wrenn agent exited: %v\n%s", err, a.logs)
 	case <-time.After(10 * time.Minute):
 		t.Fatalf("wrenn agent did not listen\n%s", a.logs)
@@ -65,9 +63,31 @@ func startAgent(t testing.TB, dataDir, listen, token string) *agentProc {
 	return a
 }
 
+// kill ends the agent as a crash would: its ready network slots stay
+// behind for the next agent to sweep.
 func (a *agentProc) kill() {
+	if a.exited {
+		return
+	}
 	_ = a.cmd.Process.Kill()
 	<-a.done
+	a.exited = true
+}
+
+// stop ends the agent as an operator would, so it removes what it keeps
+// ready; stopping a stopped agent does nothing.
+func (a *agentProc) stop() {
+	if a.exited {
+		return
+	}
+	_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.done:
+	case <-time.After(30 * time.Second):
+		_ = a.cmd.Process.Kill()
+		<-a.done
+	}
+	a.exited = true
 }
 
 // hostIPv4s lists the host's own IPv4 addresses.
