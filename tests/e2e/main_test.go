@@ -41,9 +41,26 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
+	before := netnsNames()
 	code := m.Run()
 	os.RemoveAll(dir)
+	// The whole suite must leave the host as it found it.
+	if after := netnsNames(); after != before {
+		fmt.Fprintf(os.Stderr, "network namespaces before the tests: [%s]\nafter: [%s]\n", before, after)
+		if code == 0 {
+			code = 1
+		}
+	}
 	os.Exit(code)
+}
+
+func netnsNames() string {
+	ents, _ := os.ReadDir("/run/netns")
+	names := make([]string, len(ents))
+	for i, e := range ents {
+		names[i] = e.Name()
+	}
+	return strings.Join(names, " ")
 }
 
 // server is a running `wrenn server` process.

@@ -194,11 +194,22 @@ func (d *Driver) args(c vmm.Config, accel string) []string {
 }
 
 // kernelArgs adds what the accelerator needs to the guest command line.
+//
+// Under TCG, norandmaps turns off address-space randomisation in the
+// guest: TCG caches translated code by virtual address, so with ASLR every
+// new process (ld.so and libc at fresh addresses) is translated anew,
+// which made a fork+exec cost tens of milliseconds. The sandbox's processes
+// all belong to one tenant, so the randomisation protected them only from
+// each other. Under KVM the guest keeps it.
 func (d *Driver) kernelArgs(c vmm.Config, accel string) string {
-	if accel == AccelTCG && d.tscKHz > 0 {
-		return fmt.Sprintf("%s tsc_early_khz=%d tsc=reliable", c.KernelArgs, d.tscKHz)
+	if accel != AccelTCG {
+		return c.KernelArgs
 	}
-	return c.KernelArgs
+	args := c.KernelArgs + " norandmaps"
+	if d.tscKHz > 0 {
+		args += fmt.Sprintf(" tsc_early_khz=%d tsc=reliable", d.tscKHz)
+	}
+	return args
 }
 
 func logTail(runDir string) string {
