@@ -86,10 +86,19 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		Tokens: auth.NewTokens(secret, now),
 		Now:    now, Logger: log,
 	})
-	agentClient, err := connectAgent(ctx, cfg, paths, log)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	agentClient, agentDone, err := connectAgent(ctx, cfg, paths, log)
 	if err != nil {
 		return err
 	}
+	// On the way out, after the API has shut down: stop an in-process
+	// agent and let it finish removing its ready network slots before the
+	// process exits.
+	defer func() {
+		cancel()
+		agentDone()
+	}()
 	var ctlAgent control.Agent
 	if agentClient != nil {
 		ctlAgent = agentClient
@@ -139,34 +148,44 @@ const (
 )
 
 // connectAgent returns the client of the host agent cfg names, starting
-// one in this process for "local"; nil for "none".
-func connectAgent(ctx context.Context, cfg serverConfig, paths layout.Layout, log *slog.Logger) (*agentrpc.Client, error) {
+// one in this process for "local" (nil for "none"), and a function that
+// waits, once ctx has ended, for an in-process agent to finish shutting
+// down.
+func connectAgent(ctx context.Context, cfg serverConfig, paths layout.Layout, log *slog.Logger) (*agentrpc.Client, func(), error) {
+	nothing := func() {}
 	switch cfg.Agent {
 	case agentNone:
-		return nil, nil
+		return nil, nothing, nil
 	case agentLocal:
-		h, err := startHost(ctx, paths, log, os.Stderr)
-		if err != nil {
-			return nil, err
-		}
 		token, err := agentToken(cfg.AgentToken, paths.AgentToken())
 		if err != nil {
-			return nil, err
+			return nil, nothing, err
 		}
-		ready := make(chan struct{})
+		h, err := startHost(ctx, paths, log, os.Stderr)
+		if err != nil {
+			return nil, nothing, err
+		}
+		ready, done := make(chan struct{}), make(chan struct{})
 		go func() {
+			defer close(done)
 			if err := serveAgent(ctx, h, "unix:"+paths.AgentSocket(), token, log, func(net.Addr) { close(ready) }); err != nil {
 				log.Error("host agent stopped", slog.Any("error", err))
 			}
-			_ = h.close(context.WithoutCancel(ctx))
+			if err := h.close(context.WithoutCancel(ctx)); err != nil {
+				log.Error("host agent shutdown", slog.Any("error", err))
+			}
 		}()
-		<-ready
-		return agentrpc.Dial("unix:"+paths.AgentSocket(), token), nil
+		select {
+		case <-ready:
+		case <-done:
+			return nil, nothing, errors.New("the host agent failed to start serving")
+		}
+		return agentrpc.Dial("unix:"+paths.AgentSocket(), token), func() { <-done }, nil
 	default:
 		if cfg.AgentToken == "" {
-			return nil, fmt.Errorf("%s is required to reach the agent at %s", envAgentToken, cfg.Agent)
+			return nil, nothing, fmt.Errorf("%s is required to reach the agent at %s", envAgentToken, cfg.Agent)
 		}
-		return agentrpc.Dial(cfg.Agent, cfg.AgentToken), nil
+		return agentrpc.Dial(cfg.Agent, cfg.AgentToken), nothing, nil
 	}
 }
 
