@@ -7,7 +7,6 @@ package wrenn
 import (
 	"crypto/rand"
 	"encoding/base32"
-	"strings"
 	"time"
 )
 
@@ -27,9 +26,6 @@ func NewID(prefix string) string {
 	rand.Read(b[:]) // never fails on Linux; panics rather than return weak bytes
 	return prefix + idEncoding.EncodeToString(b[:])
 }
-
-// HasPrefix reports whether id is of the kind prefix names.
-func HasPrefix(id, prefix string) bool { return strings.HasPrefix(id, prefix) }
 
 // User is an account that logs in with email and password.
 type User struct {

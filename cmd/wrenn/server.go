@@ -73,7 +73,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(ctx, store.Config{DatabaseURL: cfg.DatabaseURL, DataDir: cfg.DataDir})
+	db, err := store.Open(ctx, store.Config{DatabaseURL: cfg.DatabaseURL, SQLitePath: paths.DB()})
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}

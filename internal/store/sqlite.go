@@ -13,23 +13,20 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
-// sqliteFile is the database's file name inside the data directory.
-const sqliteFile = "wrenn.db"
-
-// openSQLite opens (creating if need be) dataDir/wrenn.db, migrates it, and
-// returns a store with one write connection and a pool of read-only ones.
-func openSQLite(ctx context.Context, dataDir string) (*DB, error) {
-	if dataDir == "" {
-		return nil, errors.New("open sqlite: no data directory")
+// openSQLite opens (creating if need be) the database file at file,
+// migrates it, and returns a store with one write connection and a pool of
+// read-only ones.
+func openSQLite(ctx context.Context, file string) (*DB, error) {
+	if file == "" {
+		return nil, errors.New("open sqlite: no database file")
 	}
-	dir, err := filepath.Abs(dataDir)
+	path, err := filepath.Abs(file)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
-	path := filepath.Join(dir, sqliteFile)
 	d := dialect{engine: EngineSQLite}
 
 	// Every connection waits up to busy_timeout for a lock instead of failing.

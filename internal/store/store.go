@@ -35,8 +35,8 @@ const (
 
 // Config says which database to open.
 type Config struct {
-	DatabaseURL string // postgres://… ; empty means SQLite in DataDir
-	DataDir     string // where wrenn.db lives for SQLite
+	DatabaseURL string // postgres://… ; empty means SQLite at SQLitePath
+	SQLitePath  string // the SQLite database file; its directory is created if missing
 }
 
 // DB is Wrenn's store. It is safe for concurrent use by many goroutines.
@@ -60,7 +60,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if cfg.DatabaseURL != "" {
 		return openPostgres(ctx, cfg.DatabaseURL)
 	}
-	return openSQLite(ctx, cfg.DataDir)
+	return openSQLite(ctx, cfg.SQLitePath)
 }
 
 // Close closes the database's connection pools.

@@ -124,7 +124,7 @@ func TestOpenMigrated(t *testing.T) {
 	ctx := t.Context()
 	// Characters that mean something in a file: URI must still name the file.
 	dir := filepath.Join(t.TempDir(), "nested", "data dir ?#%20&x=y")
-	cfg := store.Config{DataDir: dir}
+	cfg := store.Config{SQLitePath: filepath.Join(dir, "wrenn.db")}
 
 	db1, err := store.Open(ctx, cfg)
 	mustNoError(t, "first open", err)
@@ -200,7 +200,7 @@ func TestOpenErrors(t *testing.T) {
 		cfg  store.Config
 	}{
 		{"no data dir", store.Config{}},
-		{"data dir is a file", store.Config{DataDir: file}},
+		{"data dir is a file", store.Config{SQLitePath: filepath.Join(file, "wrenn.db")}},
 		{"bad database url", store.Config{DatabaseURL: "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=1"}},
 	}
 	for _, tc := range tests {

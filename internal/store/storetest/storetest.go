@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"net/url"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -60,7 +61,7 @@ func MustOpen(tb testing.TB, engine string) *store.DB {
 	var cfg store.Config
 	switch engine {
 	case store.EngineSQLite:
-		cfg.DataDir = tb.TempDir()
+		cfg.SQLitePath = filepath.Join(tb.TempDir(), "wrenn.db")
 	case store.EnginePostgres:
 		cfg.DatabaseURL = MustCreateDatabase(tb)
 	default:
