@@ -189,8 +189,7 @@ func (s *Service) running(ctx context.Context, teamID, id string) (*wrenn.Sandbo
 // PauseSandbox snapshots a running sandbox to disk and releases its
 // running resources.
 func (s *Service) PauseSandbox(ctx context.Context, teamID, id string) (*wrenn.Sandbox, error) {
-	sb, _, err := s.running(ctx, teamID, id)
-	if err != nil {
+	if _, _, err := s.running(ctx, teamID, id); err != nil {
 		return nil, err
 	}
 	agent, err := s.needSnapshotter()
@@ -200,7 +199,7 @@ func (s *Service) PauseSandbox(ctx context.Context, teamID, id string) (*wrenn.S
 	if err := agent.PauseSandbox(ctx, id); err != nil {
 		return nil, s.agentError(ctx, "pause the sandbox", id, err)
 	}
-	sb, err = s.sandboxes.TransitionSandbox(context.WithoutCancel(ctx), teamID, id,
+	sb, err := s.sandboxes.TransitionSandbox(context.WithoutCancel(ctx), teamID, id,
 		[]wrenn.SandboxStatus{wrenn.StatusRunning}, wrenn.StatusPaused, s.nowUTC())
 	if err != nil {
 		return nil, fmt.Errorf("record paused sandbox: %w", err)

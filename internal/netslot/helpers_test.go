@@ -483,5 +483,3 @@ func icmpChecksum(b []byte) uint16 {
 	}
 	return ^uint16(s)
 }
-
-func netip4Port(a netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(a, port) }

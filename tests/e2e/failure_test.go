@@ -74,7 +74,7 @@ func TestFailures(t *testing.T) {
 	if got, body := s.do("POST", "/v1/sandboxes/"+survivor.ID+"/exec", key, map[string]any{"cmd": "true"}); got != 502 {
 		t.Errorf("exec with the agent down = %d %s, want 502", got, body)
 	}
-	agent = startAgent(t, dataDir, sock, "failure-token")
+	startAgent(t, dataDir, sock, "failure-token") // stopped at cleanup
 	if r := s.exec(key, survivor.ID, "cat /root/state"); r.Stdout != "kept\n" {
 		t.Fatalf("after the agent restart: %+v", r)
 	}
