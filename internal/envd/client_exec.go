@@ -38,23 +38,14 @@ func (c *Client) Exec(ctx context.Context, req wrenn.ExecRequest) (*wrenn.ExecRe
 		return nil, err
 	}
 	p.OutputLimit = MaxOutput
+	p.NoStart = true
 	cl, err := c.open(ctx, opExec, request{Op: opExec, Exec: p})
 	if err != nil {
 		return nil, err
 	}
 	defer cl.close()
 
-	m, err := cl.message()
-	if err != nil {
-		return nil, err
-	}
-	switch m.Type {
-	case msgStart:
-	case msgFailed:
-		return &wrenn.ExecResult{Stderr: []byte(m.Message + "\n"), ExitCode: m.ExitCode}, nil
-	default:
-		return nil, cl.check(m)
-	}
+	// A guest from an older image still sends start first; it is skipped.
 	res := &wrenn.ExecResult{}
 	for {
 		typ, n, err := readHeader(cl.r)
@@ -71,11 +62,16 @@ func (c *Client) Exec(ctx context.Context, req wrenn.ExecRequest) (*wrenn.ExecRe
 			if err := decodeMessage(cl, n, &m); err != nil {
 				return nil, err
 			}
-			if m.Type != msgExit {
-				return nil, cl.check(m)
+			switch m.Type {
+			case msgStart:
+				continue
+			case msgFailed:
+				return &wrenn.ExecResult{Stderr: []byte(m.Message + "\n"), ExitCode: m.ExitCode}, nil
+			case msgExit:
+				res.ExitCode, res.Duration = m.ExitCode, time.Duration(m.DurationNS)
+				return res, nil
 			}
-			res.ExitCode, res.Duration = m.ExitCode, time.Duration(m.DurationNS)
-			return res, nil
+			return nil, cl.check(m)
 		default:
 			return nil, cl.fail(fmt.Errorf("%w: %q during exec", errBadFrame, typ))
 		}

@@ -55,7 +55,7 @@
 //
 //	ping   j{op:ping}                        ← j{type:ok}
 //	init   j{op:init,init:{...}}             ← j{type:ok} | j{type:error}
-//	exec   j{op:exec,exec:{...}}             ← j{type:start,pid} | j{type:failed,message,exit_code}
+//	exec   j{op:exec,exec:{...}}             ← j{type:start,pid} (unless no_start) | j{type:failed,...}
 //	                                           | j{type:error}
 //	                                         ← '1' / '2' chunks as they come
 //	       j{type:stop} (optional)           ← j{type:exit,exit_code,...}

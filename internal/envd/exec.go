@@ -59,7 +59,9 @@ func (s *server) exec(ctx context.Context, p *peer, m *execParams) {
 	pr := &process{pid: cmd.Process.Pid, grace: s.stopGrace}
 	log := s.log.With(slog.Int(attrPID, pr.pid))
 	log.DebugContext(ctx, "exec started", slog.String(attrCmd, m.Cmd))
-	p.send(message{Type: msgStart, PID: pr.pid})
+	if !m.NoStart {
+		p.send(message{Type: msgStart, PID: pr.pid})
+	}
 	p.watch(func(m message) {
 		if m.Type == msgStop {
 			pr.stop()

@@ -47,6 +47,9 @@ type execParams struct {
 	TimeoutNS int64             `json:"timeout_ns,omitempty"`
 	// OutputLimit caps each of stdout and stderr; 0 means no cap.
 	OutputLimit int64 `json:"output_limit,omitempty"`
+	// NoStart asks for no start event: a blocking exec has no use for the
+	// pid, and under emulation every message out of the guest costs.
+	NoStart bool `json:"no_start,omitempty"`
 }
 
 // message is every JSON frame after the request, either way.
