@@ -29,6 +29,19 @@ type Config struct {
 	// guest agent's virtio-serial port (docs/GUEST.md).
 	AgentSocket string
 	ConsoleLog  string // where the guest's serial console output goes
+
+	// MemoryFile backs guest RAM with a file instead of anonymous memory.
+	// With MemoryShared the guest's writes go to the file, so it is the
+	// memory snapshot once the VM is stopped; without, the file is mapped
+	// privately: pages load from it on first touch and the guest's writes
+	// stay in the VMM (clones of one template share its untouched pages).
+	MemoryFile   string
+	MemoryShared bool
+	// Incoming is a device-state file a VM.Snapshot wrote: the VM resumes
+	// from it (with RAM from MemoryFile, or from the file itself where the
+	// snapshot held it) instead of booting. The kernel arguments are then
+	// unused, and every device and size must match the snapshotted VM's.
+	Incoming string
 }
 
 // Driver starts VMs and re-attaches to VMs a previous host agent started.
@@ -54,4 +67,8 @@ type VM interface {
 	// Stop ends the VM (forcefully if it must) and waits for the VMM to
 	// exit. Stopping a VM that has exited is not an error.
 	Stop(ctx context.Context) error
+	// Snapshot stops the guest and writes its device state to path, with
+	// the RAM that is not in a shared MemoryFile. The VM stays stopped
+	// (Stop ends it); if Snapshot fails, the guest runs on.
+	Snapshot(ctx context.Context, path string) error
 }

@@ -97,6 +97,20 @@ func (d *Driver) CurrentAccel() string { return d.accel }
 
 // Start implements vmm.Driver.
 func (d *Driver) Start(ctx context.Context, c vmm.Config) (vmm.VM, error) {
+	var files []*os.File
+	if c.Tap != nil {
+		files = append(files, c.Tap)
+	}
+	incomingFD := -1
+	if c.Incoming != "" {
+		f, err := os.Open(c.Incoming)
+		if err != nil {
+			return nil, fmt.Errorf("open vm state: %w", err)
+		}
+		defer f.Close()
+		incomingFD = 3 + len(files)
+		files = append(files, f)
+	}
 	args := d.args(c, d.Accel(ctx, c.Kernel))
 	logf, err := os.OpenFile(filepath.Join(c.RunDir, "qemu.log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -108,9 +122,7 @@ func (d *Driver) Start(ctx context.Context, c vmm.Config) (vmm.VM, error) {
 	// Its own session: QEMU outlives a host agent restart, and signals to
 	// the agent's process group do not reach it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if c.Tap != nil {
-		cmd.ExtraFiles = []*os.File{c.Tap} // fd 3
-	}
+	cmd.ExtraFiles = files // the tap is fd 3, the state after it
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start qemu: %w", err)
 	}
@@ -119,7 +131,12 @@ func (d *Driver) Start(ctx context.Context, c vmm.Config) (vmm.VM, error) {
 		_ = cmd.Wait()
 		close(vm.done)
 	}()
-	if err := vm.connect(ctx); err != nil {
+	if incomingFD >= 0 {
+		err = vm.restore(ctx, incomingFD)
+	} else {
+		err = vm.connect(ctx)
+	}
+	if err != nil {
 		_ = vm.kill()
 		<-vm.done
 		return nil, fmt.Errorf("qemu did not come up: %w%s", err, logTail(c.RunDir))
@@ -163,7 +180,7 @@ func qmpSocket(c vmm.Config) string { return filepath.Join(c.RunDir, "qmp.sock")
 func (d *Driver) args(c vmm.Config, accel string) []string {
 	a := []string{
 		"-name", "wrenn-" + c.ID,
-		"-M", "microvm,acpi=off,x-option-roms=off,rtc=on",
+		"-M", "microvm,acpi=off,x-option-roms=off,rtc=on" + memoryBackend(c),
 		"-m", strconv.Itoa(c.MemoryMB),
 		"-smp", strconv.Itoa(c.VCPUs),
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
@@ -178,6 +195,17 @@ func (d *Driver) args(c vmm.Config, accel string) []string {
 		"-device", "virtserialport,chardev=envd,name=wrenn.envd",
 		"-qmp", "unix:" + qmpSocket(c) + ",server=on,wait=off",
 	}
+	if c.MemoryFile != "" {
+		share := "off"
+		if c.MemoryShared {
+			share = "on"
+		}
+		a = append(a, "-object", fmt.Sprintf("memory-backend-file,id=mem,size=%dM,mem-path=%s,share=%s",
+			c.MemoryMB, c.MemoryFile, share))
+	}
+	if c.Incoming != "" {
+		a = append(a, "-incoming", "defer")
+	}
 	if accel == AccelKVM {
 		a = append(a, "-accel", "kvm", "-cpu", "host")
 	} else {
@@ -191,6 +219,13 @@ func (d *Driver) args(c vmm.Config, accel string) []string {
 			"-device", "virtio-net-device,netdev=net0,mac="+c.MAC)
 	}
 	return a
+}
+
+func memoryBackend(c vmm.Config) string {
+	if c.MemoryFile == "" {
+		return ""
+	}
+	return ",memory-backend=mem"
 }
 
 // kernelArgs adds what the accelerator needs to the guest command line.

@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // qmp is a minimal client of the QEMU Machine Protocol: one command at a
@@ -79,7 +82,20 @@ func (q *qmp) Execute(ctx context.Context, cmd string, args, out any) error {
 	return q.execute(ctx, cmd, args, out)
 }
 
+// ExecuteFD runs one command with f passed alongside it (SCM_RIGHTS), as
+// getfd wants.
+func (q *qmp) ExecuteFD(ctx context.Context, cmd string, args any, f *os.File) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.setDeadline(ctx)
+	return q.send(cmd, args, nil, f)
+}
+
 func (q *qmp) execute(_ context.Context, cmd string, args, out any) error {
+	return q.send(cmd, args, out, nil)
+}
+
+func (q *qmp) send(cmd string, args, out any, f *os.File) error {
 	req := map[string]any{"execute": cmd}
 	if args != nil {
 		req["arguments"] = args
@@ -88,7 +104,17 @@ func (q *qmp) execute(_ context.Context, cmd string, args, out any) error {
 	if err != nil {
 		return err
 	}
-	if _, err := q.conn.Write(append(b, '\n')); err != nil {
+	b = append(b, '\n')
+	if f != nil {
+		uc, ok := q.conn.(*net.UnixConn)
+		if !ok {
+			return fmt.Errorf("qmp %s: passing a file needs a Unix socket", cmd)
+		}
+		_, _, err = uc.WriteMsgUnix(b, unix.UnixRights(int(f.Fd())), nil)
+	} else {
+		_, err = q.conn.Write(b)
+	}
+	if err != nil {
 		return fmt.Errorf("qmp %s: %w", cmd, err)
 	}
 	for {

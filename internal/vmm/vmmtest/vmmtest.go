@@ -7,6 +7,10 @@ package vmmtest
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wrennhq/wrenn"
+	"github.com/wrennhq/wrenn/internal/envd"
 	"github.com/wrennhq/wrenn/internal/image"
 	"github.com/wrennhq/wrenn/internal/layout"
 	"github.com/wrennhq/wrenn/internal/vmm"
@@ -117,6 +123,58 @@ func Run(t *testing.T, newDriver func(t *testing.T) vmm.Driver, f Fixture) {
 			t.Error("adopted a process that does not exist")
 		}
 	})
+	t.Run("SnapshotRestoresMemory", func(t *testing.T) {
+		d := newDriver(t)
+		c := config(t, f)
+		c.MemoryFile, c.MemoryShared = filepath.Join(c.RunDir, "mem"), true
+		vm := mustStart(t, d, c)
+		g := guest(t, c, vm)
+		token := fmt.Sprint(time.Now().UnixNano())
+		run(t, g, "echo "+token+" > /run/token") // tmpfs: only in RAM
+		g.Close()
+		state := filepath.Join(c.RunDir, "state")
+		if err := vm.Snapshot(context.Background(), state); err != nil {
+			t.Fatalf("snapshot: %v", err)
+		}
+		if err := vm.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(state); err != nil || fi.Size() > 1<<20 {
+			t.Fatalf("device state with shared RAM should be small: %v, %v", fi, err)
+		}
+		// The memory file becomes a template: two clones map it privately
+		// and both see the token; what one writes the other does not see.
+		var clones []*envd.Client
+		for range 2 {
+			cc := config(t, f)
+			if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", c.RootDisk, cc.RootDisk).CombinedOutput(); err != nil {
+				t.Fatalf("clone overlay: %v %s", err, out)
+			}
+			cc.MemoryFile, cc.MemoryShared, cc.Incoming = c.MemoryFile, false, state
+			vm := mustStart(t, newDriver(t), cc)
+			clones = append(clones, guest(t, cc, vm))
+		}
+		for i, g := range clones {
+			if out := run(t, g, "cat /run/token"); strings.TrimSpace(out) != token {
+				t.Errorf("clone %d: token %q, want %q", i, out, token)
+			}
+		}
+		run(t, clones[0], "echo changed > /run/token")
+		if out := run(t, clones[1], "cat /run/token"); strings.TrimSpace(out) != token {
+			t.Errorf("a clone saw another's write: %q", out)
+		}
+	})
+	t.Run("FailedSnapshotLeavesGuestRunning", func(t *testing.T) {
+		c := config(t, f)
+		c.MemoryFile, c.MemoryShared = filepath.Join(c.RunDir, "mem"), true
+		vm := mustStart(t, newDriver(t), c)
+		g := guest(t, c, vm)
+		// Writes to /dev/full fail: the migration starts, then fails.
+		if err := vm.Snapshot(context.Background(), "/dev/full"); err == nil {
+			t.Fatal("snapshot into /dev/full succeeded")
+		}
+		run(t, g, "true")
+	})
 	t.Run("FailedStartLeavesNothing", func(t *testing.T) {
 		c := config(t, f)
 		c.Kernel = filepath.Join(t.TempDir(), "no-such-kernel")
@@ -149,6 +207,54 @@ func config(t *testing.T, f Fixture) vmm.Config {
 		RootDisk:   disk, RootDiskFormat: "qcow2", VCPUs: 1, MemoryMB: 256,
 		AgentSocket: filepath.Join(dir, "envd.sock"), ConsoleLog: filepath.Join(dir, "console.log"),
 	}
+}
+
+// guest connects to the guest agent of vm and waits until it answers.
+func guest(t *testing.T, c vmm.Config, vm vmm.VM) *envd.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for {
+		conn, err := net.Dial("unix", c.AgentSocket)
+		if err == nil {
+			g, err := envd.NewClient(conn, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err == nil {
+				pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+				err = g.Ping(pctx)
+				pcancel()
+				if err == nil {
+					t.Cleanup(func() { g.Close() })
+					return g
+				}
+				g.Close()
+			} else {
+				conn.Close()
+			}
+		}
+		select {
+		case <-vm.Done():
+			t.Fatal("vm exited before its guest agent answered")
+		case <-ctx.Done():
+			t.Fatalf("guest agent never answered: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// run runs a shell command in the guest and returns its stdout; it fails
+// the test unless the command exits 0.
+func run(t *testing.T, g *envd.Client, cmd string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := g.Exec(ctx, wrenn.ExecRequest{Cmd: cmd})
+	if err != nil {
+		t.Fatalf("exec %q: %v", cmd, err)
+	}
+	if res.ExitCode != 0 {
+		t.Fatalf("exec %q: exit %d: %s", cmd, res.ExitCode, res.Stderr)
+	}
+	return string(res.Stdout)
 }
 
 func mustStart(t *testing.T, d vmm.Driver, c vmm.Config) vmm.VM {

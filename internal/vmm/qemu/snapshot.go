@@ -1,0 +1,146 @@
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Snapshots are QEMU migrations to a file (DESIGN.md): with the capability
+// x-ignore-shared, RAM in a shared memory-backend-file is left out, so the
+// stream is the device state alone (tens of KB) and the memory file is the
+// memory snapshot; RAM that is not shared goes into the stream.
+
+// migrationPoll is how often a running migration's status is read.
+const migrationPoll = 2 * time.Millisecond
+
+// snapshotTimeout bounds one snapshot or restore: a stream that holds the
+// guest's RAM is written at disk speed.
+const snapshotTimeout = 2 * time.Minute
+
+// migrationSetup is what both ends of a migration must agree on. The
+// default bandwidth cap (32 MiB/s) would make a stream with RAM crawl.
+func migrationSetup(ctx context.Context, q *qmp) error {
+	if err := q.Execute(ctx, "migrate-set-capabilities", map[string]any{
+		"capabilities": []map[string]any{{"capability": "x-ignore-shared", "state": true}},
+	}, nil); err != nil {
+		return err
+	}
+	return q.Execute(ctx, "migrate-set-parameters", map[string]any{"max-bandwidth": int64(1) << 40}, nil)
+}
+
+// Snapshot implements vmm.VM.
+func (v *vm) Snapshot(ctx context.Context, path string) (err error) {
+	ctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
+	defer cancel()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	defer f.Close()
+	q, err := v.dial(ctx, 10*time.Second)
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	defer q.Close()
+	if err := migrationSetup(ctx, q); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	if err := q.Execute(ctx, "stop", nil, nil); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	defer func() {
+		if err != nil { // let the guest run on, as it was
+			if cerr := q.Execute(context.WithoutCancel(ctx), "cont", nil, nil); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}
+	}()
+	if err := q.ExecuteFD(ctx, "getfd", map[string]any{"fdname": "snapshot"}, f); err != nil {
+		return fmt.Errorf("snapshot: pass file: %w", err)
+	}
+	if err := q.Execute(ctx, "migrate", map[string]any{"uri": "fd:snapshot"}, nil); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	if err := waitMigration(ctx, q, v.done); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	return f.Close()
+}
+
+// waitMigration polls an outgoing migration until it completes.
+func waitMigration(ctx context.Context, q *qmp, done <-chan struct{}) error {
+	for {
+		var st struct {
+			Status    string `json:"status"`
+			ErrorDesc string `json:"error-desc"`
+		}
+		if err := q.Execute(ctx, "query-migrate", nil, &st); err != nil {
+			return err
+		}
+		switch st.Status {
+		case "completed":
+			return nil
+		case "failed", "cancelled":
+			return fmt.Errorf("migration %s: %s", st.Status, st.ErrorDesc)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-done:
+			return errors.New("qemu exited during migration")
+		case <-time.After(migrationPoll):
+		}
+	}
+}
+
+// restore loads the device state from the inherited descriptor fd into a
+// QEMU started with -incoming defer and lets the guest run.
+func (v *vm) restore(ctx context.Context, fd int) error {
+	ctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
+	defer cancel()
+	q, err := v.dial(ctx, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	if err := migrationSetup(ctx, q); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if err := q.Execute(ctx, "migrate-incoming", map[string]any{"uri": fmt.Sprintf("fd:%d", fd)}, nil); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	for {
+		var st struct {
+			Status string `json:"status"`
+		}
+		if err := q.Execute(ctx, "query-status", nil, &st); err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+		switch st.Status {
+		case "running":
+			return nil
+		case "inmigrate":
+		case "paused", "postmigrate", "prelaunch":
+			// Loaded; an incoming VM does not run by itself.
+			if err := q.Execute(ctx, "cont", nil, nil); err != nil {
+				return fmt.Errorf("restore: %w", err)
+			}
+			return nil
+		default:
+			return fmt.Errorf("restore: vm is %s", st.Status)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("restore: %w", ctx.Err())
+		case <-v.done:
+			return errors.New("restore: qemu exited while loading the snapshot")
+		case <-time.After(migrationPoll):
+		}
+	}
+}
