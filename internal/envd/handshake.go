@@ -30,8 +30,8 @@ const (
 
 // Hellos are repeated until answered, backing off to this interval.
 const (
-	helloFirstRetry = 50 * time.Millisecond
-	helloMaxRetry   = 2 * time.Second
+	helloFirstRetry = 10 * time.Millisecond
+	helloMaxRetry   = 40 * time.Millisecond
 )
 
 // ErrVersion means the guest does not speak this package's protocol.

@@ -21,7 +21,7 @@ const PortName = "wrenn.envd"
 // portPoll is how often envd looks again for a port that is missing or has
 // no host connected: virtio-serial reads return EOF at once while the host
 // side is disconnected, so this is a sleep, not a spin.
-const portPoll = 50 * time.Millisecond
+const portPoll = 10 * time.Millisecond
 
 // FindPort returns the device of the virtio-serial port called name, by
 // the names in sysDir (normally /sys/class/virtio-ports) and the devices
@@ -66,10 +66,15 @@ func (s *server) servePort(ctx context.Context, open func() (*portConn, error)) 
 	for ctx.Err() == nil {
 		conn, err := open()
 		if err == nil {
+			// Reopen at once when a session ends: a restored VM's guest
+			// must be ready for the new host's hello without delay, and a
+			// port with no host behind it waits in portConn.Read.
 			missing = false
 			err = s.serve(ctx, conn)
 			s.log.Info("envd session ended", slog.Any(attrError, err))
-		} else if !missing {
+			continue
+		}
+		if !missing {
 			s.log.Warn("envd port", slog.Any(attrError, err))
 			missing = true
 		}
