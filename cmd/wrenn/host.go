@@ -63,6 +63,10 @@ func startHost(ctx context.Context, paths layout.Layout, log *slog.Logger, progr
 	if err != nil {
 		return nil, fmt.Errorf("base template: %w", err)
 	}
+	rootfs, err := minimal.Pin(paths)
+	if err != nil {
+		return nil, err
+	}
 	driver, err := qemu.New(qemu.Config{Accel: os.Getenv(envAccel), TCGCPU: os.Getenv(envTCGCPU), Logger: log})
 	if err != nil {
 		return nil, err
@@ -75,7 +79,7 @@ func startHost(ctx context.Context, paths layout.Layout, log *slog.Logger, progr
 	hostname, _ := os.Hostname()
 	m := agent.New(agent.Config{
 		HostID: hostname, Layout: paths, Driver: driver, Network: nm, Logger: log,
-		Bases: []agent.Base{{Name: minimal.Name, RootFS: minimal.RootFS, Kernel: kernel, SizeBytes: minimal.SizeBytes}},
+		Bases: []agent.Base{{Name: minimal.Name, RootFS: rootfs, Kernel: kernel, SizeBytes: minimal.SizeBytes}},
 	})
 	if err := m.Adopt(ctx); err != nil {
 		nm.Close(context.WithoutCancel(ctx))

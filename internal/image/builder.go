@@ -2,6 +2,7 @@ package image
 
 import (
 	"context"
+	"crypto/rand"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -230,4 +231,27 @@ func (b *Builder) cleanLeftovers() error {
 		cleanStale(filepath.Dir(b.layout.BaseTemplate("x"))),
 		cleanStale(b.layout.BuildCache()),
 	)
+}
+
+// Pin returns a path to b's root disk that stays this image for as long
+// as the path exists: a rebuild of the base replaces its directory, and
+// copy-on-write disks and snapshots made over the old image must keep
+// reading it. The path is a hard link named by b's key.
+func (b *Base) Pin(l layout.Layout) (string, error) {
+	pinned := l.PinnedRootFS(b.Key)
+	if _, err := os.Stat(pinned); err == nil {
+		return pinned, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(pinned), 0o755); err != nil {
+		return "", fmt.Errorf("pin base %s: %w", b.Name, err)
+	}
+	tmp := pinned + ".tmp-" + rand.Text() // other processes may pin at once
+	if err := os.Link(b.RootFS, tmp); err != nil {
+		return "", fmt.Errorf("pin base %s: %w", b.Name, err)
+	}
+	if err := os.Rename(tmp, pinned); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("pin base %s: %w", b.Name, err)
+	}
+	return pinned, nil
 }

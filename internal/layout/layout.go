@@ -8,6 +8,7 @@
 //	<data>/agent.sock                       the in-process host agent's RPC socket
 //	<data>/images/kernel/<key>/vmlinux      guest kernels, keyed by a hash of their inputs
 //	<data>/images/base/<name>/              base templates: rootfs.ext4, manifest.json
+//	<data>/images/pinned/<key>.ext4         base root disks by key, kept for the disks made over them
 //	<data>/images/cache/                    build inputs kept between builds (package tarballs)
 //	<data>/templates/<team>/<name>/         snapshot templates of a team
 //	<data>/sandboxes/<id>/                  one sandbox: disk, sockets, pid, logs, state
@@ -51,6 +52,13 @@ func (l Layout) BaseTemplate(name string) string {
 	return filepath.Join(l.Images(), "base", name)
 }
 
+// PinnedRootFS is a base template's root disk as built with key: a hard
+// link that outlives a rebuild of the base, for the disks and snapshots
+// made over it.
+func (l Layout) PinnedRootFS(key string) string {
+	return filepath.Join(l.Images(), "pinned", key+".ext4")
+}
+
 // BuildCache holds build inputs worth keeping between builds.
 func (l Layout) BuildCache() string { return filepath.Join(l.Images(), "cache") }
 
@@ -78,3 +86,30 @@ func (d SandboxDir) EnvdSocket() string { return filepath.Join(string(d), "envd.
 func (d SandboxDir) PIDFile() string    { return filepath.Join(string(d), "qemu.pid") }
 func (d SandboxDir) ConsoleLog() string { return filepath.Join(string(d), "console.log") }
 func (d SandboxDir) State() string      { return filepath.Join(string(d), "state.json") }
+
+// Memory is the guest RAM file the sandbox owns (shared with the VM).
+func (d SandboxDir) Memory() string { return filepath.Join(string(d), "mem") }
+
+// VMState is the device state a pause writes.
+func (d SandboxDir) VMState() string { return filepath.Join(string(d), "vmstate") }
+
+// TemplateMemory and TemplateDisk are hard links to the memory and disk of
+// the snapshot template the sandbox was made from, so that deleting the
+// template does not pull them from under it.
+func (d SandboxDir) TemplateMemory() string { return filepath.Join(string(d), "template.mem") }
+func (d SandboxDir) TemplateDisk() string   { return filepath.Join(string(d), "template.qcow2") }
+
+// Template is a snapshot template's directory.
+func (l Layout) Template(teamID, name string) TemplateDir {
+	return TemplateDir(l.SnapshotTemplate(teamID, name))
+}
+
+// TemplateDir is one snapshot template: what a paused sandbox has, made
+// reusable.
+type TemplateDir string
+
+func (d TemplateDir) Path() string    { return string(d) }
+func (d TemplateDir) Memory() string  { return filepath.Join(string(d), "mem") }
+func (d TemplateDir) VMState() string { return filepath.Join(string(d), "vmstate") }
+func (d TemplateDir) Disk() string    { return filepath.Join(string(d), "disk.qcow2") }
+func (d TemplateDir) Meta() string    { return filepath.Join(string(d), "meta.json") }

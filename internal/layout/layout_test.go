@@ -16,6 +16,9 @@ func TestPaths(t *testing.T) {
 		{l.BaseTemplate("minimal"), "/var/lib/wrenn/images/base/minimal"},
 		{l.SnapshotTemplate("team-1", "snap"), "/var/lib/wrenn/templates/team-1/snap"},
 		{l.Sandbox("sb-1").EnvdSocket(), "/var/lib/wrenn/sandboxes/sb-1/envd.sock"},
+		{l.Sandbox("sb-1").Memory(), "/var/lib/wrenn/sandboxes/sb-1/mem"},
+		{l.Template("team-1", "snap").Disk(), "/var/lib/wrenn/templates/team-1/snap/disk.qcow2"},
+		{l.PinnedRootFS("k1"), "/var/lib/wrenn/images/pinned/k1.ext4"},
 		{layout.Layout{Root: "/d", ImagesRoot: "/shared"}.BaseTemplate("minimal"), "/shared/base/minimal"},
 	} {
 		if tc.got != tc.want {
