@@ -67,4 +67,6 @@ type HostInfo struct {
 type SandboxState struct {
 	ID      string
 	Running bool // false: the VM died and the agent has freed its resources
+	// Paused: no VM runs; the sandbox is on disk, ready to resume.
+	Paused bool
 }

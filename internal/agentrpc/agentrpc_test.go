@@ -16,6 +16,7 @@ import (
 	"github.com/wrennhq/wrenn"
 	"github.com/wrennhq/wrenn/internal/agentrpc"
 	"github.com/wrennhq/wrenn/internal/control"
+	"github.com/wrennhq/wrenn/internal/mock"
 )
 
 // fakeHost is a Host of function fields, for testing the transport.
@@ -203,6 +204,122 @@ func TestRefusesWrongToken(t *testing.T) {
 	for _, tok := range []string{"", "secre", "secret2", strings.ToUpper("secret")} {
 		if _, err := agentrpc.Dial(addr, tok).Info(context.Background()); err == nil {
 			t.Errorf("token %q accepted", tok)
+		}
+	}
+}
+
+// snapHost is a Host that can also snapshot: mock.Agent has every method
+// but Info.
+type snapHost struct {
+	*mock.Agent
+}
+
+func (snapHost) Info(context.Context) (*wrenn.HostInfo, error) {
+	return &wrenn.HostInfo{ID: "h1", Accel: "kvm"}, nil
+}
+
+func TestSnapshotRoundTrips(t *testing.T) {
+	ctx := context.Background()
+	created := time.Date(2025, 3, 4, 5, 6, 7, 891011, time.UTC)
+	var paused, deleted []string
+	h := snapHost{&mock.Agent{
+		ListSandboxesFn: func(context.Context) ([]wrenn.SandboxState, error) {
+			return []wrenn.SandboxState{{ID: "sb-1", Running: true}, {ID: "sb-2", Paused: true}}, nil
+		},
+		PauseSandboxFn: func(_ context.Context, id string) error {
+			if id == "sb-busy" {
+				return wrenn.Errorf(wrenn.EConflict, "sandbox is busy")
+			}
+			paused = append(paused, id)
+			return nil
+		},
+		ResumeSandboxFn: func(_ context.Context, s wrenn.SandboxSpec) (wrenn.SandboxNet, error) {
+			want := wrenn.SandboxSpec{ID: "sb-2", TeamID: "t1", Template: "snap", TemplateTeamID: "t1", VCPUs: 2, MemoryMB: 512}
+			if s != want {
+				return wrenn.SandboxNet{}, wrenn.Errorf(wrenn.EInvalid, "spec %+v, want %+v", s, want)
+			}
+			return wrenn.SandboxNet{GuestIP: "169.254.0.21", HostIP: "10.201.0.5"}, nil
+		},
+		CreateSnapshotFn: func(_ context.Context, id string, tp *wrenn.Template) error {
+			if id == "sb-gone" {
+				return wrenn.Errorf(wrenn.ENotFound, "sandbox not found")
+			}
+			if id != "sb-1" || tp.Name != "snap" || tp.TeamID != "t1" || tp.Type != wrenn.TemplateSnapshot {
+				return wrenn.Errorf(wrenn.EInvalid, "snapshot of %s as %+v", id, tp)
+			}
+			if !tp.CreatedAt.Equal(created) && !tp.CreatedAt.IsZero() {
+				return wrenn.Errorf(wrenn.EInvalid, "created at %v, want %v", tp.CreatedAt, created)
+			}
+			vcpus := 2
+			tp.VCPUs, tp.SizeBytes = &vcpus, 123<<20
+			return nil
+		},
+		DeleteSnapshotFn: func(_ context.Context, teamID, name string) error {
+			if name == "missing" {
+				return wrenn.Errorf(wrenn.ENotFound, "template not found")
+			}
+			deleted = append(deleted, teamID+"/"+name)
+			return nil
+		},
+	}}
+	c := agentrpc.Dial(serve(t, h, "secret"), "secret")
+
+	states, err := c.ListSandboxes(ctx)
+	if err != nil || len(states) != 2 || states[0].Paused || !states[1].Paused || states[1].Running {
+		t.Errorf("list = %+v, %v", states, err)
+	}
+
+	if err := c.PauseSandbox(ctx, "sb-1"); err != nil || len(paused) != 1 || paused[0] != "sb-1" {
+		t.Errorf("pause = %v, host saw %v", err, paused)
+	}
+	err = c.PauseSandbox(ctx, "sb-busy")
+	if wrenn.ErrorCode(err) != wrenn.EConflict || wrenn.ErrorMessage(err) != "sandbox is busy" {
+		t.Errorf("pause of a busy sandbox: %v, want conflict", err)
+	}
+
+	net, err := c.ResumeSandbox(ctx, wrenn.SandboxSpec{ID: "sb-2", TeamID: "t1", Template: "snap", TemplateTeamID: "t1", VCPUs: 2, MemoryMB: 512})
+	if err != nil || net.GuestIP != "169.254.0.21" || net.HostIP != "10.201.0.5" {
+		t.Errorf("resume = %+v, %v", net, err)
+	}
+
+	mem := 999 // the agent reports no memory size; a stale value must not survive
+	tp := &wrenn.Template{Name: "snap", TeamID: "t1", Type: wrenn.TemplateSnapshot, CreatedAt: created, MemoryMB: &mem}
+	if err := c.CreateSnapshot(ctx, "sb-1", tp); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	if tp.VCPUs == nil || *tp.VCPUs != 2 || tp.MemoryMB != nil || tp.SizeBytes != 123<<20 || tp.Name != "snap" || !tp.CreatedAt.Equal(created) {
+		t.Errorf("snapshot filled in %+v", tp)
+	}
+	if err := c.CreateSnapshot(ctx, "sb-1", &wrenn.Template{Name: "snap", TeamID: "t1"}); err != nil {
+		t.Errorf("snapshot with no creation time: %v", err)
+	}
+	if err := c.CreateSnapshot(ctx, "sb-gone", &wrenn.Template{Name: "snap", TeamID: "t1"}); wrenn.ErrorCode(err) != wrenn.ENotFound {
+		t.Errorf("snapshot of a missing sandbox: %v, want not found", err)
+	}
+
+	if err := c.DeleteSnapshot(ctx, "t1", "snap"); err != nil || len(deleted) != 1 || deleted[0] != "t1/snap" {
+		t.Errorf("delete = %v, host saw %v", err, deleted)
+	}
+	if err := c.DeleteSnapshot(ctx, "t1", "missing"); wrenn.ErrorCode(err) != wrenn.ENotFound {
+		t.Errorf("delete of a missing snapshot: %v, want not found", err)
+	}
+}
+
+// A host that cannot snapshot answers every snapshot RPC with a host
+// agent error saying so.
+func TestSnapshotUnimplemented(t *testing.T) {
+	ctx := context.Background()
+	c := agentrpc.Dial(serve(t, &fakeHost{}, "secret"), "secret")
+	calls := map[string]func() error{
+		"pause":  func() error { return c.PauseSandbox(ctx, "sb-1") },
+		"resume": func() error { _, err := c.ResumeSandbox(ctx, wrenn.SandboxSpec{ID: "sb-1"}); return err },
+		"create": func() error { return c.CreateSnapshot(ctx, "sb-1", &wrenn.Template{Name: "snap", TeamID: "t1"}) },
+		"delete": func() error { return c.DeleteSnapshot(ctx, "t1", "snap") },
+	}
+	for name, call := range calls {
+		err := call()
+		if wrenn.ErrorCode(err) != wrenn.EHostAgent || !strings.Contains(wrenn.ErrorMessage(err), "cannot pause") {
+			t.Errorf("%s: %v, want a host agent error", name, err)
 		}
 	}
 }

@@ -17,7 +17,10 @@ import (
 	"github.com/wrennhq/wrenn/internal/control"
 )
 
-var _ control.Agent = (*Client)(nil)
+var (
+	_ control.Agent       = (*Client)(nil)
+	_ control.Snapshotter = (*Client)(nil)
+)
 
 // Client is the control plane's connection to one host agent.
 type Client struct {
@@ -92,7 +95,7 @@ func (c *Client) ListSandboxes(ctx context.Context) ([]wrenn.SandboxState, error
 	}
 	out := make([]wrenn.SandboxState, len(resp.Msg.Sandboxes))
 	for i, s := range resp.Msg.Sandboxes {
-		out[i] = wrenn.SandboxState{ID: s.SandboxId, Running: s.Running}
+		out[i] = wrenn.SandboxState{ID: s.SandboxId, Running: s.Running, Paused: s.Paused}
 	}
 	return out, nil
 }
@@ -239,4 +242,58 @@ func (f *fileReader) Read(p []byte) (int, error) {
 func (f *fileReader) Close() error {
 	f.cancel()
 	return f.ss.Close()
+}
+
+// PauseSandbox implements control.Snapshotter.
+func (c *Client) PauseSandbox(ctx context.Context, id string) error {
+	_, err := c.rpc.PauseSandbox(ctx, connect.NewRequest(&agentv1.PauseSandboxRequest{SandboxId: id}))
+	return fromSnapshotConnect(err)
+}
+
+// ResumeSandbox implements control.Snapshotter.
+func (c *Client) ResumeSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error) {
+	resp, err := c.rpc.ResumeSandbox(ctx, connect.NewRequest(&agentv1.ResumeSandboxRequest{
+		SandboxId: spec.ID, TeamId: spec.TeamID, Template: spec.Template, TemplateTeamId: spec.TemplateTeamID,
+		Vcpus: int32(spec.VCPUs), MemoryMb: int32(spec.MemoryMB),
+	}))
+	if err != nil {
+		return wrenn.SandboxNet{}, fromSnapshotConnect(err)
+	}
+	return wrenn.SandboxNet{GuestIP: resp.Msg.GuestIp, HostIP: resp.Msg.HostIp}, nil
+}
+
+// CreateSnapshot implements control.Snapshotter: it sends t's name, team
+// and creation time, and fills in the sizes the agent reports.
+func (c *Client) CreateSnapshot(ctx context.Context, sandboxID string, t *wrenn.Template) error {
+	resp, err := c.rpc.CreateSnapshot(ctx, connect.NewRequest(&agentv1.CreateSnapshotRequest{
+		SandboxId: sandboxID, TeamId: t.TeamID, Name: t.Name, CreatedAtUnixNs: unixNano(t.CreatedAt),
+	}))
+	if err != nil {
+		return fromSnapshotConnect(err)
+	}
+	t.VCPUs, t.MemoryMB, t.SizeBytes = optInt(resp.Msg.Vcpus), optInt(resp.Msg.MemoryMb), resp.Msg.SizeBytes
+	return nil
+}
+
+// DeleteSnapshot implements control.Snapshotter.
+func (c *Client) DeleteSnapshot(ctx context.Context, teamID, name string) error {
+	_, err := c.rpc.DeleteSnapshot(ctx, connect.NewRequest(&agentv1.DeleteSnapshotRequest{TeamId: teamID, Name: name}))
+	return fromSnapshotConnect(err)
+}
+
+// unixNano puts a time on the wire; the zero time is 0.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// optInt reads an optional int off the wire; absent is nil.
+func optInt(v *int32) *int {
+	if v == nil {
+		return nil
+	}
+	n := int(*v)
+	return &n
 }

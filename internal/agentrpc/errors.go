@@ -67,3 +67,13 @@ func fromConnect(err error) error {
 	}
 	return &wrenn.Error{Code: code, Message: ce.Message()}
 }
+
+// fromSnapshotConnect is fromConnect for the snapshot RPCs, which an agent
+// may not serve: Unimplemented, from an agent that cannot snapshot or one
+// that predates the RPCs, becomes a host agent error the client sees.
+func fromSnapshotConnect(err error) error {
+	if connect.CodeOf(err) == connect.CodeUnimplemented {
+		return wrenn.Errorf(wrenn.EHostAgent, "the host agent cannot pause, resume or snapshot sandboxes")
+	}
+	return fromConnect(err)
+}

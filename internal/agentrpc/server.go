@@ -17,7 +17,9 @@ import (
 	"github.com/wrennhq/wrenn/internal/control"
 )
 
-// Host is what the agent's server exposes: the sandbox manager.
+// Host is what the agent's server exposes: the sandbox manager. A Host
+// that also implements control.Snapshotter serves the pause, resume and
+// snapshot RPCs; any other answers them with Unimplemented.
 type Host interface {
 	Info(ctx context.Context) (*wrenn.HostInfo, error)
 	CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error)
@@ -100,7 +102,7 @@ func (s *server) ListSandboxes(ctx context.Context, _ *connect.Request[agentv1.L
 	}
 	out := &agentv1.ListSandboxesResponse{}
 	for _, st := range states {
-		out.Sandboxes = append(out.Sandboxes, &agentv1.SandboxState{SandboxId: st.ID, Running: st.Running})
+		out.Sandboxes = append(out.Sandboxes, &agentv1.SandboxState{SandboxId: st.ID, Running: st.Running, Paused: st.Paused})
 	}
 	return connect.NewResponse(out), nil
 }
@@ -219,4 +221,87 @@ func (s *server) ReadFile(ctx context.Context, req *connect.Request[agentv1.Read
 			return toConnect(err)
 		}
 	}
+}
+
+// errNoSnapshots answers the snapshot RPCs on a host that cannot serve them.
+var errNoSnapshots = connect.NewError(connect.CodeUnimplemented, errors.New("this host agent cannot pause, resume or snapshot sandboxes"))
+
+// snapshotter returns the host as a control.Snapshotter, or the
+// Unimplemented error when it is not one.
+func (s *server) snapshotter() (control.Snapshotter, error) {
+	sn, ok := s.host.(control.Snapshotter)
+	if !ok {
+		return nil, errNoSnapshots
+	}
+	return sn, nil
+}
+
+func (s *server) PauseSandbox(ctx context.Context, req *connect.Request[agentv1.PauseSandboxRequest]) (*connect.Response[agentv1.PauseSandboxResponse], error) {
+	sn, err := s.snapshotter()
+	if err != nil {
+		return nil, err
+	}
+	if err := sn.PauseSandbox(ctx, req.Msg.SandboxId); err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&agentv1.PauseSandboxResponse{}), nil
+}
+
+func (s *server) ResumeSandbox(ctx context.Context, req *connect.Request[agentv1.ResumeSandboxRequest]) (*connect.Response[agentv1.ResumeSandboxResponse], error) {
+	sn, err := s.snapshotter()
+	if err != nil {
+		return nil, err
+	}
+	m := req.Msg
+	net, err := sn.ResumeSandbox(ctx, wrenn.SandboxSpec{
+		ID: m.SandboxId, TeamID: m.TeamId, Template: m.Template, TemplateTeamID: m.TemplateTeamId,
+		VCPUs: int(m.Vcpus), MemoryMB: int(m.MemoryMb),
+	})
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&agentv1.ResumeSandboxResponse{GuestIp: net.GuestIP, HostIp: net.HostIP}), nil
+}
+
+func (s *server) CreateSnapshot(ctx context.Context, req *connect.Request[agentv1.CreateSnapshotRequest]) (*connect.Response[agentv1.CreateSnapshotResponse], error) {
+	sn, err := s.snapshotter()
+	if err != nil {
+		return nil, err
+	}
+	m := req.Msg
+	t := &wrenn.Template{Name: m.Name, TeamID: m.TeamId, Type: wrenn.TemplateSnapshot, CreatedAt: timeFromUnixNano(m.CreatedAtUnixNs)}
+	if err := sn.CreateSnapshot(ctx, m.SandboxId, t); err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&agentv1.CreateSnapshotResponse{
+		Vcpus: optInt32(t.VCPUs), MemoryMb: optInt32(t.MemoryMB), SizeBytes: t.SizeBytes,
+	}), nil
+}
+
+func (s *server) DeleteSnapshot(ctx context.Context, req *connect.Request[agentv1.DeleteSnapshotRequest]) (*connect.Response[agentv1.DeleteSnapshotResponse], error) {
+	sn, err := s.snapshotter()
+	if err != nil {
+		return nil, err
+	}
+	if err := sn.DeleteSnapshot(ctx, req.Msg.TeamId, req.Msg.Name); err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&agentv1.DeleteSnapshotResponse{}), nil
+}
+
+// timeFromUnixNano reads a wire time; 0 is the zero time.
+func timeFromUnixNano(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
+}
+
+// optInt32 puts an optional int on the wire; nil stays absent.
+func optInt32(v *int) *int32 {
+	if v == nil {
+		return nil
+	}
+	n := int32(*v)
+	return &n
 }

@@ -473,6 +473,7 @@ type SandboxState struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
 	Running       bool                   `protobuf:"varint,2,opt,name=running,proto3" json:"running,omitempty"` // false: the VM died; the agent has freed its resources
+	Paused        bool                   `protobuf:"varint,3,opt,name=paused,proto3" json:"paused,omitempty"`   // true: no VM runs; the sandbox is on disk, ready to resume
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -517,6 +518,13 @@ func (x *SandboxState) GetSandboxId() string {
 func (x *SandboxState) GetRunning() bool {
 	if x != nil {
 		return x.Running
+	}
+	return false
+}
+
+func (x *SandboxState) GetPaused() bool {
+	if x != nil {
+		return x.Paused
 	}
 	return false
 }
@@ -1015,6 +1023,439 @@ func (x *ReadFileResponse) GetData() []byte {
 	return nil
 }
 
+type PauseSandboxRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseSandboxRequest) Reset() {
+	*x = PauseSandboxRequest{}
+	mi := &file_agent_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseSandboxRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseSandboxRequest) ProtoMessage() {}
+
+func (x *PauseSandboxRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseSandboxRequest.ProtoReflect.Descriptor instead.
+func (*PauseSandboxRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *PauseSandboxRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+type PauseSandboxResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseSandboxResponse) Reset() {
+	*x = PauseSandboxResponse{}
+	mi := &file_agent_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseSandboxResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseSandboxResponse) ProtoMessage() {}
+
+func (x *PauseSandboxResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseSandboxResponse.ProtoReflect.Descriptor instead.
+func (*PauseSandboxResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{19}
+}
+
+// ResumeSandboxRequest describes the sandbox as CreateSandboxRequest does.
+type ResumeSandboxRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId      string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	TeamId         string                 `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	Template       string                 `protobuf:"bytes,3,opt,name=template,proto3" json:"template,omitempty"`
+	TemplateTeamId string                 `protobuf:"bytes,4,opt,name=template_team_id,json=templateTeamId,proto3" json:"template_team_id,omitempty"`
+	Vcpus          int32                  `protobuf:"varint,5,opt,name=vcpus,proto3" json:"vcpus,omitempty"`
+	MemoryMb       int32                  `protobuf:"varint,6,opt,name=memory_mb,json=memoryMb,proto3" json:"memory_mb,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ResumeSandboxRequest) Reset() {
+	*x = ResumeSandboxRequest{}
+	mi := &file_agent_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeSandboxRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeSandboxRequest) ProtoMessage() {}
+
+func (x *ResumeSandboxRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeSandboxRequest.ProtoReflect.Descriptor instead.
+func (*ResumeSandboxRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ResumeSandboxRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *ResumeSandboxRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *ResumeSandboxRequest) GetTemplate() string {
+	if x != nil {
+		return x.Template
+	}
+	return ""
+}
+
+func (x *ResumeSandboxRequest) GetTemplateTeamId() string {
+	if x != nil {
+		return x.TemplateTeamId
+	}
+	return ""
+}
+
+func (x *ResumeSandboxRequest) GetVcpus() int32 {
+	if x != nil {
+		return x.Vcpus
+	}
+	return 0
+}
+
+func (x *ResumeSandboxRequest) GetMemoryMb() int32 {
+	if x != nil {
+		return x.MemoryMb
+	}
+	return 0
+}
+
+type ResumeSandboxResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GuestIp       string                 `protobuf:"bytes,1,opt,name=guest_ip,json=guestIp,proto3" json:"guest_ip,omitempty"`
+	HostIp        string                 `protobuf:"bytes,2,opt,name=host_ip,json=hostIp,proto3" json:"host_ip,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeSandboxResponse) Reset() {
+	*x = ResumeSandboxResponse{}
+	mi := &file_agent_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeSandboxResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeSandboxResponse) ProtoMessage() {}
+
+func (x *ResumeSandboxResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeSandboxResponse.ProtoReflect.Descriptor instead.
+func (*ResumeSandboxResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ResumeSandboxResponse) GetGuestIp() string {
+	if x != nil {
+		return x.GuestIp
+	}
+	return ""
+}
+
+func (x *ResumeSandboxResponse) GetHostIp() string {
+	if x != nil {
+		return x.HostIp
+	}
+	return ""
+}
+
+type CreateSnapshotRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId       string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	TeamId          string                 `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`                                 // the template's team
+	Name            string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`                                                   // the template's name
+	CreatedAtUnixNs int64                  `protobuf:"varint,4,opt,name=created_at_unix_ns,json=createdAtUnixNs,proto3" json:"created_at_unix_ns,omitempty"` // 0: unset
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *CreateSnapshotRequest) Reset() {
+	*x = CreateSnapshotRequest{}
+	mi := &file_agent_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSnapshotRequest) ProtoMessage() {}
+
+func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*CreateSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *CreateSnapshotRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *CreateSnapshotRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *CreateSnapshotRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateSnapshotRequest) GetCreatedAtUnixNs() int64 {
+	if x != nil {
+		return x.CreatedAtUnixNs
+	}
+	return 0
+}
+
+type CreateSnapshotResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Vcpus         *int32                 `protobuf:"varint,1,opt,name=vcpus,proto3,oneof" json:"vcpus,omitempty"`                       // absent: the template does not fix it
+	MemoryMb      *int32                 `protobuf:"varint,2,opt,name=memory_mb,json=memoryMb,proto3,oneof" json:"memory_mb,omitempty"` // absent: the template does not fix it
+	SizeBytes     int64                  `protobuf:"varint,3,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSnapshotResponse) Reset() {
+	*x = CreateSnapshotResponse{}
+	mi := &file_agent_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSnapshotResponse) ProtoMessage() {}
+
+func (x *CreateSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*CreateSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *CreateSnapshotResponse) GetVcpus() int32 {
+	if x != nil && x.Vcpus != nil {
+		return *x.Vcpus
+	}
+	return 0
+}
+
+func (x *CreateSnapshotResponse) GetMemoryMb() int32 {
+	if x != nil && x.MemoryMb != nil {
+		return *x.MemoryMb
+	}
+	return 0
+}
+
+func (x *CreateSnapshotResponse) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+type DeleteSnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TeamId        string                 `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSnapshotRequest) Reset() {
+	*x = DeleteSnapshotRequest{}
+	mi := &file_agent_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSnapshotRequest) ProtoMessage() {}
+
+func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*DeleteSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DeleteSnapshotRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *DeleteSnapshotRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteSnapshotResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSnapshotResponse) Reset() {
+	*x = DeleteSnapshotResponse{}
+	mi := &file_agent_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSnapshotResponse) ProtoMessage() {}
+
+func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*DeleteSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{25}
+}
+
 type ExecStreamRequest_Stop struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1023,7 +1464,7 @@ type ExecStreamRequest_Stop struct {
 
 func (x *ExecStreamRequest_Stop) Reset() {
 	*x = ExecStreamRequest_Stop{}
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1476,7 @@ func (x *ExecStreamRequest_Stop) String() string {
 func (*ExecStreamRequest_Stop) ProtoMessage() {}
 
 func (x *ExecStreamRequest_Stop) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1082,11 +1523,12 @@ const file_agent_proto_rawDesc = "" +
 	"\x16DestroySandboxResponse\"\x16\n" +
 	"\x14ListSandboxesRequest\"S\n" +
 	"\x15ListSandboxesResponse\x12:\n" +
-	"\tsandboxes\x18\x01 \x03(\v2\x1c.wrenn.agent.v1.SandboxStateR\tsandboxes\"G\n" +
+	"\tsandboxes\x18\x01 \x03(\v2\x1c.wrenn.agent.v1.SandboxStateR\tsandboxes\"_\n" +
 	"\fSandboxState\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x18\n" +
-	"\arunning\x18\x02 \x01(\bR\arunning\"\xf3\x01\n" +
+	"\arunning\x18\x02 \x01(\bR\arunning\x12\x16\n" +
+	"\x06paused\x18\x03 \x01(\bR\x06paused\"\xf3\x01\n" +
 	"\vExecRequest\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x10\n" +
@@ -1126,7 +1568,40 @@ const file_agent_proto_rawDesc = "" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\"&\n" +
 	"\x10ReadFileResponse\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data2\xaf\x05\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"4\n" +
+	"\x13PauseSandboxRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\"\x16\n" +
+	"\x14PauseSandboxResponse\"\xc7\x01\n" +
+	"\x14ResumeSandboxRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x17\n" +
+	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12\x1a\n" +
+	"\btemplate\x18\x03 \x01(\tR\btemplate\x12(\n" +
+	"\x10template_team_id\x18\x04 \x01(\tR\x0etemplateTeamId\x12\x14\n" +
+	"\x05vcpus\x18\x05 \x01(\x05R\x05vcpus\x12\x1b\n" +
+	"\tmemory_mb\x18\x06 \x01(\x05R\bmemoryMb\"K\n" +
+	"\x15ResumeSandboxResponse\x12\x19\n" +
+	"\bguest_ip\x18\x01 \x01(\tR\aguestIp\x12\x17\n" +
+	"\ahost_ip\x18\x02 \x01(\tR\x06hostIp\"\x90\x01\n" +
+	"\x15CreateSnapshotRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x17\n" +
+	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12+\n" +
+	"\x12created_at_unix_ns\x18\x04 \x01(\x03R\x0fcreatedAtUnixNs\"\x8c\x01\n" +
+	"\x16CreateSnapshotResponse\x12\x19\n" +
+	"\x05vcpus\x18\x01 \x01(\x05H\x00R\x05vcpus\x88\x01\x01\x12 \n" +
+	"\tmemory_mb\x18\x02 \x01(\x05H\x01R\bmemoryMb\x88\x01\x01\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x03 \x01(\x03R\tsizeBytesB\b\n" +
+	"\x06_vcpusB\f\n" +
+	"\n" +
+	"_memory_mb\"D\n" +
+	"\x15DeleteSnapshotRequest\x12\x17\n" +
+	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\x18\n" +
+	"\x16DeleteSnapshotResponse2\xaa\b\n" +
 	"\fAgentService\x12J\n" +
 	"\aGetHost\x12\x1e.wrenn.agent.v1.GetHostRequest\x1a\x1f.wrenn.agent.v1.GetHostResponse\x12\\\n" +
 	"\rCreateSandbox\x12$.wrenn.agent.v1.CreateSandboxRequest\x1a%.wrenn.agent.v1.CreateSandboxResponse\x12_\n" +
@@ -1136,7 +1611,11 @@ const file_agent_proto_rawDesc = "" +
 	"\n" +
 	"ExecStream\x12!.wrenn.agent.v1.ExecStreamRequest\x1a\x19.wrenn.agent.v1.ExecEvent(\x010\x01\x12R\n" +
 	"\tWriteFile\x12 .wrenn.agent.v1.WriteFileRequest\x1a!.wrenn.agent.v1.WriteFileResponse(\x01\x12O\n" +
-	"\bReadFile\x12\x1f.wrenn.agent.v1.ReadFileRequest\x1a .wrenn.agent.v1.ReadFileResponse0\x01B<Z:github.com/wrennhq/wrenn/internal/agentrpc/agentv1;agentv1b\x06proto3"
+	"\bReadFile\x12\x1f.wrenn.agent.v1.ReadFileRequest\x1a .wrenn.agent.v1.ReadFileResponse0\x01\x12Y\n" +
+	"\fPauseSandbox\x12#.wrenn.agent.v1.PauseSandboxRequest\x1a$.wrenn.agent.v1.PauseSandboxResponse\x12\\\n" +
+	"\rResumeSandbox\x12$.wrenn.agent.v1.ResumeSandboxRequest\x1a%.wrenn.agent.v1.ResumeSandboxResponse\x12_\n" +
+	"\x0eCreateSnapshot\x12%.wrenn.agent.v1.CreateSnapshotRequest\x1a&.wrenn.agent.v1.CreateSnapshotResponse\x12_\n" +
+	"\x0eDeleteSnapshot\x12%.wrenn.agent.v1.DeleteSnapshotRequest\x1a&.wrenn.agent.v1.DeleteSnapshotResponseB<Z:github.com/wrennhq/wrenn/internal/agentrpc/agentv1;agentv1b\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -1150,7 +1629,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_agent_proto_goTypes = []any{
 	(*GetHostRequest)(nil),         // 0: wrenn.agent.v1.GetHostRequest
 	(*GetHostResponse)(nil),        // 1: wrenn.agent.v1.GetHostResponse
@@ -1170,15 +1649,23 @@ var file_agent_proto_goTypes = []any{
 	(*WriteFileResponse)(nil),      // 15: wrenn.agent.v1.WriteFileResponse
 	(*ReadFileRequest)(nil),        // 16: wrenn.agent.v1.ReadFileRequest
 	(*ReadFileResponse)(nil),       // 17: wrenn.agent.v1.ReadFileResponse
-	nil,                            // 18: wrenn.agent.v1.ExecRequest.EnvEntry
-	(*ExecStreamRequest_Stop)(nil), // 19: wrenn.agent.v1.ExecStreamRequest.Stop
+	(*PauseSandboxRequest)(nil),    // 18: wrenn.agent.v1.PauseSandboxRequest
+	(*PauseSandboxResponse)(nil),   // 19: wrenn.agent.v1.PauseSandboxResponse
+	(*ResumeSandboxRequest)(nil),   // 20: wrenn.agent.v1.ResumeSandboxRequest
+	(*ResumeSandboxResponse)(nil),  // 21: wrenn.agent.v1.ResumeSandboxResponse
+	(*CreateSnapshotRequest)(nil),  // 22: wrenn.agent.v1.CreateSnapshotRequest
+	(*CreateSnapshotResponse)(nil), // 23: wrenn.agent.v1.CreateSnapshotResponse
+	(*DeleteSnapshotRequest)(nil),  // 24: wrenn.agent.v1.DeleteSnapshotRequest
+	(*DeleteSnapshotResponse)(nil), // 25: wrenn.agent.v1.DeleteSnapshotResponse
+	nil,                            // 26: wrenn.agent.v1.ExecRequest.EnvEntry
+	(*ExecStreamRequest_Stop)(nil), // 27: wrenn.agent.v1.ExecStreamRequest.Stop
 }
 var file_agent_proto_depIdxs = []int32{
 	2,  // 0: wrenn.agent.v1.GetHostResponse.templates:type_name -> wrenn.agent.v1.BaseTemplate
 	9,  // 1: wrenn.agent.v1.ListSandboxesResponse.sandboxes:type_name -> wrenn.agent.v1.SandboxState
-	18, // 2: wrenn.agent.v1.ExecRequest.env:type_name -> wrenn.agent.v1.ExecRequest.EnvEntry
+	26, // 2: wrenn.agent.v1.ExecRequest.env:type_name -> wrenn.agent.v1.ExecRequest.EnvEntry
 	10, // 3: wrenn.agent.v1.ExecStreamRequest.start:type_name -> wrenn.agent.v1.ExecRequest
-	19, // 4: wrenn.agent.v1.ExecStreamRequest.stop:type_name -> wrenn.agent.v1.ExecStreamRequest.Stop
+	27, // 4: wrenn.agent.v1.ExecStreamRequest.stop:type_name -> wrenn.agent.v1.ExecStreamRequest.Stop
 	0,  // 5: wrenn.agent.v1.AgentService.GetHost:input_type -> wrenn.agent.v1.GetHostRequest
 	3,  // 6: wrenn.agent.v1.AgentService.CreateSandbox:input_type -> wrenn.agent.v1.CreateSandboxRequest
 	5,  // 7: wrenn.agent.v1.AgentService.DestroySandbox:input_type -> wrenn.agent.v1.DestroySandboxRequest
@@ -1187,16 +1674,24 @@ var file_agent_proto_depIdxs = []int32{
 	12, // 10: wrenn.agent.v1.AgentService.ExecStream:input_type -> wrenn.agent.v1.ExecStreamRequest
 	14, // 11: wrenn.agent.v1.AgentService.WriteFile:input_type -> wrenn.agent.v1.WriteFileRequest
 	16, // 12: wrenn.agent.v1.AgentService.ReadFile:input_type -> wrenn.agent.v1.ReadFileRequest
-	1,  // 13: wrenn.agent.v1.AgentService.GetHost:output_type -> wrenn.agent.v1.GetHostResponse
-	4,  // 14: wrenn.agent.v1.AgentService.CreateSandbox:output_type -> wrenn.agent.v1.CreateSandboxResponse
-	6,  // 15: wrenn.agent.v1.AgentService.DestroySandbox:output_type -> wrenn.agent.v1.DestroySandboxResponse
-	8,  // 16: wrenn.agent.v1.AgentService.ListSandboxes:output_type -> wrenn.agent.v1.ListSandboxesResponse
-	11, // 17: wrenn.agent.v1.AgentService.Exec:output_type -> wrenn.agent.v1.ExecResponse
-	13, // 18: wrenn.agent.v1.AgentService.ExecStream:output_type -> wrenn.agent.v1.ExecEvent
-	15, // 19: wrenn.agent.v1.AgentService.WriteFile:output_type -> wrenn.agent.v1.WriteFileResponse
-	17, // 20: wrenn.agent.v1.AgentService.ReadFile:output_type -> wrenn.agent.v1.ReadFileResponse
-	13, // [13:21] is the sub-list for method output_type
-	5,  // [5:13] is the sub-list for method input_type
+	18, // 13: wrenn.agent.v1.AgentService.PauseSandbox:input_type -> wrenn.agent.v1.PauseSandboxRequest
+	20, // 14: wrenn.agent.v1.AgentService.ResumeSandbox:input_type -> wrenn.agent.v1.ResumeSandboxRequest
+	22, // 15: wrenn.agent.v1.AgentService.CreateSnapshot:input_type -> wrenn.agent.v1.CreateSnapshotRequest
+	24, // 16: wrenn.agent.v1.AgentService.DeleteSnapshot:input_type -> wrenn.agent.v1.DeleteSnapshotRequest
+	1,  // 17: wrenn.agent.v1.AgentService.GetHost:output_type -> wrenn.agent.v1.GetHostResponse
+	4,  // 18: wrenn.agent.v1.AgentService.CreateSandbox:output_type -> wrenn.agent.v1.CreateSandboxResponse
+	6,  // 19: wrenn.agent.v1.AgentService.DestroySandbox:output_type -> wrenn.agent.v1.DestroySandboxResponse
+	8,  // 20: wrenn.agent.v1.AgentService.ListSandboxes:output_type -> wrenn.agent.v1.ListSandboxesResponse
+	11, // 21: wrenn.agent.v1.AgentService.Exec:output_type -> wrenn.agent.v1.ExecResponse
+	13, // 22: wrenn.agent.v1.AgentService.ExecStream:output_type -> wrenn.agent.v1.ExecEvent
+	15, // 23: wrenn.agent.v1.AgentService.WriteFile:output_type -> wrenn.agent.v1.WriteFileResponse
+	17, // 24: wrenn.agent.v1.AgentService.ReadFile:output_type -> wrenn.agent.v1.ReadFileResponse
+	19, // 25: wrenn.agent.v1.AgentService.PauseSandbox:output_type -> wrenn.agent.v1.PauseSandboxResponse
+	21, // 26: wrenn.agent.v1.AgentService.ResumeSandbox:output_type -> wrenn.agent.v1.ResumeSandboxResponse
+	23, // 27: wrenn.agent.v1.AgentService.CreateSnapshot:output_type -> wrenn.agent.v1.CreateSnapshotResponse
+	25, // 28: wrenn.agent.v1.AgentService.DeleteSnapshot:output_type -> wrenn.agent.v1.DeleteSnapshotResponse
+	17, // [17:29] is the sub-list for method output_type
+	5,  // [5:17] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -1211,13 +1706,14 @@ func file_agent_proto_init() {
 		(*ExecStreamRequest_Start)(nil),
 		(*ExecStreamRequest_Stop_)(nil),
 	}
+	file_agent_proto_msgTypes[23].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -56,6 +56,18 @@ const (
 	AgentServiceWriteFileProcedure = "/wrenn.agent.v1.AgentService/WriteFile"
 	// AgentServiceReadFileProcedure is the fully-qualified name of the AgentService's ReadFile RPC.
 	AgentServiceReadFileProcedure = "/wrenn.agent.v1.AgentService/ReadFile"
+	// AgentServicePauseSandboxProcedure is the fully-qualified name of the AgentService's PauseSandbox
+	// RPC.
+	AgentServicePauseSandboxProcedure = "/wrenn.agent.v1.AgentService/PauseSandbox"
+	// AgentServiceResumeSandboxProcedure is the fully-qualified name of the AgentService's
+	// ResumeSandbox RPC.
+	AgentServiceResumeSandboxProcedure = "/wrenn.agent.v1.AgentService/ResumeSandbox"
+	// AgentServiceCreateSnapshotProcedure is the fully-qualified name of the AgentService's
+	// CreateSnapshot RPC.
+	AgentServiceCreateSnapshotProcedure = "/wrenn.agent.v1.AgentService/CreateSnapshot"
+	// AgentServiceDeleteSnapshotProcedure is the fully-qualified name of the AgentService's
+	// DeleteSnapshot RPC.
+	AgentServiceDeleteSnapshotProcedure = "/wrenn.agent.v1.AgentService/DeleteSnapshot"
 )
 
 // AgentServiceClient is a client for the wrenn.agent.v1.AgentService service.
@@ -73,6 +85,15 @@ type AgentServiceClient interface {
 	// WriteFile: the first message names the sandbox and path; every message may carry data.
 	WriteFile(context.Context) *connect.ClientStreamForClient[agentv1.WriteFileRequest, agentv1.WriteFileResponse]
 	ReadFile(context.Context, *connect.Request[agentv1.ReadFileRequest]) (*connect.ServerStreamForClient[agentv1.ReadFileResponse], error)
+	// PauseSandbox freezes a running sandbox to disk and frees its VM.
+	PauseSandbox(context.Context, *connect.Request[agentv1.PauseSandboxRequest]) (*connect.Response[agentv1.PauseSandboxResponse], error)
+	// ResumeSandbox starts a paused sandbox's VM again from its snapshot.
+	ResumeSandbox(context.Context, *connect.Request[agentv1.ResumeSandboxRequest]) (*connect.Response[agentv1.ResumeSandboxResponse], error)
+	// CreateSnapshot turns a running sandbox into a snapshot template,
+	// destroying the sandbox.
+	CreateSnapshot(context.Context, *connect.Request[agentv1.CreateSnapshotRequest]) (*connect.Response[agentv1.CreateSnapshotResponse], error)
+	// DeleteSnapshot removes a snapshot template's files.
+	DeleteSnapshot(context.Context, *connect.Request[agentv1.DeleteSnapshotRequest]) (*connect.Response[agentv1.DeleteSnapshotResponse], error)
 }
 
 // NewAgentServiceClient constructs a client for the wrenn.agent.v1.AgentService service. By
@@ -134,6 +155,30 @@ func NewAgentServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(agentServiceMethods.ByName("ReadFile")),
 			connect.WithClientOptions(opts...),
 		),
+		pauseSandbox: connect.NewClient[agentv1.PauseSandboxRequest, agentv1.PauseSandboxResponse](
+			httpClient,
+			baseURL+AgentServicePauseSandboxProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("PauseSandbox")),
+			connect.WithClientOptions(opts...),
+		),
+		resumeSandbox: connect.NewClient[agentv1.ResumeSandboxRequest, agentv1.ResumeSandboxResponse](
+			httpClient,
+			baseURL+AgentServiceResumeSandboxProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("ResumeSandbox")),
+			connect.WithClientOptions(opts...),
+		),
+		createSnapshot: connect.NewClient[agentv1.CreateSnapshotRequest, agentv1.CreateSnapshotResponse](
+			httpClient,
+			baseURL+AgentServiceCreateSnapshotProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("CreateSnapshot")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteSnapshot: connect.NewClient[agentv1.DeleteSnapshotRequest, agentv1.DeleteSnapshotResponse](
+			httpClient,
+			baseURL+AgentServiceDeleteSnapshotProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("DeleteSnapshot")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -147,6 +192,10 @@ type agentServiceClient struct {
 	execStream     *connect.Client[agentv1.ExecStreamRequest, agentv1.ExecEvent]
 	writeFile      *connect.Client[agentv1.WriteFileRequest, agentv1.WriteFileResponse]
 	readFile       *connect.Client[agentv1.ReadFileRequest, agentv1.ReadFileResponse]
+	pauseSandbox   *connect.Client[agentv1.PauseSandboxRequest, agentv1.PauseSandboxResponse]
+	resumeSandbox  *connect.Client[agentv1.ResumeSandboxRequest, agentv1.ResumeSandboxResponse]
+	createSnapshot *connect.Client[agentv1.CreateSnapshotRequest, agentv1.CreateSnapshotResponse]
+	deleteSnapshot *connect.Client[agentv1.DeleteSnapshotRequest, agentv1.DeleteSnapshotResponse]
 }
 
 // GetHost calls wrenn.agent.v1.AgentService.GetHost.
@@ -189,6 +238,26 @@ func (c *agentServiceClient) ReadFile(ctx context.Context, req *connect.Request[
 	return c.readFile.CallServerStream(ctx, req)
 }
 
+// PauseSandbox calls wrenn.agent.v1.AgentService.PauseSandbox.
+func (c *agentServiceClient) PauseSandbox(ctx context.Context, req *connect.Request[agentv1.PauseSandboxRequest]) (*connect.Response[agentv1.PauseSandboxResponse], error) {
+	return c.pauseSandbox.CallUnary(ctx, req)
+}
+
+// ResumeSandbox calls wrenn.agent.v1.AgentService.ResumeSandbox.
+func (c *agentServiceClient) ResumeSandbox(ctx context.Context, req *connect.Request[agentv1.ResumeSandboxRequest]) (*connect.Response[agentv1.ResumeSandboxResponse], error) {
+	return c.resumeSandbox.CallUnary(ctx, req)
+}
+
+// CreateSnapshot calls wrenn.agent.v1.AgentService.CreateSnapshot.
+func (c *agentServiceClient) CreateSnapshot(ctx context.Context, req *connect.Request[agentv1.CreateSnapshotRequest]) (*connect.Response[agentv1.CreateSnapshotResponse], error) {
+	return c.createSnapshot.CallUnary(ctx, req)
+}
+
+// DeleteSnapshot calls wrenn.agent.v1.AgentService.DeleteSnapshot.
+func (c *agentServiceClient) DeleteSnapshot(ctx context.Context, req *connect.Request[agentv1.DeleteSnapshotRequest]) (*connect.Response[agentv1.DeleteSnapshotResponse], error) {
+	return c.deleteSnapshot.CallUnary(ctx, req)
+}
+
 // AgentServiceHandler is an implementation of the wrenn.agent.v1.AgentService service.
 type AgentServiceHandler interface {
 	// GetHost describes the host: its accelerator and the base templates it can start.
@@ -204,6 +273,15 @@ type AgentServiceHandler interface {
 	// WriteFile: the first message names the sandbox and path; every message may carry data.
 	WriteFile(context.Context, *connect.ClientStream[agentv1.WriteFileRequest]) (*connect.Response[agentv1.WriteFileResponse], error)
 	ReadFile(context.Context, *connect.Request[agentv1.ReadFileRequest], *connect.ServerStream[agentv1.ReadFileResponse]) error
+	// PauseSandbox freezes a running sandbox to disk and frees its VM.
+	PauseSandbox(context.Context, *connect.Request[agentv1.PauseSandboxRequest]) (*connect.Response[agentv1.PauseSandboxResponse], error)
+	// ResumeSandbox starts a paused sandbox's VM again from its snapshot.
+	ResumeSandbox(context.Context, *connect.Request[agentv1.ResumeSandboxRequest]) (*connect.Response[agentv1.ResumeSandboxResponse], error)
+	// CreateSnapshot turns a running sandbox into a snapshot template,
+	// destroying the sandbox.
+	CreateSnapshot(context.Context, *connect.Request[agentv1.CreateSnapshotRequest]) (*connect.Response[agentv1.CreateSnapshotResponse], error)
+	// DeleteSnapshot removes a snapshot template's files.
+	DeleteSnapshot(context.Context, *connect.Request[agentv1.DeleteSnapshotRequest]) (*connect.Response[agentv1.DeleteSnapshotResponse], error)
 }
 
 // NewAgentServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -261,6 +339,30 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(agentServiceMethods.ByName("ReadFile")),
 		connect.WithHandlerOptions(opts...),
 	)
+	agentServicePauseSandboxHandler := connect.NewUnaryHandler(
+		AgentServicePauseSandboxProcedure,
+		svc.PauseSandbox,
+		connect.WithSchema(agentServiceMethods.ByName("PauseSandbox")),
+		connect.WithHandlerOptions(opts...),
+	)
+	agentServiceResumeSandboxHandler := connect.NewUnaryHandler(
+		AgentServiceResumeSandboxProcedure,
+		svc.ResumeSandbox,
+		connect.WithSchema(agentServiceMethods.ByName("ResumeSandbox")),
+		connect.WithHandlerOptions(opts...),
+	)
+	agentServiceCreateSnapshotHandler := connect.NewUnaryHandler(
+		AgentServiceCreateSnapshotProcedure,
+		svc.CreateSnapshot,
+		connect.WithSchema(agentServiceMethods.ByName("CreateSnapshot")),
+		connect.WithHandlerOptions(opts...),
+	)
+	agentServiceDeleteSnapshotHandler := connect.NewUnaryHandler(
+		AgentServiceDeleteSnapshotProcedure,
+		svc.DeleteSnapshot,
+		connect.WithSchema(agentServiceMethods.ByName("DeleteSnapshot")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/wrenn.agent.v1.AgentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AgentServiceGetHostProcedure:
@@ -279,6 +381,14 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 			agentServiceWriteFileHandler.ServeHTTP(w, r)
 		case AgentServiceReadFileProcedure:
 			agentServiceReadFileHandler.ServeHTTP(w, r)
+		case AgentServicePauseSandboxProcedure:
+			agentServicePauseSandboxHandler.ServeHTTP(w, r)
+		case AgentServiceResumeSandboxProcedure:
+			agentServiceResumeSandboxHandler.ServeHTTP(w, r)
+		case AgentServiceCreateSnapshotProcedure:
+			agentServiceCreateSnapshotHandler.ServeHTTP(w, r)
+		case AgentServiceDeleteSnapshotProcedure:
+			agentServiceDeleteSnapshotHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -318,4 +428,20 @@ func (UnimplementedAgentServiceHandler) WriteFile(context.Context, *connect.Clie
 
 func (UnimplementedAgentServiceHandler) ReadFile(context.Context, *connect.Request[agentv1.ReadFileRequest], *connect.ServerStream[agentv1.ReadFileResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.ReadFile is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) PauseSandbox(context.Context, *connect.Request[agentv1.PauseSandboxRequest]) (*connect.Response[agentv1.PauseSandboxResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.PauseSandbox is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) ResumeSandbox(context.Context, *connect.Request[agentv1.ResumeSandboxRequest]) (*connect.Response[agentv1.ResumeSandboxResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.ResumeSandbox is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) CreateSnapshot(context.Context, *connect.Request[agentv1.CreateSnapshotRequest]) (*connect.Response[agentv1.CreateSnapshotResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.CreateSnapshot is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) DeleteSnapshot(context.Context, *connect.Request[agentv1.DeleteSnapshotRequest]) (*connect.Response[agentv1.DeleteSnapshotResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.DeleteSnapshot is not implemented"))
 }
