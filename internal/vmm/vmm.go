@@ -42,6 +42,13 @@ type Config struct {
 	// snapshot held it) instead of booting. The kernel arguments are then
 	// unused, and every device and size must match the snapshotted VM's.
 	Incoming string
+	// IncomingHasRAM says Incoming holds the guest's RAM: it is a snapshot
+	// of a VM whose RAM was not a shared MemoryFile. The RAM is loaded
+	// into this VM's memory (a shared MemoryFile then gets it written).
+	IncomingHasRAM bool
+	// Paused leaves a VM started from Incoming stopped once loaded, for a
+	// Snapshot of it rather than a run.
+	Paused bool
 }
 
 // Driver starts VMs and re-attaches to VMs a previous host agent started.

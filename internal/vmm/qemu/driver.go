@@ -126,13 +126,13 @@ func (d *Driver) Start(ctx context.Context, c vmm.Config) (vmm.VM, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start qemu: %w", err)
 	}
-	vm := &vm{pid: cmd.Process.Pid, qmpPath: qmpSocket(c), done: make(chan struct{})}
+	vm := &vm{pid: cmd.Process.Pid, qmpPath: qmpSocket(c), memShared: c.MemoryFile != "" && c.MemoryShared, done: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		close(vm.done)
 	}()
 	if incomingFD >= 0 {
-		err = vm.restore(ctx, incomingFD)
+		err = vm.restore(ctx, incomingFD, c.IncomingHasRAM, !c.Paused)
 	} else {
 		err = vm.connect(ctx)
 	}
@@ -157,7 +157,7 @@ func (d *Driver) Adopt(ctx context.Context, c vmm.Config, pid int) (vmm.VM, erro
 	if err != nil {
 		return nil, fmt.Errorf("adopt vm %s: pidfd: %w", c.ID, err)
 	}
-	vm := &vm{pid: pid, qmpPath: qmpSocket(c), done: make(chan struct{})}
+	vm := &vm{pid: pid, qmpPath: qmpSocket(c), memShared: c.MemoryFile != "" && c.MemoryShared, done: make(chan struct{})}
 	go func() {
 		defer unix.Close(pidfd)
 		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
@@ -262,9 +262,10 @@ func logTail(runDir string) string {
 // QEMU serves one QMP client at a time, and a VM must stay adoptable by a
 // new agent process while an old one may still linger.
 type vm struct {
-	pid     int
-	qmpPath string
-	done    chan struct{}
+	pid       int
+	qmpPath   string
+	memShared bool // RAM is a shared file, left out of snapshots
+	done      chan struct{}
 }
 
 func (v *vm) PID() int              { return v.pid }

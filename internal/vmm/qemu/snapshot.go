@@ -20,11 +20,13 @@ const migrationPoll = 2 * time.Millisecond
 // guest's RAM is written at disk speed.
 const snapshotTimeout = 2 * time.Minute
 
-// migrationSetup is what both ends of a migration must agree on. The
+// migrationSetup is what both ends of a migration must agree on: whether
+// shared RAM is left out of the stream (it must be when it is, and a VM
+// whose RAM is shared can only load a stream with RAM without it). The
 // default bandwidth cap (32 MiB/s) would make a stream with RAM crawl.
-func migrationSetup(ctx context.Context, q *qmp) error {
+func migrationSetup(ctx context.Context, q *qmp, ignoreShared bool) error {
 	if err := q.Execute(ctx, "migrate-set-capabilities", map[string]any{
-		"capabilities": []map[string]any{{"capability": "x-ignore-shared", "state": true}},
+		"capabilities": []map[string]any{{"capability": "x-ignore-shared", "state": ignoreShared}},
 	}, nil); err != nil {
 		return err
 	}
@@ -45,7 +47,7 @@ func (v *vm) Snapshot(ctx context.Context, path string) (err error) {
 		return fmt.Errorf("snapshot: %w", err)
 	}
 	defer q.Close()
-	if err := migrationSetup(ctx, q); err != nil {
+	if err := migrationSetup(ctx, q, v.memShared); err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
 	if err := q.Execute(ctx, "stop", nil, nil); err != nil {
@@ -100,8 +102,8 @@ func waitMigration(ctx context.Context, q *qmp, done <-chan struct{}) error {
 }
 
 // restore loads the device state from the inherited descriptor fd into a
-// QEMU started with -incoming defer and lets the guest run.
-func (v *vm) restore(ctx context.Context, fd int) error {
+// QEMU started with -incoming defer and, if run, lets the guest run.
+func (v *vm) restore(ctx context.Context, fd int, withRAM, run bool) error {
 	ctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
 	defer cancel()
 	q, err := v.dial(ctx, 10*time.Second)
@@ -109,7 +111,7 @@ func (v *vm) restore(ctx context.Context, fd int) error {
 		return err
 	}
 	defer q.Close()
-	if err := migrationSetup(ctx, q); err != nil {
+	if err := migrationSetup(ctx, q, !withRAM); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	if err := q.Execute(ctx, "migrate-incoming", map[string]any{"uri": fmt.Sprintf("fd:%d", fd)}, nil); err != nil {
@@ -128,6 +130,9 @@ func (v *vm) restore(ctx context.Context, fd int) error {
 		case "inmigrate":
 		case "paused", "postmigrate", "prelaunch":
 			// Loaded; an incoming VM does not run by itself.
+			if !run {
+				return nil
+			}
 			if err := q.Execute(ctx, "cont", nil, nil); err != nil {
 				return fmt.Errorf("restore: %w", err)
 			}

@@ -145,6 +145,8 @@ func Run(t *testing.T, newDriver func(t *testing.T) vmm.Driver, f Fixture) {
 		// The memory file becomes a template: two clones map it privately
 		// and both see the token; what one writes the other does not see.
 		var clones []*envd.Client
+		var cloneVMs []vmm.VM
+		var cloneConfigs []vmm.Config
 		for range 2 {
 			cc := config(t, f)
 			if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", c.RootDisk, cc.RootDisk).CombinedOutput(); err != nil {
@@ -153,6 +155,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) vmm.Driver, f Fixture) {
 			cc.MemoryFile, cc.MemoryShared, cc.Incoming = c.MemoryFile, false, state
 			vm := mustStart(t, newDriver(t), cc)
 			clones = append(clones, guest(t, cc, vm))
+			cloneVMs, cloneConfigs = append(cloneVMs, vm), append(cloneConfigs, cc)
 		}
 		for i, g := range clones {
 			if out := run(t, g, "cat /run/token"); strings.TrimSpace(out) != token {
@@ -162,6 +165,23 @@ func Run(t *testing.T, newDriver func(t *testing.T) vmm.Driver, f Fixture) {
 		run(t, clones[0], "echo changed > /run/token")
 		if out := run(t, clones[1], "cat /run/token"); strings.TrimSpace(out) != token {
 			t.Errorf("a clone saw another's write: %q", out)
+		}
+		// A clone's snapshot holds its RAM; restored into a shared file
+		// of its own, it is the clone as it was.
+		clones[0].Close()
+		cc := cloneConfigs[0]
+		state2 := filepath.Join(cc.RunDir, "state")
+		if err := cloneVMs[0].Snapshot(context.Background(), state2); err != nil {
+			t.Fatalf("snapshot a clone: %v", err)
+		}
+		if err := cloneVMs[0].Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		cc.MemoryFile, cc.MemoryShared = filepath.Join(cc.RunDir, "own-mem"), true
+		cc.Incoming, cc.IncomingHasRAM = state2, true
+		g = guest(t, cc, mustStart(t, newDriver(t), cc))
+		if out := run(t, g, "cat /run/token"); strings.TrimSpace(out) != "changed" {
+			t.Errorf("clone restored into its own memory: token %q, want changed", out)
 		}
 	})
 	t.Run("FailedSnapshotLeavesGuestRunning", func(t *testing.T) {
