@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-
-	"github.com/wrennhq/wrenn"
 )
 
 // Adopt takes over the sandboxes a previous agent process left behind: a
@@ -50,7 +48,9 @@ func (m *Manager) Adopt(ctx context.Context) error {
 			m.cleanupOrphan(ctx, st, log)
 			continue
 		}
-		inUse = append(inUse, st.Slot)
+		if !st.Paused {
+			inUse = append(inUse, st.Slot)
+		}
 	}
 	return m.cfg.Network.Sweep(ctx, inUse)
 }
@@ -72,16 +72,24 @@ func (m *Manager) adoptOne(ctx context.Context, st state, log *slog.Logger) erro
 		return fmt.Errorf("recorded by driver %q, this agent runs %q", st.Driver, m.cfg.Driver.Name())
 	}
 	dir := m.cfg.Layout.Sandbox(st.ID)
-	spec := wrenn.SandboxSpec{ID: st.ID, TeamID: st.TeamID, Template: st.Template, VCPUs: st.VCPUs, MemoryMB: st.MemoryMB}
-	sb := &sandbox{id: st.ID, log: log}
-	sb.release.add(removeDir(dir.Path()))
+	sb := &sandbox{id: st.ID, dir: dir, log: log, st: st}
+	if st.Paused {
+		// A VM may linger if the agent died between writing the record
+		// and stopping it: the record says paused, so it must not run.
+		killStrays(log, dir.Path())
+		sb.paused = true
+		m.mu.Lock()
+		m.sandboxes[st.ID] = sb
+		m.mu.Unlock()
+		log.Info("paused sandbox adopted")
+		return nil
+	}
 	slot, err := m.cfg.Network.Adopt(ctx, st.Slot)
 	if err != nil {
-		_ = sb.release.run(ctx)
 		return fmt.Errorf("adopt network slot %d: %w", st.Slot, err)
 	}
 	sb.release.add(func(ctx context.Context) error { return m.cfg.Network.Release(ctx, slot) })
-	vm, err := m.cfg.Driver.Adopt(ctx, m.vmConfig(spec, st.Kernel, dir), st.PID)
+	vm, err := m.cfg.Driver.Adopt(ctx, m.vmConfig(st, dir), st.PID)
 	if err != nil {
 		_ = sb.release.run(ctx)
 		return err
@@ -107,8 +115,7 @@ func (m *Manager) adoptOne(ctx context.Context, st state, log *slog.Logger) erro
 // is left to the sweep.
 func (m *Manager) cleanupOrphan(ctx context.Context, st state, log *slog.Logger) {
 	dir := m.cfg.Layout.Sandbox(st.ID)
-	spec := wrenn.SandboxSpec{ID: st.ID, VCPUs: st.VCPUs, MemoryMB: st.MemoryMB}
-	if vm, err := m.cfg.Driver.Adopt(ctx, m.vmConfig(spec, st.Kernel, dir), st.PID); err == nil {
+	if vm, err := m.cfg.Driver.Adopt(ctx, m.vmConfig(st, dir), st.PID); err == nil {
 		logErr(log, "stop orphaned vm", vm.Stop(ctx))
 	}
 	logErr(log, "remove run dir", os.RemoveAll(dir.Path()))

@@ -6,9 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/wrennhq/wrenn"
@@ -31,43 +36,84 @@ func kernelArgs(slot *netslot.Slot, hostname string) string {
 }
 
 // state is what a sandbox's run directory records, so that a restarted
-// agent can adopt the VM.
+// agent can adopt the VM, or keep the sandbox paused.
 type state struct {
-	ID        string    `json:"id"`
-	TeamID    string    `json:"team_id"`
-	Template  string    `json:"template"`
-	VCPUs     int       `json:"vcpus"`
-	MemoryMB  int       `json:"memory_mb"`
-	Kernel    string    `json:"kernel"`
-	Driver    string    `json:"driver"`
-	PID       int       `json:"pid"`
-	Slot      int       `json:"slot"`
+	ID       string `json:"id"`
+	TeamID   string `json:"team_id"`
+	Template string `json:"template"`
+	// TemplateTeamID is set when Template is a snapshot template.
+	TemplateTeamID string `json:"template_team_id,omitempty"`
+	Base           string `json:"base"` // the base template its disk chain ends in
+	VCPUs          int    `json:"vcpus"`
+	MemoryMB       int    `json:"memory_mb"`
+	Kernel         string `json:"kernel"`
+	Driver         string `json:"driver"`
+	PID            int    `json:"pid"`
+	Slot           int    `json:"slot"`
+	// OwnMemory: guest RAM is the sandbox's own shared file; otherwise a
+	// private mapping of its template's memory.
+	OwnMemory bool `json:"own_memory"`
+	// Paused: no VM runs; VMState holds the device state (and, without
+	// OwnMemory, the RAM) to resume from.
+	Paused    bool      `json:"paused,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 }
 
 func writeState(dir layout.SandboxDir, st state) error {
-	b, err := json.Marshal(st)
+	return writeJSONFile(dir.State(), st)
+}
+
+// writeJSONFile replaces path with v's JSON, atomically.
+func writeJSONFile(path string, v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	tmp := dir.State() + ".tmp"
+	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("write state: %w", err)
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
 	}
-	if err := os.Rename(tmp, dir.State()); err != nil {
-		return fmt.Errorf("write state: %w", err)
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
 	}
 	return nil
 }
 
-// CreateSandbox boots a sandbox and returns once its guest agent answers.
-// On any failure everything acquired so far is released.
+// CreateSandbox starts a sandbox, booting a base template or restoring a
+// snapshot template, and returns once its guest agent answers. On any
+// failure everything acquired so far is released.
 func (m *Manager) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (net wrenn.SandboxNet, err error) {
-	base, ok := m.bases[spec.Template]
-	if !ok || spec.TemplateTeamID != "" {
-		return net, wrenn.Errorf(wrenn.EInvalid, "template %q is not available on this host", spec.Template)
+	st := state{ID: spec.ID, TeamID: spec.TeamID, Template: spec.Template, TemplateTeamID: spec.TemplateTeamID,
+		VCPUs: spec.VCPUs, MemoryMB: spec.MemoryMB, Driver: m.cfg.Driver.Name(), CreatedAt: m.cfg.Now().UTC()}
+	var tmpl layout.TemplateDir
+	var base Base
+	if spec.TemplateTeamID == "" {
+		b, ok := m.bases[spec.Template]
+		if !ok {
+			return net, wrenn.Errorf(wrenn.EInvalid, "template %q is not available on this host", spec.Template)
+		}
+		base, st.OwnMemory = b, true
+	} else {
+		tmpl = m.cfg.Layout.Template(spec.TemplateTeamID, spec.Template)
+		meta, err := readTemplateMeta(tmpl)
+		if err != nil {
+			return net, err
+		}
+		if meta.VCPUs != spec.VCPUs || meta.MemoryMB != spec.MemoryMB {
+			return net, wrenn.Errorf(wrenn.EInvalid, "template %q runs with %d vCPUs and %d MiB, not %d and %d",
+				spec.Template, meta.VCPUs, meta.MemoryMB, spec.VCPUs, spec.MemoryMB)
+		}
+		b, ok := m.bases[meta.Base]
+		if !ok {
+			return net, wrenn.Errorf(wrenn.EInvalid, "template %q needs base %q, which this host lacks", spec.Template, meta.Base)
+		}
+		base = b
+		base.Kernel = meta.Kernel // the kernel it was booted with
 	}
-	sb := &sandbox{id: spec.ID, log: m.log.With(slog.String(attrSandboxID, spec.ID))}
+	st.Base, st.Kernel = base.Name, base.Kernel
+
+	dir := m.cfg.Layout.Sandbox(spec.ID)
+	sb := &sandbox{id: spec.ID, dir: dir, log: m.log.With(slog.String(attrSandboxID, spec.ID))}
 	m.mu.Lock()
 	if _, exists := m.sandboxes[spec.ID]; exists {
 		m.mu.Unlock()
@@ -80,7 +126,8 @@ func (m *Manager) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (ne
 	defer sb.op.Unlock()
 	defer func() {
 		if err != nil {
-			if cerr := sb.release.run(context.WithoutCancel(ctx)); cerr != nil {
+			bg := context.WithoutCancel(ctx)
+			if cerr := errors.Join(sb.release.run(bg), removeDir(dir.Path())(bg)); cerr != nil {
 				sb.log.Error("undo failed create", slog.Any(attrError, cerr))
 			}
 			m.mu.Lock()
@@ -89,22 +136,42 @@ func (m *Manager) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (ne
 		}
 	}()
 	start := time.Now()
-	dir := m.cfg.Layout.Sandbox(spec.ID)
-	st := state{ID: spec.ID, TeamID: spec.TeamID, Template: base.Name, VCPUs: spec.VCPUs, MemoryMB: spec.MemoryMB,
-		Kernel: base.Kernel, Driver: m.cfg.Driver.Name(), CreatedAt: m.cfg.Now().UTC()}
-
 	if err := os.MkdirAll(m.cfg.Layout.Sandboxes(), 0o700); err != nil {
 		return net, fmt.Errorf("create sandboxes dir: %w", err)
 	}
 	if err := os.Mkdir(dir.Path(), 0o700); err != nil {
 		return net, fmt.Errorf("create run dir: %w", err)
 	}
-	sb.release.add(removeDir(dir.Path()))
-
-	if err := disk.Overlay(ctx, base.RootFS, "raw", dir.RootDisk()); err != nil {
+	incoming := ""
+	if tmpl == "" {
+		err = disk.Overlay(ctx, base.RootFS, "raw", dir.RootDisk())
+	} else {
+		// Links, not paths: the template may be deleted while this runs.
+		if err := linkOrCopy(tmpl.Memory(), dir.TemplateMemory()); err != nil {
+			return net, err
+		}
+		if err := linkOrCopy(tmpl.Disk(), dir.TemplateDisk()); err != nil {
+			return net, err
+		}
+		err = disk.Overlay(ctx, dir.TemplateDisk(), "qcow2", dir.RootDisk())
+		incoming = tmpl.VMState()
+	}
+	if err != nil {
 		return net, err
 	}
+	if net, err = m.launch(ctx, sb, &st, incoming, false); err != nil {
+		return net, err
+	}
+	sb.log.Info("sandbox started", slog.String("template", spec.Template), slog.Bool("restored", incoming != ""),
+		slog.Int(attrPID, st.PID), slog.Duration("took", time.Since(start)))
+	return net, nil
+}
 
+// launch starts the VM of sb as st describes, from the device state file
+// incoming if not empty (withRAM: holding the RAM), with a new network slot; waits for its guest
+// agent, gives the guest its identity and records st. What it acquires
+// goes on sb.release. Call with sb.op held.
+func (m *Manager) launch(ctx context.Context, sb *sandbox, st *state, incoming string, withRAM bool) (net wrenn.SandboxNet, err error) {
 	slot, err := m.cfg.Network.Acquire(ctx)
 	if err != nil {
 		return net, fmt.Errorf("acquire network slot: %w", err)
@@ -112,56 +179,77 @@ func (m *Manager) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (ne
 	sb.release.add(func(ctx context.Context) error { return m.cfg.Network.Release(ctx, slot) })
 	st.Slot = slot.Index
 
-	vm, err := m.startVM(ctx, spec, base, dir, slot)
+	tap, err := slot.OpenTap()
 	if err != nil {
-		return net, err
+		return net, fmt.Errorf("open tap: %w", err)
+	}
+	defer tap.Close() // QEMU holds its own copy
+	c := m.vmConfig(*st, sb.dir)
+	c.KernelArgs = kernelArgs(slot, st.ID)
+	c.Tap, c.Incoming, c.IncomingHasRAM = tap, incoming, withRAM
+	t0 := time.Now()
+	vm, err := m.cfg.Driver.Start(ctx, c)
+	if err != nil {
+		return net, fmt.Errorf("start vm: %w", err)
 	}
 	sb.release.add(vm.Stop)
 	st.PID = vm.PID()
 
-	client, err := m.connectGuest(ctx, dir, vm)
+	t1 := time.Now()
+	client, err := m.connectGuest(ctx, sb.dir, vm)
 	if err != nil {
 		return net, err
 	}
 	sb.release.add(func(context.Context) error { return client.Close() })
-	if err := m.initGuest(ctx, client, spec.ID); err != nil {
+	t2 := time.Now()
+	if err := m.initGuest(ctx, client, st.ID); err != nil {
 		return net, err
 	}
-	if err := writeState(dir, st); err != nil {
+	sb.log.Debug("vm launched", slog.Duration("start", t1.Sub(t0)), slog.Duration("connect", t2.Sub(t1)),
+		slog.Duration("init", time.Since(t2)))
+	if err := writeState(sb.dir, *st); err != nil {
 		return net, err
 	}
 	sb.mu.Lock()
-	sb.vm, sb.envd = vm, client
+	sb.vm, sb.envd, sb.st, sb.paused = vm, client, *st, false
 	sb.mu.Unlock()
 	go m.watch(sb, vm)
-	sb.log.Info("sandbox started", slog.String("template", base.Name), slog.Int(attrPID, vm.PID()),
-		slog.Duration("took", time.Since(start)))
 	return wrenn.SandboxNet{GuestIP: slot.GuestIP.String(), HostIP: slot.HostIP.String()}, nil
 }
 
-func (m *Manager) vmConfig(spec wrenn.SandboxSpec, kernel string, dir layout.SandboxDir) vmm.Config {
-	return vmm.Config{
-		ID: spec.ID, RunDir: dir.Path(), Kernel: kernel,
+// vmConfig is the VM of st; Tap, KernelArgs and Incoming are the caller's.
+func (m *Manager) vmConfig(st state, dir layout.SandboxDir) vmm.Config {
+	c := vmm.Config{
+		ID: st.ID, RunDir: dir.Path(), Kernel: st.Kernel,
 		RootDisk: dir.RootDisk(), RootDiskFormat: "qcow2",
-		VCPUs: spec.VCPUs, MemoryMB: spec.MemoryMB, MAC: guestMAC,
+		VCPUs: st.VCPUs, MemoryMB: st.MemoryMB, MAC: guestMAC,
 		AgentSocket: dir.EnvdSocket(), ConsoleLog: dir.ConsoleLog(),
+		MemoryFile: dir.Memory(), MemoryShared: true,
 	}
+	if !st.OwnMemory {
+		c.MemoryFile, c.MemoryShared = dir.TemplateMemory(), false
+	}
+	return c
 }
 
-func (m *Manager) startVM(ctx context.Context, spec wrenn.SandboxSpec, base Base, dir layout.SandboxDir, slot *netslot.Slot) (vmm.VM, error) {
-	tap, err := slot.OpenTap()
-	if err != nil {
-		return nil, fmt.Errorf("open tap: %w", err)
+// linkOrCopy hard-links src to dst, or copies it where a link cannot be
+// made (another file system).
+func linkOrCopy(src, dst string) error {
+	err := os.Link(src, dst)
+	if err == nil {
+		return nil
 	}
-	defer tap.Close() // QEMU holds its own copy
-	c := m.vmConfig(spec, base.Kernel, dir)
-	c.KernelArgs = kernelArgs(slot, spec.ID)
-	c.Tap = tap
-	vm, err := m.cfg.Driver.Start(ctx, c)
-	if err != nil {
-		return nil, fmt.Errorf("start vm: %w", err)
+	if errors.Is(err, fs.ErrNotExist) {
+		return wrenn.Errorf(wrenn.EInvalid, "template files are missing on this host")
 	}
-	return vm, nil
+	if !errors.Is(err, syscall.EXDEV) {
+		return fmt.Errorf("link template file: %w", err)
+	}
+	cmd := exec.Command("cp", "--sparse=always", "--reflink=auto", src, dst)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("copy template file: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 // connectGuest connects to the guest agent's channel and waits until the

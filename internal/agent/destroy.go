@@ -22,7 +22,11 @@ func (m *Manager) DestroySandbox(ctx context.Context, id string) error {
 	}
 	sb.gone = true
 	sb.mu.Unlock()
-	if err := sb.release.run(context.WithoutCancel(ctx)); err != nil {
+	err = sb.release.run(context.WithoutCancel(ctx))
+	if err == nil {
+		err = removeDir(sb.dir.Path())(ctx)
+	}
+	if err != nil {
 		// Leave it listed, so a retry can finish the job.
 		sb.mu.Lock()
 		sb.gone = false

@@ -66,21 +66,25 @@ type Manager struct {
 	sandboxes map[string]*sandbox
 }
 
-// sandbox is one VM and everything it holds.
+// sandbox is one sandbox this host holds: a running VM and what it uses,
+// or, paused, only its run directory.
 type sandbox struct {
 	id  string
 	log *slog.Logger
+	dir layout.SandboxDir
 
-	// op serialises lifecycle operations on this sandbox (destroy, and
-	// later pause and resume); exec and files run concurrently.
+	// op serialises lifecycle operations on this sandbox (destroy, pause,
+	// resume, snapshot); exec and files run concurrently.
 	op sync.Mutex
 
 	mu      sync.Mutex
+	st      state // what the run directory records
 	vm      vmm.VM
 	envd    *envd.Client
-	release cleanup // frees what the sandbox holds, newest first
+	release cleanup // frees what the running VM holds, newest first
+	paused  bool    // on disk only: no VM, no network slot
 	dead    bool    // the VM exited by itself; resources already freed
-	gone    bool    // destroyed; no longer in the map
+	gone    bool    // destroyed or consumed; no longer in the map
 }
 
 // New returns a Manager. Call Adopt before serving, to take over VMs a
@@ -119,7 +123,7 @@ func (m *Manager) ListSandboxes(context.Context) ([]wrenn.SandboxState, error) {
 	out := make([]wrenn.SandboxState, 0, len(m.sandboxes))
 	for id, sb := range m.sandboxes {
 		sb.mu.Lock()
-		out = append(out, wrenn.SandboxState{ID: id, Running: !sb.dead})
+		out = append(out, wrenn.SandboxState{ID: id, Running: !sb.dead && !sb.paused, Paused: sb.paused})
 		sb.mu.Unlock()
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -144,6 +148,9 @@ func (m *Manager) client(id string) (*envd.Client, error) {
 	}
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
+	if sb.paused {
+		return nil, wrenn.Errorf(wrenn.EConflict, "sandbox is paused")
+	}
 	if sb.dead || sb.envd == nil {
 		return nil, wrenn.Errorf(wrenn.EConflict, "sandbox is not running")
 	}
@@ -168,6 +175,23 @@ func (m *Manager) watch(sb *sandbox, vm vmm.VM) {
 	if err := sb.release.run(ctx); err != nil {
 		sb.log.Error("free resources of dead vm", slog.Any(attrError, err))
 	}
+	logErr(sb.log, "remove run dir of dead vm", os.RemoveAll(sb.dir.Path()))
+}
+
+// running returns the VM and guest agent client of a sandbox that runs.
+// Call with sb.op held.
+func (sb *sandbox) running() (vmm.VM, *envd.Client, state, error) {
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	switch {
+	case sb.gone:
+		return nil, nil, state{}, wrenn.Errorf(wrenn.ENotFound, "sandbox not found on this host")
+	case sb.paused:
+		return nil, nil, state{}, wrenn.Errorf(wrenn.EConflict, "sandbox is paused")
+	case sb.dead || sb.vm == nil:
+		return nil, nil, state{}, wrenn.Errorf(wrenn.EConflict, "sandbox is not running")
+	}
+	return sb.vm, sb.envd, sb.st, nil
 }
 
 func removeDir(dir string) func(context.Context) error {

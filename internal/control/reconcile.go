@@ -32,6 +32,11 @@ type ReconcilerConfig struct {
 	// PendingGrace is how long a sandbox may stay pending before a
 	// creation that never finished is given up; 0 means 10 minutes.
 	PendingGrace time.Duration
+	// SettleGrace is how long a record and the host may disagree (a
+	// sandbox missing from the host, paused on one side only) before the
+	// reconciler acts: a pause, resume or snapshot in flight looks just
+	// like that until its record is written. 0 means 10 seconds.
+	SettleGrace time.Duration
 }
 
 // DefaultReconcileInterval is how often the reconciler compares records
@@ -44,6 +49,10 @@ const DefaultReconcileInterval = 2 * time.Second
 // destroyed.
 type Reconciler struct {
 	c ReconcilerConfig
+
+	// disagree holds when each disagreement between a record and the host
+	// was first seen; the next pass forgets those gone by then.
+	disagree map[string]time.Time
 }
 
 // NewReconciler returns a Reconciler.
@@ -54,7 +63,10 @@ func NewReconciler(c ReconcilerConfig) *Reconciler {
 	if c.PendingGrace == 0 {
 		c.PendingGrace = 10 * time.Minute
 	}
-	return &Reconciler{c: c}
+	if c.SettleGrace == 0 {
+		c.SettleGrace = 10 * time.Second
+	}
+	return &Reconciler{c: c, disagree: make(map[string]time.Time)}
 }
 
 // Run reconciles every interval until ctx ends.
@@ -85,24 +97,55 @@ func (r *Reconciler) Once(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list host sandboxes: %w", err)
 	}
-	onHost := make(map[string]bool, len(states))
+	onHost := make(map[string]wrenn.SandboxState, len(states))
 	for _, st := range states {
-		onHost[st.ID] = st.Running
+		onHost[st.ID] = st
 	}
 	known := make(map[string]bool, len(records))
 	now := r.c.Now().UTC()
+	seen := make(map[string]time.Time)
+	// lasting reports whether the disagreement what about sb has lasted
+	// SettleGrace.
+	lasting := func(sb *wrenn.Sandbox, what string) bool {
+		k := sb.ID + " " + what + " " + sb.LastUpdated.String()
+		first, ok := r.disagree[k]
+		if !ok {
+			first = now
+		}
+		seen[k] = first
+		return now.Sub(first) >= r.c.SettleGrace
+	}
 	for _, sb := range records {
 		known[sb.ID] = true
-		running, held := onHost[sb.ID]
+		st, held := onHost[sb.ID]
 		switch {
-		case sb.Status == wrenn.StatusRunning && !running:
+		case sb.Status == wrenn.StatusRunning && held && !st.Running && !st.Paused:
 			r.fail(ctx, sb, held, "its vm is gone")
+		case sb.Status == wrenn.StatusRunning && st.Paused:
+			// A pause the host finished and the record missed.
+			if lasting(sb, "paused") {
+				r.settle(ctx, sb, wrenn.StatusPaused)
+			}
+		case sb.Status == wrenn.StatusRunning && !held:
+			if lasting(sb, "missing") {
+				r.fail(ctx, sb, held, "the host does not hold it")
+			}
+		case sb.Status == wrenn.StatusPaused && st.Running:
+			// A resume the record missed: back to what the record says.
+			if lasting(sb, "running") {
+				r.repause(ctx, sb)
+			}
+		case sb.Status == wrenn.StatusPaused && !st.Paused:
+			if lasting(sb, "missing") {
+				r.fail(ctx, sb, held, "its snapshot is gone")
+			}
 		case sb.Status == wrenn.StatusPending && !held && now.Sub(sb.CreatedAt) > r.c.PendingGrace:
 			r.fail(ctx, sb, false, "its creation never finished")
 		case sb.Status == wrenn.StatusRunning && idle(sb, now):
 			r.expire(ctx, sb)
 		}
 	}
+	r.disagree = seen
 	for _, st := range states {
 		if !known[st.ID] {
 			r.c.Logger.WarnContext(ctx, "destroying a vm without a live record", slog.String(attrSandboxID, st.ID))
@@ -140,6 +183,30 @@ func (r *Reconciler) fail(ctx context.Context, sb *wrenn.Sandbox, held bool, why
 			log.ErrorContext(ctx, "clean up failed sandbox", slog.Any(attrError, err))
 		}
 	}
+}
+
+// settle records what the host already did to sb.
+func (r *Reconciler) settle(ctx context.Context, sb *wrenn.Sandbox, to wrenn.SandboxStatus) {
+	if _, err := r.c.Store.TransitionSandbox(ctx, sb.TeamID, sb.ID, []wrenn.SandboxStatus{sb.Status}, to, r.c.Now().UTC()); err != nil {
+		r.c.Logger.WarnContext(ctx, "record sandbox state", slog.String(attrSandboxID, sb.ID), slog.Any(attrError, err))
+		return
+	}
+	r.c.Logger.InfoContext(ctx, "sandbox state settled", slog.String(attrSandboxID, sb.ID), slog.String("status", string(to)))
+}
+
+// repause pauses again a sandbox the record says is paused but runs.
+func (r *Reconciler) repause(ctx context.Context, sb *wrenn.Sandbox) {
+	log := r.c.Logger.With(slog.String(attrSandboxID, sb.ID), slog.String(attrTeamID, sb.TeamID))
+	snap, ok := r.c.Host.(Snapshotter)
+	if !ok {
+		r.fail(ctx, sb, true, "it runs but is recorded paused")
+		return
+	}
+	if err := snap.PauseSandbox(ctx, sb.ID); err != nil {
+		log.WarnContext(ctx, "pause a sandbox recorded paused", slog.Any(attrError, err))
+		return
+	}
+	log.InfoContext(ctx, "paused a sandbox that ran while recorded paused")
 }
 
 // expire destroys an idle sandbox and records it stopped.

@@ -18,6 +18,7 @@ import (
 type fakeHost struct {
 	mu        sync.Mutex
 	running   map[string]bool
+	paused    map[string]bool
 	destroyed []string
 }
 
@@ -30,7 +31,17 @@ func (h *fakeHost) agent() *mock.Agent {
 			for id, r := range h.running {
 				out = append(out, wrenn.SandboxState{ID: id, Running: r})
 			}
+			for id := range h.paused {
+				out = append(out, wrenn.SandboxState{ID: id, Paused: true})
+			}
 			return out, nil
+		},
+		PauseSandboxFn: func(_ context.Context, id string) error {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			delete(h.running, id)
+			h.paused[id] = true
+			return nil
 		},
 		DestroySandboxFn: func(_ context.Context, id string) error {
 			h.mu.Lock()
@@ -73,9 +84,26 @@ func TestReconcile(t *testing.T) {
 			mk("sb-forever", wrenn.StatusRunning, 0, base)
 			mk("sb-paused", wrenn.StatusPaused, 60, base)
 			mk("sb-creating", wrenn.StatusPending, 60, base)
-			host.running = map[string]bool{"sb-healthy": true, "sb-crashed": false, "sb-idle": true, "sb-forever": true, "sb-orphan": true}
+			mk("sb-pause-missed", wrenn.StatusRunning, 300, base)
+			mk("sb-resume-missed", wrenn.StatusPaused, 300, base)
+			mk("sb-paused-lost", wrenn.StatusPaused, 300, base)
+			host.running = map[string]bool{"sb-healthy": true, "sb-crashed": false, "sb-idle": true, "sb-forever": true, "sb-orphan": true,
+				"sb-resume-missed": true}
+			host.paused = map[string]bool{"sb-paused": true, "sb-pause-missed": true}
 
 			now = base.Add(61 * time.Second)
+			if err := r.Once(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// A disagreement may be an operation in flight: the first pass
+			// leaves it alone.
+			for id, st := range map[string]wrenn.SandboxStatus{"sb-vanished": wrenn.StatusRunning,
+				"sb-pause-missed": wrenn.StatusRunning, "sb-resume-missed": wrenn.StatusPaused, "sb-paused-lost": wrenn.StatusPaused} {
+				if sb, err := db.GetSandbox(ctx, "team-a", id); err != nil || sb.Status != st {
+					t.Errorf("after one pass %s is %v (%v), want %s", id, sb.Status, err, st)
+				}
+			}
+			now = now.Add(11 * time.Second)
 			if err := r.Once(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -87,6 +115,11 @@ func TestReconcile(t *testing.T) {
 				"sb-forever":  wrenn.StatusRunning,
 				"sb-paused":   wrenn.StatusPaused,  // no timeout destroys a paused sandbox
 				"sb-creating": wrenn.StatusPending, // still within its grace
+				// A crash between the host's pause or resume and the record:
+				// the host's pause stands; a resume is undone.
+				"sb-pause-missed":  wrenn.StatusPaused,
+				"sb-resume-missed": wrenn.StatusPaused,
+				"sb-paused-lost":   wrenn.StatusError,
 			}
 			for id, st := range want {
 				sb, err := db.GetSandbox(ctx, "team-a", id)
@@ -101,6 +134,9 @@ func TestReconcile(t *testing.T) {
 				if _, ok := host.running[id]; ok {
 					t.Errorf("%s still held by the host", id)
 				}
+			}
+			if host.running["sb-resume-missed"] || !host.paused["sb-resume-missed"] {
+				t.Error("a sandbox recorded paused still runs on the host")
 			}
 			if _, ok := host.running["sb-healthy"]; !ok {
 				t.Error("a healthy sandbox was destroyed")

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -17,7 +18,14 @@ const (
 	MaxMemoryMB = 8192
 )
 
-// CreateParams is a request for a new sandbox; defaults are already applied.
+// Sizes of a sandbox from a template that does not fix them.
+const (
+	DefaultVCPUs    = 1
+	DefaultMemoryMB = 512
+)
+
+// CreateParams is a request for a new sandbox. VCPUs and MemoryMB left 0
+// take the template's sizes, or the defaults for a base template.
 type CreateParams struct {
 	Template   string
 	VCPUs      int
@@ -29,9 +37,9 @@ func (p CreateParams) validate() error {
 	switch {
 	case p.Template == "":
 		return wrenn.Errorf(wrenn.EInvalid, "template must not be empty")
-	case p.VCPUs < MinVCPUs || p.VCPUs > MaxVCPUs:
+	case p.VCPUs != 0 && (p.VCPUs < MinVCPUs || p.VCPUs > MaxVCPUs):
 		return wrenn.Errorf(wrenn.EInvalid, "vcpus must be between %d and %d", MinVCPUs, MaxVCPUs)
-	case p.MemoryMB < MinMemoryMB || p.MemoryMB > MaxMemoryMB:
+	case p.MemoryMB != 0 && (p.MemoryMB < MinMemoryMB || p.MemoryMB > MaxMemoryMB):
 		return wrenn.Errorf(wrenn.EInvalid, "memory_mb must be between %d and %d", MinMemoryMB, MaxMemoryMB)
 	case p.TimeoutSec < 0:
 		return wrenn.Errorf(wrenn.EInvalid, "timeout_sec must not be negative")
@@ -51,6 +59,9 @@ func (s *Service) CreateSandbox(ctx context.Context, teamID string, p CreatePara
 	}
 	if err != nil {
 		return nil, fmt.Errorf("create sandbox: %w", err)
+	}
+	if err := applySizes(&p, tmpl); err != nil {
+		return nil, err
 	}
 	agent, err := s.needAgent()
 	if err != nil {
@@ -92,6 +103,25 @@ func (s *Service) CreateSandbox(ctx context.Context, teamID string, p CreatePara
 	}
 	log.InfoContext(ctx, "sandbox created", slog.String(attrTemplate, sb.Template))
 	return sb, nil
+}
+
+// applySizes fills in the sizes p leaves out. A snapshot template's sizes
+// are those of the sandbox it was made from: its memory and devices are
+// restored as they were, so a request for other sizes is refused rather
+// than ignored.
+func applySizes(p *CreateParams, t *wrenn.Template) error {
+	if t.VCPUs == nil || t.MemoryMB == nil {
+		p.VCPUs = cmp.Or(p.VCPUs, DefaultVCPUs)
+		p.MemoryMB = cmp.Or(p.MemoryMB, DefaultMemoryMB)
+		return nil
+	}
+	if (p.VCPUs != 0 && p.VCPUs != *t.VCPUs) || (p.MemoryMB != 0 && p.MemoryMB != *t.MemoryMB) {
+		return wrenn.Errorf(wrenn.EInvalid,
+			"template %q is a snapshot of a sandbox with %d vcpus and %d MiB of memory; a sandbox made from it has those sizes (leave vcpus and memory_mb out, or give those)",
+			t.Name, *t.VCPUs, *t.MemoryMB)
+	}
+	p.VCPUs, p.MemoryMB = *t.VCPUs, *t.MemoryMB
+	return nil
 }
 
 // forget removes the record of a sandbox whose creation failed.

@@ -23,3 +23,18 @@ func Overlay(ctx context.Context, base, baseFormat, path string) error {
 	}
 	return nil
 }
+
+// Flatten writes to dst a qcow2 image over base (of format baseFormat)
+// holding everything src's chain has above base: a template's disk that
+// depends on nothing but the base, however many snapshots it descends
+// from. src must not be in use.
+func Flatten(ctx context.Context, src, base, baseFormat, dst string) error {
+	cmd := exec.CommandContext(ctx, "qemu-img", "convert", "-q", "-O", "qcow2",
+		"-B", base, "-F", baseFormat, src, dst)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("flatten disk: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}

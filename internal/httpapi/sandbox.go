@@ -11,8 +11,6 @@ import (
 // Defaults of CreateSandboxRequest, as the spec gives them.
 const (
 	defaultTemplate   = "minimal"
-	defaultVCPUs      = 1
-	defaultMemoryMB   = 512
 	defaultTimeoutSec = 300
 )
 
@@ -37,6 +35,18 @@ func sandboxOut(sb *wrenn.Sandbox) sandboxJSON {
 		StartedAt: sb.StartedAt, LastActiveAt: sb.LastActiveAt, LastUpdated: sb.LastUpdated}
 }
 
+// orZeroOrInvalid is a size for control.CreateParams: 0 when left out (the
+// template decides), -1 (refused) for an explicit 0.
+func orZeroOrInvalid(p *int) int {
+	switch {
+	case p == nil:
+		return 0
+	case *p == 0:
+		return -1
+	}
+	return *p
+}
+
 func orDefault[T any](p *T, def T) T {
 	if p == nil {
 		return def
@@ -57,8 +67,8 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) {
 	}
 	sb, err := s.control.CreateSandbox(r.Context(), caller(r).TeamID, control.CreateParams{
 		Template:   orDefault(req.Template, defaultTemplate),
-		VCPUs:      orDefault(req.VCPUs, defaultVCPUs),
-		MemoryMB:   orDefault(req.MemoryMB, defaultMemoryMB),
+		VCPUs:      orZeroOrInvalid(req.VCPUs),
+		MemoryMB:   orZeroOrInvalid(req.MemoryMB),
 		TimeoutSec: orDefault(req.TimeoutSec, defaultTimeoutSec),
 	})
 	if err != nil {
