@@ -85,6 +85,7 @@ func startHost(ctx context.Context, paths layout.Layout, log *slog.Logger, progr
 		nm.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
+	m.Warm(ctx)
 	return &host{manager: m, net: nm}, nil
 }
 

@@ -53,6 +53,9 @@ type state struct {
 	// OwnMemory: guest RAM is the sandbox's own shared file; otherwise a
 	// private mapping of its template's memory.
 	OwnMemory bool `json:"own_memory"`
+	// FromSnapshot: restored from a template (a team's or a base's warm
+	// snapshot); the root disk is an overlay over TemplateDisk.
+	FromSnapshot bool `json:"from_snapshot,omitempty"`
 	// Paused: no VM runs; VMState holds the device state (and, without
 	// OwnMemory, the RAM) to resume from.
 	Paused    bool      `json:"paused,omitempty"`
@@ -92,7 +95,8 @@ func (m *Manager) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (ne
 		if !ok {
 			return net, wrenn.Errorf(wrenn.EInvalid, "template %q is not available on this host", spec.Template)
 		}
-		base, st.OwnMemory = b, true
+		base = b
+		tmpl = m.warmSnapshot(b.Name, spec.VCPUs, spec.MemoryMB) // "" if none: boot
 	} else {
 		tmpl = m.cfg.Layout.Template(spec.TemplateTeamID, spec.Template)
 		meta, err := readTemplateMeta(tmpl)
@@ -111,6 +115,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (ne
 		base.Kernel = meta.Kernel // the kernel it was booted with
 	}
 	st.Base, st.Kernel = base.Name, base.Kernel
+	st.OwnMemory, st.FromSnapshot = tmpl == "", tmpl != ""
 
 	dir := m.cfg.Layout.Sandbox(spec.ID)
 	sb := &sandbox{id: spec.ID, dir: dir, log: m.log.With(slog.String(attrSandboxID, spec.ID))}
@@ -168,8 +173,9 @@ func (m *Manager) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (ne
 }
 
 // launch starts the VM of sb as st describes, from the device state file
-// incoming if not empty (withRAM: holding the RAM), with a new network slot; waits for its guest
-// agent, gives the guest its identity and records st. What it acquires
+// incoming if not empty (withRAM: holding the RAM), with a new network
+// slot; waits for its guest agent, gives the guest its identity and
+// records st. What it acquires
 // goes on sb.release. Call with sb.op held.
 func (m *Manager) launch(ctx context.Context, sb *sandbox, st *state, incoming string, withRAM bool) (net wrenn.SandboxNet, err error) {
 	slot, err := m.cfg.Network.Acquire(ctx)

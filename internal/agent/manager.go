@@ -64,6 +64,7 @@ type Manager struct {
 
 	mu        sync.Mutex
 	sandboxes map[string]*sandbox
+	warmDirs  map[string]layout.TemplateDir // base name → its warm snapshot
 }
 
 // sandbox is one sandbox this host holds: a running VM and what it uses,
@@ -100,7 +101,8 @@ func New(c Config) *Manager {
 	for _, b := range c.Bases {
 		bases[b.Name] = b
 	}
-	return &Manager{cfg: c, log: c.Logger, bases: bases, sandboxes: make(map[string]*sandbox)}
+	return &Manager{cfg: c, log: c.Logger, bases: bases, sandboxes: make(map[string]*sandbox),
+		warmDirs: make(map[string]layout.TemplateDir)}
 }
 
 // Info describes this host.
@@ -178,20 +180,20 @@ func (m *Manager) watch(sb *sandbox, vm vmm.VM) {
 	logErr(sb.log, "remove run dir of dead vm", os.RemoveAll(sb.dir.Path()))
 }
 
-// running returns the VM and guest agent client of a sandbox that runs.
-// Call with sb.op held.
-func (sb *sandbox) running() (vmm.VM, *envd.Client, state, error) {
+// running returns the VM and record of a sandbox that runs. Call with
+// sb.op held.
+func (sb *sandbox) running() (vmm.VM, state, error) {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
 	switch {
 	case sb.gone:
-		return nil, nil, state{}, wrenn.Errorf(wrenn.ENotFound, "sandbox not found on this host")
+		return nil, state{}, wrenn.Errorf(wrenn.ENotFound, "sandbox not found on this host")
 	case sb.paused:
-		return nil, nil, state{}, wrenn.Errorf(wrenn.EConflict, "sandbox is paused")
+		return nil, state{}, wrenn.Errorf(wrenn.EConflict, "sandbox is paused")
 	case sb.dead || sb.vm == nil:
-		return nil, nil, state{}, wrenn.Errorf(wrenn.EConflict, "sandbox is not running")
+		return nil, state{}, wrenn.Errorf(wrenn.EConflict, "sandbox is not running")
 	}
-	return sb.vm, sb.envd, sb.st, nil
+	return sb.vm, sb.st, nil
 }
 
 func removeDir(dir string) func(context.Context) error {

@@ -17,6 +17,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/control"
 	"github.com/wrennhq/wrenn/internal/disk"
 	"github.com/wrennhq/wrenn/internal/layout"
+	"github.com/wrennhq/wrenn/internal/vmm"
 )
 
 var _ control.Snapshotter = (*Manager)(nil)
@@ -55,16 +56,11 @@ func readTemplateMeta(d layout.TemplateDir) (templateMeta, error) {
 // PauseSandbox writes a running sandbox's state to its run directory and
 // frees its VM and network slot. If the snapshot fails the sandbox runs on.
 func (m *Manager) PauseSandbox(ctx context.Context, id string) error {
-	sb, err := m.get(id)
+	sb, vm, st, err := m.lockRunning(id)
 	if err != nil {
 		return err
 	}
-	sb.op.Lock()
 	defer sb.op.Unlock()
-	vm, _, st, err := sb.running()
-	if err != nil {
-		return err
-	}
 	start := time.Now()
 	if err := vm.Snapshot(ctx, sb.dir.VMState()); err != nil {
 		return fmt.Errorf("pause: %w", err)
@@ -83,6 +79,22 @@ func (m *Manager) PauseSandbox(ctx context.Context, id string) error {
 	}
 	sb.log.Info("sandbox paused", slog.Duration("took", time.Since(start)))
 	return nil
+}
+
+// lockRunning takes the lifecycle lock of a running sandbox and returns
+// it with its VM and record; the caller unlocks sb.op.
+func (m *Manager) lockRunning(id string) (*sandbox, vmm.VM, state, error) {
+	sb, err := m.get(id)
+	if err != nil {
+		return nil, nil, state{}, err
+	}
+	sb.op.Lock()
+	vm, st, err := sb.running()
+	if err != nil {
+		sb.op.Unlock()
+		return nil, nil, state{}, err
+	}
+	return sb, vm, st, nil
 }
 
 // kill ends a sandbox that cannot go on, as if its VM had died: resources
@@ -139,31 +151,41 @@ func (m *Manager) ResumeSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wr
 
 // CreateSnapshot makes the running sandbox into the snapshot template t
 // and ends the sandbox. If the snapshot itself fails, the sandbox runs on.
-func (m *Manager) CreateSnapshot(ctx context.Context, sandboxID string, t *wrenn.Template) (err error) {
+func (m *Manager) CreateSnapshot(ctx context.Context, sandboxID string, t *wrenn.Template) error {
 	if err := control.ValidateTemplateName(t.Name); err != nil {
 		return err
 	}
 	if !validTeamID(t.TeamID) {
 		return wrenn.Errorf(wrenn.EInvalid, "invalid team id")
 	}
-	sb, err := m.get(sandboxID)
-	if err != nil {
-		return err
-	}
-	sb.op.Lock()
-	defer sb.op.Unlock()
-	vm, _, st, err := sb.running()
-	if err != nil {
-		return err
-	}
 	start := time.Now()
 	final := m.cfg.Layout.Template(t.TeamID, t.Name)
-	if err := os.MkdirAll(filepath.Dir(final.Path()), 0o700); err != nil {
-		return fmt.Errorf("snapshot: %w", err)
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(final.Path()), "."+t.Name+".tmp-")
+	st, err := m.snapshotTo(ctx, sandboxID, final, t.CreatedAt)
 	if err != nil {
-		return fmt.Errorf("snapshot: %w", err)
+		return err
+	}
+	vcpus, mem := st.VCPUs, st.MemoryMB
+	t.VCPUs, t.MemoryMB, t.SizeBytes = &vcpus, &mem, allocated(final.Path())
+	m.log.Info("snapshot template created", slog.String(attrSandboxID, sandboxID), slog.String("template", t.Name),
+		slog.Int64("size_bytes", t.SizeBytes), slog.Duration("took", time.Since(start)))
+	return nil
+}
+
+// snapshotTo makes the running sandbox id into the template directory
+// final, replacing what is there, and ends the sandbox. If the snapshot
+// itself fails, the sandbox runs on.
+func (m *Manager) snapshotTo(ctx context.Context, id string, final layout.TemplateDir, created time.Time) (st state, err error) {
+	sb, vm, st, err := m.lockRunning(id)
+	if err != nil {
+		return st, err
+	}
+	defer sb.op.Unlock()
+	if err := os.MkdirAll(filepath.Dir(final.Path()), 0o700); err != nil {
+		return st, fmt.Errorf("snapshot: %w", err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(final.Path()), "."+filepath.Base(final.Path())+".tmp-")
+	if err != nil {
+		return st, fmt.Errorf("snapshot: %w", err)
 	}
 	dst := layout.TemplateDir(tmp)
 	defer func() {
@@ -172,7 +194,7 @@ func (m *Manager) CreateSnapshot(ctx context.Context, sandboxID string, t *wrenn
 		}
 	}()
 	if err := vm.Snapshot(ctx, dst.VMState()); err != nil {
-		return fmt.Errorf("snapshot: %w", err)
+		return st, fmt.Errorf("snapshot: %w", err)
 	}
 	// The sandbox is consumed from here on, whatever happens.
 	defer m.consume(sb)
@@ -181,7 +203,7 @@ func (m *Manager) CreateSnapshot(ctx context.Context, sandboxID string, t *wrenn
 	sb.vm, sb.envd = nil, nil
 	sb.mu.Unlock()
 	if err := sb.release.run(bg); err != nil {
-		return fmt.Errorf("snapshot: stop sandbox: %w", err)
+		return st, fmt.Errorf("snapshot: stop sandbox: %w", err)
 	}
 	if st.OwnMemory {
 		err = os.Rename(sb.dir.Memory(), dst.Memory())
@@ -189,11 +211,11 @@ func (m *Manager) CreateSnapshot(ctx context.Context, sandboxID string, t *wrenn
 		err = m.ownMemory(bg, st, sb.dir, dst)
 	}
 	if err != nil {
-		return fmt.Errorf("snapshot: memory: %w", err)
+		return st, fmt.Errorf("snapshot: memory: %w", err)
 	}
 	base, ok := m.bases[st.Base]
 	switch {
-	case st.TemplateTeamID == "":
+	case !st.FromSnapshot:
 		err = os.Rename(sb.dir.RootDisk(), dst.Disk()) // already an overlay of the base alone
 	case !ok:
 		err = fmt.Errorf("base %q is gone from this host", st.Base)
@@ -201,20 +223,16 @@ func (m *Manager) CreateSnapshot(ctx context.Context, sandboxID string, t *wrenn
 		err = disk.Flatten(bg, sb.dir.RootDisk(), base.RootFS, "raw", dst.Disk())
 	}
 	if err != nil {
-		return fmt.Errorf("snapshot: disk: %w", err)
+		return st, fmt.Errorf("snapshot: disk: %w", err)
 	}
-	meta := templateMeta{Base: st.Base, Kernel: st.Kernel, VCPUs: st.VCPUs, MemoryMB: st.MemoryMB, CreatedAt: t.CreatedAt}
+	meta := templateMeta{Base: st.Base, Kernel: st.Kernel, VCPUs: st.VCPUs, MemoryMB: st.MemoryMB, CreatedAt: created}
 	if err := writeJSONFile(dst.Meta(), meta); err != nil {
-		return fmt.Errorf("snapshot: %w", err)
+		return st, fmt.Errorf("snapshot: %w", err)
 	}
 	if err := replaceDir(tmp, final.Path()); err != nil {
-		return fmt.Errorf("snapshot: %w", err)
+		return st, fmt.Errorf("snapshot: %w", err)
 	}
-	vcpus, mem := st.VCPUs, st.MemoryMB
-	t.VCPUs, t.MemoryMB, t.SizeBytes = &vcpus, &mem, allocated(final.Path())
-	sb.log.Info("snapshot template created", slog.String("template", t.Name), slog.Int64("size_bytes", t.SizeBytes),
-		slog.Duration("took", time.Since(start)))
-	return nil
+	return st, nil
 }
 
 // consume forgets a sandbox that became a template: its VM is gone and

@@ -9,6 +9,7 @@
 //	<data>/images/kernel/<key>/vmlinux      guest kernels, keyed by a hash of their inputs
 //	<data>/images/base/<name>/              base templates: rootfs.ext4, manifest.json
 //	<data>/images/pinned/<key>.ext4         base root disks by key, kept for the disks made over them
+//	<data>/images/warm/<key>/               base templates booted once and snapshotted
 //	<data>/images/cache/                    build inputs kept between builds (package tarballs)
 //	<data>/templates/<team>/<name>/         snapshot templates of a team
 //	<data>/sandboxes/<id>/                  one sandbox: disk, sockets, pid, logs, state
@@ -57,6 +58,13 @@ func (l Layout) BaseTemplate(name string) string {
 // made over it.
 func (l Layout) PinnedRootFS(key string) string {
 	return filepath.Join(l.Images(), "pinned", key+".ext4")
+}
+
+// WarmSnapshot is a base template booted once and snapshotted, keyed by
+// everything the snapshot depends on: sandboxes from the base restore it
+// instead of booting.
+func (l Layout) WarmSnapshot(key string) TemplateDir {
+	return TemplateDir(filepath.Join(l.Images(), "warm", key))
 }
 
 // BuildCache holds build inputs worth keeping between builds.

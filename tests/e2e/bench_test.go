@@ -46,10 +46,16 @@ func reportQuantiles(b *testing.B, name string, samples []time.Duration) {
 // answering; destroy is not timed.
 func BenchmarkCreateToFirstExec(b *testing.B) {
 	s, key := benchServer(b)
+	benchCreateExec(b, s, key, map[string]any{})
+}
+
+// benchCreateExec times creating a sandbox as body asks and its first
+// exec answering; destroy is not timed.
+func benchCreateExec(b *testing.B, s *server, key hdr, body map[string]any) {
 	var samples []time.Duration
 	for b.Loop() {
 		start := time.Now()
-		sb := s.create(key, map[string]any{})
+		sb := s.create(key, body)
 		if r := s.exec(key, sb.ID, "true"); r.ExitCode != 0 {
 			b.Fatalf("exec: %+v", r)
 		}

@@ -332,3 +332,19 @@ func (v *vm) Stop(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Fingerprint says what a snapshot this driver takes depends on besides
+// the VM's configuration: the QEMU binary, the accelerator and the CPU
+// model the guest sees.
+func (d *Driver) Fingerprint(ctx context.Context, kernel string) string {
+	accel := d.Accel(ctx, kernel)
+	cpu := d.tcgCPU
+	if accel == AccelKVM {
+		cpu = "host"
+	}
+	bin := d.bin
+	if fi, err := os.Stat(d.bin); err == nil {
+		bin = fmt.Sprintf("%s %d %d", d.bin, fi.Size(), fi.ModTime().UnixNano())
+	}
+	return fmt.Sprintf("%s|%s|%s", bin, accel, cpu)
+}

@@ -1,0 +1,136 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkPauseResume: an idle 512 MiB sandbox paused (POST .../pause),
+// then resumed and its first exec answering.
+func BenchmarkPauseResume(b *testing.B) {
+	s, key := benchServer(b)
+	sb := s.create(key, map[string]any{"memory_mb": 512, "timeout_sec": 0})
+	b.Cleanup(func() { s.do("DELETE", "/v1/sandboxes/"+sb.ID, key, nil) })
+	s.exec(key, sb.ID, "true")
+	var pauses, resumes []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		s.must(200, "POST", "/v1/sandboxes/"+sb.ID+"/pause", key, nil, nil)
+		pauses = append(pauses, time.Since(start))
+		start = time.Now()
+		s.must(200, "POST", "/v1/sandboxes/"+sb.ID+"/resume", key, nil, nil)
+		if r := s.exec(key, sb.ID, "true"); r.ExitCode != 0 {
+			b.Fatalf("exec: %+v", r)
+		}
+		resumes = append(resumes, time.Since(start))
+	}
+	reportQuantiles(b, "pause", pauses)
+	reportQuantiles(b, "resume-exec", resumes)
+}
+
+// BenchmarkSnapshotTemplate: POST /v1/snapshots of an idle sandbox made
+// from a base template; creating the sandbox is not timed.
+func BenchmarkSnapshotTemplate(b *testing.B) {
+	s, key := benchServer(b)
+	var samples []time.Duration
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		sb := s.create(key, map[string]any{"timeout_sec": 0})
+		s.exec(key, sb.ID, "true")
+		name := fmt.Sprintf("bench-%d", i)
+		i++
+		b.StartTimer()
+		start := time.Now()
+		s.must(201, "POST", "/v1/snapshots", key, map[string]any{"sandbox_id": sb.ID, "name": name}, nil)
+		samples = append(samples, time.Since(start))
+		b.StopTimer()
+		s.must(204, "DELETE", "/v1/snapshots/"+name, key, nil, nil)
+		s.must(204, "DELETE", "/v1/sandboxes/"+sb.ID, key, nil, nil)
+		b.StartTimer()
+	}
+	reportQuantiles(b, "snapshot", samples)
+}
+
+// benchTemplate makes a snapshot template of an idle sandbox.
+func benchTemplate(b *testing.B, s *server, key hdr) string {
+	b.Helper()
+	sb := s.create(key, map[string]any{"timeout_sec": 0})
+	s.exec(key, sb.ID, "true")
+	var t template
+	s.must(201, "POST", "/v1/snapshots", key, map[string]any{"sandbox_id": sb.ID, "name": "bench"}, &t)
+	return t.Name
+}
+
+// BenchmarkCreateFromTemplate: POST /v1/sandboxes from a snapshot
+// template, then the first exec answering; destroy is not timed.
+func BenchmarkCreateFromTemplate(b *testing.B) {
+	s, key := benchServer(b)
+	benchCreateExec(b, s, key, map[string]any{"template": benchTemplate(b, s, key)})
+}
+
+// BenchmarkIdleSandboxes: the host memory 50 idle sandboxes from one
+// template take together, as the host's used memory (MemTotal minus
+// MemAvailable) before and after. Run it with -benchtime 1x.
+func BenchmarkIdleSandboxes(b *testing.B) {
+	const n = 50
+	s, key := benchServer(b)
+	name := benchTemplate(b, s, key)
+	for b.Loop() {
+		dropCaches(b)
+		before := usedMemory(b)
+		ids := make([]string, 0, n)
+		for range n {
+			sb := s.create(key, map[string]any{"template": name})
+			ids = append(ids, sb.ID)
+		}
+		for _, id := range ids {
+			s.exec(key, id, "true")
+		}
+		time.Sleep(5 * time.Second) // let them settle idle
+		after := usedMemory(b)
+		b.ReportMetric(float64(after-before)/(1<<30), "GiB-for-50")
+		b.ReportMetric(float64(after-before)/n/(1<<20), "MiB-each")
+		b.StopTimer()
+		for _, id := range ids {
+			s.must(204, "DELETE", "/v1/sandboxes/"+id, key, nil, nil)
+		}
+		b.StartTimer()
+	}
+}
+
+func dropCaches(b *testing.B) {
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
+		b.Logf("drop caches: %v", err)
+	}
+}
+
+// usedMemory is the host's MemTotal - MemAvailable, in bytes.
+func usedMemory(b *testing.B) int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	var total, avail int64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(fields[1], 10, 64)
+		switch fields[0] {
+		case "MemTotal:":
+			total = v << 10
+		case "MemAvailable:":
+			avail = v << 10
+		}
+	}
+	return total - avail
+}
