@@ -1,11 +1,13 @@
 package netslot
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 )
@@ -32,9 +34,9 @@ func enableForwarding(log *slog.Logger) error {
 // rules hit someone else's interface, or whose block is already routed on
 // the host.
 func checkHost(l scheme) error {
-	links, err := netlink.LinkList()
+	links, err := linkList()
 	if err != nil {
-		return fmt.Errorf("list links: %w", err)
+		return err
 	}
 	ours := map[int]bool{}
 	for _, link := range links {
@@ -64,6 +66,23 @@ func checkHost(l scheme) error {
 	return nil
 }
 
+// linkList lists the host's links. A dump that links changing under it
+// interrupted (a namespace going away takes its veth peer with it, a
+// moment later) is read again.
+func linkList() ([]netlink.Link, error) {
+	for try := 0; ; try++ {
+		links, err := netlink.LinkList()
+		if errors.Is(err, netlink.ErrDumpInterrupted) && try < 10 {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list links: %w", err)
+		}
+		return links, nil
+	}
+}
+
 // scanHost finds the slot indexes that have a namespace or a host veth on
 // this host, whoever made them.
 func scanHost(l scheme) (map[int]bool, error) {
@@ -77,9 +96,9 @@ func scanHost(l scheme) (map[int]bool, error) {
 			found[i] = true
 		}
 	}
-	links, err := netlink.LinkList()
+	links, err := linkList()
 	if err != nil {
-		return nil, fmt.Errorf("list links: %w", err)
+		return nil, err
 	}
 	for _, link := range links {
 		if i, ok := l.indexOfHostVeth(link.Attrs().Name); ok {
