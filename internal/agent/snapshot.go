@@ -193,9 +193,11 @@ func (m *Manager) snapshotTo(ctx context.Context, id string, final layout.Templa
 			os.RemoveAll(tmp)
 		}
 	}()
+	t0 := time.Now()
 	if err := vm.Snapshot(ctx, dst.VMState()); err != nil {
 		return st, fmt.Errorf("snapshot: %w", err)
 	}
+	t1 := time.Now()
 	// The sandbox is consumed from here on, whatever happens.
 	defer m.consume(sb)
 	bg := context.WithoutCancel(ctx)
@@ -213,6 +215,7 @@ func (m *Manager) snapshotTo(ctx context.Context, id string, final layout.Templa
 	if err != nil {
 		return st, fmt.Errorf("snapshot: memory: %w", err)
 	}
+	t2 := time.Now()
 	base, ok := m.bases[st.Base]
 	switch {
 	case !st.FromSnapshot:
@@ -225,6 +228,8 @@ func (m *Manager) snapshotTo(ctx context.Context, id string, final layout.Templa
 	if err != nil {
 		return st, fmt.Errorf("snapshot: disk: %w", err)
 	}
+	sb.log.Debug("snapshot steps", slog.Duration("snapshot", t1.Sub(t0)), slog.Duration("memory", t2.Sub(t1)),
+		slog.Duration("disk", time.Since(t2)))
 	meta := templateMeta{Base: st.Base, Kernel: st.Kernel, VCPUs: st.VCPUs, MemoryMB: st.MemoryMB, CreatedAt: created}
 	if err := writeJSONFile(dst.Meta(), meta); err != nil {
 		return st, fmt.Errorf("snapshot: %w", err)

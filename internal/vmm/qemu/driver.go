@@ -111,6 +111,7 @@ func (d *Driver) Start(ctx context.Context, c vmm.Config) (vmm.VM, error) {
 		incomingFD = 3 + len(files)
 		files = append(files, f)
 	}
+	tStart := time.Now()
 	args := d.args(c, d.Accel(ctx, c.Kernel))
 	logf, err := os.OpenFile(filepath.Join(c.RunDir, "qemu.log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -136,6 +137,8 @@ func (d *Driver) Start(ctx context.Context, c vmm.Config) (vmm.VM, error) {
 	} else {
 		err = vm.connect(ctx)
 	}
+	d.log.Debug("qemu started", slog.String("id", c.ID), slog.Bool("restored", incomingFD >= 0),
+		slog.Duration("took", time.Since(tStart)))
 	if err != nil {
 		_ = vm.kill()
 		<-vm.done
