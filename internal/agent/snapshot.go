@@ -62,7 +62,7 @@ func (m *Manager) PauseSandbox(ctx context.Context, id string) error {
 	}
 	defer sb.op.Unlock()
 	start := time.Now()
-	if err := vm.Snapshot(ctx, sb.dir.VMState()); err != nil {
+	if err := m.freeze(ctx, sb, vm, sb.dir.VMState()); err != nil {
 		return fmt.Errorf("pause: %w", err)
 	}
 	st.Paused, st.PID, st.Slot = true, 0, 0
@@ -95,6 +95,38 @@ func (m *Manager) lockRunning(id string) (*sandbox, vmm.VM, state, error) {
 		return nil, nil, state{}, err
 	}
 	return sb, vm, st, nil
+}
+
+// freeze ends the guest agent's session and snapshots the VM into path:
+// restored, the guest waits for a new host's hello rather than finding out
+// that its old session is gone. If the snapshot fails the guest runs on
+// with a new session (or, if even that fails, the sandbox ends). Call with
+// sb.op held.
+func (m *Manager) freeze(ctx context.Context, sb *sandbox, vm vmm.VM, path string) error {
+	sb.mu.Lock()
+	client := sb.envd
+	sb.mu.Unlock()
+	if client != nil {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := client.Detach(dctx); err != nil {
+			sb.log.Debug("detach guest agent", slog.Any(attrError, err))
+		}
+		cancel()
+	}
+	err := vm.Snapshot(ctx, path)
+	if err == nil {
+		return nil
+	}
+	c, cerr := m.connectGuest(context.WithoutCancel(ctx), sb.dir, vm)
+	if cerr != nil {
+		m.kill(sb)
+		return errors.Join(err, cerr)
+	}
+	sb.mu.Lock()
+	sb.envd = c
+	sb.mu.Unlock()
+	sb.release.add(func(context.Context) error { return c.Close() })
+	return err
 }
 
 // kill ends a sandbox that cannot go on, as if its VM had died: resources
@@ -194,7 +226,7 @@ func (m *Manager) snapshotTo(ctx context.Context, id string, final layout.Templa
 		}
 	}()
 	t0 := time.Now()
-	if err := vm.Snapshot(ctx, dst.VMState()); err != nil {
+	if err := m.freeze(ctx, sb, vm, dst.VMState()); err != nil {
 		return st, fmt.Errorf("snapshot: %w", err)
 	}
 	t1 := time.Now()

@@ -132,6 +132,20 @@ func (c *Client) Ping(ctx context.Context) error {
 	return cl.reply()
 }
 
+// Detach asks the guest to end this session and wait for the next host,
+// then closes the client. Call it before snapshotting a VM, so that the
+// guest restored from the snapshot answers the next hello at once. A guest
+// that does not know detach is just disconnected.
+func (c *Client) Detach(ctx context.Context) error {
+	defer c.Close()
+	cl, err := c.open(ctx, opDetach, request{Op: opDetach})
+	if err != nil {
+		return err
+	}
+	defer cl.close()
+	return cl.reply()
+}
+
 // InitRequest is what the guest is given after every boot and restore.
 type InitRequest struct {
 	Now      time.Time // the guest clock is set to this

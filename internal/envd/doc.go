@@ -63,6 +63,8 @@
 //	       'd'… 'z'                          ← j{type:ok} | j{type:error}
 //	read   j{op:read,path}                   ← j{type:ok,size} | j{type:error}
 //	                                         ← 'd'… then 'z' | j{type:error}
+//	detach j{op:detach}                      ← j{type:ok}, then the guest ends the
+//	                                           session and waits for a hello
 //
 // The host closing its side of an exec stream (EOF on the guest) means the
 // host went away: the guest kills the command's process group. Closing its

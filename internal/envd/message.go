@@ -13,6 +13,9 @@ const (
 	opExec  = "exec"
 	opWrite = "write"
 	opRead  = "read"
+	// opDetach ends the session at the host's request, before a snapshot:
+	// a guest restored from it is already waiting for a new host's hello.
+	opDetach = "detach"
 )
 
 // Message types of replies, exec events and exec control.

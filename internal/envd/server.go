@@ -72,7 +72,7 @@ func (s *server) serve(ctx context.Context, conn io.ReadWriteCloser) error {
 			}
 			return fmt.Errorf("envd session: %w", err)
 		}
-		wg.Go(func() { s.handle(ctx, st) })
+		wg.Go(func() { s.handle(ctx, st, sess) })
 	}
 }
 
@@ -122,7 +122,7 @@ func (p *peer) finish() {
 	}
 }
 
-func (s *server) handle(ctx context.Context, st *yamux.Stream) {
+func (s *server) handle(ctx context.Context, st *yamux.Stream, sess *yamux.Session) {
 	p := &peer{st: st, r: bufio.NewReaderSize(st, streamBufSize)}
 	defer p.finish()
 	var req request
@@ -133,6 +133,12 @@ func (s *server) handle(ctx context.Context, st *yamux.Stream) {
 	switch req.Op {
 	case opPing:
 		p.reply(nil)
+	case opDetach:
+		// The answer is on its way to the host once reply returns; then
+		// the session ends and the port waits for the next host's hello.
+		p.reply(nil)
+		s.log.InfoContext(ctx, "envd detached by the host")
+		sess.Close()
 	case opInit:
 		err := s.init(req.Init)
 		if err != nil {

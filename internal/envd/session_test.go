@@ -457,3 +457,47 @@ func TestFindPort(t *testing.T) {
 		t.Errorf("FindPort of a missing port: %v", err)
 	}
 }
+
+// TestDetach: after a detach the guest has ended the session and takes the
+// next host's hello on the same port.
+func TestDetach(t *testing.T) {
+	t.Parallel()
+	port := mustFIFOPort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- newServer(testLog(t), (&fakeSystem{}).system()).servePort(ctx, port.open) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	c1, err := NewClient(port.dial(t), testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c1.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c1.Detach(context.Background()); err != nil {
+		t.Fatalf("detach: %v", err)
+	}
+	if err := c1.Ping(context.Background()); err == nil {
+		t.Error("a detached client still answers")
+	}
+	for attempt := 0; ; attempt++ {
+		c2, err := NewClient(port.dial(t), testLog(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pctx, pcancel := context.WithTimeout(context.Background(), 20*time.Second)
+		res, err := c2.Exec(pctx, wrenn.ExecRequest{Cmd: "echo again"})
+		pcancel()
+		c2.Close()
+		if errors.Is(err, ErrClosed) && attempt < 5 {
+			continue // the FIFOs break a host that writes while the guest reopens them
+		}
+		if err != nil || string(res.Stdout) != "again\n" {
+			t.Fatalf("next host: %+v, %v", res, err)
+		}
+		break
+	}
+}
