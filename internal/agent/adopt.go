@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Adopt takes over the sandboxes a previous agent process left behind: a
@@ -19,6 +20,7 @@ import (
 // session; a run directory whose VM has gone is cleaned up. Then network
 // slots that no sandbox holds are swept away.
 func (m *Manager) Adopt(ctx context.Context) error {
+	m.removeUnfinishedTemplates()
 	entries, err := os.ReadDir(m.cfg.Layout.Sandboxes())
 	if errors.Is(err, fs.ErrNotExist) {
 		return m.cfg.Network.Sweep(ctx, nil)
@@ -55,6 +57,26 @@ func (m *Manager) Adopt(ctx context.Context) error {
 	return m.cfg.Network.Sweep(ctx, inUse)
 }
 
+// removeUnfinishedTemplates removes what snapshots and deletions that an
+// earlier agent did not finish left: hidden directories beside templates
+// (warm snapshots included) older than a few minutes, so that another
+// process's snapshot in progress, in a shared images directory, is spared.
+func (m *Manager) removeUnfinishedTemplates() {
+	for _, pattern := range []string{
+		filepath.Join(filepath.Dir(m.cfg.Layout.Template("x", "y").Path()), "..", "*", ".*"),
+		filepath.Join(filepath.Dir(m.cfg.Layout.WarmSnapshot("x").Path()), ".*"),
+	} {
+		left, _ := filepath.Glob(filepath.Clean(pattern))
+		for _, p := range left {
+			if fi, err := os.Stat(p); err != nil || time.Since(fi.ModTime()) < 10*time.Minute {
+				continue
+			}
+			m.log.Warn("removing an unfinished template", slog.String("path", p))
+			logErr(m.log, "remove unfinished template", os.RemoveAll(p))
+		}
+	}
+}
+
 func readState(path string) (state, error) {
 	var st state
 	b, err := os.ReadFile(path)
@@ -73,6 +95,11 @@ func (m *Manager) adoptOne(ctx context.Context, st state, log *slog.Logger) erro
 	}
 	dir := m.cfg.Layout.Sandbox(st.ID)
 	sb := &sandbox{id: st.ID, dir: dir, log: log, st: st}
+	if st.Resuming {
+		// A resume was cut short: the guest may have run on and changed
+		// its memory and disk, so the snapshot cannot be trusted.
+		return errors.New("a resume was interrupted; its snapshot is no longer consistent")
+	}
 	if st.Paused {
 		// A VM may linger if the agent died between writing the record
 		// and stopping it: the record says paused, so it must not run.

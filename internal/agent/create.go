@@ -58,7 +58,11 @@ type state struct {
 	FromSnapshot bool `json:"from_snapshot,omitempty"`
 	// Paused: no VM runs; VMState holds the device state (and, without
 	// OwnMemory, the RAM) to resume from.
-	Paused    bool      `json:"paused,omitempty"`
+	Paused bool `json:"paused,omitempty"`
+	// Resuming: a resume began. Once the guest has run, memory and disk
+	// no longer match the snapshot, so an agent that finds this set after
+	// a crash cannot trust the paused state and gives the sandbox up.
+	Resuming  bool      `json:"resuming,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 }
 

@@ -158,6 +158,11 @@ func (m *Manager) ResumeSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wr
 		return wrenn.SandboxNet{}, wrenn.Errorf(wrenn.EConflict, "sandbox is not paused")
 	}
 	start := time.Now()
+	resuming := st
+	resuming.Resuming = true
+	if err := writeState(sb.dir, resuming); err != nil {
+		return wrenn.SandboxNet{}, fmt.Errorf("resume: %w", err)
+	}
 	wasOwn := st.OwnMemory
 	st.Paused, st.OwnMemory = false, true // a private-memory snapshot holds the RAM: load it into a file of its own
 	net, err := m.launch(ctx, sb, &st, sb.dir.VMState(), !wasOwn)
@@ -171,6 +176,10 @@ func (m *Manager) ResumeSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wr
 		if !wasOwn {
 			os.Remove(sb.dir.Memory())
 		}
+		sb.mu.Lock()
+		paused := sb.st
+		sb.mu.Unlock()
+		logErr(sb.log, "record sandbox paused again", writeState(sb.dir, paused))
 		return net, fmt.Errorf("resume: %w", err)
 	}
 	if !wasOwn {

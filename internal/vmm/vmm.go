@@ -61,7 +61,8 @@ type Driver interface {
 	Start(ctx context.Context, c Config) (VM, error)
 	// Adopt re-attaches to a VM that a previous host agent process started
 	// with c and recorded as running under pid. It fails if that process
-	// is gone or is not that VM.
+	// is gone or is not that VM. A guest a snapshot left stopped (its agent
+	// died before ending the VM) runs again.
 	Adopt(ctx context.Context, c Config, pid int) (VM, error)
 }
 

@@ -171,7 +171,7 @@ func (d *Driver) Adopt(ctx context.Context, c vmm.Config, pid int) (vmm.VM, erro
 		}
 		close(vm.done)
 	}()
-	if err := vm.connect(ctx); err != nil {
+	if err := vm.resumeStopped(ctx); err != nil {
 		return nil, fmt.Errorf("adopt vm %s: %w", c.ID, err)
 	}
 	return vm, nil
@@ -281,6 +281,32 @@ func (v *vm) connect(ctx context.Context) error {
 		return err
 	}
 	return q.Close()
+}
+
+// resumeStopped proves QEMU answers QMP and lets a guest run that a
+// snapshot stopped: an agent that dies between stopping a VM for a
+// snapshot and ending it leaves the guest stopped, and adopting it means
+// taking it back to where it was.
+func (v *vm) resumeStopped(ctx context.Context) error {
+	q, err := v.dial(ctx, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := q.Execute(ctx, "query-status", nil, &st); err != nil {
+		return err
+	}
+	switch st.Status {
+	case "paused", "postmigrate", "finish-migrate":
+		if st.Status == "finish-migrate" {
+			_ = q.Execute(ctx, "migrate_cancel", nil, nil)
+		}
+		return q.Execute(ctx, "cont", nil, nil)
+	}
+	return nil
 }
 
 // dial opens a QMP session, giving up after timeout or when QEMU exits.

@@ -184,6 +184,23 @@ func Run(t *testing.T, newDriver func(t *testing.T) vmm.Driver, f Fixture) {
 			t.Errorf("clone restored into its own memory: token %q, want changed", out)
 		}
 	})
+	t.Run("AdoptRunsGuestASnapshotStopped", func(t *testing.T) {
+		c := config(t, f)
+		c.MemoryFile, c.MemoryShared = filepath.Join(c.RunDir, "mem"), true
+		vm := mustStart(t, newDriver(t), c)
+		g := guest(t, c, vm)
+		run(t, g, "true")
+		g.Close()
+		if err := vm.Snapshot(context.Background(), filepath.Join(c.RunDir, "state")); err != nil {
+			t.Fatal(err)
+		}
+		// The agent dies here; a new one adopts the stopped VM.
+		adopted, err := newDriver(t).Adopt(context.Background(), c, vm.PID())
+		if err != nil {
+			t.Fatalf("adopt: %v", err)
+		}
+		run(t, guest(t, c, adopted), "true")
+	})
 	t.Run("FailedSnapshotLeavesGuestRunning", func(t *testing.T) {
 		c := config(t, f)
 		c.MemoryFile, c.MemoryShared = filepath.Join(c.RunDir, "mem"), true
