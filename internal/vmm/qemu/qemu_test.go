@@ -1,9 +1,12 @@
 package qemu_test
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/wrennhq/wrenn/internal/vmm"
@@ -23,4 +26,35 @@ func TestConformance(t *testing.T) {
 		}
 		return d
 	}, f)
+}
+
+// BenchmarkStart: from exec to QMP answering, the floor under every
+// create and resume (the guest is not waited for); Stop is not timed.
+func BenchmarkStart(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	f := vmmtest.Guest(b)
+	d, err := qemu.New(qemu.Config{Accel: os.Getenv("WRENN_ACCEL"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	disk := filepath.Join(dir, "root.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", f.RootFS, disk).CombinedOutput(); err != nil {
+		b.Fatalf("overlay: %v %s", err, out)
+	}
+	c := vmm.Config{ID: "bench", RunDir: dir, Kernel: f.Kernel, KernelArgs: "console=ttyS0", RootDisk: disk,
+		RootDiskFormat: "qcow2", VCPUs: 1, MemoryMB: 512, AgentSocket: filepath.Join(dir, "envd.sock"),
+		ConsoleLog: filepath.Join(dir, "console.log")}
+	d.Accel(context.Background(), f.Kernel) // probe before timing
+	for b.Loop() {
+		vm, err := d.Start(context.Background(), c)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		vm.Stop(context.Background())
+		b.StartTimer()
+	}
 }
