@@ -96,7 +96,8 @@ func TestFailures(t *testing.T) {
 	s.must(204, "DELETE", "/v1/sandboxes/"+survivor.ID, key, nil, nil)
 }
 
-// TestLeaks: 50 create/exec/destroy cycles leave the host as it was:
+// TestLeaks: 50 create/exec/destroy cycles, every fifth with a pause and
+// resume, leave the host as it was:
 // processes, network namespaces, interfaces, run directories and the
 // agent's open file descriptors.
 func TestLeaks(t *testing.T) {
@@ -143,6 +144,10 @@ func TestLeaks(t *testing.T) {
 		sb := s.create(key, map[string]any{})
 		if r := s.exec(key, sb.ID, "echo "+strconv.Itoa(i)); r.Stdout != strconv.Itoa(i)+"\n" {
 			t.Fatalf("cycle %d: %+v", i, r)
+		}
+		if i%5 == 0 { // pause and resume leak nothing either
+			s.must(200, "POST", "/v1/sandboxes/"+sb.ID+"/pause", key, nil, nil)
+			s.must(200, "POST", "/v1/sandboxes/"+sb.ID+"/resume", key, nil, nil)
 		}
 		s.must(204, "DELETE", "/v1/sandboxes/"+sb.ID, key, nil, nil)
 	}
