@@ -20,8 +20,13 @@ const PortName = "wrenn.envd"
 
 // portPoll is how often envd looks again for a port that is missing or has
 // no host connected: virtio-serial reads return EOF at once while the host
-// side is disconnected, so this is a sleep, not a spin.
-const portPoll = 10 * time.Millisecond
+// side is disconnected, so this is a sleep, not a spin. A port with no host
+// is polled every portPoll for portFastPollFor, then every portSlowPoll.
+const (
+	portPoll        = 10 * time.Millisecond
+	portFastPollFor = 2 * time.Second
+	portSlowPoll    = 200 * time.Millisecond
+)
 
 // FindPort returns the device of the virtio-serial port called name, by
 // the names in sysDir (normally /sys/class/virtio-ports) and the devices
@@ -107,6 +112,7 @@ func newPortConn(r, w *os.File) *portConn {
 }
 
 func (c *portConn) Read(b []byte) (int, error) {
+	var waiting time.Time
 	for {
 		n, err := c.r.Read(b)
 		if n > 0 {
@@ -116,10 +122,19 @@ func (c *portConn) Read(b []byte) (int, error) {
 		if !errors.Is(err, io.EOF) || c.started {
 			return n, err
 		}
+		// A host comes back quickly after a restore or an agent restart;
+		// after that, polling slower keeps an orphaned guest's emulated
+		// CPU nearly idle.
+		wait := portPoll
+		if waiting.IsZero() {
+			waiting = time.Now()
+		} else if time.Since(waiting) > portFastPollFor {
+			wait = portSlowPoll
+		}
 		select {
 		case <-c.closed:
 			return 0, os.ErrClosed
-		case <-time.After(portPoll):
+		case <-time.After(wait):
 		}
 	}
 }
