@@ -74,7 +74,7 @@ func TestPauseResume(t *testing.T) {
 	key := s.account("pause@example.com")
 	before := snapshotHost(t, dataDir)
 
-	sb := s.create(key, map[string]any{"timeout_sec": 5})
+	sb := s.create(key, map[string]any{"timeout_sec": 10})
 	pid, rest := startStateful(t, s, key, sb.ID)
 	want := 1
 	cycles := 20
@@ -97,7 +97,7 @@ func TestPauseResume(t *testing.T) {
 				}
 			}
 			// Longer than its inactivity timeout: no timeout ends a paused sandbox.
-			time.Sleep(8 * time.Second)
+			time.Sleep(13 * time.Second)
 			s.must(200, "GET", "/v1/sandboxes/"+sb.ID, key, nil, &got)
 			if got.Status != "paused" {
 				t.Fatalf("a paused sandbox past its timeout is %s", got.Status)
