@@ -124,6 +124,12 @@ func TestPauseResume(t *testing.T) {
 			}
 		}
 	}
+	// A paused sandbox cannot become a template, and destroying it
+	// removes its files.
+	s.must(200, "POST", "/v1/sandboxes/"+sb.ID+"/pause", key, nil, nil)
+	if code, _ := s.do("POST", "/v1/snapshots", key, map[string]any{"sandbox_id": sb.ID}); code != 409 {
+		t.Errorf("snapshot of a paused sandbox = %d, want 409", code)
+	}
 	s.must(204, "DELETE", "/v1/sandboxes/"+sb.ID, key, nil, nil)
 	eventually(t, 30*time.Second, func() string { return before.diff(snapshotHost(t, dataDir)) })
 }
