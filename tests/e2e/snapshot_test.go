@@ -81,6 +81,13 @@ func TestPauseResume(t *testing.T) {
 	if testing.Short() {
 		cycles = 3
 	}
+	// An exec running when the sandbox is paused is cut off with a 409.
+	cutOff := make(chan int, 1)
+	go func() {
+		code, _ := s.do("POST", "/v1/sandboxes/"+sb.ID+"/exec", key, map[string]any{"cmd": "sleep 60"})
+		cutOff <- code
+	}()
+	time.Sleep(2 * time.Second)
 	for i := range cycles {
 		var got sandbox
 		s.must(200, "POST", "/v1/sandboxes/"+sb.ID+"/pause", key, nil, &got)
@@ -88,6 +95,9 @@ func TestPauseResume(t *testing.T) {
 			t.Fatalf("cycle %d: paused sandbox is %s", i, got.Status)
 		}
 		if i == 0 {
+			if code := <-cutOff; code != 409 {
+				t.Errorf("an exec that a pause cut off = %d, want 409", code)
+			}
 			if n := len(snapshotHost(t, dataDir).qemus); n != 0 {
 				t.Fatalf("a paused sandbox still has %d VMs", n)
 			}
