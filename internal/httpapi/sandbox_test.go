@@ -324,3 +324,44 @@ func TestUploadLimit(t *testing.T) {
 		t.Errorf("file before path = %d, want 400", got)
 	}
 }
+
+// TestSnapshotTemplateSizes: a sandbox from a snapshot template has the
+// template's sizes; asking for others is a 400 that names them.
+func TestSnapshotTemplateSizes(t *testing.T) {
+	agent := fakeHost()
+	var got wrenn.SandboxSpec
+	agent.CreateSandboxFn = func(_ context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error) {
+		got = spec
+		return wrenn.SandboxNet{GuestIP: "169.254.0.21", HostIP: "169.254.0.22"}, nil
+	}
+	agent.CreateSnapshotFn = func(_ context.Context, _ string, t *wrenn.Template) error {
+		v, m := 2, 1024
+		t.VCPUs, t.MemoryMB = &v, &m
+		return nil
+	}
+	e := newEnv(t, storetest.Engines(t)[0], envOptions{agent: agent})
+	key := e.newKey(e.signup("sizes@example.com").Token)
+	var sb sandboxResp
+	e.must(201, "POST", "/v1/sandboxes", apiKey(key), map[string]any{}, &sb)
+	if got.VCPUs != 1 || got.MemoryMB != 512 {
+		t.Errorf("base template defaults: %d vcpus, %d MiB", got.VCPUs, got.MemoryMB)
+	}
+	e.must(201, "POST", "/v1/snapshots", apiKey(key), map[string]any{"sandbox_id": sb.ID, "name": "big"}, nil)
+
+	var from sandboxResp
+	e.must(201, "POST", "/v1/sandboxes", apiKey(key), map[string]any{"template": "big"}, &from)
+	if from.VCPUs != 2 || from.MemoryMB != 1024 || got.VCPUs != 2 || got.MemoryMB != 1024 {
+		t.Errorf("from the template: sandbox %d/%d, agent asked for %d/%d, want 2/1024",
+			from.VCPUs, from.MemoryMB, got.VCPUs, got.MemoryMB)
+	}
+	e.must(201, "POST", "/v1/sandboxes", apiKey(key), map[string]any{"template": "big", "vcpus": 2, "memory_mb": 1024}, nil)
+	for _, body := range []map[string]any{
+		{"template": "big", "memory_mb": 512},
+		{"template": "big", "vcpus": 1},
+	} {
+		code, out := e.do("POST", "/v1/sandboxes", apiKey(key), body)
+		if code != 400 || !strings.Contains(string(out), "2 vcpus and 1024 MiB") {
+			t.Errorf("%v = %d %s, want 400 naming the template's sizes", body, code, out)
+		}
+	}
+}
