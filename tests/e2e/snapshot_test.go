@@ -297,3 +297,32 @@ func TestPausedSurvivesAgentRestart(t *testing.T) {
 	}
 	s.must(204, "DELETE", "/v1/sandboxes/"+sb.ID, key, nil, nil)
 }
+
+// TestCreatesRestore: a create at the default sizes restores the base's
+// warm snapshot (its guest never runs init, which prints on the console at
+// boot); one at other sizes boots. Both work.
+func TestCreatesRestore(t *testing.T) {
+	dataDir := shortTempDir(t)
+	s := startVMServer(t, dataDir)
+	key := s.account("warm@example.com")
+	booted := func(id string) bool {
+		b, err := os.ReadFile(filepath.Join(dataDir, "sandboxes", id, "console.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(string(b), "envd init done")
+	}
+	for _, c := range []struct {
+		body map[string]any
+		boot bool
+	}{{map[string]any{}, false}, {map[string]any{"memory_mb": 256}, true}} {
+		sb := s.create(key, c.body)
+		if got := booted(sb.ID); got != c.boot {
+			t.Errorf("create %v: booted %v, want %v", c.body, got, c.boot)
+		}
+		if r := s.exec(key, sb.ID, "sh -c 'hostname; free -m | awk \"/Mem/{print \\$2}\"'"); !strings.HasPrefix(r.Stdout, sb.ID+"\n") {
+			t.Errorf("create %v: %+v", c.body, r)
+		}
+		s.must(204, "DELETE", "/v1/sandboxes/"+sb.ID, key, nil, nil)
+	}
+}
