@@ -86,6 +86,7 @@ func startHost(ctx context.Context, paths layout.Layout, log *slog.Logger, progr
 		return nil, err
 	}
 	m.Warm(ctx)
+	m.CollectImages()
 	return &host{manager: m, net: nm}, nil
 }
 
