@@ -19,18 +19,24 @@ func BenchmarkPauseResume(b *testing.B) {
 	s.exec(key, sb.ID, "true")
 	var pauses, resumes []time.Duration
 	for b.Loop() {
-		start := time.Now()
-		s.must(200, "POST", "/v1/sandboxes/"+sb.ID+"/pause", key, nil, nil)
-		pauses = append(pauses, time.Since(start))
-		start = time.Now()
-		s.must(200, "POST", "/v1/sandboxes/"+sb.ID+"/resume", key, nil, nil)
-		if r := s.exec(key, sb.ID, "true"); r.ExitCode != 0 {
-			b.Fatalf("exec: %+v", r)
-		}
-		resumes = append(resumes, time.Since(start))
+		pause, resume := pauseResume(b, s, key, sb.ID)
+		pauses, resumes = append(pauses, pause), append(resumes, resume)
 	}
 	reportQuantiles(b, "pause", pauses)
 	reportQuantiles(b, "resume-exec", resumes)
+}
+
+// pauseResume times a pause, then a resume and the first exec after it.
+func pauseResume(b *testing.B, s *server, key hdr, id string) (pause, resume time.Duration) {
+	start := time.Now()
+	s.must(200, "POST", "/v1/sandboxes/"+id+"/pause", key, nil, nil)
+	pause = time.Since(start)
+	start = time.Now()
+	s.must(200, "POST", "/v1/sandboxes/"+id+"/resume", key, nil, nil)
+	if r := s.exec(key, id, "true"); r.ExitCode != 0 {
+		b.Fatalf("exec: %+v", r)
+	}
+	return pause, time.Since(start)
 }
 
 // BenchmarkFirstPauseResume: the first pause and resume of a sandbox
@@ -45,15 +51,8 @@ func BenchmarkFirstPauseResume(b *testing.B) {
 		sb := s.create(key, map[string]any{"timeout_sec": 0})
 		s.exec(key, sb.ID, "true")
 		b.StartTimer()
-		start := time.Now()
-		s.must(200, "POST", "/v1/sandboxes/"+sb.ID+"/pause", key, nil, nil)
-		pauses = append(pauses, time.Since(start))
-		start = time.Now()
-		s.must(200, "POST", "/v1/sandboxes/"+sb.ID+"/resume", key, nil, nil)
-		if r := s.exec(key, sb.ID, "true"); r.ExitCode != 0 {
-			b.Fatalf("exec: %+v", r)
-		}
-		resumes = append(resumes, time.Since(start))
+		pause, resume := pauseResume(b, s, key, sb.ID)
+		pauses, resumes = append(pauses, pause), append(resumes, resume)
 		b.StopTimer()
 		s.must(204, "DELETE", "/v1/sandboxes/"+sb.ID, key, nil, nil)
 		b.StartTimer()
