@@ -63,10 +63,10 @@ func (m *Manager) Adopt(ctx context.Context) error {
 // process's snapshot in progress, in a shared images directory, is spared.
 func (m *Manager) removeUnfinishedTemplates() {
 	for _, pattern := range []string{
-		filepath.Join(filepath.Dir(m.cfg.Layout.Template("x", "y").Path()), "..", "*", ".*"),
-		filepath.Join(filepath.Dir(m.cfg.Layout.WarmSnapshot("x").Path()), ".*"),
+		filepath.Join(m.cfg.Layout.Templates(), "*", ".*"),
+		filepath.Join(m.cfg.Layout.WarmSnapshots(), ".*"),
 	} {
-		left, _ := filepath.Glob(filepath.Clean(pattern))
+		left, _ := filepath.Glob(pattern)
 		for _, p := range left {
 			if fi, err := os.Stat(p); err != nil || time.Since(fi.ModTime()) < 10*time.Minute {
 				continue

@@ -41,15 +41,13 @@ type state struct {
 	ID       string `json:"id"`
 	TeamID   string `json:"team_id"`
 	Template string `json:"template"`
-	// TemplateTeamID is set when Template is a snapshot template.
-	TemplateTeamID string `json:"template_team_id,omitempty"`
-	Base           string `json:"base"` // the base template its disk chain ends in
-	VCPUs          int    `json:"vcpus"`
-	MemoryMB       int    `json:"memory_mb"`
-	Kernel         string `json:"kernel"`
-	Driver         string `json:"driver"`
-	PID            int    `json:"pid"`
-	Slot           int    `json:"slot"`
+	Base     string `json:"base"` // the base template its disk chain ends in
+	VCPUs    int    `json:"vcpus"`
+	MemoryMB int    `json:"memory_mb"`
+	Kernel   string `json:"kernel"`
+	Driver   string `json:"driver"`
+	PID      int    `json:"pid"`
+	Slot     int    `json:"slot"`
 	// OwnMemory: guest RAM is the sandbox's own shared file; otherwise a
 	// private mapping of its template's memory.
 	OwnMemory bool `json:"own_memory"`
@@ -90,7 +88,7 @@ func writeJSONFile(path string, v any) error {
 // snapshot template, and returns once its guest agent answers. On any
 // failure everything acquired so far is released.
 func (m *Manager) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (net wrenn.SandboxNet, err error) {
-	st := state{ID: spec.ID, TeamID: spec.TeamID, Template: spec.Template, TemplateTeamID: spec.TemplateTeamID,
+	st := state{ID: spec.ID, TeamID: spec.TeamID, Template: spec.Template,
 		VCPUs: spec.VCPUs, MemoryMB: spec.MemoryMB, Driver: m.cfg.Driver.Name(), CreatedAt: m.cfg.Now().UTC()}
 	var tmpl layout.TemplateDir
 	var base Base
@@ -136,7 +134,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (ne
 	defer func() {
 		if err != nil {
 			bg := context.WithoutCancel(ctx)
-			if cerr := errors.Join(sb.release.run(bg), removeDir(dir.Path())(bg)); cerr != nil {
+			if cerr := errors.Join(sb.release.run(bg), removeRunDir(dir)); cerr != nil {
 				sb.log.Error("undo failed create", slog.Any(attrError, cerr))
 			}
 			m.mu.Lock()
@@ -179,8 +177,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (ne
 // launch starts the VM of sb as st describes, from the device state file
 // incoming if not empty (withRAM: holding the RAM), with a new network
 // slot; waits for its guest agent, gives the guest its identity and
-// records st. What it acquires
-// goes on sb.release. Call with sb.op held.
+// records st. What it acquires goes on sb.release. Call with sb.op held.
 func (m *Manager) launch(ctx context.Context, sb *sandbox, st *state, incoming string, withRAM bool) (net wrenn.SandboxNet, err error) {
 	slot, err := m.cfg.Network.Acquire(ctx)
 	if err != nil {

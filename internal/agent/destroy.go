@@ -24,7 +24,7 @@ func (m *Manager) DestroySandbox(ctx context.Context, id string) error {
 	sb.mu.Unlock()
 	err = sb.release.run(context.WithoutCancel(ctx))
 	if err == nil {
-		err = removeDir(sb.dir.Path())(ctx)
+		err = removeRunDir(sb.dir)
 	}
 	if err != nil {
 		// Leave it listed, so a retry can finish the job.

@@ -29,7 +29,7 @@ func (m *Manager) CollectImages() {
 		current[d.Path()] = true
 	}
 	m.mu.Unlock()
-	warm, _ := filepath.Glob(filepath.Join(filepath.Dir(m.cfg.Layout.WarmSnapshot("x").Path()), "*"))
+	warm, _ := filepath.Glob(filepath.Join(m.cfg.Layout.WarmSnapshots(), "*"))
 	for _, d := range warm {
 		if !current[d] && old(d) {
 			m.log.Info("removing an outdated warm snapshot", slog.String("path", d))
@@ -44,8 +44,8 @@ func (m *Manager) CollectImages() {
 	var disks []string
 	for _, pattern := range []string{
 		filepath.Join(m.cfg.Layout.Sandboxes(), "*", "*.qcow2"),
-		filepath.Join(filepath.Dir(filepath.Dir(m.cfg.Layout.Template("x", "y").Path())), "*", "*", "*.qcow2"),
-		filepath.Join(filepath.Dir(m.cfg.Layout.WarmSnapshot("x").Path()), "*", "*.qcow2"),
+		filepath.Join(m.cfg.Layout.Templates(), "*", "*", "*.qcow2"),
+		filepath.Join(m.cfg.Layout.WarmSnapshots(), "*", "*.qcow2"),
 	} {
 		found, _ := filepath.Glob(pattern)
 		disks = append(disks, found...)
@@ -58,7 +58,7 @@ func (m *Manager) CollectImages() {
 		}
 		inUse[b] = true
 	}
-	pinned, _ := filepath.Glob(filepath.Join(filepath.Dir(m.cfg.Layout.PinnedRootFS("x")), "*"))
+	pinned, _ := filepath.Glob(filepath.Join(m.cfg.Layout.PinnedRootFSes(), "*"))
 	for _, p := range pinned {
 		if !inUse[p] && old(p) {
 			m.log.Info("removing a root disk nothing uses", slog.String("path", p))

@@ -196,11 +196,9 @@ func (sb *sandbox) running() (vmm.VM, state, error) {
 	return sb.vm, sb.st, nil
 }
 
-func removeDir(dir string) func(context.Context) error {
-	return func(context.Context) error {
-		if err := os.RemoveAll(dir); err != nil {
-			return fmt.Errorf("remove run dir: %w", err)
-		}
-		return nil
+func removeRunDir(dir layout.SandboxDir) error {
+	if err := os.RemoveAll(dir.Path()); err != nil {
+		return fmt.Errorf("remove run dir: %w", err)
 	}
+	return nil
 }

@@ -57,23 +57,32 @@ func (l Layout) BaseTemplate(name string) string {
 // link that outlives a rebuild of the base, for the disks and snapshots
 // made over it.
 func (l Layout) PinnedRootFS(key string) string {
-	return filepath.Join(l.Images(), "pinned", key+".ext4")
+	return filepath.Join(l.PinnedRootFSes(), key+".ext4")
 }
+
+// PinnedRootFSes holds every PinnedRootFS.
+func (l Layout) PinnedRootFSes() string { return filepath.Join(l.Images(), "pinned") }
 
 // WarmSnapshot is a base template booted once and snapshotted, keyed by
 // everything the snapshot depends on: sandboxes from the base restore it
 // instead of booting.
 func (l Layout) WarmSnapshot(key string) TemplateDir {
-	return TemplateDir(filepath.Join(l.Images(), "warm", key))
+	return TemplateDir(filepath.Join(l.WarmSnapshots(), key))
 }
+
+// WarmSnapshots holds every WarmSnapshot.
+func (l Layout) WarmSnapshots() string { return filepath.Join(l.Images(), "warm") }
 
 // BuildCache holds build inputs worth keeping between builds.
 func (l Layout) BuildCache() string { return filepath.Join(l.Images(), "cache") }
 
 // SnapshotTemplate is the directory of a team's snapshot template.
 func (l Layout) SnapshotTemplate(teamID, name string) string {
-	return filepath.Join(l.Root, "templates", teamID, name)
+	return filepath.Join(l.Templates(), teamID, name)
 }
+
+// Templates holds a directory of snapshot templates per team.
+func (l Layout) Templates() string { return filepath.Join(l.Root, "templates") }
 
 // Sandboxes holds one directory per sandbox on this host.
 func (l Layout) Sandboxes() string { return filepath.Join(l.Root, "sandboxes") }

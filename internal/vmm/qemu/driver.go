@@ -137,13 +137,13 @@ func (d *Driver) Start(ctx context.Context, c vmm.Config) (vmm.VM, error) {
 	} else {
 		err = vm.connect(ctx)
 	}
-	d.log.Debug("qemu started", slog.String("id", c.ID), slog.Bool("restored", incomingFD >= 0),
-		slog.Duration("took", time.Since(tStart)))
 	if err != nil {
 		_ = vm.kill()
 		<-vm.done
 		return nil, fmt.Errorf("qemu did not come up: %w%s", err, logTail(c.RunDir))
 	}
+	d.log.Debug("qemu started", slog.String("id", c.ID), slog.Bool("restored", incomingFD >= 0),
+		slog.Duration("took", time.Since(tStart)))
 	return vm, nil
 }
 
