@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +33,7 @@ const (
 	envAccel      = "WRENN_ACCEL"      // force "kvm" or "tcg"
 	envTCGCPU     = "WRENN_TCG_CPU"    // the CPU model guests see under TCG
 	envImagesDir  = "WRENN_IMAGES_DIR" // build and keep images here instead of <data-dir>/images
+	envWarmPool   = "WRENN_WARM_POOL"  // sandboxes kept ready per base template; 0 for none
 )
 
 // hostLayout is the data dir layout, with images where WRENN_IMAGES_DIR says.
@@ -67,6 +69,12 @@ func startHost(ctx context.Context, paths layout.Layout, log *slog.Logger, progr
 	if err != nil {
 		return nil, err
 	}
+	poolSize := agent.DefaultPoolSize
+	if v := os.Getenv(envWarmPool); v != "" {
+		if poolSize, err = strconv.Atoi(v); err != nil || poolSize < 0 || poolSize > 64 {
+			return nil, fmt.Errorf("%s must be a number from 0 to 64", envWarmPool)
+		}
+	}
 	driver, err := qemu.New(qemu.Config{Accel: os.Getenv(envAccel), TCGCPU: os.Getenv(envTCGCPU), Logger: log})
 	if err != nil {
 		return nil, err
@@ -78,7 +86,7 @@ func startHost(ctx context.Context, paths layout.Layout, log *slog.Logger, progr
 	}
 	hostname, _ := os.Hostname()
 	m := agent.New(agent.Config{
-		HostID: hostname, Layout: paths, Driver: driver, Network: nm, Logger: log,
+		HostID: hostname, Layout: paths, Driver: driver, Network: nm, Logger: log, PoolSize: poolSize,
 		Bases: []agent.Base{{Name: minimal.Name, RootFS: rootfs, Kernel: kernel, SizeBytes: minimal.SizeBytes}},
 	})
 	if err := m.Adopt(ctx); err != nil {
@@ -86,13 +94,17 @@ func startHost(ctx context.Context, paths layout.Layout, log *slog.Logger, progr
 		return nil, err
 	}
 	m.Warm(ctx)
+	m.FillPool()
 	m.CollectImages()
 	return &host{manager: m, net: nm}, nil
 }
 
-// close releases the host's idle resources; running VMs stay up for the
-// next agent to adopt.
-func (h *host) close(ctx context.Context) error { return h.net.Close(ctx) }
+// close ends the warm pool and releases the host's idle resources;
+// sandboxes stay up for the next agent to adopt.
+func (h *host) close(ctx context.Context) error {
+	h.manager.Close()
+	return h.net.Close(ctx)
+}
 
 // sourceDir finds the Wrenn checkout that envd is built from: $WRENN_SOURCE_DIR,
 // else the working directory or one above it holding Wrenn's go.mod.

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/wrennhq/wrenn/internal/layout"
 )
 
 // Adopt takes over the sandboxes a previous agent process left behind: a
@@ -45,9 +47,16 @@ func (m *Manager) Adopt(ctx context.Context) error {
 			logErr(log, "remove run dir", os.RemoveAll(dir.Path()))
 			continue
 		}
-		if err := m.adoptOne(ctx, st, log); err != nil {
+		if st.Pool {
+			// Unclaimed warm pool members are not worth keeping: the pool
+			// starts afresh.
+			log.Info("ending a warm pool sandbox of an earlier agent")
+			m.cleanupOrphan(ctx, st, dir, log)
+			continue
+		}
+		if err := m.adoptOne(ctx, st, dir, log); err != nil {
 			log.Warn("could not adopt sandbox; cleaning up", slog.Any(attrError, err))
-			m.cleanupOrphan(ctx, st, log)
+			m.cleanupOrphan(ctx, st, dir, log)
 			continue
 		}
 		if !st.Paused {
@@ -89,11 +98,12 @@ func readState(path string) (state, error) {
 	return st, nil
 }
 
-func (m *Manager) adoptOne(ctx context.Context, st state, log *slog.Logger) error {
+// adoptOne adopts the sandbox st whose run directory is dir: named by its
+// ID, or, for one a create took from the warm pool, by its pool name.
+func (m *Manager) adoptOne(ctx context.Context, st state, dir layout.SandboxDir, log *slog.Logger) error {
 	if st.Driver != m.cfg.Driver.Name() {
 		return fmt.Errorf("recorded by driver %q, this agent runs %q", st.Driver, m.cfg.Driver.Name())
 	}
-	dir := m.cfg.Layout.Sandbox(st.ID)
 	sb := &sandbox{id: st.ID, dir: dir, log: log, st: st}
 	if st.Resuming {
 		// A resume was cut short: the guest may have run on and changed
@@ -140,8 +150,7 @@ func (m *Manager) adoptOne(ctx context.Context, st state, log *slog.Logger) erro
 // cleanupOrphan frees what a sandbox that could not be adopted still
 // holds: its VM process if one is alive, and its run directory. Its slot
 // is left to the sweep.
-func (m *Manager) cleanupOrphan(ctx context.Context, st state, log *slog.Logger) {
-	dir := m.cfg.Layout.Sandbox(st.ID)
+func (m *Manager) cleanupOrphan(ctx context.Context, st state, dir layout.SandboxDir, log *slog.Logger) {
 	if vm, err := m.cfg.Driver.Adopt(ctx, m.vmConfig(st, dir), st.PID); err == nil {
 		logErr(log, "stop orphaned vm", vm.Stop(ctx))
 	}

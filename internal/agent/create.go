@@ -57,6 +57,8 @@ type state struct {
 	// Paused: no VM runs; VMState holds the device state (and, without
 	// OwnMemory, the RAM) to resume from.
 	Paused bool `json:"paused,omitempty"`
+	// Pool: a warm pool member no create has claimed yet (pool.go).
+	Pool bool `json:"pool,omitempty"`
 	// Resuming: a resume began. Once the guest has run, memory and disk
 	// no longer match the snapshot, so an agent that finds this set after
 	// a crash cannot trust the paused state and gives the sandbox up.
@@ -119,8 +121,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (ne
 	st.Base, st.Kernel = base.Name, base.Kernel
 	st.OwnMemory, st.FromSnapshot = tmpl == "", tmpl != ""
 
-	dir := m.cfg.Layout.Sandbox(spec.ID)
-	sb := &sandbox{id: spec.ID, dir: dir, log: m.log.With(slog.String(attrSandboxID, spec.ID))}
+	sb := &sandbox{id: spec.ID, dir: m.cfg.Layout.Sandbox(spec.ID), log: m.log.With(slog.String(attrSandboxID, spec.ID))}
 	m.mu.Lock()
 	if _, exists := m.sandboxes[spec.ID]; exists {
 		m.mu.Unlock()
@@ -133,16 +134,34 @@ func (m *Manager) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (ne
 	defer sb.op.Unlock()
 	defer func() {
 		if err != nil {
-			bg := context.WithoutCancel(ctx)
-			if cerr := errors.Join(sb.release.run(bg), removeRunDir(dir)); cerr != nil {
-				sb.log.Error("undo failed create", slog.Any(attrError, cerr))
-			}
+			m.undoStart(ctx, sb)
 			m.mu.Lock()
 			delete(m.sandboxes, spec.ID)
 			m.mu.Unlock()
 		}
 	}()
 	start := time.Now()
+	if spec.TemplateTeamID == "" && tmpl != "" {
+		if net, ok := m.claim(ctx, sb, &st); ok {
+			sb.log.Info("sandbox started", slog.String("template", spec.Template), slog.Bool("restored", true),
+				slog.Bool("from_pool", true), slog.String("run_dir", sb.dir.Path()), slog.Int(attrPID, st.PID),
+				slog.Duration("took", time.Since(start)))
+			return net, nil
+		}
+	}
+	if net, err = m.start(ctx, sb, &st, tmpl, base); err != nil {
+		return net, err
+	}
+	sb.log.Info("sandbox started", slog.String("template", spec.Template), slog.Bool("restored", tmpl != ""),
+		slog.Int(attrPID, st.PID), slog.Duration("took", time.Since(start)))
+	return net, nil
+}
+
+// start makes sb's run directory and root disk and launches its VM:
+// restoring the template tmpl, or booting base if tmpl is "". On failure
+// the caller runs undoStart. Call with sb.op held.
+func (m *Manager) start(ctx context.Context, sb *sandbox, st *state, tmpl layout.TemplateDir, base Base) (net wrenn.SandboxNet, err error) {
+	dir := sb.dir
 	if err := os.MkdirAll(m.cfg.Layout.Sandboxes(), 0o700); err != nil {
 		return net, fmt.Errorf("create sandboxes dir: %w", err)
 	}
@@ -166,12 +185,16 @@ func (m *Manager) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (ne
 	if err != nil {
 		return net, err
 	}
-	if net, err = m.launch(ctx, sb, &st, incoming, false); err != nil {
-		return net, err
+	return m.launch(ctx, sb, st, incoming, false)
+}
+
+// undoStart frees what a failed start acquired and removes the run
+// directory it made.
+func (m *Manager) undoStart(ctx context.Context, sb *sandbox) {
+	bg := context.WithoutCancel(ctx)
+	if err := errors.Join(sb.release.run(bg), removeRunDir(sb.dir)); err != nil {
+		sb.log.Error("undo failed create", slog.Any(attrError, err))
 	}
-	sb.log.Info("sandbox started", slog.String("template", spec.Template), slog.Bool("restored", incoming != ""),
-		slog.Int(attrPID, st.PID), slog.Duration("took", time.Since(start)))
-	return net, nil
 }
 
 // launch starts the VM of sb as st describes, from the device state file

@@ -41,6 +41,9 @@ type Config struct {
 	Bases   []Base
 	Logger  *slog.Logger
 	Now     func() time.Time
+	// PoolSize is how many sandboxes the warm pool keeps ready per base
+	// (pool.go); 0 keeps none.
+	PoolSize int
 	// BootTimeout bounds how long a new VM may take until its guest agent
 	// answers; 0 means DefaultBootTimeout.
 	BootTimeout time.Duration
@@ -65,6 +68,7 @@ type Manager struct {
 	mu        sync.Mutex
 	sandboxes map[string]*sandbox
 	warmDirs  map[string]layout.TemplateDir // base name → its warm snapshot
+	pool      *pool
 }
 
 // sandbox is one sandbox this host holds: a running VM and what it uses,
@@ -102,7 +106,7 @@ func New(c Config) *Manager {
 		bases[b.Name] = b
 	}
 	return &Manager{cfg: c, log: c.Logger, bases: bases, sandboxes: make(map[string]*sandbox),
-		warmDirs: make(map[string]layout.TemplateDir)}
+		warmDirs: make(map[string]layout.TemplateDir), pool: newPool(c.PoolSize)}
 }
 
 // Info describes this host.

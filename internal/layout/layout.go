@@ -87,7 +87,8 @@ func (l Layout) Templates() string { return filepath.Join(l.Root, "templates") }
 // Sandboxes holds one directory per sandbox on this host.
 func (l Layout) Sandboxes() string { return filepath.Join(l.Root, "sandboxes") }
 
-// Sandbox is the run directory of sandbox id.
+// Sandbox is the run directory named id: a sandbox's ID, or, for a
+// sandbox that came from the agent's warm pool, the name it had there.
 func (l Layout) Sandbox(id string) SandboxDir {
 	return SandboxDir(filepath.Join(l.Sandboxes(), id))
 }

@@ -107,7 +107,7 @@ func benchTemplate(b *testing.B, s *server, key hdr) string {
 // template, then the first exec answering; destroy is not timed.
 func BenchmarkCreateFromTemplate(b *testing.B) {
 	s, key := benchServer(b)
-	benchCreateExec(b, s, key, map[string]any{"template": benchTemplate(b, s, key)})
+	benchCreateExec(b, s, key, map[string]any{"template": benchTemplate(b, s, key)}, nil)
 }
 
 // BenchmarkIdleSandboxes: the host memory 50 idle sandboxes from one

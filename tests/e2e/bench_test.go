@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,12 +19,16 @@ import (
 //
 // Each reports medians (p50) of its own samples besides Go's mean.
 
-func benchServer(b *testing.B) (*server, hdr) {
+func benchServer(b *testing.B, env ...string) (*server, hdr) {
 	b.Helper()
 	dataDir := shortTempDir(b)
 	images := requireVMs(b)
 	b.Cleanup(func() { killVMs(b, dataDir) })
-	s := startServer(b, dataDir, envImagesDir+"="+images, "WRENN_SOURCE_DIR="+repoRoot())
+	env = append([]string{envImagesDir + "=" + images, "WRENN_SOURCE_DIR=" + repoRoot()}, env...)
+	s := startServer(b, dataDir, env...)
+	if !slices.Contains(env, "WRENN_WARM_POOL=0") {
+		s.waitPoolReady(b, 1)
+	}
 	key := s.account(fmt.Sprintf("bench%d@example.com", time.Now().UnixNano()))
 	// Time the server, not the contract checks the tests make.
 	s.client = &http.Client{Timeout: 10 * time.Minute}
@@ -42,16 +47,32 @@ func reportQuantiles(b *testing.B, name string, samples []time.Duration) {
 	b.ReportMetric(q(0.9), name+"-p90-ms")
 }
 
-// BenchmarkCreateToFirstExec: POST /v1/sandboxes, then the first exec
-// answering; destroy is not timed.
+// BenchmarkCreateToFirstExec: POST /v1/sandboxes at the default sizes,
+// then the first exec answering; destroy is not timed.
+//
+// "pool": the create takes the sandbox the agent's warm pool has ready; the
+// benchmark waits, untimed, for the pool to refill between creates.
+// "restore": no warm pool (WRENN_WARM_POOL=0), so each create restores the
+// base's warm snapshot in a new VM, as creates do that come faster than the
+// pool refills.
 func BenchmarkCreateToFirstExec(b *testing.B) {
-	s, key := benchServer(b)
-	benchCreateExec(b, s, key, map[string]any{})
+	b.Run("pool", func(b *testing.B) {
+		s, key := benchServer(b)
+		made := 1
+		benchCreateExec(b, s, key, map[string]any{}, func() {
+			made++
+			s.waitPoolReady(b, made)
+		})
+	})
+	b.Run("restore", func(b *testing.B) {
+		s, key := benchServer(b, "WRENN_WARM_POOL=0")
+		benchCreateExec(b, s, key, map[string]any{}, nil)
+	})
 }
 
 // benchCreateExec times creating a sandbox as body asks and its first
-// exec answering; destroy is not timed.
-func benchCreateExec(b *testing.B, s *server, key hdr, body map[string]any) {
+// exec answering; destroy and then (if not nil) between are not timed.
+func benchCreateExec(b *testing.B, s *server, key hdr, body map[string]any, between func()) {
 	var samples []time.Duration
 	for b.Loop() {
 		start := time.Now()
@@ -62,6 +83,9 @@ func benchCreateExec(b *testing.B, s *server, key hdr, body map[string]any) {
 		samples = append(samples, time.Since(start))
 		b.StopTimer()
 		s.must(204, "DELETE", "/v1/sandboxes/"+sb.ID, key, nil, nil)
+		if between != nil {
+			between()
+		}
 		b.StartTimer()
 	}
 	reportQuantiles(b, "create-exec", samples)

@@ -12,18 +12,13 @@ import (
 )
 
 // qemuPID finds the QEMU process of sandbox id.
-func qemuPID(t testing.TB, id string) int {
+func qemuPID(t testing.TB, dataDir, id string) int {
 	t.Helper()
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err == nil && strings.Contains(string(b), "qemu-system") && strings.Contains(string(b), "wrenn-"+id+"\x00") {
-			pid, _ := strconv.Atoi(strings.Split(p, "/")[2])
-			return pid
-		}
+	pids := qemuPIDs(runDirOf(t, dataDir, id))
+	if len(pids) != 1 {
+		t.Fatalf("sandbox %s has QEMU processes %v, want one", id, pids)
 	}
-	t.Fatalf("no qemu process for %s", id)
-	return 0
+	return pids[0]
 }
 
 // TestFailures: a VM killed from outside turns its sandbox into error and
@@ -46,7 +41,8 @@ func TestFailures(t *testing.T) {
 	s.exec(key, survivor.ID, "sh -c 'echo kept > /root/state'")
 
 	// Kill the victim's VM behind everyone's back.
-	if err := syscall.Kill(qemuPID(t, victim.ID), syscall.SIGKILL); err != nil {
+	victimDir := runDirOf(t, dataDir, victim.ID)
+	if err := syscall.Kill(qemuPID(t, dataDir, victim.ID), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 15*time.Second, func() string {
@@ -55,7 +51,7 @@ func TestFailures(t *testing.T) {
 		if sb.Status != "error" {
 			return "victim is " + sb.Status
 		}
-		if _, err := os.Stat(filepath.Join(dataDir, "sandboxes", victim.ID)); !os.IsNotExist(err) {
+		if _, err := os.Stat(victimDir); !os.IsNotExist(err) {
 			return "victim's run dir is still there"
 		}
 		return ""
@@ -66,7 +62,7 @@ func TestFailures(t *testing.T) {
 	s.must(204, "DELETE", "/v1/sandboxes/"+victim.ID, key, nil, nil)
 
 	// Kill the agent: the survivor's VM keeps running; the API says 502.
-	pid := qemuPID(t, survivor.ID)
+	pid := qemuPID(t, dataDir, survivor.ID)
 	agent.kill()
 	if err := syscall.Kill(pid, 0); err != nil {
 		t.Fatalf("the survivor's VM died with the agent: %v", err)
@@ -78,7 +74,7 @@ func TestFailures(t *testing.T) {
 	if r := s.exec(key, survivor.ID, "cat /root/state"); r.Stdout != "kept\n" {
 		t.Fatalf("after the agent restart: %+v", r)
 	}
-	if got := qemuPID(t, survivor.ID); got != pid {
+	if got := qemuPID(t, dataDir, survivor.ID); got != pid {
 		t.Errorf("the survivor's VM was replaced: pid %d → %d", pid, got)
 	}
 

@@ -98,7 +98,7 @@ func TestPauseResume(t *testing.T) {
 			if code := <-cutOff; code != 409 {
 				t.Errorf("an exec that a pause cut off = %d, want 409", code)
 			}
-			if n := len(snapshotHost(t, dataDir).qemus); n != 0 {
+			if n := vmsOf(t, dataDir, sb.ID); n != 0 {
 				t.Fatalf("a paused sandbox still has %d VMs", n)
 			}
 			for _, path := range []string{"exec", "files/read", "pause"} {
@@ -306,7 +306,7 @@ func TestCreatesRestore(t *testing.T) {
 	s := startVMServer(t, dataDir)
 	key := s.account("warm@example.com")
 	booted := func(id string) bool {
-		b, err := os.ReadFile(filepath.Join(dataDir, "sandboxes", id, "console.log"))
+		b, err := os.ReadFile(filepath.Join(runDirOf(t, dataDir, id), "console.log"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -82,7 +84,25 @@ func startVMServer(t testing.TB, dataDir string, env ...string) *server {
 	// destroying its sandboxes must not leave them running. Registered
 	// first, this runs after the server has stopped.
 	t.Cleanup(func() { killVMs(t, dataDir) })
-	return startServer(t, dataDir, env...)
+	s := startServer(t, dataDir, env...)
+	if !slices.Contains(env, "WRENN_WARM_POOL=0") {
+		s.waitPoolReady(t, 1)
+	}
+	return s
+}
+
+// waitPoolReady waits until the agent's warm pool has made n sandboxes
+// ready since the server started, so that what a test measures or
+// compares starts from a settled host.
+func (s *server) waitPoolReady(t testing.TB, n int) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for strings.Count(s.logs.String(), "warm pool: sandbox ready") < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the warm pool had not made %d sandboxes ready within 2 minutes\n%s", n, s.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // killVMs kills every QEMU process of the installation at dataDir.
@@ -142,17 +162,29 @@ type hostState struct {
 	netns   []string
 	links   []string
 	runDirs []string
+	// Of the above, those whose run directory has the warm pool's name:
+	// ready members, or sandboxes a create took from the pool.
+	poolQemus, poolDirs int
 }
+
+// poolPrefix starts the names of run directories born in the warm pool.
+const poolPrefix = "pool-"
 
 func snapshotHost(t testing.TB, dataDir string) hostState {
 	t.Helper()
 	var st hostState
+	poolDir := []byte(filepath.Join(dataDir, "sandboxes", poolPrefix))
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
-		if err == nil && bytes.Contains(b, []byte("qemu-system")) && bytes.Contains(b, []byte(dataDir)) {
-			st.qemus = append(st.qemus, strings.ReplaceAll(string(b), "\x00", " "))
+		if err != nil || !bytes.Contains(b, []byte("qemu-system")) || !bytes.Contains(b, []byte(dataDir)) {
+			continue
 		}
+		if bytes.Contains(b, poolDir) {
+			st.poolQemus++
+			continue
+		}
+		st.qemus = append(st.qemus, strings.ReplaceAll(string(b), "\x00", " "))
 	}
 	ns, _ := os.ReadDir("/run/netns")
 	for _, e := range ns {
@@ -169,6 +201,10 @@ func snapshotHost(t testing.TB, dataDir string) hostState {
 	}
 	runs, _ := os.ReadDir(filepath.Join(dataDir, "sandboxes"))
 	for _, e := range runs {
+		if strings.HasPrefix(e.Name(), poolPrefix) {
+			st.poolDirs++
+			continue
+		}
 		st.runDirs = append(st.runDirs, e.Name())
 	}
 	sort.Strings(st.links)
@@ -176,6 +212,9 @@ func snapshotHost(t testing.TB, dataDir string) hostState {
 }
 
 // diff describes how after differs from before, or "" if it does not.
+// Run it when every sandbox the test made is gone: what the warm pool
+// holds then must be its ready members alone, each a VM with its run
+// directory, no more than the pool's size.
 func (before hostState) diff(after hostState) string {
 	var b strings.Builder
 	cmp := func(what string, x, y []string) {
@@ -185,17 +224,65 @@ func (before hostState) diff(after hostState) string {
 	}
 	// The agent keeps a pool of ready network slots that it refills with
 	// whatever indexes are free, so namespaces and links are compared by
-	// count; processes and run directories must match exactly.
-	count := func(what string, x, y []string) {
-		if len(x) != len(y) {
-			fmt.Fprintf(&b, "%s: %d before %q, %d after %q\n", what, len(x), x, len(y), y)
+	// count; processes and run directories must match exactly. A network
+	// slot of each warm pool member is counted as the agent's own pool.
+	count := func(what string, x, y []string, plus int) {
+		if len(x)+plus != len(y) {
+			fmt.Fprintf(&b, "%s: %d before %q, %d after %q (warm pool %d → %d)\n", what, len(x), x, len(y), y,
+				before.poolQemus, after.poolQemus)
 		}
 	}
+	pool := after.poolQemus - before.poolQemus
 	cmp("qemu processes", before.qemus, after.qemus)
-	count("network namespaces", before.netns, after.netns)
-	count("links", before.links, after.links)
+	count("network namespaces", before.netns, after.netns, pool)
+	count("links", before.links, after.links, pool)
 	cmp("sandbox run dirs", before.runDirs, after.runDirs)
+	if after.poolQemus != after.poolDirs || after.poolQemus > warmPoolSize {
+		fmt.Fprintf(&b, "warm pool: %d VMs and %d run dirs, want the same number, at most %d\n",
+			after.poolQemus, after.poolDirs, warmPoolSize)
+	}
 	return b.String()
+}
+
+// warmPoolSize is the agent's default warm pool size, which the tests use.
+const warmPoolSize = 1
+
+// runDirOf finds the run directory of sandbox id by the record in it: a
+// sandbox a create took from the warm pool keeps its pool name.
+func runDirOf(t testing.TB, dataDir, id string) string {
+	t.Helper()
+	records, _ := filepath.Glob(filepath.Join(dataDir, "sandboxes", "*", "state.json"))
+	for _, r := range records {
+		var st struct {
+			ID string `json:"id"`
+		}
+		if b, err := os.ReadFile(r); err == nil && json.Unmarshal(b, &st) == nil && st.ID == id {
+			return filepath.Dir(r)
+		}
+	}
+	t.Fatalf("no run directory records sandbox %s", id)
+	return ""
+}
+
+// qemuPIDs lists the QEMU processes of the sandbox whose run directory is
+// dir.
+func qemuPIDs(dir string) []int {
+	var pids []int
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && bytes.Contains(b, []byte("qemu-system")) && bytes.Contains(b, []byte(dir+"/")) {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// vmsOf counts the QEMU processes of sandbox id.
+func vmsOf(t testing.TB, dataDir, id string) int {
+	t.Helper()
+	return len(qemuPIDs(runDirOf(t, dataDir, id)))
 }
 
 // eventually polls f until it returns "" or the timeout passes.

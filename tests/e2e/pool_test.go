@@ -1,0 +1,109 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestWarmPool: a create at the default sizes takes the sandbox the agent's
+// warm pool has ready and gives it an identity of its own; the pool
+// refills; a new agent ends the member a killed one left and adopts the
+// claimed sandboxes; a stopped agent ends its member.
+func TestWarmPool(t *testing.T) {
+	dataDir := shortTempDir(t)
+	requireVMs(t)
+	t.Cleanup(func() { killVMs(t, dataDir) })
+	sock := "unix:" + filepath.Join(dataDir, "ag.sock")
+	agent := startAgent(t, dataDir, sock, "pool-token")
+	srvData := shortTempDir(t)
+	s := startServer(t, srvData, "WRENN_AGENT_ADDR="+sock, "WRENN_AGENT_TOKEN=pool-token")
+	key := s.account("pool@example.com")
+
+	// ready waits until agent a has made n pool members ready, and
+	// returns the run directory of the unclaimed one.
+	ready := func(a *agentProc, n int) string {
+		t.Helper()
+		var dir string
+		eventually(t, 2*time.Minute, func() string {
+			if got := strings.Count(a.logs.String(), "warm pool: sandbox ready"); got < n {
+				return "pool members ready: " + strconv.Itoa(got)
+			}
+			dirs := unclaimed(t, dataDir)
+			if len(dirs) != 1 {
+				return "unclaimed pool members: " + strings.Join(dirs, " ")
+			}
+			dir = dirs[0]
+			return ""
+		})
+		return dir
+	}
+	identity := func(id string) {
+		t.Helper()
+		r := s.exec(key, id, "sh -c 'hostname; date +%s'")
+		f := strings.Fields(r.Stdout)
+		if len(f) != 2 || f[0] != id {
+			t.Fatalf("sandbox %s: hostname and clock: %+v", id, r)
+		}
+		if secs, _ := strconv.ParseInt(f[1], 10, 64); time.Since(time.Unix(secs, 0)).Abs() > 5*time.Second {
+			t.Errorf("sandbox %s: guest clock %s, host %s", id, time.Unix(secs, 0), time.Now())
+		}
+	}
+
+	member := ready(agent, 1)
+	a := s.create(key, map[string]any{})
+	if got := runDirOf(t, dataDir, a.ID); got != member {
+		t.Fatalf("the create did not take the ready sandbox %s: runs in %s", member, got)
+	}
+	identity(a.ID)
+	member = ready(agent, 2) // refilled
+	b := s.create(key, map[string]any{})
+	if got := runDirOf(t, dataDir, b.ID); got != member {
+		t.Fatalf("the second create did not take the refilled sandbox %s: runs in %s", member, got)
+	}
+	identity(b.ID)
+	if a.GuestIP == "" || a.HostIP == b.HostIP {
+		t.Errorf("two claimed sandboxes share a network slot: %+v %+v", a, b)
+	}
+
+	// A crash leaves the ready member; the next agent ends it, keeps the
+	// claimed sandboxes, and makes a member of its own.
+	left := ready(agent, 3)
+	agent.kill()
+	agent = startAgent(t, dataDir, sock, "pool-token")
+	if _, err := os.Stat(left); !os.IsNotExist(err) {
+		t.Errorf("the killed agent's pool member %s was not removed: %v", left, err)
+	}
+	if pids := qemuPIDs(left); len(pids) != 0 {
+		t.Errorf("the killed agent's pool member still runs: %v", pids)
+	}
+	if fresh := ready(agent, 1); fresh == left {
+		t.Errorf("the new agent kept the old pool member")
+	}
+	identity(a.ID)
+	identity(b.ID)
+
+	s.must(204, "DELETE", "/v1/sandboxes/"+a.ID, key, nil, nil)
+	s.must(204, "DELETE", "/v1/sandboxes/"+b.ID, key, nil, nil)
+	agent.stop()
+	if st := snapshotHost(t, dataDir); st.poolQemus != 0 || st.poolDirs != 0 || len(st.qemus) != 0 {
+		t.Errorf("a stopped agent left %d pool VMs, %d pool run dirs and VMs %q", st.poolQemus, st.poolDirs, st.qemus)
+	}
+}
+
+// unclaimed lists the run directories of warm pool members no create has
+// taken.
+func unclaimed(t testing.TB, dataDir string) []string {
+	t.Helper()
+	records, _ := filepath.Glob(filepath.Join(dataDir, "sandboxes", poolPrefix+"*", "state.json"))
+	var dirs []string
+	for _, r := range records {
+		if b, err := os.ReadFile(r); err == nil && strings.Contains(string(b), `"pool":true`) {
+			dirs = append(dirs, filepath.Dir(r))
+		}
+	}
+	return dirs
+}
