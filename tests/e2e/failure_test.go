@@ -107,6 +107,7 @@ func TestLeaks(t *testing.T) {
 	// before the baseline.
 	warm := s.create(key, map[string]any{})
 	s.must(204, "DELETE", "/v1/sandboxes/"+warm.ID, key, nil, nil)
+	s.waitPoolReady(t, 2) // the create took the pool's sandbox: refilled
 	fds := func() []string {
 		dir := fmt.Sprintf("/proc/%d/fd", s.cmd.Process.Pid)
 		ents, err := os.ReadDir(dir)
