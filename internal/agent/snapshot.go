@@ -62,10 +62,13 @@ func (m *Manager) PauseSandbox(ctx context.Context, id string) error {
 	}
 	defer sb.op.Unlock()
 	start := time.Now()
-	if err := m.freeze(ctx, sb, vm, sb.dir.VMState()); err != nil {
+	// RAM a private mapping holds is split into a memory file of the
+	// sandbox's own, which the resume then maps lazily.
+	if err := m.freeze(ctx, sb, vm, sb.dir.VMState(), sb.dir.Memory()); err != nil {
 		return fmt.Errorf("pause: %w", err)
 	}
-	st.Paused, st.PID, st.Slot = true, 0, 0
+	wasOwn := st.OwnMemory
+	st.Paused, st.PID, st.Slot, st.OwnMemory = true, 0, 0, true
 	if err := writeState(sb.dir, st); err != nil {
 		// The guest is stopped and cannot be recorded as paused: end it.
 		m.kill(sb)
@@ -76,6 +79,9 @@ func (m *Manager) PauseSandbox(ctx context.Context, id string) error {
 	sb.mu.Unlock()
 	if err := sb.release.run(context.WithoutCancel(ctx)); err != nil {
 		sb.log.Error("free resources of paused sandbox", slog.Any(attrError, err))
+	}
+	if !wasOwn {
+		logErr(sb.log, "drop template memory link", os.Remove(sb.dir.TemplateMemory()))
 	}
 	sb.log.Info("sandbox paused", slog.Duration("took", time.Since(start)))
 	return nil
@@ -97,12 +103,13 @@ func (m *Manager) lockRunning(id string) (*sandbox, vmm.VM, state, error) {
 	return sb, vm, st, nil
 }
 
-// freeze ends the guest agent's session and snapshots the VM into path:
+// freeze ends the guest agent's session and snapshots the VM into path
+// and, for RAM that is not the sandbox's own shared file, memory:
 // restored, the guest waits for a new host's hello rather than finding out
 // that its old session is gone. If the snapshot fails the guest runs on
 // with a new session (or, if even that fails, the sandbox ends). Call with
 // sb.op held.
-func (m *Manager) freeze(ctx context.Context, sb *sandbox, vm vmm.VM, path string) error {
+func (m *Manager) freeze(ctx context.Context, sb *sandbox, vm vmm.VM, path, memory string) error {
 	sb.mu.Lock()
 	client := sb.envd
 	sb.mu.Unlock()
@@ -113,9 +120,18 @@ func (m *Manager) freeze(ctx context.Context, sb *sandbox, vm vmm.VM, path strin
 		}
 		cancel()
 	}
-	err := vm.Snapshot(ctx, path)
+	sb.mu.Lock()
+	own := sb.st.OwnMemory
+	sb.mu.Unlock()
+	if own {
+		memory = "" // the RAM is that file already
+	}
+	err := vm.Snapshot(ctx, path, memory)
 	if err == nil {
 		return nil
+	}
+	if memory != "" {
+		os.Remove(memory)
 	}
 	c, cerr := m.connectGuest(context.WithoutCancel(ctx), sb.dir, vm)
 	if cerr != nil {
@@ -235,7 +251,7 @@ func (m *Manager) snapshotTo(ctx context.Context, id string, final layout.Templa
 		}
 	}()
 	t0 := time.Now()
-	if err := m.freeze(ctx, sb, vm, dst.VMState()); err != nil {
+	if err := m.freeze(ctx, sb, vm, dst.VMState(), dst.Memory()); err != nil {
 		return st, fmt.Errorf("snapshot: %w", err)
 	}
 	t1 := time.Now()
@@ -249,12 +265,9 @@ func (m *Manager) snapshotTo(ctx context.Context, id string, final layout.Templa
 		return st, fmt.Errorf("snapshot: stop sandbox: %w", err)
 	}
 	if st.OwnMemory {
-		err = os.Rename(sb.dir.Memory(), dst.Memory())
-	} else {
-		err = m.ownMemory(bg, st, sb.dir, dst)
-	}
-	if err != nil {
-		return st, fmt.Errorf("snapshot: memory: %w", err)
+		if err := os.Rename(sb.dir.Memory(), dst.Memory()); err != nil {
+			return st, fmt.Errorf("snapshot: memory: %w", err)
+		}
 	}
 	t2 := time.Now()
 	base, ok := m.bases[st.Base]
@@ -291,41 +304,6 @@ func (m *Manager) consume(sb *sandbox) {
 	m.mu.Lock()
 	delete(m.sandboxes, sb.id)
 	m.mu.Unlock()
-}
-
-// ownMemory turns the snapshot in dst, whose device state holds the RAM
-// of a sandbox that mapped its template's memory privately, into one
-// whose RAM is the file dst.Memory(): it loads the state into a stopped VM
-// backed by that file and snapshots it again.
-func (m *Manager) ownMemory(ctx context.Context, st state, dir layout.SandboxDir, dst layout.TemplateDir) error {
-	// The devices must be the snapshot's, a network interface with a tap
-	// behind it included, though this VM never runs.
-	slot, err := m.cfg.Network.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("acquire network slot: %w", err)
-	}
-	defer func() { logErr(m.log, "release network slot", m.cfg.Network.Release(context.WithoutCancel(ctx), slot)) }()
-	tap, err := slot.OpenTap()
-	if err != nil {
-		return fmt.Errorf("open tap: %w", err)
-	}
-	defer tap.Close()
-	c := m.vmConfig(st, dir)
-	c.Tap = tap
-	c.MemoryFile, c.MemoryShared = dst.Memory(), true
-	c.Incoming, c.IncomingHasRAM, c.Paused = dst.VMState(), true, true
-	vm, err := m.cfg.Driver.Start(ctx, c)
-	if err != nil {
-		return err
-	}
-	defer vm.Stop(ctx)
-	if err := vm.Snapshot(ctx, dst.VMState()+".own"); err != nil {
-		return err
-	}
-	if err := vm.Stop(ctx); err != nil {
-		return err
-	}
-	return os.Rename(dst.VMState()+".own", dst.VMState())
 }
 
 // replaceDir moves dir to path, replacing what is there. Sandboxes made

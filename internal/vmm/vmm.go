@@ -75,8 +75,12 @@ type VM interface {
 	// Stop ends the VM (forcefully if it must) and waits for the VMM to
 	// exit. Stopping a VM that has exited is not an error.
 	Stop(ctx context.Context) error
-	// Snapshot stops the guest and writes its device state to path, with
-	// the RAM that is not in a shared MemoryFile. The VM stays stopped
-	// (Stop ends it); if Snapshot fails, the guest runs on.
-	Snapshot(ctx context.Context, path string) error
+	// Snapshot stops the guest and writes its device state to path. RAM
+	// in a shared MemoryFile is left there; RAM that is not (a private
+	// mapping, or anonymous memory) goes to the new sparse file memory if
+	// that is not "", else into path. Either way a snapshot whose path
+	// holds no RAM restores with that memory file as a shared MemoryFile.
+	// The VM stays stopped (Stop ends it); if Snapshot fails, the guest
+	// runs on.
+	Snapshot(ctx context.Context, path, memory string) error
 }

@@ -127,7 +127,8 @@ func (d *Driver) Start(ctx context.Context, c vmm.Config) (vmm.VM, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start qemu: %w", err)
 	}
-	vm := &vm{pid: cmd.Process.Pid, qmpPath: qmpSocket(c), memShared: c.MemoryFile != "" && c.MemoryShared, done: make(chan struct{})}
+	vm := &vm{pid: cmd.Process.Pid, qmpPath: qmpSocket(c), memFile: c.MemoryFile != "", memShared: c.MemoryFile != "" && c.MemoryShared,
+		done: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		close(vm.done)
@@ -160,7 +161,8 @@ func (d *Driver) Adopt(ctx context.Context, c vmm.Config, pid int) (vmm.VM, erro
 	if err != nil {
 		return nil, fmt.Errorf("adopt vm %s: pidfd: %w", c.ID, err)
 	}
-	vm := &vm{pid: pid, qmpPath: qmpSocket(c), memShared: c.MemoryFile != "" && c.MemoryShared, done: make(chan struct{})}
+	vm := &vm{pid: pid, qmpPath: qmpSocket(c), memFile: c.MemoryFile != "", memShared: c.MemoryFile != "" && c.MemoryShared,
+		done: make(chan struct{})}
 	go func() {
 		defer unix.Close(pidfd)
 		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
@@ -267,6 +269,7 @@ func logTail(runDir string) string {
 type vm struct {
 	pid       int
 	qmpPath   string
+	memFile   bool // RAM is the memory backend "mem", a file
 	memShared bool // RAM is a shared file, left out of snapshots
 	done      chan struct{}
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Snapshots are QEMU migrations to a file (DESIGN.md): with the capability
@@ -34,9 +37,10 @@ func migrationSetup(ctx context.Context, q *qmp, ignoreShared bool) error {
 }
 
 // Snapshot implements vmm.VM.
-func (v *vm) Snapshot(ctx context.Context, path string) (err error) {
+func (v *vm) Snapshot(ctx context.Context, path, memory string) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
 	defer cancel()
+	split := v.memFile && !v.memShared && memory != ""
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("snapshot: %w", err)
@@ -47,7 +51,9 @@ func (v *vm) Snapshot(ctx context.Context, path string) (err error) {
 		return fmt.Errorf("snapshot: %w", err)
 	}
 	defer q.Close()
-	if err := migrationSetup(ctx, q, v.memShared); err != nil {
+	// Under x-ignore-shared a split stream lists each block's address, as
+	// the restore, which ignores the then shared block, expects.
+	if err := migrationSetup(ctx, q, v.memShared || split); err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
 	if err := q.Execute(ctx, "stop", nil, nil); err != nil {
@@ -60,19 +66,66 @@ func (v *vm) Snapshot(ctx context.Context, path string) (err error) {
 			}
 		}
 	}()
-	if err := q.ExecuteFD(ctx, "getfd", map[string]any{"fdname": "snapshot"}, f); err != nil {
+	target, splitDone := f, (<-chan error)(nil)
+	if split {
+		var w *os.File
+		if w, splitDone, err = startSplit(f, memory); err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
+		defer w.Close()
+		target = w
+	}
+	if err := q.ExecuteFD(ctx, "getfd", map[string]any{"fdname": "snapshot"}, target); err != nil {
 		return fmt.Errorf("snapshot: pass file: %w", err)
 	}
-	if err := q.Execute(ctx, "migrate", map[string]any{"uri": "fd:snapshot"}, nil); err != nil {
-		return fmt.Errorf("snapshot: %w", err)
+	if split {
+		target.Close() // QEMU's copy is the writer now: its close ends the stream
 	}
-	if err := waitMigration(ctx, q, v.done); err != nil {
+	err = q.Execute(ctx, "migrate", map[string]any{"uri": "fd:snapshot"}, nil)
+	if err == nil {
+		err = waitMigration(ctx, q, v.done)
+	}
+	if split {
+		if err != nil {
+			_ = q.Execute(context.WithoutCancel(ctx), "migrate_cancel", nil, nil)
+		}
+		err = errors.Join(err, <-splitDone)
+	}
+	if err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
 	return f.Close()
+}
+
+// startSplit creates the memory file and a pipe whose reader splits the
+// stream written to it between state and memory (split.go). It returns
+// the pipe's writer and where the split's result arrives.
+func startSplit(state *os.File, memory string) (*os.File, <-chan error, error) {
+	mem, err := os.OpenFile(memory, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		mem.Close()
+		return nil, nil, err
+	}
+	// Fewer, larger writes by QEMU; a failure leaves the default size.
+	_, _ = unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 1<<20)
+	done := make(chan error, 1)
+	go func() {
+		err := splitStream(r, state, mem, memoryBlock, true)
+		if err != nil {
+			// Drain, so that QEMU is not left blocked on a full pipe.
+			_, _ = io.Copy(io.Discard, r)
+		}
+		r.Close()
+		done <- errors.Join(err, mem.Close())
+	}()
+	return w, done, nil
 }
 
 // waitMigration polls an outgoing migration until it completes.

@@ -133,7 +133,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) vmm.Driver, f Fixture) {
 		run(t, g, "echo "+token+" > /run/token") // tmpfs: only in RAM
 		g.Close()
 		state := filepath.Join(c.RunDir, "state")
-		if err := vm.Snapshot(context.Background(), state); err != nil {
+		if err := vm.Snapshot(context.Background(), state, ""); err != nil {
 			t.Fatalf("snapshot: %v", err)
 		}
 		if err := vm.Stop(context.Background()); err != nil {
@@ -166,23 +166,63 @@ func Run(t *testing.T, newDriver func(t *testing.T) vmm.Driver, f Fixture) {
 		if out := run(t, clones[1], "cat /run/token"); strings.TrimSpace(out) != token {
 			t.Errorf("a clone saw another's write: %q", out)
 		}
-		// A clone's snapshot holds its RAM; restored into a shared file
-		// of its own, it is the clone as it was.
-		clones[0].Close()
-		cc := cloneConfigs[0]
-		state2 := filepath.Join(cc.RunDir, "state")
-		if err := cloneVMs[0].Snapshot(context.Background(), state2); err != nil {
-			t.Fatalf("snapshot a clone: %v", err)
+		// A clone's snapshot split: its RAM goes to a memory file of its
+		// own, which a restore maps shared, lazily, as for any template.
+		run(t, clones[1], "echo split > /run/token")
+		for i, memory := range []string{"", "split-mem"} {
+			clones[i].Close()
+			cc := cloneConfigs[i]
+			state := filepath.Join(cc.RunDir, "state")
+			if memory != "" {
+				memory = filepath.Join(cc.RunDir, memory)
+			}
+			if err := cloneVMs[i].Snapshot(context.Background(), state, memory); err != nil {
+				t.Fatalf("snapshot clone %d: %v", i, err)
+			}
+			if err := cloneVMs[i].Stop(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			want := "changed"
+			if memory == "" {
+				// The stream holds the RAM: loaded into a shared file.
+				cc.MemoryFile, cc.MemoryShared = filepath.Join(cc.RunDir, "own-mem"), true
+				cc.Incoming, cc.IncomingHasRAM = state, true
+			} else {
+				if fi, err := os.Stat(state); err != nil || fi.Size() > 1<<20 {
+					t.Fatalf("split device state should be small: %v, %v", fi, err)
+				}
+				cc.MemoryFile, cc.MemoryShared, cc.Incoming = memory, true, state
+				want = "split"
+			}
+			g := guest(t, cc, mustStart(t, newDriver(t), cc))
+			if out := run(t, g, "cat /run/token"); strings.TrimSpace(out) != want {
+				t.Errorf("clone %d restored: token %q, want %q", i, out, want)
+			}
+			g.Close()
 		}
-		if err := cloneVMs[0].Stop(context.Background()); err != nil {
+	})
+	t.Run("FailedSplitSnapshotLeavesGuestRunning", func(t *testing.T) {
+		c := config(t, f)
+		c.MemoryFile, c.MemoryShared = filepath.Join(c.RunDir, "mem"), true
+		vm := mustStart(t, newDriver(t), c)
+		g := guest(t, c, vm)
+		g.Close()
+		state := filepath.Join(c.RunDir, "state")
+		if err := vm.Snapshot(context.Background(), state, ""); err != nil {
 			t.Fatal(err)
 		}
-		cc.MemoryFile, cc.MemoryShared = filepath.Join(cc.RunDir, "own-mem"), true
-		cc.Incoming, cc.IncomingHasRAM = state2, true
-		g = guest(t, cc, mustStart(t, newDriver(t), cc))
-		if out := run(t, g, "cat /run/token"); strings.TrimSpace(out) != "changed" {
-			t.Errorf("clone restored into its own memory: token %q, want changed", out)
+		_ = vm.Stop(context.Background())
+		cc := config(t, f)
+		if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", c.RootDisk, cc.RootDisk).CombinedOutput(); err != nil {
+			t.Fatalf("clone overlay: %v %s", err, out)
 		}
+		cc.MemoryFile, cc.MemoryShared, cc.Incoming = c.MemoryFile, false, state
+		clone := mustStart(t, newDriver(t), cc)
+		// The stream cannot be written: the split fails, the guest runs on.
+		if err := clone.Snapshot(context.Background(), "/dev/full", filepath.Join(cc.RunDir, "mem")); err == nil {
+			t.Fatal("split snapshot into /dev/full succeeded")
+		}
+		run(t, guest(t, cc, clone), "true")
 	})
 	t.Run("AdoptRunsGuestASnapshotStopped", func(t *testing.T) {
 		c := config(t, f)
@@ -191,7 +231,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) vmm.Driver, f Fixture) {
 		g := guest(t, c, vm)
 		run(t, g, "true")
 		g.Close()
-		if err := vm.Snapshot(context.Background(), filepath.Join(c.RunDir, "state")); err != nil {
+		if err := vm.Snapshot(context.Background(), filepath.Join(c.RunDir, "state"), ""); err != nil {
 			t.Fatal(err)
 		}
 		// The agent dies here; a new one adopts the stopped VM.
@@ -207,7 +247,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) vmm.Driver, f Fixture) {
 		vm := mustStart(t, newDriver(t), c)
 		g := guest(t, c, vm)
 		// Writes to /dev/full fail: the migration starts, then fails.
-		if err := vm.Snapshot(context.Background(), "/dev/full"); err == nil {
+		if err := vm.Snapshot(context.Background(), "/dev/full", ""); err == nil {
 			t.Fatal("snapshot into /dev/full succeeded")
 		}
 		run(t, g, "true")
