@@ -141,8 +141,17 @@ func (m *Manager) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (ne
 		}
 	}()
 	start := time.Now()
-	if spec.TemplateTeamID == "" && tmpl != "" {
-		if net, ok := m.claim(ctx, sb, &st); ok {
+	if tmpl != "" {
+		// Whether this create takes a pool member or not, the pool keeps
+		// one ready for the next: of a base always, of a snapshot template
+		// once it is used.
+		key := poolKey{team: spec.TemplateTeamID, name: spec.Template}
+		defer func() {
+			if err == nil {
+				m.refill(key)
+			}
+		}()
+		if net, ok := m.claim(ctx, sb, &st, key, tmpl); ok {
 			sb.log.Info("sandbox started", slog.String("template", spec.Template), slog.Bool("restored", true),
 				slog.Bool("from_pool", true), slog.String("run_dir", sb.dir.Path()), slog.Int(attrPID, st.PID),
 				slog.Duration("took", time.Since(start)))

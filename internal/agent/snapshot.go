@@ -221,6 +221,7 @@ func (m *Manager) CreateSnapshot(ctx context.Context, sandboxID string, t *wrenn
 	if err != nil {
 		return err
 	}
+	m.dropPool(t.TeamID, t.Name) // members of a template it replaced
 	vcpus, mem := st.VCPUs, st.MemoryMB
 	t.VCPUs, t.MemoryMB, t.SizeBytes = &vcpus, &mem, allocated(final.Path())
 	m.log.Info("snapshot template created", slog.String(attrSandboxID, sandboxID), slog.String("template", t.Name),
@@ -351,6 +352,7 @@ func (m *Manager) DeleteSnapshot(ctx context.Context, teamID, name string) error
 	if !validTeamID(teamID) {
 		return wrenn.Errorf(wrenn.EInvalid, "invalid team id")
 	}
+	m.dropPool(teamID, name)
 	path := m.cfg.Layout.Template(teamID, name).Path()
 	// Rename first so a half-removed template is never taken for one.
 	gone := filepath.Join(filepath.Dir(path), "."+name+".deleted-"+rand.Text())

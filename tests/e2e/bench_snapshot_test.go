@@ -104,10 +104,26 @@ func benchTemplate(b *testing.B, s *server, key hdr) string {
 }
 
 // BenchmarkCreateFromTemplate: POST /v1/sandboxes from a snapshot
-// template, then the first exec answering; destroy is not timed.
+// template, then the first exec answering; destroy is not timed. "pool":
+// the create takes the sandbox the warm pool keeps of a template in use
+// (the benchmark waits, untimed, for it to refill); "restore": no pool.
 func BenchmarkCreateFromTemplate(b *testing.B) {
-	s, key := benchServer(b)
-	benchCreateExec(b, s, key, map[string]any{"template": benchTemplate(b, s, key)}, nil)
+	b.Run("pool", func(b *testing.B) {
+		s, key := benchServer(b)
+		name := benchTemplate(b, s, key)
+		first := s.create(key, map[string]any{"template": name}) // a restore; it starts the pool
+		s.must(204, "DELETE", "/v1/sandboxes/"+first.ID, key, nil, nil)
+		made := 1
+		s.waitPoolReadyFor(b, name, made)
+		benchCreateExec(b, s, key, map[string]any{"template": name}, func() {
+			made++
+			s.waitPoolReadyFor(b, name, made)
+		})
+	})
+	b.Run("restore", func(b *testing.B) {
+		s, key := benchServer(b, "WRENN_WARM_POOL=0")
+		benchCreateExec(b, s, key, map[string]any{"template": benchTemplate(b, s, key)}, nil)
+	})
 }
 
 // BenchmarkIdleSandboxes: the host memory 50 idle sandboxes from one

@@ -29,7 +29,7 @@ func TestWarmPool(t *testing.T) {
 		t.Helper()
 		var dir string
 		eventually(t, 2*time.Minute, func() string {
-			if got := strings.Count(a.logs.String(), "warm pool: sandbox ready"); got < n {
+			if got := poolReady(a.logs.String(), "minimal"); got < n {
 				return "pool members ready: " + strconv.Itoa(got)
 			}
 			dirs := unclaimed(t, dataDir)

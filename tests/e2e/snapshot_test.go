@@ -183,8 +183,14 @@ func TestSnapshotTemplates(t *testing.T) {
 
 	// Two sandboxes from it: each has the process, with the count it had,
 	// and goes on counting on its own.
+	// The first create from it restores it; the agent then keeps one
+	// restored, which the second create takes.
 	a := s.create(key, map[string]any{"template": "prepared"})
+	s.waitPoolReadyFor(t, "prepared", 1)
 	b := s.create(key, map[string]any{"template": "prepared", "vcpus": 1, "memory_mb": 512})
+	if dir := filepath.Base(runDirOf(t, dataDir, b.ID)); !strings.HasPrefix(dir, poolPrefix) {
+		t.Errorf("the second create from a template did not take the pool's sandbox: runs in %s", dir)
+	}
 	for _, id := range []string{a.ID, b.ID} {
 		gotPID, n, gotRest := guestState(t, s, key, id)
 		if gotPID != pid || n != 2 || gotRest != rest {
@@ -215,6 +221,9 @@ func TestSnapshotTemplates(t *testing.T) {
 			t.Errorf("name %q = %d, want 400", bad, code)
 		}
 	}
+	// The pool has a sandbox of the template about to be replaced: a
+	// create must not get it.
+	s.waitPoolReadyFor(t, "prepared", 2)
 	s.must(201, "POST", "/v1/snapshots?overwrite=true", key, map[string]any{"sandbox_id": c.ID, "name": "prepared"}, &tmpl)
 	d := s.create(key, map[string]any{"template": "prepared"})
 	if r := s.exec(key, d.ID, "cat /root/file"); r.Stdout != "second\n" {

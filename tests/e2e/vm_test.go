@@ -91,18 +91,36 @@ func startVMServer(t testing.TB, dataDir string, env ...string) *server {
 	return s
 }
 
-// waitPoolReady waits until the agent's warm pool has made n sandboxes
-// ready since the server started, so that what a test measures or
-// compares starts from a settled host.
+// waitPoolReady waits until the agent's warm pool has made n sandboxes of
+// the base "minimal" ready since the server started, so that what a test
+// measures or compares starts from a settled host.
 func (s *server) waitPoolReady(t testing.TB, n int) {
 	t.Helper()
+	s.waitPoolReadyFor(t, "minimal", n)
+}
+
+// waitPoolReadyFor is waitPoolReady for the template named template.
+func (s *server) waitPoolReadyFor(t testing.TB, template string, n int) {
+	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
-	for strings.Count(s.logs.String(), "warm pool: sandbox ready") < n {
+	for poolReady(s.logs.String(), template) < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("the warm pool had not made %d sandboxes ready within 2 minutes\n%s", n, s.logs)
+			t.Fatalf("the warm pool had not made %d sandboxes of %s ready within 2 minutes\n%s", n, template, s.logs)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// poolReady counts the warm pool's sandboxes of template made ready in an
+// agent's log.
+func poolReady(logs, template string) int {
+	n := 0
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, "warm pool: sandbox ready") && strings.Contains(l, " template="+template+" ") {
+			n++
+		}
+	}
+	return n
 }
 
 // killVMs kills every QEMU process of the installation at dataDir.
