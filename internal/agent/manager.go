@@ -69,6 +69,7 @@ type Manager struct {
 	sandboxes map[string]*sandbox
 	warmDirs  map[string]layout.TemplateDir // base name → its warm snapshot
 	pool      *pool
+	flushes   sync.WaitGroup // persist in flight
 }
 
 // sandbox is one sandbox this host holds: a running VM and what it uses,
@@ -107,6 +108,13 @@ func New(c Config) *Manager {
 	}
 	return &Manager{cfg: c, log: c.Logger, bases: bases, sandboxes: make(map[string]*sandbox),
 		warmDirs: make(map[string]layout.TemplateDir), pool: newPool(c.PoolSize)}
+}
+
+// Close ends the warm pool and waits for flushes to disk in flight.
+// Sandboxes stay up for the next agent to adopt.
+func (m *Manager) Close() {
+	m.closePool()
+	m.flushes.Wait()
 }
 
 // Info describes this host.

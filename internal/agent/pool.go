@@ -323,9 +323,9 @@ func (m *Manager) takeOver(ctx context.Context, sb *sandbox, st *state, member *
 	return member.net, true
 }
 
-// Close ends the warm pool: fills in flight are cut off and ready members
-// stopped. Sandboxes stay up for the next agent to adopt.
-func (m *Manager) Close() {
+// closePool ends the warm pool: fills in flight are cut off and ready
+// members stopped.
+func (m *Manager) closePool() {
 	m.mu.Lock()
 	p := m.pool
 	p.closed = true

@@ -83,6 +83,8 @@ func (m *Manager) PauseSandbox(ctx context.Context, id string) error {
 	if !wasOwn {
 		logErr(sb.log, "drop template memory link", os.Remove(sb.dir.TemplateMemory()))
 	}
+	// The VM has quit: its disk overlay is whole in the page cache.
+	m.persist(sb.log, sb.dir.Memory(), sb.dir.RootDisk(), sb.dir.State(), sb.dir.Path())
 	sb.log.Info("sandbox paused", slog.Duration("took", time.Since(start)))
 	return nil
 }
@@ -292,6 +294,7 @@ func (m *Manager) snapshotTo(ctx context.Context, id string, final layout.Templa
 	if err := replaceDir(tmp, final.Path()); err != nil {
 		return st, fmt.Errorf("snapshot: %w", err)
 	}
+	m.persist(sb.log, final.Memory(), final.Disk(), final.Meta(), final.Path(), filepath.Dir(final.Path()))
 	return st, nil
 }
 
