@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -164,12 +163,8 @@ func resetPeak(b *testing.B, pid int) {
 // endpoints, with the control plane and the host agent in separate
 // processes, and reports each one's peak memory during the transfer.
 func BenchmarkStreamedFiles(b *testing.B) {
-	dataDir := shortTempDir(b)
-	requireVMs(b)
-	b.Cleanup(func() { killVMs(b, dataDir) })
-	sock := "unix:" + filepath.Join(dataDir, "ag.sock")
-	agent := startAgent(b, dataDir, sock, "bench-token")
-	s := startServer(b, shortTempDir(b), "WRENN_AGENT_ADDR="+sock, "WRENN_AGENT_TOKEN=bench-token")
+	a := startApart(b, "bench-token")
+	s, agent := a.s, a.agent
 	key := s.account("files@example.com")
 	sb := s.create(key, map[string]any{"memory_mb": 1024})
 	b.Cleanup(func() { s.do("DELETE", "/v1/sandboxes/"+sb.ID, key, nil) })

@@ -26,14 +26,8 @@ func qemuPID(t testing.TB, dataDir, id string) int {
 // running, and a new agent adopts them; restarting the control plane loses
 // nothing.
 func TestFailures(t *testing.T) {
-	dataDir := shortTempDir(t)
-	requireVMs(t)
-	t.Cleanup(func() { killVMs(t, dataDir) })
-	sock := "unix:" + filepath.Join(dataDir, "ag.sock")
-	agent := startAgent(t, dataDir, sock, "failure-token")
-	srvData := shortTempDir(t)
-	env := []string{"WRENN_AGENT_ADDR=" + sock, "WRENN_AGENT_TOKEN=failure-token"}
-	s := startServer(t, srvData, env...)
+	a := startApart(t, "failure-token")
+	s, dataDir := a.s, a.dataDir
 	key := s.account("fail@example.com")
 
 	victim := s.create(key, map[string]any{})
@@ -63,14 +57,14 @@ func TestFailures(t *testing.T) {
 
 	// Kill the agent: the survivor's VM keeps running; the API says 502.
 	pid := qemuPID(t, dataDir, survivor.ID)
-	agent.kill()
+	a.agent.kill()
 	if err := syscall.Kill(pid, 0); err != nil {
 		t.Fatalf("the survivor's VM died with the agent: %v", err)
 	}
 	if got, body := s.do("POST", "/v1/sandboxes/"+survivor.ID+"/exec", key, map[string]any{"cmd": "true"}); got != 502 {
 		t.Errorf("exec with the agent down = %d %s, want 502", got, body)
 	}
-	startAgent(t, dataDir, sock, "failure-token") // stopped at cleanup
+	a.agent = startAgent(t, dataDir, a.sock, a.token) // stopped at cleanup
 	if r := s.exec(key, survivor.ID, "cat /root/state"); r.Stdout != "kept\n" {
 		t.Fatalf("after the agent restart: %+v", r)
 	}
@@ -80,7 +74,7 @@ func TestFailures(t *testing.T) {
 
 	// Restart the control plane: the sandbox is still there and usable.
 	s.stop()
-	s = startServer(t, srvData, env...)
+	s = a.startServer()
 	var sb sandbox
 	s.must(200, "GET", "/v1/sandboxes/"+survivor.ID, key, nil, &sb)
 	if sb.Status != "running" {

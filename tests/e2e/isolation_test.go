@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -61,6 +62,42 @@ func startAgent(t testing.TB, dataDir, listen, token string) *agentProc {
 		t.Fatalf("wrenn agent did not listen\n%s", a.logs)
 	}
 	return a
+}
+
+// apart is a control plane and a host agent in processes of their own,
+// as on several machines, with the agent's VMs killed at cleanup.
+type apart struct {
+	tb      testing.TB
+	dataDir string // the agent's
+	srvData string // the control plane's
+	sock    string
+	token   string
+	agent   *agentProc
+	s       *server
+}
+
+func startApart(tb testing.TB, token string) *apart {
+	tb.Helper()
+	a := &apart{tb: tb, dataDir: shortTempDir(tb), srvData: shortTempDir(tb), token: token}
+	requireVMs(tb)
+	tb.Cleanup(func() { killVMs(tb, a.dataDir) })
+	a.sock = "unix:" + filepath.Join(a.dataDir, "ag.sock")
+	a.agent = startAgent(tb, a.dataDir, a.sock, token)
+	a.s = a.startServer()
+	return a
+}
+
+// startServer starts a control plane that uses the agent.
+func (a *apart) startServer() *server {
+	a.tb.Helper()
+	return startServer(a.tb, a.srvData, "WRENN_AGENT_ADDR="+a.sock, "WRENN_AGENT_TOKEN="+a.token)
+}
+
+// restartAgent kills the agent as a crash would and starts another.
+func (a *apart) restartAgent() {
+	a.tb.Helper()
+	a.agent.kill()
+	a.agent = startAgent(a.tb, a.dataDir, a.sock, a.token)
 }
 
 // kill ends the agent as a crash would: its ready network slots stay

@@ -14,13 +14,8 @@ import (
 // refills; a new agent ends the member a killed one left and adopts the
 // claimed sandboxes; a stopped agent ends its member.
 func TestWarmPool(t *testing.T) {
-	dataDir := shortTempDir(t)
-	requireVMs(t)
-	t.Cleanup(func() { killVMs(t, dataDir) })
-	sock := "unix:" + filepath.Join(dataDir, "ag.sock")
-	agent := startAgent(t, dataDir, sock, "pool-token")
-	srvData := shortTempDir(t)
-	s := startServer(t, srvData, "WRENN_AGENT_ADDR="+sock, "WRENN_AGENT_TOKEN=pool-token")
+	ap := startApart(t, "pool-token")
+	s, dataDir := ap.s, ap.dataDir
 	key := s.account("pool@example.com")
 
 	// ready waits until agent a has made n pool members ready, and
@@ -53,13 +48,13 @@ func TestWarmPool(t *testing.T) {
 		}
 	}
 
-	member := ready(agent, 1)
+	member := ready(ap.agent, 1)
 	a := s.create(key, map[string]any{})
 	if got := runDirOf(t, dataDir, a.ID); got != member {
 		t.Fatalf("the create did not take the ready sandbox %s: runs in %s", member, got)
 	}
 	identity(a.ID)
-	member = ready(agent, 2) // refilled
+	member = ready(ap.agent, 2) // refilled
 	b := s.create(key, map[string]any{})
 	if got := runDirOf(t, dataDir, b.ID); got != member {
 		t.Fatalf("the second create did not take the refilled sandbox %s: runs in %s", member, got)
@@ -71,16 +66,15 @@ func TestWarmPool(t *testing.T) {
 
 	// A crash leaves the ready member; the next agent ends it, keeps the
 	// claimed sandboxes, and makes a member of its own.
-	left := ready(agent, 3)
-	agent.kill()
-	agent = startAgent(t, dataDir, sock, "pool-token")
+	left := ready(ap.agent, 3)
+	ap.restartAgent()
 	if _, err := os.Stat(left); !os.IsNotExist(err) {
 		t.Errorf("the killed agent's pool member %s was not removed: %v", left, err)
 	}
 	if pids := qemuPIDs(left); len(pids) != 0 {
 		t.Errorf("the killed agent's pool member still runs: %v", pids)
 	}
-	if fresh := ready(agent, 1); fresh == left {
+	if fresh := ready(ap.agent, 1); fresh == left {
 		t.Errorf("the new agent kept the old pool member")
 	}
 	identity(a.ID)
@@ -88,7 +82,7 @@ func TestWarmPool(t *testing.T) {
 
 	s.must(204, "DELETE", "/v1/sandboxes/"+a.ID, key, nil, nil)
 	s.must(204, "DELETE", "/v1/sandboxes/"+b.ID, key, nil, nil)
-	agent.stop()
+	ap.agent.stop()
 	if st := snapshotHost(t, dataDir); st.poolQemus != 0 || st.poolDirs != 0 || len(st.qemus) != 0 {
 		t.Errorf("a stopped agent left %d pool VMs, %d pool run dirs and VMs %q", st.poolQemus, st.poolDirs, st.qemus)
 	}

@@ -277,24 +277,17 @@ func TestSnapshotTemplates(t *testing.T) {
 // TestPausedSurvivesAgentRestart: the agent killed while a sandbox is
 // paused; a new agent resumes it.
 func TestPausedSurvivesAgentRestart(t *testing.T) {
-	dataDir := shortTempDir(t)
-	requireVMs(t)
-	t.Cleanup(func() { killVMs(t, dataDir) })
-	sock := "unix:" + filepath.Join(dataDir, "ag.sock")
-	agent := startAgent(t, dataDir, sock, "pause-token")
-	srvData := shortTempDir(t)
-	env := []string{"WRENN_AGENT_ADDR=" + sock, "WRENN_AGENT_TOKEN=pause-token"}
-	s := startServer(t, srvData, env...)
+	a := startApart(t, "pause-token")
+	s := a.s
 	key := s.account("pause-restart@example.com")
 
 	sb := s.create(key, map[string]any{})
 	pid, rest := startStateful(t, s, key, sb.ID)
 	s.must(200, "POST", "/v1/sandboxes/"+sb.ID+"/pause", key, nil, nil)
-	agent.kill()
-	startAgent(t, dataDir, sock, "pause-token")
+	a.restartAgent()
 	// And the control plane too.
 	s.stop()
-	s = startServer(t, srvData, env...)
+	s = a.startServer()
 	var got sandbox
 	s.must(200, "GET", "/v1/sandboxes/"+sb.ID, key, nil, &got)
 	if got.Status != "paused" {
