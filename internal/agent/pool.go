@@ -26,8 +26,9 @@ import (
 //
 // Each base is kept warm at the default sizes from the start. A team's
 // snapshot template gets a member after each create from it, for the next
-// one, which is ended once idle for poolIdle or when the template is
-// deleted or replaced. Members are ordinary sandboxes whose run
+// one, which is ended once idle for poolIdle, when the template is deleted
+// or replaced, or to make room: a host keeps at most maxTemplateMembers of
+// them, the oldest giving way. Members are ordinary sandboxes whose run
 // directories are named pool-<random> and whose records say Pool; they are
 // not listed to the control plane until a create claims one. Close ends the
 // members left; an agent that finds unclaimed members of a crashed
@@ -65,10 +66,11 @@ type pool struct {
 }
 
 type poolMember struct {
-	sb     *sandbox
-	net    wrenn.SandboxNet
-	tmpl   layout.TemplateDir
-	expiry *time.Timer // snapshot templates' members only
+	sb      *sandbox
+	net     wrenn.SandboxNet
+	tmpl    layout.TemplateDir
+	readyAt time.Time
+	expiry  *time.Timer // snapshot templates' members only
 }
 
 func newPool(size int) *pool {
@@ -123,10 +125,57 @@ func (m *Manager) refill(key poolKey) {
 		return
 	}
 	for len(p.ready[key])+p.filling[key] < p.size {
+		if key.team != "" && !m.makeRoomLocked() {
+			return
+		}
 		p.filling[key]++
 		p.wg.Add(1)
 		go m.fill(key, p.gen[key])
 	}
+}
+
+// maxTemplateMembers bounds the members kept of snapshot templates on a
+// host, whichever teams they belong to, so that creates from many
+// templates cannot fill the host with idle sandboxes.
+const maxTemplateMembers = 8
+
+// makeRoomLocked makes room for one more member of a snapshot template,
+// ending the one that has waited longest if the pool is at its bound. It
+// reports false if there is no room (the members are all still starting).
+// Call with m.mu held.
+func (m *Manager) makeRoomLocked() bool {
+	p := m.pool
+	n := 0
+	var oldest *poolMember
+	var oldestKey poolKey
+	for key, ready := range p.ready {
+		if key.team == "" {
+			continue
+		}
+		n += len(ready)
+		for _, member := range ready {
+			if oldest == nil || member.readyAt.Before(oldest.readyAt) {
+				oldest, oldestKey = member, key
+			}
+		}
+	}
+	for key, filling := range p.filling {
+		if key.team != "" {
+			n += filling
+		}
+	}
+	if n < maxTemplateMembers {
+		return true
+	}
+	if oldest == nil {
+		return false
+	}
+	ready := p.ready[oldestKey]
+	i := slices.Index(ready, oldest)
+	p.ready[oldestKey] = slices.Delete(ready, i, i+1)
+	oldest.expiry.Stop()
+	go m.endMember(oldest.sb)
+	return true
 }
 
 // fill starts one member of key and adds it to the pool, unless the
@@ -139,6 +188,7 @@ func (m *Manager) fill(key poolKey, gen int) {
 	p.filling[key]--
 	keep := err == nil && !p.closed && p.gen[key] == gen
 	if keep {
+		member.readyAt = time.Now()
 		p.ready[key] = append(p.ready[key], member)
 		if key.team != "" {
 			member.expiry = time.AfterFunc(poolIdle, func() { m.expire(key, member) })
