@@ -174,7 +174,7 @@ func (m *Manager) makeRoomLocked() bool {
 	i := slices.Index(ready, oldest)
 	p.ready[oldestKey] = slices.Delete(ready, i, i+1)
 	oldest.expiry.Stop()
-	go m.endMember(oldest.sb)
+	m.endMemberAsync(oldest.sb)
 	return true
 }
 
@@ -278,6 +278,15 @@ func (m *Manager) dropPool(team, name string) {
 	}
 }
 
+// endMemberAsync ends a member in the background; Close waits for it.
+func (m *Manager) endMemberAsync(sb *sandbox) {
+	m.pool.wg.Add(1)
+	go func() {
+		defer m.pool.wg.Done()
+		m.endMember(sb)
+	}()
+}
+
 // endMember stops a pool member and removes its run directory.
 func (m *Manager) endMember(sb *sandbox) {
 	sb.op.Lock()
@@ -312,7 +321,7 @@ func (m *Manager) claim(ctx context.Context, sb *sandbox, st *state, key poolKey
 		}
 		if !sameTemplate(member, tmpl) {
 			// Restored from a template since replaced: never hand it out.
-			go m.endMember(member.sb)
+			m.endMemberAsync(member.sb)
 			continue
 		}
 		if net, ok := m.takeOver(ctx, sb, st, member); ok {
