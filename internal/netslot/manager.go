@@ -61,6 +61,9 @@ type Manager struct {
 	ready        []*Slot     // the pool, oldest first
 	held         map[int]*Slot
 	poolBuilding int
+	// poolBuilt is closed (and replaced) when a pool build settles, for
+	// an Acquire that found every free index being built for the pool.
+	poolBuilt chan struct{}
 }
 
 // NewManager checks the host, enables forwarding, installs the host table
@@ -116,14 +119,23 @@ func NewManager(ctx context.Context, c Config) (*Manager, error) {
 }
 
 // Acquire hands out a ready slot, or builds one inline when the pool is
-// empty. It never waits for the pool: it returns as soon as it has a slot or
-// an error (ErrExhausted when every index is taken).
+// empty. It waits for the pool only when the pool is building on the last
+// free indexes; otherwise it returns as soon as it has a slot or an error
+// (ErrExhausted when every index is taken).
 func (m *Manager) Acquire(ctx context.Context) (*Slot, error) {
-	for attempt := 0; ; attempt++ {
+	for attempt := 0; ; {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("acquire slot: %w", err)
 		}
-		s, i, err := m.takeReady()
+		s, i, built, err := m.takeReady()
+		if built != nil {
+			// Take one of those rather than report the host full.
+			select {
+			case <-built:
+			case <-ctx.Done():
+			}
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("acquire slot: %w", err)
 		}
@@ -137,32 +149,40 @@ func (m *Manager) Acquire(ctx context.Context) (*Slot, error) {
 			m.kickFill()
 			return s, nil
 		}
-		if !errors.Is(err, errExists) || attempt == 3 {
+		if attempt++; !errors.Is(err, errExists) || attempt == 4 {
 			return nil, fmt.Errorf("acquire slot: %w", err)
 		}
 		m.log.Warn("slot index held by leftovers, trying another; Sweep removes them", logSlot, i, logErr, err)
 	}
 }
 
-// takeReady pops a pool slot, or else reserves a free index to build on.
-func (m *Manager) takeReady() (*Slot, int, error) {
+// takeReady pops a pool slot, or else reserves a free index to build on,
+// or else, if pool slots are being built, returns a channel closed when
+// one is.
+func (m *Manager) takeReady() (*Slot, int, <-chan struct{}, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return nil, 0, ErrClosed
+		return nil, 0, nil, ErrClosed
 	}
 	if len(m.ready) > 0 {
 		s := m.ready[0]
 		m.ready = m.ready[1:]
 		m.state[s.Index] = stateHeld
 		m.held[s.Index] = s
-		return s, 0, nil
+		return s, 0, nil, nil
 	}
 	i, ok := m.allocLocked()
-	if !ok {
-		return nil, 0, ErrExhausted
+	if ok {
+		return nil, i, nil, nil
 	}
-	return nil, i, nil
+	if m.poolBuilding > 0 {
+		if m.poolBuilt == nil {
+			m.poolBuilt = make(chan struct{})
+		}
+		return nil, 0, m.poolBuilt, nil
+	}
+	return nil, 0, nil, ErrExhausted
 }
 
 // allocLocked reserves the lowest free index.
@@ -183,6 +203,10 @@ func (m *Manager) settleBuild(i int, s *Slot, err error, to slotState, pool bool
 	defer m.mu.Unlock()
 	if pool {
 		m.poolBuilding--
+		if m.poolBuilt != nil {
+			close(m.poolBuilt)
+			m.poolBuilt = nil
+		}
 	}
 	switch {
 	case err == nil && to == stateReady:

@@ -203,6 +203,27 @@ func TestLeak(t *testing.T) {
 	})
 }
 
+// TestAcquireWaitsForPoolBuild: with the last free index being built for
+// the pool, Acquire takes that slot once built rather than reporting the
+// host full.
+func TestAcquireWaitsForPoolBuild(t *testing.T) {
+	for range 3 {
+		c := testConfig(t)
+		c.PoolSize, c.MaxSlots = 1, 1
+		m := MustManager(t, c) // its filler starts building index 0 at once
+		s, err := m.Acquire(context.Background())
+		if err != nil {
+			t.Fatalf("acquire the only slot while the pool builds it: %v", err)
+		}
+		if err := m.Release(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.RemoveAll(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestPool(t *testing.T) {
 	c := testConfig(t)
 	c.PoolSize = 2
