@@ -173,6 +173,7 @@ func (m *Manager) makeRoomLocked() bool {
 	ready := p.ready[oldestKey]
 	i := slices.Index(ready, oldest)
 	p.ready[oldestKey] = slices.Delete(ready, i, i+1)
+	m.tidyLocked(oldestKey)
 	oldest.expiry.Stop()
 	m.endMemberAsync(oldest.sb)
 	return true
@@ -195,6 +196,7 @@ func (m *Manager) fill(key poolKey, gen int) {
 		}
 	}
 	closed := p.closed
+	m.tidyLocked(key)
 	m.mu.Unlock()
 	switch {
 	case err != nil && !closed && key.team == "":
@@ -253,6 +255,7 @@ func (m *Manager) expire(key poolKey, member *poolMember) {
 	i := slices.Index(ready, member)
 	if i >= 0 {
 		m.pool.ready[key] = slices.Delete(ready, i, i+1)
+		m.tidyLocked(key)
 	}
 	m.mu.Unlock()
 	if i >= 0 {
@@ -268,13 +271,30 @@ func (m *Manager) dropPool(team, name string) {
 	m.mu.Lock()
 	members := m.pool.ready[key]
 	delete(m.pool.ready, key)
-	m.pool.gen[key]++
+	if m.pool.filling[key] > 0 {
+		m.pool.gen[key]++ // the fills in flight end what they start
+	}
 	m.mu.Unlock()
 	for _, member := range members {
 		if member.expiry != nil {
 			member.expiry.Stop()
 		}
 		m.endMember(member.sb)
+	}
+}
+
+// tidyLocked forgets a template the pool holds nothing of, so that the
+// pool's maps do not grow with every template ever used. Its generation
+// matters only to fills in flight. Call with m.mu held.
+func (m *Manager) tidyLocked(key poolKey) {
+	p := m.pool
+	if p.filling[key] > 0 {
+		return
+	}
+	delete(p.filling, key)
+	delete(p.gen, key)
+	if len(p.ready[key]) == 0 {
+		delete(p.ready, key)
 	}
 }
 
@@ -315,6 +335,7 @@ func (m *Manager) claim(ctx context.Context, sb *sandbox, st *state, key poolKey
 		}
 		member := ready[0]
 		m.pool.ready[key] = ready[1:]
+		m.tidyLocked(key)
 		m.mu.Unlock()
 		if member.expiry != nil {
 			member.expiry.Stop()

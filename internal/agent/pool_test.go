@@ -48,10 +48,10 @@ func TestPoolMakeRoom(t *testing.T) {
 	}
 	m.mu.Lock()
 	ok := m.makeRoomLocked()
-	left := len(m.pool.ready[poolKey{team: "team-a", name: "t0"}])
+	_, kept := m.pool.ready[poolKey{team: "team-a", name: "t0"}]
 	m.mu.Unlock()
-	if !ok || left != 0 {
-		t.Fatalf("at the bound: room %v, oldest template still has %d members", ok, left)
+	if !ok || kept {
+		t.Fatalf("at the bound: room %v, the oldest member's template still in the pool: %v", ok, kept)
 	}
 	// The oldest is ended: its run directory goes.
 	deadline := time.Now().Add(5 * time.Second)
