@@ -125,7 +125,7 @@ func (m *Manager) adoptOne(ctx context.Context, st state, dir layout.SandboxDir,
 	if err != nil {
 		return fmt.Errorf("adopt network slot %d: %w", st.Slot, err)
 	}
-	sb.release.add(func(ctx context.Context) error { return m.cfg.Network.Release(ctx, slot) })
+	sb.release.addBackground(func(ctx context.Context) error { return m.cfg.Network.Release(ctx, slot) })
 	vm, err := m.cfg.Driver.Adopt(ctx, m.vmConfig(st, dir), st.PID)
 	if err != nil {
 		_ = sb.release.run(ctx)

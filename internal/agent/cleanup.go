@@ -8,16 +8,42 @@ import (
 // cleanup is a stack of undo steps: each acquired resource pushes its
 // release at once, and on failure they run in reverse order.
 type cleanup struct {
-	steps []func(context.Context) error
+	steps []cleanupStep
 }
 
-func (c *cleanup) add(f func(context.Context) error) { c.steps = append(c.steps, f) }
+type cleanupStep struct {
+	f func(context.Context) error
+	// background: the step may finish after the caller has answered
+	// (runThen), as a network slot's teardown may once the VM is gone.
+	background bool
+}
+
+func (c *cleanup) add(f func(context.Context) error) {
+	c.steps = append(c.steps, cleanupStep{f: f})
+}
+
+// addBackground adds a step that runThen may leave to run later.
+func (c *cleanup) addBackground(f func(context.Context) error) {
+	c.steps = append(c.steps, cleanupStep{f: f, background: true})
+}
 
 // run undoes every step, newest first, and returns what failed.
 func (c *cleanup) run(ctx context.Context) error {
+	return c.runThen(ctx, nil)
+}
+
+// runThen undoes every step, newest first, handing the background ones
+// to later (in that order) instead of running them; with later nil it
+// runs them too. It returns what failed of the steps it ran.
+func (c *cleanup) runThen(ctx context.Context, later func(func(context.Context) error)) error {
 	var errs []error
 	for i := len(c.steps) - 1; i >= 0; i-- {
-		if err := c.steps[i](ctx); err != nil {
+		s := c.steps[i]
+		if s.background && later != nil {
+			later(s.f)
+			continue
+		}
+		if err := s.f(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}

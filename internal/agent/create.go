@@ -215,7 +215,7 @@ func (m *Manager) launch(ctx context.Context, sb *sandbox, st *state, incoming s
 	if err != nil {
 		return net, fmt.Errorf("acquire network slot: %w", err)
 	}
-	sb.release.add(func(ctx context.Context) error { return m.cfg.Network.Release(ctx, slot) })
+	sb.release.addBackground(func(ctx context.Context) error { return m.cfg.Network.Release(ctx, slot) })
 	st.Slot = slot.Index
 
 	tap, err := slot.OpenTap()

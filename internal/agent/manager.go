@@ -65,11 +65,11 @@ type Manager struct {
 	log   *slog.Logger
 	bases map[string]Base
 
-	mu        sync.Mutex
-	sandboxes map[string]*sandbox
-	warmDirs  map[string]layout.TemplateDir // base name → its warm snapshot
-	pool      *pool
-	flushes   sync.WaitGroup // persist in flight
+	mu         sync.Mutex
+	sandboxes  map[string]*sandbox
+	warmDirs   map[string]layout.TemplateDir // base name → its warm snapshot
+	pool       *pool
+	background sync.WaitGroup // persist and later in flight
 }
 
 // sandbox is one sandbox this host holds: a running VM and what it uses,
@@ -110,11 +110,12 @@ func New(c Config) *Manager {
 		warmDirs: make(map[string]layout.TemplateDir), pool: newPool(c.PoolSize)}
 }
 
-// Close ends the warm pool and waits for flushes to disk in flight.
-// Sandboxes stay up for the next agent to adopt.
+// Close ends the warm pool and waits for what runs in the background
+// (flushes to disk, network slots being freed). Sandboxes stay up for the
+// next agent to adopt.
 func (m *Manager) Close() {
 	m.closePool()
-	m.flushes.Wait()
+	m.background.Wait()
 }
 
 // Info describes this host.

@@ -77,7 +77,9 @@ func (m *Manager) PauseSandbox(ctx context.Context, id string) error {
 	sb.mu.Lock()
 	sb.vm, sb.envd, sb.st, sb.paused = nil, nil, st, true
 	sb.mu.Unlock()
-	if err := sb.release.run(context.WithoutCancel(ctx)); err != nil {
+	// The VM is gone once this returns; its network slot's teardown need
+	// not hold up the answer.
+	if err := sb.release.runThen(context.WithoutCancel(ctx), m.later(sb.log)); err != nil {
 		sb.log.Error("free resources of paused sandbox", slog.Any(attrError, err))
 	}
 	if !wasOwn {
@@ -264,7 +266,7 @@ func (m *Manager) snapshotTo(ctx context.Context, id string, final layout.Templa
 	sb.mu.Lock()
 	sb.vm, sb.envd = nil, nil
 	sb.mu.Unlock()
-	if err := sb.release.run(bg); err != nil {
+	if err := sb.release.runThen(bg, m.later(sb.log)); err != nil {
 		return st, fmt.Errorf("snapshot: stop sandbox: %w", err)
 	}
 	if st.OwnMemory {
