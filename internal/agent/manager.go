@@ -41,8 +41,8 @@ type Config struct {
 	Bases   []Base
 	Logger  *slog.Logger
 	Now     func() time.Time
-	// PoolSize is how many sandboxes the warm pool keeps ready per base
-	// (pool.go); 0 keeps none.
+	// PoolSize is how many sandboxes the warm pool keeps ready per
+	// template (pool.go); 0 keeps none.
 	PoolSize int
 	// BootTimeout bounds how long a new VM may take until its guest agent
 	// answers; 0 means DefaultBootTimeout.

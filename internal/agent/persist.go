@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -13,23 +14,22 @@ import (
 // to disk in the background. A pause or snapshot answers once its files
 // are written, which puts them in the page cache; they reach the disk
 // moments later, so that a paused sandbox or a template also outlives a
-// host that loses power. Close waits for flushes in flight.
-//
-// later is the same for steps of a cleanup that need not hold up an
-// answer (cleanup.runThen): they run once it is sent.
+// host that loses power.
 func (m *Manager) persist(log *slog.Logger, paths ...string) {
-	m.background.Add(1)
-	go func() {
-		defer m.background.Done()
+	m.later(log)(func(context.Context) error {
+		var errs []error
 		for _, p := range paths {
+			// Removed meanwhile (destroyed, resumed) is fine.
 			if err := syncPath(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				// Removed meanwhile (destroyed, resumed) is fine.
-				log.Warn("flush to disk", slog.String("path", p), slog.Any(attrError, err))
+				errs = append(errs, err)
 			}
 		}
-	}()
+		return errors.Join(errs...)
+	})
 }
 
+// later runs steps in the background, after the answer they need not hold
+// up (cleanup.runThen, persist), logging what fails. Close waits for them.
 func (m *Manager) later(log *slog.Logger) func(func(context.Context) error) {
 	return func(f func(context.Context) error) {
 		m.background.Add(1)
@@ -37,7 +37,7 @@ func (m *Manager) later(log *slog.Logger) func(func(context.Context) error) {
 			defer m.background.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			logErr(log, "free resources in the background", f(ctx))
+			logErr(log, "background step", f(ctx))
 		}()
 	}
 }
@@ -48,5 +48,8 @@ func syncPath(path string) error {
 		return err
 	}
 	defer f.Close()
-	return f.Sync()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("flush %s to disk: %w", path, err)
+	}
+	return nil
 }

@@ -127,8 +127,7 @@ func (d *Driver) Start(ctx context.Context, c vmm.Config) (vmm.VM, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start qemu: %w", err)
 	}
-	vm := &vm{pid: cmd.Process.Pid, qmpPath: qmpSocket(c), memFile: c.MemoryFile != "", memShared: c.MemoryFile != "" && c.MemoryShared,
-		done: make(chan struct{})}
+	vm := newVM(cmd.Process.Pid, c)
 	go func() {
 		_ = cmd.Wait()
 		close(vm.done)
@@ -161,8 +160,7 @@ func (d *Driver) Adopt(ctx context.Context, c vmm.Config, pid int) (vmm.VM, erro
 	if err != nil {
 		return nil, fmt.Errorf("adopt vm %s: pidfd: %w", c.ID, err)
 	}
-	vm := &vm{pid: pid, qmpPath: qmpSocket(c), memFile: c.MemoryFile != "", memShared: c.MemoryFile != "" && c.MemoryShared,
-		done: make(chan struct{})}
+	vm := newVM(pid, c)
 	go func() {
 		defer unix.Close(pidfd)
 		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
@@ -272,6 +270,11 @@ type vm struct {
 	memFile   bool // RAM is the memory backend "mem", a file
 	memShared bool // RAM is a shared file, left out of snapshots
 	done      chan struct{}
+}
+
+func newVM(pid int, c vmm.Config) *vm {
+	return &vm{pid: pid, qmpPath: qmpSocket(c), memFile: c.MemoryFile != "", memShared: c.MemoryFile != "" && c.MemoryShared,
+		done: make(chan struct{})}
 }
 
 func (v *vm) PID() int              { return v.pid }

@@ -119,7 +119,7 @@ func (s *splitter) split() error {
 			if err != nil {
 				return err
 			}
-			if _, err := s.copyN(8); err != nil { // instance and version ids
+			if err := s.copyN(8); err != nil { // instance and version ids
 				return err
 			}
 			if typ == secFull {
@@ -162,7 +162,7 @@ func (s *splitter) configuration() error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.copyN(int(n)); err != nil {
+	if err := s.copyN(int(n)); err != nil {
 		return err
 	}
 	for {
@@ -173,21 +173,21 @@ func (s *splitter) configuration() error {
 		if b[0] != secSubsection {
 			return nil
 		}
-		if _, err := s.copyN(1); err != nil {
+		if err := s.copyN(1); err != nil {
 			return err
 		}
 		name, err := s.str()
 		if err != nil {
 			return err
 		}
-		if _, err := s.copyN(4); err != nil { // version
+		if err := s.copyN(4); err != nil { // version
 			return err
 		}
 		switch name {
 		case "configuration/target-page-bits":
-			_, err = s.copyN(4)
+			err = s.copyN(4)
 		case "configuration/uuid":
-			_, err = s.copyN(16)
+			err = s.copyN(16)
 		case "configuration/capabilities":
 			var count uint32
 			if count, err = s.be32(); err == nil {
@@ -262,7 +262,7 @@ func (s *splitter) blockList(total int64) error {
 			return err
 		}
 		if s.withAddrs {
-			if _, err := s.copyN(8); err != nil {
+			if err := s.copyN(8); err != nil {
 				return err
 			}
 		}
@@ -329,8 +329,7 @@ func (s *splitter) page(addr int64, kind uint64) error {
 	if kind == ramPage {
 		n = pageSize
 	}
-	_, err := s.copyN(n)
-	return err
+	return s.copyN(n)
 }
 
 func (s *splitter) flushRun() error {
@@ -354,7 +353,7 @@ func (s *splitter) footer() error {
 	if b[0] != secFooter {
 		return nil
 	}
-	_, err = s.copyN(5)
+	err = s.copyN(5)
 	return err
 }
 
@@ -363,23 +362,19 @@ func (s *splitter) copyRest() error {
 	return err
 }
 
-// copyN copies n bytes and returns them (valid until the next read).
-func (s *splitter) copyN(n int) ([]byte, error) {
-	var buf [64]byte
-	b := buf[:0]
-	for n > 0 {
-		k := min(n, len(buf))
-		chunk := buf[:k]
-		if _, err := io.ReadFull(s.in, chunk); err != nil {
-			return nil, unexpected(err)
-		}
-		if _, err := s.out.Write(chunk); err != nil {
-			return nil, err
-		}
-		b = chunk
-		n -= k
+// copyN copies n bytes.
+func (s *splitter) copyN(n int) error {
+	_, err := io.CopyN(s.out, s.in, int64(n))
+	return unexpected(err)
+}
+
+// value copies a big-endian value of len(b) bytes, reading it into b.
+func (s *splitter) value(b []byte) error {
+	if _, err := io.ReadFull(s.in, b); err != nil {
+		return unexpected(err)
 	}
-	return b, nil
+	_, err := s.out.Write(b)
+	return err
 }
 
 func (s *splitter) byte() (byte, error) {
@@ -391,19 +386,15 @@ func (s *splitter) byte() (byte, error) {
 }
 
 func (s *splitter) be32() (uint32, error) {
-	b, err := s.copyN(4)
-	if err != nil {
-		return 0, err
-	}
-	return binary.BigEndian.Uint32(b), nil
+	var b [4]byte
+	err := s.value(b[:])
+	return binary.BigEndian.Uint32(b[:]), err
 }
 
 func (s *splitter) be64() (uint64, error) {
-	b, err := s.copyN(8)
-	if err != nil {
-		return 0, err
-	}
-	return binary.BigEndian.Uint64(b), nil
+	var b [8]byte
+	err := s.value(b[:])
+	return binary.BigEndian.Uint64(b[:]), err
 }
 
 // str copies a string of a length byte and its bytes.
