@@ -1,7 +1,8 @@
 // Package wrenn holds Wrenn's domain types: users, teams, API keys,
-// sandboxes and templates, the identifiers that name them, and the one error
-// type every layer returns. It imports only the standard library so that
-// every other package may import it.
+// sandboxes and templates, the identifiers that name them, the one error
+// type every layer returns, and the interfaces of a host agent (agent.go)
+// that the control plane and the agent share. It imports only the standard
+// library so that every other package may import it.
 package wrenn
 
 import (

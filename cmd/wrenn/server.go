@@ -99,7 +99,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		cancel()
 		agentDone()
 	}()
-	var ctlAgent control.Agent
+	var ctlAgent wrenn.Agent
 	if agentClient != nil {
 		ctlAgent = agentClient
 		if err := registerBases(ctx, agentClient, db, now); err != nil {

@@ -5,7 +5,6 @@ import (
 	"io"
 
 	"github.com/wrennhq/wrenn"
-	"github.com/wrennhq/wrenn/internal/control"
 )
 
 // Exec runs a command to completion in a running sandbox.
@@ -19,7 +18,7 @@ func (m *Manager) Exec(ctx context.Context, id string, req wrenn.ExecRequest) (*
 }
 
 // StartExec starts a streamed command in a running sandbox.
-func (m *Manager) StartExec(ctx context.Context, id string, req wrenn.ExecRequest) (control.ExecStream, error) {
+func (m *Manager) StartExec(ctx context.Context, id string, req wrenn.ExecRequest) (wrenn.ExecStream, error) {
 	c, err := m.client(id)
 	if err != nil {
 		return nil, err

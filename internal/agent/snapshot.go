@@ -14,13 +14,12 @@ import (
 	"time"
 
 	"github.com/wrennhq/wrenn"
-	"github.com/wrennhq/wrenn/internal/control"
 	"github.com/wrennhq/wrenn/internal/disk"
 	"github.com/wrennhq/wrenn/internal/layout"
 	"github.com/wrennhq/wrenn/internal/vmm"
 )
 
-var _ control.Snapshotter = (*Manager)(nil)
+var _ wrenn.Snapshotter = (*Manager)(nil)
 
 // A paused sandbox is its run directory: the root disk overlay, the guest
 // RAM file and the device state a VM.Snapshot wrote. A snapshot template
@@ -213,7 +212,7 @@ func (m *Manager) ResumeSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wr
 // CreateSnapshot makes the running sandbox into the snapshot template t
 // and ends the sandbox. If the snapshot itself fails, the sandbox runs on.
 func (m *Manager) CreateSnapshot(ctx context.Context, sandboxID string, t *wrenn.Template) error {
-	if err := control.ValidateTemplateName(t.Name); err != nil {
+	if err := wrenn.ValidateTemplateName(t.Name); err != nil {
 		return err
 	}
 	if !validTeamID(t.TeamID) {
@@ -351,7 +350,7 @@ func allocated(dir string) int64 {
 // it keep their links to them. Deleting one that is not here is not an
 // error.
 func (m *Manager) DeleteSnapshot(ctx context.Context, teamID, name string) error {
-	if err := control.ValidateTemplateName(name); err != nil {
+	if err := wrenn.ValidateTemplateName(name); err != nil {
 		return err
 	}
 	if !validTeamID(teamID) {

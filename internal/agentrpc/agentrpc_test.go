@@ -15,7 +15,6 @@ import (
 
 	"github.com/wrennhq/wrenn"
 	"github.com/wrennhq/wrenn/internal/agentrpc"
-	"github.com/wrennhq/wrenn/internal/control"
 	"github.com/wrennhq/wrenn/internal/mock"
 )
 
@@ -42,7 +41,7 @@ func (h *fakeHost) ListSandboxes(context.Context) ([]wrenn.SandboxState, error) 
 func (h *fakeHost) Exec(_ context.Context, _ string, r wrenn.ExecRequest) (*wrenn.ExecResult, error) {
 	return &wrenn.ExecResult{Stdout: []byte(r.Cmd), Stderr: []byte{0xff}, ExitCode: 7, Duration: r.Timeout}, nil
 }
-func (h *fakeHost) StartExec(_ context.Context, _ string, r wrenn.ExecRequest) (control.ExecStream, error) {
+func (h *fakeHost) StartExec(_ context.Context, _ string, r wrenn.ExecRequest) (wrenn.ExecStream, error) {
 	if r.Cmd == "" {
 		return nil, wrenn.Errorf(wrenn.EInvalid, "no cmd")
 	}

@@ -14,12 +14,11 @@ import (
 	"github.com/wrennhq/wrenn"
 	"github.com/wrennhq/wrenn/internal/agentrpc/agentv1"
 	"github.com/wrennhq/wrenn/internal/agentrpc/agentv1/agentv1connect"
-	"github.com/wrennhq/wrenn/internal/control"
 )
 
 var (
-	_ control.Agent       = (*Client)(nil)
-	_ control.Snapshotter = (*Client)(nil)
+	_ wrenn.Agent       = (*Client)(nil)
+	_ wrenn.Snapshotter = (*Client)(nil)
 )
 
 // Client is the control plane's connection to one host agent.
@@ -69,7 +68,7 @@ func (c *Client) Info(ctx context.Context) (*wrenn.HostInfo, error) {
 	return info, nil
 }
 
-// CreateSandbox implements control.Lifecycle.
+// CreateSandbox implements wrenn.Lifecycle.
 func (c *Client) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error) {
 	resp, err := c.rpc.CreateSandbox(ctx, connect.NewRequest(&agentv1.CreateSandboxRequest{
 		SandboxId: spec.ID, TeamId: spec.TeamID, Template: spec.Template, TemplateTeamId: spec.TemplateTeamID,
@@ -81,7 +80,7 @@ func (c *Client) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wre
 	return wrenn.SandboxNet{GuestIP: resp.Msg.GuestIp, HostIP: resp.Msg.HostIp}, nil
 }
 
-// DestroySandbox implements control.Lifecycle.
+// DestroySandbox implements wrenn.Lifecycle.
 func (c *Client) DestroySandbox(ctx context.Context, id string) error {
 	_, err := c.rpc.DestroySandbox(ctx, connect.NewRequest(&agentv1.DestroySandboxRequest{SandboxId: id}))
 	return fromConnect(err)
@@ -104,7 +103,7 @@ func execToProto(id string, req wrenn.ExecRequest) *agentv1.ExecRequest {
 	return &agentv1.ExecRequest{SandboxId: id, Cmd: req.Cmd, Args: req.Args, Env: req.Env, Dir: req.Dir, TimeoutMs: req.Timeout.Milliseconds()}
 }
 
-// Exec implements control.Runner.
+// Exec implements wrenn.Runner.
 func (c *Client) Exec(ctx context.Context, id string, req wrenn.ExecRequest) (*wrenn.ExecResult, error) {
 	resp, err := c.rpc.Exec(ctx, connect.NewRequest(execToProto(id, req)))
 	if err != nil {
@@ -114,8 +113,8 @@ func (c *Client) Exec(ctx context.Context, id string, req wrenn.ExecRequest) (*w
 	return &wrenn.ExecResult{Stdout: m.Stdout, Stderr: m.Stderr, ExitCode: int(m.ExitCode), Duration: time.Duration(m.DurationMs) * time.Millisecond}, nil
 }
 
-// StartExec implements control.Runner.
-func (c *Client) StartExec(ctx context.Context, id string, req wrenn.ExecRequest) (control.ExecStream, error) {
+// StartExec implements wrenn.Runner.
+func (c *Client) StartExec(ctx context.Context, id string, req wrenn.ExecRequest) (wrenn.ExecStream, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	bs := c.rpc.ExecStream(ctx)
 	if err := bs.Send(&agentv1.ExecStreamRequest{Msg: &agentv1.ExecStreamRequest_Start{Start: execToProto(id, req)}}); err != nil {
@@ -164,7 +163,7 @@ func (s *stream) Close() error {
 	return s.bs.CloseResponse()
 }
 
-// WriteFile implements control.Files. If r fails, the stream is cut so
+// WriteFile implements wrenn.Files. If r fails, the stream is cut so
 // the agent never completes the file.
 func (c *Client) WriteFile(ctx context.Context, id, path string, r io.Reader) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -197,7 +196,7 @@ func (c *Client) WriteFile(ctx context.Context, id, path string, r io.Reader) er
 	return fromConnect(err)
 }
 
-// ReadFile implements control.Files. A missing file fails here; a
+// ReadFile implements wrenn.Files. A missing file fails here; a
 // transfer cut off later fails in Read, never as a clean EOF.
 func (c *Client) ReadFile(ctx context.Context, id, path string) (io.ReadCloser, error) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -244,13 +243,13 @@ func (f *fileReader) Close() error {
 	return f.ss.Close()
 }
 
-// PauseSandbox implements control.Snapshotter.
+// PauseSandbox implements wrenn.Snapshotter.
 func (c *Client) PauseSandbox(ctx context.Context, id string) error {
 	_, err := c.rpc.PauseSandbox(ctx, connect.NewRequest(&agentv1.PauseSandboxRequest{SandboxId: id}))
 	return fromSnapshotConnect(err)
 }
 
-// ResumeSandbox implements control.Snapshotter.
+// ResumeSandbox implements wrenn.Snapshotter.
 func (c *Client) ResumeSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error) {
 	resp, err := c.rpc.ResumeSandbox(ctx, connect.NewRequest(&agentv1.ResumeSandboxRequest{
 		SandboxId: spec.ID, TeamId: spec.TeamID, Template: spec.Template, TemplateTeamId: spec.TemplateTeamID,
@@ -262,7 +261,7 @@ func (c *Client) ResumeSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wre
 	return wrenn.SandboxNet{GuestIP: resp.Msg.GuestIp, HostIP: resp.Msg.HostIp}, nil
 }
 
-// CreateSnapshot implements control.Snapshotter: it sends t's name, team
+// CreateSnapshot implements wrenn.Snapshotter: it sends t's name, team
 // and creation time, and fills in the sizes the agent reports.
 func (c *Client) CreateSnapshot(ctx context.Context, sandboxID string, t *wrenn.Template) error {
 	resp, err := c.rpc.CreateSnapshot(ctx, connect.NewRequest(&agentv1.CreateSnapshotRequest{
@@ -275,7 +274,7 @@ func (c *Client) CreateSnapshot(ctx context.Context, sandboxID string, t *wrenn.
 	return nil
 }
 
-// DeleteSnapshot implements control.Snapshotter.
+// DeleteSnapshot implements wrenn.Snapshotter.
 func (c *Client) DeleteSnapshot(ctx context.Context, teamID, name string) error {
 	_, err := c.rpc.DeleteSnapshot(ctx, connect.NewRequest(&agentv1.DeleteSnapshotRequest{TeamId: teamID, Name: name}))
 	return fromSnapshotConnect(err)

@@ -14,11 +14,10 @@ import (
 	"github.com/wrennhq/wrenn"
 	"github.com/wrennhq/wrenn/internal/agentrpc/agentv1"
 	"github.com/wrennhq/wrenn/internal/agentrpc/agentv1/agentv1connect"
-	"github.com/wrennhq/wrenn/internal/control"
 )
 
 // Host is what the agent's server exposes: the sandbox manager. A Host
-// that also implements control.Snapshotter serves the pause, resume and
+// that also implements wrenn.Snapshotter serves the pause, resume and
 // snapshot RPCs; any other answers them with Unimplemented.
 type Host interface {
 	Info(ctx context.Context) (*wrenn.HostInfo, error)
@@ -26,7 +25,7 @@ type Host interface {
 	DestroySandbox(ctx context.Context, id string) error
 	ListSandboxes(ctx context.Context) ([]wrenn.SandboxState, error)
 	Exec(ctx context.Context, id string, req wrenn.ExecRequest) (*wrenn.ExecResult, error)
-	StartExec(ctx context.Context, id string, req wrenn.ExecRequest) (control.ExecStream, error)
+	StartExec(ctx context.Context, id string, req wrenn.ExecRequest) (wrenn.ExecStream, error)
 	WriteFile(ctx context.Context, id, path string, r io.Reader) error
 	ReadFile(ctx context.Context, id, path string) (io.ReadCloser, error)
 }
@@ -226,10 +225,10 @@ func (s *server) ReadFile(ctx context.Context, req *connect.Request[agentv1.Read
 // errNoSnapshots answers the snapshot RPCs on a host that cannot serve them.
 var errNoSnapshots = connect.NewError(connect.CodeUnimplemented, errors.New("this host agent cannot pause, resume or snapshot sandboxes"))
 
-// snapshotter returns the host as a control.Snapshotter, or the
+// snapshotter returns the host as a wrenn.Snapshotter, or the
 // Unimplemented error when it is not one.
-func (s *server) snapshotter() (control.Snapshotter, error) {
-	sn, ok := s.host.(control.Snapshotter)
+func (s *server) snapshotter() (wrenn.Snapshotter, error) {
+	sn, ok := s.host.(wrenn.Snapshotter)
 	if !ok {
 		return nil, errNoSnapshots
 	}

@@ -197,7 +197,7 @@ func (r *Reconciler) settle(ctx context.Context, sb *wrenn.Sandbox, to wrenn.San
 // repause pauses again a sandbox the record says is paused but runs.
 func (r *Reconciler) repause(ctx context.Context, sb *wrenn.Sandbox) {
 	log := r.c.Logger.With(slog.String(attrSandboxID, sb.ID), slog.String(attrTeamID, sb.TeamID))
-	snap, ok := r.c.Host.(Snapshotter)
+	snap, ok := r.c.Host.(wrenn.Snapshotter)
 	if !ok {
 		r.fail(ctx, sb, true, "it runs but is recorded paused")
 		return

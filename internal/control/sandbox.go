@@ -131,7 +131,7 @@ func (s *Service) forget(ctx context.Context, log *slog.Logger, sb *wrenn.Sandbo
 	}
 }
 
-func (s *Service) destroyQuietly(ctx context.Context, log *slog.Logger, agent Agent, id string) {
+func (s *Service) destroyQuietly(ctx context.Context, log *slog.Logger, agent wrenn.Agent, id string) {
 	if err := agent.DestroySandbox(context.WithoutCancel(ctx), id); err != nil {
 		log.ErrorContext(ctx, "destroy sandbox", slog.Any(attrError, err))
 	}
@@ -198,7 +198,7 @@ func (s *Service) DestroySandbox(ctx context.Context, teamID, id string) error {
 
 // running returns the sandbox if it is running and marks it active;
 // otherwise a not-found or conflict error.
-func (s *Service) running(ctx context.Context, teamID, id string) (*wrenn.Sandbox, Agent, error) {
+func (s *Service) running(ctx context.Context, teamID, id string) (*wrenn.Sandbox, wrenn.Agent, error) {
 	sb, err := s.sandboxes.GetSandbox(ctx, teamID, id)
 	if err != nil {
 		return nil, nil, err
@@ -283,7 +283,7 @@ func (s *Service) Exec(ctx context.Context, teamID, id string, req wrenn.ExecReq
 }
 
 // StartExec starts a streamed command.
-func (s *Service) StartExec(ctx context.Context, teamID, id string, req wrenn.ExecRequest) (ExecStream, error) {
+func (s *Service) StartExec(ctx context.Context, teamID, id string, req wrenn.ExecRequest) (wrenn.ExecStream, error) {
 	if err := validateExec(req); err != nil {
 		return nil, err
 	}

@@ -14,7 +14,7 @@ type Config struct {
 	Templates TemplateStore
 	// Agent runs the VMs. Nil means no host agent is available: every call
 	// that needs one fails with wrenn.EHostAgent.
-	Agent  Agent
+	Agent  wrenn.Agent
 	Now    func() time.Time
 	Logger *slog.Logger
 }
@@ -23,7 +23,7 @@ type Config struct {
 type Service struct {
 	sandboxes SandboxStore
 	templates TemplateStore
-	agent     Agent
+	agent     wrenn.Agent
 	now       func() time.Time
 	log       *slog.Logger
 }
@@ -43,19 +43,19 @@ const (
 
 var errNoAgent = wrenn.Errorf(wrenn.EHostAgent, "no host agent is available")
 
-func (s *Service) needAgent() (Agent, error) {
+func (s *Service) needAgent() (wrenn.Agent, error) {
 	if s.agent == nil {
 		return nil, errNoAgent
 	}
 	return s.agent, nil
 }
 
-func (s *Service) needSnapshotter() (Snapshotter, error) {
+func (s *Service) needSnapshotter() (wrenn.Snapshotter, error) {
 	a, err := s.needAgent()
 	if err != nil {
 		return nil, err
 	}
-	sn, ok := a.(Snapshotter)
+	sn, ok := a.(wrenn.Snapshotter)
 	if !ok {
 		return nil, wrenn.Errorf(wrenn.EHostAgent, "the host agent cannot pause, resume or snapshot sandboxes")
 	}

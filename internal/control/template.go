@@ -4,24 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"regexp"
-	"strings"
 
 	"github.com/wrennhq/wrenn"
 )
-
-// templateName is what a snapshot template may be called: it becomes a
-// directory name, so no separators, no dot-only names, nothing hidden.
-var templateName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
-
-// ValidateTemplateName checks a snapshot template name.
-func ValidateTemplateName(name string) error {
-	if !templateName.MatchString(name) || strings.Contains(name, "..") {
-		return wrenn.Errorf(wrenn.EInvalid,
-			"name must be 1-63 characters of letters, digits, '.', '_' or '-', start with a letter or digit and not contain '..'")
-	}
-	return nil
-}
 
 // SnapshotParams asks for a template made of a running sandbox.
 type SnapshotParams struct {
@@ -39,7 +24,7 @@ func (s *Service) CreateSnapshot(ctx context.Context, teamID string, p SnapshotP
 	if p.Name == "" {
 		p.Name = wrenn.NewID("snap-")
 	}
-	if err := ValidateTemplateName(p.Name); err != nil {
+	if err := wrenn.ValidateTemplateName(p.Name); err != nil {
 		return nil, err
 	}
 	sb, err := s.sandboxes.GetSandbox(ctx, teamID, p.SandboxID)

@@ -14,7 +14,6 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/wrennhq/wrenn"
-	"github.com/wrennhq/wrenn/internal/control"
 )
 
 const defaultExecTimeoutSec = 30
@@ -162,7 +161,7 @@ func readStart(ctx context.Context, conn *websocket.Conn) (wrenn.ExecRequest, er
 	return execRequest{Cmd: m.Cmd, Args: m.Args, Env: m.Env, Cwd: m.Cwd, TimeoutSec: m.TimeoutSec}.domain()
 }
 
-func (s *Server) forwardEvents(ctx context.Context, conn *websocket.Conn, st control.ExecStream) {
+func (s *Server) forwardEvents(ctx context.Context, conn *websocket.Conn, st wrenn.ExecStream) {
 	var carry [2][]byte // incomplete UTF-8 tails of stdout and stderr
 	for {
 		ev, err := st.Recv()

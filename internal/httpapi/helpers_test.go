@@ -33,7 +33,7 @@ type env struct {
 }
 
 type envOptions struct {
-	agent      control.Agent // nil: no host agent
+	agent      wrenn.Agent // nil: no host agent
 	maxUpload  int64
 	params     *auth.PasswordParams
 	noValidate bool // for benchmarks: skip spec validation

@@ -14,7 +14,6 @@ import (
 	"github.com/coder/websocket/wsjson"
 
 	"github.com/wrennhq/wrenn"
-	"github.com/wrennhq/wrenn/internal/control"
 	"github.com/wrennhq/wrenn/internal/store/storetest"
 )
 
@@ -203,7 +202,7 @@ func (f *fakeStream) Close() error { return nil }
 func TestExecStream(t *testing.T) {
 	fs := &fakeStream{events: make(chan wrenn.ExecEvent, 8), stopped: make(chan struct{})}
 	agent := fakeHost()
-	agent.StartExecFn = func(_ context.Context, _ string, req wrenn.ExecRequest) (control.ExecStream, error) {
+	agent.StartExecFn = func(_ context.Context, _ string, req wrenn.ExecRequest) (wrenn.ExecStream, error) {
 		if req.Cmd != "tail" || len(req.Args) != 2 {
 			return nil, fmt.Errorf("unexpected request %+v", req)
 		}

@@ -13,9 +13,9 @@ import (
 )
 
 var (
-	_ control.Agent       = (*Agent)(nil)
-	_ control.Snapshotter = (*Agent)(nil)
-	_ control.HostLister  = (*Agent)(nil)
+	_ wrenn.Agent        = (*Agent)(nil)
+	_ wrenn.Snapshotter  = (*Agent)(nil)
+	_ control.HostLister = (*Agent)(nil)
 )
 
 // Agent is a fake host agent.
@@ -23,7 +23,7 @@ type Agent struct {
 	CreateSandboxFn  func(ctx context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error)
 	DestroySandboxFn func(ctx context.Context, id string) error
 	ExecFn           func(ctx context.Context, id string, req wrenn.ExecRequest) (*wrenn.ExecResult, error)
-	StartExecFn      func(ctx context.Context, id string, req wrenn.ExecRequest) (control.ExecStream, error)
+	StartExecFn      func(ctx context.Context, id string, req wrenn.ExecRequest) (wrenn.ExecStream, error)
 	WriteFileFn      func(ctx context.Context, id, path string, r io.Reader) error
 	ReadFileFn       func(ctx context.Context, id, path string) (io.ReadCloser, error)
 	PauseSandboxFn   func(ctx context.Context, id string) error
@@ -63,7 +63,7 @@ func (a *Agent) Exec(ctx context.Context, id string, req wrenn.ExecRequest) (*wr
 	return a.ExecFn(ctx, id, req)
 }
 
-func (a *Agent) StartExec(ctx context.Context, id string, req wrenn.ExecRequest) (control.ExecStream, error) {
+func (a *Agent) StartExec(ctx context.Context, id string, req wrenn.ExecRequest) (wrenn.ExecStream, error) {
 	if a.StartExecFn == nil {
 		return nil, unset("StartExecFn")
 	}

@@ -1,15 +1,18 @@
-package control
+package wrenn
 
 import (
 	"context"
 	"io"
-
-	"github.com/wrennhq/wrenn"
 )
+
+// The host agent's surface: what the control plane asks of the agent that
+// owns the VMs on one machine. The control plane calls it (in process or
+// through internal/agentrpc); internal/agent implements it. Both sides see
+// only these interfaces and the domain types, never each other.
 
 // Lifecycle starts and stops sandboxes on a host.
 type Lifecycle interface {
-	CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error)
+	CreateSandbox(ctx context.Context, spec SandboxSpec) (SandboxNet, error)
 	// DestroySandbox frees everything the sandbox holds, running or paused.
 	// Destroying one the agent does not know is not an error.
 	DestroySandbox(ctx context.Context, id string) error
@@ -17,14 +20,14 @@ type Lifecycle interface {
 
 // Runner runs commands in a running sandbox.
 type Runner interface {
-	Exec(ctx context.Context, id string, req wrenn.ExecRequest) (*wrenn.ExecResult, error)
-	StartExec(ctx context.Context, id string, req wrenn.ExecRequest) (ExecStream, error)
+	Exec(ctx context.Context, id string, req ExecRequest) (*ExecResult, error)
+	StartExec(ctx context.Context, id string, req ExecRequest) (ExecStream, error)
 }
 
 // ExecStream is one streamed command.
 type ExecStream interface {
 	// Recv returns the next event; after the exit event it returns io.EOF.
-	Recv() (wrenn.ExecEvent, error)
+	Recv() (ExecEvent, error)
 	// Stop asks the command to end: SIGTERM, then SIGKILL after a grace period.
 	Stop() error
 	// Close releases the stream, killing the command if it still runs.
@@ -35,7 +38,7 @@ type ExecStream interface {
 // absolute; contents are streamed, never held whole.
 type Files interface {
 	WriteFile(ctx context.Context, id, path string, r io.Reader) error
-	// ReadFile fails with a wrenn.ENotFound error when the file is absent.
+	// ReadFile fails with a ENotFound error when the file is absent.
 	ReadFile(ctx context.Context, id, path string) (io.ReadCloser, error)
 }
 
@@ -43,10 +46,10 @@ type Files interface {
 // is an optional capability of an Agent, found by type assertion.
 type Snapshotter interface {
 	PauseSandbox(ctx context.Context, id string) error
-	ResumeSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error)
+	ResumeSandbox(ctx context.Context, spec SandboxSpec) (SandboxNet, error)
 	// CreateSnapshot turns the running sandbox into the template t
 	// (t.Name, t.TeamID set), destroying the sandbox, and fills in t's sizes.
-	CreateSnapshot(ctx context.Context, sandboxID string, t *wrenn.Template) error
+	CreateSnapshot(ctx context.Context, sandboxID string, t *Template) error
 	DeleteSnapshot(ctx context.Context, teamID, name string) error
 }
 
