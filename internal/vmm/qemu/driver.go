@@ -62,6 +62,9 @@ func New(c Config) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("qemu: %w (install qemu-system-x86)", err)
 	}
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real // what /proc/<pid>/exe shows (Strays)
+	}
 	cpu := c.TCGCPU
 	if cpu == "" {
 		cpu = DefaultTCGCPU
@@ -149,11 +152,11 @@ func (d *Driver) Start(ctx context.Context, c vmm.Config) (vmm.VM, error) {
 
 // Adopt implements vmm.Driver.
 func (d *Driver) Adopt(ctx context.Context, c vmm.Config, pid int) (vmm.VM, error) {
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	ok, err := d.runsIn(pid, c.RunDir)
 	if err != nil {
 		return nil, fmt.Errorf("adopt vm %s: process %d: %w", c.ID, pid, err)
 	}
-	if !strings.Contains(string(cmdline), "\x00"+qmpSocket(c)) && !strings.Contains(string(cmdline), qmpSocket(c)+",") {
+	if !ok {
 		return nil, fmt.Errorf("adopt vm %s: process %d is not its qemu", c.ID, pid)
 	}
 	pidfd, err := unix.PidfdOpen(pid, 0)
@@ -177,12 +180,13 @@ func (d *Driver) Adopt(ctx context.Context, c vmm.Config, pid int) (vmm.VM, erro
 	return vm, nil
 }
 
-func qmpSocket(c vmm.Config) string { return filepath.Join(c.RunDir, "qmp.sock") }
+func qmpSocket(runDir string) string { return filepath.Join(runDir, "qmp.sock") }
 
-// args is QEMU's command line for c.
+// args is QEMU's command line for c. Paths go into option strings, where
+// a comma separates options: optValue doubles them.
 func (d *Driver) args(c vmm.Config, accel string) []string {
 	a := []string{
-		"-name", "wrenn-" + c.ID,
+		"-name", "wrenn-" + optValue(c.ID),
 		"-M", "microvm,acpi=off,x-option-roms=off,rtc=on" + memoryBackend(c),
 		"-m", strconv.Itoa(c.MemoryMB),
 		"-smp", strconv.Itoa(c.VCPUs),
@@ -190,13 +194,13 @@ func (d *Driver) args(c vmm.Config, accel string) []string {
 		"-serial", "file:" + c.ConsoleLog,
 		"-kernel", c.Kernel,
 		"-append", d.kernelArgs(c, accel),
-		"-drive", "id=root,file=" + c.RootDisk + ",format=" + c.RootDiskFormat + ",if=none,cache=unsafe,discard=unmap",
+		"-drive", "id=root,file=" + optValue(c.RootDisk) + ",format=" + optValue(c.RootDiskFormat) + ",if=none,cache=unsafe,discard=unmap",
 		"-device", "virtio-blk-device,drive=root",
 		"-device", "virtio-rng-device",
 		"-device", "virtio-serial-device",
-		"-chardev", "socket,id=envd,path=" + c.AgentSocket + ",server=on,wait=off",
+		"-chardev", "socket,id=envd,path=" + optValue(c.AgentSocket) + ",server=on,wait=off",
 		"-device", "virtserialport,chardev=envd,name=wrenn.envd",
-		"-qmp", "unix:" + qmpSocket(c) + ",server=on,wait=off",
+		"-qmp", qmpArg(c.RunDir),
 	}
 	if c.MemoryFile != "" {
 		share := "off"
@@ -204,7 +208,7 @@ func (d *Driver) args(c vmm.Config, accel string) []string {
 			share = "on"
 		}
 		a = append(a, "-object", fmt.Sprintf("memory-backend-file,id=mem,size=%dM,mem-path=%s,share=%s",
-			c.MemoryMB, c.MemoryFile, share))
+			c.MemoryMB, optValue(c.MemoryFile), share))
 	}
 	if c.Incoming != "" {
 		a = append(a, "-incoming", "defer")
@@ -219,9 +223,19 @@ func (d *Driver) args(c vmm.Config, accel string) []string {
 	if c.Tap != nil {
 		a = append(a,
 			"-netdev", "tap,id=net0,fd=3,vhost=off",
-			"-device", "virtio-net-device,netdev=net0,mac="+c.MAC)
+			"-device", "virtio-net-device,netdev=net0,mac="+optValue(c.MAC))
 	}
 	return a
+}
+
+// optValue escapes a value for a QEMU option string, where "," ends it
+// and ",," stands for a comma.
+func optValue(v string) string { return strings.ReplaceAll(v, ",", ",,") }
+
+// qmpArg is the -qmp argument of the VM whose run directory is runDir:
+// also how Adopt and Strays recognise its process.
+func qmpArg(runDir string) string {
+	return "unix:" + optValue(qmpSocket(runDir)) + ",server=on,wait=off"
 }
 
 func memoryBackend(c vmm.Config) string {
@@ -273,7 +287,7 @@ type vm struct {
 }
 
 func newVM(pid int, c vmm.Config) *vm {
-	return &vm{pid: pid, qmpPath: qmpSocket(c), memFile: c.MemoryFile != "", memShared: c.MemoryFile != "" && c.MemoryShared,
+	return &vm{pid: pid, qmpPath: qmpSocket(c.RunDir), memFile: c.MemoryFile != "", memShared: c.MemoryFile != "" && c.MemoryShared,
 		done: make(chan struct{})}
 }
 
