@@ -69,4 +69,7 @@ type SandboxState struct {
 	Running bool // false: the VM died and the agent has freed its resources
 	// Paused: no VM runs; the sandbox is on disk, ready to resume.
 	Paused bool
+	// Unresponsive: the VM runs but its guest has stopped answering the
+	// agent's health checks; past a grace period the agent ends it.
+	Unresponsive bool
 }

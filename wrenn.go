@@ -8,6 +8,7 @@ package wrenn
 import (
 	"crypto/rand"
 	"encoding/base32"
+	"strings"
 	"time"
 )
 
@@ -26,6 +27,22 @@ func NewID(prefix string) string {
 	var b [10]byte
 	rand.Read(b[:]) // never fails on Linux; panics rather than return weak bytes
 	return prefix + idEncoding.EncodeToString(b[:])
+}
+
+// ValidID reports whether id is one NewID(prefix) could have made. A host
+// agent checks the IDs it is sent before they name files or reach a
+// command line.
+func ValidID(prefix, id string) bool {
+	rest, ok := strings.CutPrefix(id, prefix)
+	if !ok || len(rest) != 16 {
+		return false
+	}
+	for _, r := range rest {
+		if !(r >= 'a' && r <= 'z' || r >= '2' && r <= '7') {
+			return false
+		}
+	}
+	return true
 }
 
 // User is an account that logs in with email and password.

@@ -2,175 +2,209 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/wrennhq/wrenn"
 	"github.com/wrennhq/wrenn/internal/layout"
+	"github.com/wrennhq/wrenn/internal/vmm"
 )
 
-// Adopt takes over the sandboxes a previous agent process left behind: a
-// VM still running is adopted with its network slot and a new guest agent
-// session; a run directory whose VM has gone is cleaned up. Then network
-// slots that no sandbox holds are swept away.
+// StrayFinder is a VMM driver that can find the VMM processes started in
+// a run directory, whatever its record says: a create cut short leaves one
+// that no record names.
+type StrayFinder interface {
+	Strays(runDir string) []int
+}
+
+// Adopt takes over the sandboxes a previous agent process left behind (see
+// adopter) and starts watching the running ones.
 func (m *Manager) Adopt(ctx context.Context) error {
-	m.removeUnfinishedTemplates()
-	entries, err := os.ReadDir(m.cfg.Layout.Sandboxes())
+	a := adopter{l: m.cfg.Layout, driver: m.cfg.Driver, net: m.cfg.Network, log: m.log, bootTimeout: m.cfg.BootTimeout}
+	sbs, err := a.adopt(ctx)
+	for _, sb := range sbs {
+		m.mu.Lock()
+		m.sandboxes[sb.id] = sb
+		m.mu.Unlock()
+		if sb.mach != nil {
+			go m.watch(sb, sb.mach)
+		}
+	}
+	return err
+}
+
+// adopter takes over what a previous agent process left: a sandbox whose
+// VM still runs is adopted with its network slot and a new guest agent
+// session, a paused one as it is; a run directory that cannot be adopted
+// is cleaned up, and so are the agent's own sandboxes (pool members, a
+// base being warmed) and unfinished templates. Then network slots that no
+// sandbox holds are swept away.
+type adopter struct {
+	l           layout.Layout
+	driver      vmm.Driver
+	net         Network
+	log         *slog.Logger
+	bootTimeout time.Duration
+}
+
+func (a adopter) adopt(ctx context.Context) ([]*sandbox, error) {
+	a.removeUnfinishedTemplates()
+	entries, err := os.ReadDir(a.l.Sandboxes())
 	if errors.Is(err, fs.ErrNotExist) {
-		return m.cfg.Network.Sweep(ctx, nil)
+		return nil, a.net.Sweep(ctx, nil)
 	}
 	if err != nil {
-		return fmt.Errorf("adopt: %w", err)
+		return nil, fmt.Errorf("adopt: %w", err)
 	}
+	var out []*sandbox
 	var inUse []int
 	for _, e := range entries {
 		if !e.IsDir() {
 			continue
 		}
-		dir := m.cfg.Layout.Sandbox(e.Name())
-		log := m.log.With(slog.String(attrSandboxID, e.Name()))
-		st, err := readState(dir.State())
+		dir := a.l.Sandbox(e.Name())
+		log := a.log.With(slog.String(attrSandboxID, e.Name()))
+		rec, err := readRecord(dir)
 		if err != nil {
 			// A create the previous agent never finished: its VM, if it got
 			// that far, has no record to adopt it by. Kill it and remove
 			// the directory; its network slot goes with the sweep.
 			log.Warn("removing a sandbox that never finished starting", slog.Any(attrError, err))
-			killStrays(log, dir.Path())
-			logErr(log, "remove run dir", os.RemoveAll(dir.Path()))
+			a.killStrays(log, dir)
+			logErr(log, "remove run dir", removeRunDir(dir))
 			continue
 		}
-		if st.Pool {
+		if rec.Pool {
 			// Unclaimed warm pool members are not worth keeping: the pool
-			// starts afresh.
-			log.Info("ending a warm pool sandbox of an earlier agent")
-			m.cleanupOrphan(ctx, st, dir, log)
+			// starts afresh. Nor is a base warmed halfway.
+			log.Info("ending a sandbox of an earlier agent's own")
+			a.cleanup(ctx, rec, dir, log)
 			continue
 		}
-		if err := m.adoptOne(ctx, st, dir, log); err != nil {
+		sb, err := a.adoptOne(ctx, rec, dir)
+		if err != nil {
 			log.Warn("could not adopt sandbox; cleaning up", slog.Any(attrError, err))
-			m.cleanupOrphan(ctx, st, dir, log)
+			a.cleanup(ctx, rec, dir, log)
 			continue
 		}
-		if !st.Paused {
-			inUse = append(inUse, st.Slot)
+		out = append(out, sb)
+		if sb.mach != nil {
+			inUse = append(inUse, rec.Slot)
 		}
 	}
-	return m.cfg.Network.Sweep(ctx, inUse)
+	return out, a.net.Sweep(ctx, inUse)
 }
 
 // removeUnfinishedTemplates removes what snapshots and deletions that an
 // earlier agent did not finish left: hidden directories beside templates
 // (warm snapshots included) older than a few minutes, so that another
 // process's snapshot in progress, in a shared images directory, is spared.
-func (m *Manager) removeUnfinishedTemplates() {
+func (a adopter) removeUnfinishedTemplates() {
 	for _, pattern := range []string{
-		filepath.Join(m.cfg.Layout.Templates(), "*", ".*"),
-		filepath.Join(m.cfg.Layout.WarmSnapshots(), ".*"),
+		filepath.Join(a.l.Templates(), "*", ".*"),
+		filepath.Join(a.l.WarmSnapshots(), ".*"),
 	} {
-		left, _ := filepath.Glob(pattern)
+		left, err := filepath.Glob(pattern)
+		logErr(a.log, "list unfinished templates", err)
 		for _, p := range left {
 			if fi, err := os.Stat(p); err != nil || time.Since(fi.ModTime()) < 10*time.Minute {
 				continue
 			}
-			m.log.Warn("removing an unfinished template", slog.String("path", p))
-			logErr(m.log, "remove unfinished template", os.RemoveAll(p))
+			a.log.Warn("removing an unfinished template", slog.String("path", p))
+			logErr(a.log, "remove unfinished template", os.RemoveAll(p))
 		}
 	}
 }
 
-func readState(path string) (state, error) {
-	var st state
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return st, err
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		return st, fmt.Errorf("decode %s: %w", path, err)
-	}
-	return st, nil
-}
-
-// adoptOne adopts the sandbox st whose run directory is dir: named by its
+// adoptOne adopts the sandbox rec whose run directory is dir: named by its
 // ID, or, for one a create took from the warm pool, by its pool name.
-func (m *Manager) adoptOne(ctx context.Context, st state, dir layout.SandboxDir, log *slog.Logger) error {
-	if st.Driver != m.cfg.Driver.Name() {
-		return fmt.Errorf("recorded by driver %q, this agent runs %q", st.Driver, m.cfg.Driver.Name())
+func (a adopter) adoptOne(ctx context.Context, rec record, dir layout.SandboxDir) (*sandbox, error) {
+	if !wrenn.ValidID(wrenn.PrefixSandbox, rec.ID) {
+		return nil, fmt.Errorf("the record names no valid sandbox id")
 	}
-	sb := &sandbox{id: st.ID, dir: dir, log: log, st: st}
-	if st.Resuming {
+	if rec.Driver != a.driver.Name() {
+		return nil, fmt.Errorf("recorded by driver %q, this agent runs %q", rec.Driver, a.driver.Name())
+	}
+	if rec.Resuming {
 		// A resume was cut short: the guest may have run on and changed
 		// its memory and disk, so the snapshot cannot be trusted.
-		return errors.New("a resume was interrupted; its snapshot is no longer consistent")
+		return nil, errors.New("a resume was interrupted; its snapshot is no longer consistent")
 	}
-	if st.Paused {
+	sb := newSandbox(rec.ID, dir, a.log, lcPaused)
+	sb.rec = rec
+	if rec.Paused {
 		// A VM may linger if the agent died between writing the record
 		// and stopping it: the record says paused, so it must not run.
-		killStrays(log, dir.Path())
-		sb.paused = true
-		m.mu.Lock()
-		m.sandboxes[st.ID] = sb
-		m.mu.Unlock()
-		log.Info("paused sandbox adopted")
-		return nil
+		a.killStrays(sb.log, dir)
+		sb.log.Info("paused sandbox adopted")
+		return sb, nil
 	}
-	slot, err := m.cfg.Network.Adopt(ctx, st.Slot)
+	mach, err := a.adoptMachine(ctx, rec, dir)
 	if err != nil {
-		return fmt.Errorf("adopt network slot %d: %w", st.Slot, err)
+		return nil, err
 	}
-	sb.release.addBackground(func(ctx context.Context) error { return m.cfg.Network.Release(ctx, slot) })
-	vm, err := m.cfg.Driver.Adopt(ctx, m.vmConfig(st, dir), st.PID)
-	if err != nil {
-		_ = sb.release.run(ctx)
-		return err
-	}
-	sb.release.add(vm.Stop)
-	client, err := m.connectGuest(ctx, dir, vm)
-	if err != nil {
-		_ = sb.release.run(ctx)
-		return err
-	}
-	sb.release.add(func(context.Context) error { return client.Close() })
-	sb.vm, sb.envd = vm, client
-	m.mu.Lock()
-	m.sandboxes[st.ID] = sb
-	m.mu.Unlock()
-	go m.watch(sb, vm)
-	log.Info("sandbox adopted", slog.Int(attrPID, vm.PID()))
-	return nil
+	sb.mach, sb.lc = mach, lcRunning
+	sb.log.Info("sandbox adopted", slog.Int(attrPID, mach.vm.PID()))
+	return sb, nil
 }
 
-// cleanupOrphan frees what a sandbox that could not be adopted still
-// holds: its VM process if one is alive, and its run directory. Its slot
-// is left to the sweep.
-func (m *Manager) cleanupOrphan(ctx context.Context, st state, dir layout.SandboxDir, log *slog.Logger) {
-	if vm, err := m.cfg.Driver.Adopt(ctx, m.vmConfig(st, dir), st.PID); err == nil {
+// adoptMachine takes over the network slot, VM and guest agent of a
+// running sandbox; on failure it lets go of what it took.
+func (a adopter) adoptMachine(ctx context.Context, rec record, dir layout.SandboxDir) (mach *machine, err error) {
+	mach = &machine{}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, mach.release.run(ctx))
+		}
+	}()
+	slot, err := a.net.Adopt(ctx, rec.Slot)
+	if err != nil {
+		return nil, fmt.Errorf("adopt network slot %d: %w", rec.Slot, err)
+	}
+	mach.net = wrenn.SandboxNet{GuestIP: slot.GuestIP.String(), HostIP: slot.HostIP.String()}
+	mach.release.addBackground(func(ctx context.Context) error { return a.net.Release(ctx, slot) })
+	vm, err := a.driver.Adopt(ctx, vmConfig(rec, dir), rec.PID)
+	if err != nil {
+		return nil, err
+	}
+	mach.vm = vm
+	mach.release.add(vm.Stop)
+	client, err := connectGuest(ctx, dir, vm, a.bootTimeout, a.log)
+	if err != nil {
+		return nil, err
+	}
+	mach.envd = client
+	mach.release.add(mach.closeGuest)
+	return mach, nil
+}
+
+// cleanup frees what a sandbox that is not adopted still holds: its VM
+// process if one is alive, and its run directory. Its slot is left to the
+// sweep.
+func (a adopter) cleanup(ctx context.Context, rec record, dir layout.SandboxDir, log *slog.Logger) {
+	if vm, err := a.driver.Adopt(ctx, vmConfig(rec, dir), rec.PID); err == nil {
 		logErr(log, "stop orphaned vm", vm.Stop(ctx))
 	}
-	logErr(log, "remove run dir", os.RemoveAll(dir.Path()))
+	a.killStrays(log, dir) // one the record does not name
+	logErr(log, "remove run dir", removeRunDir(dir))
 }
 
-// killStrays kills every process whose command line names dir: a VMM a
-// crashed create left without a record.
-func killStrays(log *slog.Logger, dir string) {
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil || !strings.Contains(string(b), dir+"/") {
-			continue
-		}
-		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
+// killStrays kills the VMM processes the driver finds started in dir.
+func (a adopter) killStrays(log *slog.Logger, dir layout.SandboxDir) {
+	f, ok := a.driver.(StrayFinder)
+	if !ok {
+		return
+	}
+	for _, pid := range f.Strays(dir.Path()) {
 		log.Warn("killing a stray vm process", slog.Int(attrPID, pid))
-		logErr(log, "kill stray", syscall.Kill(pid, syscall.SIGKILL))
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			log.Error("kill stray", slog.Int(attrPID, pid), slog.Any(attrError, err))
+		}
 	}
 }

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,7 +10,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -28,244 +26,238 @@ import (
 // its own, so they need not differ, and restored snapshots keep theirs.
 const guestMAC = "02:77:72:6e:00:01"
 
-// kernelArgs is the guest kernel command line of docs/GUEST.md.
+// kernelArgs is the guest kernel command line of docs/GUEST.md. The
+// hostname is a sandbox ID or pool name, which checkSandboxID and the
+// pool keep to letters, digits and '-'.
 func kernelArgs(slot *netslot.Slot, hostname string) string {
 	return fmt.Sprintf("console=ttyS0 reboot=t panic=-1 root=/dev/vda rw rootfstype=ext4 "+
 		"init=/usr/local/bin/envd quiet wrenn.ip=%s/30 wrenn.gw=%s wrenn.dns=1.1.1.1 wrenn.hostname=%s",
 		slot.GuestIP, slot.TapIP, hostname)
 }
 
-// state is what a sandbox's run directory records, so that a restarted
-// agent can adopt the VM, or keep the sandbox paused.
-type state struct {
-	ID       string `json:"id"`
-	TeamID   string `json:"team_id"`
-	Template string `json:"template"`
-	Base     string `json:"base"` // the base template its disk chain ends in
-	VCPUs    int    `json:"vcpus"`
-	MemoryMB int    `json:"memory_mb"`
-	Kernel   string `json:"kernel"`
-	Driver   string `json:"driver"`
-	PID      int    `json:"pid"`
-	Slot     int    `json:"slot"`
-	// OwnMemory: guest RAM is the sandbox's own shared file; otherwise a
-	// private mapping of its template's memory.
-	OwnMemory bool `json:"own_memory"`
-	// FromSnapshot: restored from a template (a team's or a base's warm
-	// snapshot); the root disk is an overlay over TemplateDisk.
-	FromSnapshot bool `json:"from_snapshot,omitempty"`
-	// Paused: no VM runs; VMState holds the device state (and, without
-	// OwnMemory, the RAM) to resume from.
-	Paused bool `json:"paused,omitempty"`
-	// Pool: a warm pool member no create has claimed yet (pool.go).
-	Pool bool `json:"pool,omitempty"`
-	// Resuming: a resume began. Once the guest has run, memory and disk
-	// no longer match the snapshot, so an agent that finds this set after
-	// a crash cannot trust the paused state and gives the sandbox up.
-	Resuming  bool      `json:"resuming,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-func writeState(dir layout.SandboxDir, st state) error {
-	return writeJSONFile(dir.State(), st)
-}
-
-// writeJSONFile replaces path with v's JSON, atomically.
-func writeJSONFile(path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
-	}
-	return nil
+// origin is what a new sandbox starts from: a template to restore (a
+// team's snapshot template or a base's warm snapshot), or, with tmpl "",
+// a base to boot.
+type origin struct {
+	tmpl layout.TemplateDir
+	base Base
 }
 
 // CreateSandbox starts a sandbox, booting a base template or restoring a
 // snapshot template, and returns once its guest agent answers. On any
 // failure everything acquired so far is released.
 func (m *Manager) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (net wrenn.SandboxNet, err error) {
-	st := state{ID: spec.ID, TeamID: spec.TeamID, Template: spec.Template,
-		VCPUs: spec.VCPUs, MemoryMB: spec.MemoryMB, Driver: m.cfg.Driver.Name(), CreatedAt: m.cfg.Now().UTC()}
-	var tmpl layout.TemplateDir
-	var base Base
-	if spec.TemplateTeamID == "" {
-		b, ok := m.bases[spec.Template]
-		if !ok {
-			return net, wrenn.Errorf(wrenn.EInvalid, "template %q is not available on this host", spec.Template)
-		}
-		base = b
-		tmpl = m.warmSnapshot(b.Name, spec.VCPUs, spec.MemoryMB) // "" if none: boot
-	} else {
-		tmpl = m.cfg.Layout.Template(spec.TemplateTeamID, spec.Template)
-		meta, err := readTemplateMeta(tmpl)
-		if err != nil {
-			return net, err
-		}
-		if meta.VCPUs != spec.VCPUs || meta.MemoryMB != spec.MemoryMB {
-			return net, wrenn.Errorf(wrenn.EInvalid, "template %q runs with %d vCPUs and %d MiB, not %d and %d",
-				spec.Template, meta.VCPUs, meta.MemoryMB, spec.VCPUs, spec.MemoryMB)
-		}
-		b, ok := m.bases[meta.Base]
-		if !ok {
-			return net, wrenn.Errorf(wrenn.EInvalid, "template %q needs base %q, which this host lacks", spec.Template, meta.Base)
-		}
-		base = b
-		base.Kernel = meta.Kernel // the kernel it was booted with
+	if err := checkSpec(spec); err != nil {
+		return net, err
 	}
-	st.Base, st.Kernel = base.Name, base.Kernel
-	st.OwnMemory, st.FromSnapshot = tmpl == "", tmpl != ""
-
-	sb := &sandbox{id: spec.ID, dir: m.cfg.Layout.Sandbox(spec.ID), log: m.log.With(slog.String(attrSandboxID, spec.ID))}
-	m.mu.Lock()
-	if _, exists := m.sandboxes[spec.ID]; exists {
-		m.mu.Unlock()
-		return net, wrenn.Errorf(wrenn.EConflict, "sandbox already exists on this host")
+	from, err := m.origin(spec)
+	if err != nil {
+		return net, err
 	}
-	m.sandboxes[spec.ID] = sb
-	m.mu.Unlock()
-
+	rec := record{ID: spec.ID, TeamID: spec.TeamID, Template: spec.Template, VCPUs: spec.VCPUs, MemoryMB: spec.MemoryMB,
+		Driver: m.cfg.Driver.Name(), Base: from.base.Name, Kernel: from.base.Kernel,
+		OwnMemory: from.tmpl == "", FromSnapshot: from.tmpl != "", CreatedAt: m.cfg.Now().UTC()}
+	sb, err := m.reserve(spec.ID)
+	if err != nil {
+		return net, err
+	}
 	sb.op.Lock()
 	defer sb.op.Unlock()
 	defer func() {
 		if err != nil {
-			m.undoStart(ctx, sb)
-			m.mu.Lock()
-			delete(m.sandboxes, spec.ID)
-			m.mu.Unlock()
+			sb.move(lcGone)
+			m.forget(sb)
 		}
 	}()
 	start := time.Now()
-	if tmpl != "" {
+	if from.tmpl != "" {
 		// Whether this create takes a pool member or not, the pool keeps
 		// one ready for the next: of a base always, of a snapshot template
 		// once it is used.
 		key := poolKey{team: spec.TemplateTeamID, name: spec.Template}
 		defer func() {
 			if err == nil {
-				m.refill(key)
+				m.pool.fill(key)
 			}
 		}()
-		if net, ok := m.claim(ctx, sb, &st, key, tmpl); ok {
-			sb.log.Info("sandbox started", slog.String("template", spec.Template), slog.Bool("restored", true),
-				slog.Bool("from_pool", true), slog.String("run_dir", sb.dir.Path()), slog.Int(attrPID, st.PID),
+		if net, ok := m.claim(ctx, sb, rec, key, from.tmpl); ok {
+			sb.log.Info("sandbox started", slog.String(attrTemplate, spec.Template), slog.Bool("restored", true),
+				slog.Bool("from_pool", true), slog.String("run_dir", sb.dir.Path()), slog.Int(attrPID, rec.PID),
 				slog.Duration("took", time.Since(start)))
 			return net, nil
 		}
 	}
-	if net, err = m.start(ctx, sb, &st, tmpl, base); err != nil {
+	mach, err := m.start(ctx, sb.dir, &rec, from)
+	if err != nil {
 		return net, err
 	}
-	sb.log.Info("sandbox started", slog.String("template", spec.Template), slog.Bool("restored", tmpl != ""),
-		slog.Int(attrPID, st.PID), slog.Duration("took", time.Since(start)))
-	return net, nil
+	sb.run(mach, rec, lcRunning)
+	go m.watch(sb, mach)
+	sb.log.Info("sandbox started", slog.String(attrTemplate, spec.Template), slog.Bool("restored", from.tmpl != ""),
+		slog.Int(attrPID, rec.PID), slog.Duration("took", time.Since(start)))
+	return mach.net, nil
 }
 
-// start makes sb's run directory and root disk and launches its VM:
-// restoring the template tmpl, or booting base if tmpl is "". On failure
-// the caller runs undoStart. Call with sb.op held.
-func (m *Manager) start(ctx context.Context, sb *sandbox, st *state, tmpl layout.TemplateDir, base Base) (net wrenn.SandboxNet, err error) {
-	dir := sb.dir
+// checkSpec checks what of spec reaches paths and command lines.
+func checkSpec(spec wrenn.SandboxSpec) error {
+	if err := checkSandboxID(spec.ID); err != nil {
+		return err
+	}
+	if spec.TeamID != "" && !wrenn.ValidID(wrenn.PrefixTeam, spec.TeamID) {
+		return wrenn.Errorf(wrenn.EInvalid, "invalid team id")
+	}
+	if spec.TemplateTeamID != "" {
+		if !wrenn.ValidID(wrenn.PrefixTeam, spec.TemplateTeamID) {
+			return wrenn.Errorf(wrenn.EInvalid, "invalid template team id")
+		}
+		if err := wrenn.ValidateTemplateName(spec.Template); err != nil {
+			return err
+		}
+	}
+	if spec.VCPUs < 1 || spec.MemoryMB < 1 {
+		return wrenn.Errorf(wrenn.EInvalid, "vcpus and memory_mb must be positive")
+	}
+	return nil
+}
+
+func checkSandboxID(id string) error {
+	if !wrenn.ValidID(wrenn.PrefixSandbox, id) {
+		return wrenn.Errorf(wrenn.EInvalid, "invalid sandbox id")
+	}
+	return nil
+}
+
+// origin finds what spec's sandbox starts from.
+func (m *Manager) origin(spec wrenn.SandboxSpec) (origin, error) {
+	if spec.TemplateTeamID == "" {
+		b, ok := m.bases[spec.Template]
+		if !ok {
+			return origin{}, wrenn.Errorf(wrenn.EInvalid, "template %q is not available on this host", spec.Template)
+		}
+		return origin{tmpl: m.warm.snapshot(b.Name, spec.VCPUs, spec.MemoryMB), base: b}, nil // tmpl "": boot
+	}
+	tmpl := m.cfg.Layout.Template(spec.TemplateTeamID, spec.Template)
+	meta, err := readTemplateMeta(tmpl)
+	if err != nil {
+		return origin{}, err
+	}
+	if meta.VCPUs != spec.VCPUs || meta.MemoryMB != spec.MemoryMB {
+		return origin{}, wrenn.Errorf(wrenn.EInvalid, "template %q runs with %d vCPUs and %d MiB, not %d and %d",
+			spec.Template, meta.VCPUs, meta.MemoryMB, spec.VCPUs, spec.MemoryMB)
+	}
+	b, ok := m.bases[meta.Base]
+	if !ok {
+		return origin{}, wrenn.Errorf(wrenn.EInvalid, "template %q needs base %q, which this host lacks", spec.Template, meta.Base)
+	}
+	b.Kernel = meta.Kernel // the kernel it was booted with
+	return origin{tmpl: tmpl, base: b}, nil
+}
+
+// start makes the run directory dir and its root disk and launches a VM
+// in it as rec describes, restoring from.tmpl or booting from.base. On
+// failure it removes what it made.
+func (m *Manager) start(ctx context.Context, dir layout.SandboxDir, rec *record, from origin) (mach *machine, err error) {
 	if err := os.MkdirAll(m.cfg.Layout.Sandboxes(), 0o700); err != nil {
-		return net, fmt.Errorf("create sandboxes dir: %w", err)
+		return nil, fmt.Errorf("create sandboxes dir: %w", err)
 	}
 	if err := os.Mkdir(dir.Path(), 0o700); err != nil {
-		return net, fmt.Errorf("create run dir: %w", err)
+		return nil, fmt.Errorf("create run dir: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, removeRunDir(dir))
+		}
+	}()
 	incoming := ""
-	if tmpl == "" {
-		err = disk.Overlay(ctx, base.RootFS, "raw", dir.RootDisk())
+	if from.tmpl == "" {
+		err = disk.Overlay(ctx, from.base.RootFS, "raw", dir.RootDisk())
 	} else {
 		// Links, not paths: the template may be deleted while this runs.
-		if err := linkOrCopy(tmpl.Memory(), dir.TemplateMemory()); err != nil {
-			return net, err
+		if err := linkOrCopy(from.tmpl.Memory(), dir.TemplateMemory()); err != nil {
+			return nil, err
 		}
-		if err := linkOrCopy(tmpl.Disk(), dir.TemplateDisk()); err != nil {
-			return net, err
+		if err := linkOrCopy(from.tmpl.Disk(), dir.TemplateDisk()); err != nil {
+			return nil, err
 		}
 		err = disk.Overlay(ctx, dir.TemplateDisk(), "qcow2", dir.RootDisk())
-		incoming = tmpl.VMState()
+		incoming = from.tmpl.VMState()
 	}
 	if err != nil {
-		return net, err
+		return nil, err
 	}
-	return m.launch(ctx, sb, st, incoming, false)
+	return m.launch(ctx, dir, rec, incoming, false)
 }
 
-// undoStart frees what a failed start acquired and removes the run
-// directory it made.
-func (m *Manager) undoStart(ctx context.Context, sb *sandbox) {
-	bg := context.WithoutCancel(ctx)
-	if err := errors.Join(sb.release.run(bg), removeRunDir(sb.dir)); err != nil {
-		sb.log.Error("undo failed create", slog.Any(attrError, err))
-	}
-}
-
-// launch starts the VM of sb as st describes, from the device state file
-// incoming if not empty (withRAM: holding the RAM), with a new network
-// slot; waits for its guest agent, gives the guest its identity and
-// records st. What it acquires goes on sb.release. Call with sb.op held.
-func (m *Manager) launch(ctx context.Context, sb *sandbox, st *state, incoming string, withRAM bool) (net wrenn.SandboxNet, err error) {
+// launch starts the VM of the run directory dir as rec describes, from
+// the device state file incoming if not empty (withRAM: holding the RAM),
+// with a new network slot; waits for its guest agent, gives the guest its
+// identity and records rec. On failure it frees what it acquired; rec.PID
+// then says whether a VM got as far as running.
+func (m *Manager) launch(ctx context.Context, dir layout.SandboxDir, rec *record, incoming string, withRAM bool) (mach *machine, err error) {
+	mach = &machine{}
+	defer func() {
+		if err != nil {
+			logErr(m.log.With(slog.String(attrSandboxID, rec.ID)), "undo failed start", mach.release.run(context.WithoutCancel(ctx)))
+		}
+	}()
 	slot, err := m.cfg.Network.Acquire(ctx)
 	if err != nil {
-		return net, fmt.Errorf("acquire network slot: %w", err)
+		return nil, fmt.Errorf("acquire network slot: %w", err)
 	}
-	sb.release.addBackground(func(ctx context.Context) error { return m.cfg.Network.Release(ctx, slot) })
-	st.Slot = slot.Index
+	mach.release.addBackground(func(ctx context.Context) error { return m.cfg.Network.Release(ctx, slot) })
+	rec.Slot = slot.Index
+	mach.net = wrenn.SandboxNet{GuestIP: slot.GuestIP.String(), HostIP: slot.HostIP.String()}
 
 	tap, err := slot.OpenTap()
 	if err != nil {
-		return net, fmt.Errorf("open tap: %w", err)
+		return nil, fmt.Errorf("open tap: %w", err)
 	}
 	defer tap.Close() // QEMU holds its own copy
-	c := m.vmConfig(*st, sb.dir)
-	c.KernelArgs = kernelArgs(slot, st.ID)
+	c := vmConfig(*rec, dir)
+	c.KernelArgs = kernelArgs(slot, rec.ID)
 	c.Tap, c.Incoming, c.IncomingHasRAM = tap, incoming, withRAM
 	t0 := time.Now()
 	vm, err := m.cfg.Driver.Start(ctx, c)
 	if err != nil {
-		return net, fmt.Errorf("start vm: %w", err)
+		return nil, fmt.Errorf("start vm: %w", err)
 	}
-	sb.release.add(vm.Stop)
-	st.PID = vm.PID()
+	mach.vm = vm
+	mach.release.add(vm.Stop)
+	rec.PID = vm.PID()
 
 	t1 := time.Now()
-	client, err := m.connectGuest(ctx, sb.dir, vm)
+	client, err := connectGuest(ctx, dir, vm, m.cfg.BootTimeout, m.log)
 	if err != nil {
-		return net, err
+		return nil, err
 	}
-	sb.release.add(func(context.Context) error { return client.Close() })
+	mach.envd = client
+	mach.release.add(mach.closeGuest)
 	t2 := time.Now()
-	if err := m.initGuest(ctx, client, st.ID); err != nil {
-		return net, err
+	if err := m.initGuest(ctx, client, rec.ID); err != nil {
+		return nil, err
 	}
-	sb.log.Debug("vm launched", slog.Duration("start", t1.Sub(t0)), slog.Duration("connect", t2.Sub(t1)),
-		slog.Duration("init", time.Since(t2)))
-	if err := writeState(sb.dir, *st); err != nil {
-		return net, err
+	m.log.Debug("vm launched", slog.String(attrSandboxID, rec.ID), slog.Duration("start", t1.Sub(t0)),
+		slog.Duration("connect", t2.Sub(t1)), slog.Duration("init", time.Since(t2)))
+	if err := writeRecord(dir, *rec); err != nil {
+		return nil, err
 	}
-	sb.mu.Lock()
-	sb.vm, sb.envd, sb.st, sb.paused = vm, client, *st, false
-	sb.mu.Unlock()
-	go m.watch(sb, vm)
-	return wrenn.SandboxNet{GuestIP: slot.GuestIP.String(), HostIP: slot.HostIP.String()}, nil
+	return mach, nil
 }
 
-// vmConfig is the VM of st; Tap, KernelArgs and Incoming are the caller's.
-func (m *Manager) vmConfig(st state, dir layout.SandboxDir) vmm.Config {
+// closeGuest ends the guest agent session the machine holds now (a health
+// check may have replaced the one it started with).
+func (mach *machine) closeGuest(context.Context) error { return mach.envd.Close() }
+
+// vmConfig is the VM of rec; Tap, KernelArgs and Incoming are the caller's.
+func vmConfig(rec record, dir layout.SandboxDir) vmm.Config {
 	c := vmm.Config{
-		ID: st.ID, RunDir: dir.Path(), Kernel: st.Kernel,
+		ID: rec.ID, RunDir: dir.Path(), Kernel: rec.Kernel,
 		RootDisk: dir.RootDisk(), RootDiskFormat: "qcow2",
-		VCPUs: st.VCPUs, MemoryMB: st.MemoryMB, MAC: guestMAC,
+		VCPUs: rec.VCPUs, MemoryMB: rec.MemoryMB, MAC: guestMAC,
 		AgentSocket: dir.EnvdSocket(), ConsoleLog: dir.ConsoleLog(),
 		MemoryFile: dir.Memory(), MemoryShared: true,
 	}
-	if !st.OwnMemory {
+	if !rec.OwnMemory {
 		c.MemoryFile, c.MemoryShared = dir.TemplateMemory(), false
 	}
 	return c
@@ -291,11 +283,11 @@ func linkOrCopy(src, dst string) error {
 	return nil
 }
 
-// connectGuest connects to the guest agent's channel and waits until the
-// guest agent answers, the VM dies, or the boot timeout passes. A session
+// connectGuest connects to the guest agent's channel in dir and waits
+// until the guest agent answers, the VM dies, or timeout passes. A session
 // that breaks while the guest boots is dialled afresh.
-func (m *Manager) connectGuest(ctx context.Context, dir layout.SandboxDir, vm vmm.VM) (*envd.Client, error) {
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.BootTimeout)
+func connectGuest(ctx context.Context, dir layout.SandboxDir, vm vmm.VM, timeout time.Duration, log *slog.Logger) (*envd.Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	go func() {
 		select {
@@ -310,7 +302,7 @@ func (m *Manager) connectGuest(ctx context.Context, dir layout.SandboxDir, vm vm
 		conn, err := d.DialContext(ctx, "unix", dir.EnvdSocket())
 		if err == nil {
 			var client *envd.Client
-			if client, err = envd.NewClient(conn, m.log); err == nil {
+			if client, err = envd.NewClient(conn, log); err == nil {
 				if err = client.Ping(ctx); err == nil {
 					return client, nil
 				}
@@ -324,7 +316,7 @@ func (m *Manager) connectGuest(ctx context.Context, dir layout.SandboxDir, vm vm
 		case <-vm.Done():
 			return nil, errors.New("vm exited before its guest agent answered")
 		case <-ctx.Done():
-			return nil, fmt.Errorf("guest agent did not answer within %s: %w", m.cfg.BootTimeout, last)
+			return nil, fmt.Errorf("guest agent did not answer within %s: %w", timeout, last)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

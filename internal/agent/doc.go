@@ -1,7 +1,22 @@
 // Package agent is the host agent: it owns the VMs on one machine and
 // everything each holds — a run directory, a copy-on-write disk, a network
 // slot, the VMM process and the connection to the guest agent — and frees
-// each through a cleanup stack. It survives its own restarts by adopting
-// the VMs it finds recorded in their run directories. The control plane
-// reaches it through internal/agentrpc; it never touches the database.
+// each through a cleanup stack. The control plane reaches it through
+// internal/agentrpc, as a wrenn.Agent; it never touches the database.
+//
+// Where things are:
+//
+//	lifecycle.go  a sandbox's states and the moves between them: start here
+//	manager.go    the sandboxes this host holds, by ID
+//	create.go     create: boot a base or restore a template
+//	pause.go      pause and resume
+//	snapshot.go   snapshot templates
+//	destroy.go    destroy
+//	exec.go       commands and files, passed to the guest agent
+//	health.go     health checks of running guests
+//	pool.go       the warm pool's bookkeeping; member.go, its members
+//	warm.go       each base's warm snapshot
+//	adopt.go      taking over what an earlier agent process left
+//	gc.go         removing images nothing uses
+//	record.go     what a run directory records
 package agent

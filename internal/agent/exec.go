@@ -5,73 +5,80 @@ import (
 	"io"
 
 	"github.com/wrennhq/wrenn"
+	"github.com/wrennhq/wrenn/internal/envd"
 )
 
 // Exec runs a command to completion in a running sandbox.
 func (m *Manager) Exec(ctx context.Context, id string, req wrenn.ExecRequest) (*wrenn.ExecResult, error) {
-	c, err := m.client(id)
+	sb, c, err := m.client(id)
 	if err != nil {
 		return nil, err
 	}
 	res, err := c.Exec(ctx, req)
-	return res, m.explain(id, err)
+	return res, explain(sb, err)
 }
 
 // StartExec starts a streamed command in a running sandbox.
 func (m *Manager) StartExec(ctx context.Context, id string, req wrenn.ExecRequest) (wrenn.ExecStream, error) {
-	c, err := m.client(id)
+	sb, c, err := m.client(id)
 	if err != nil {
 		return nil, err
 	}
 	st, err := c.StartExec(ctx, req)
 	if err != nil {
-		return nil, m.explain(id, err)
+		return nil, explain(sb, err)
 	}
 	return st, nil
 }
 
 // WriteFile streams r into a file of a running sandbox.
 func (m *Manager) WriteFile(ctx context.Context, id, path string, r io.Reader) error {
-	c, err := m.client(id)
+	sb, c, err := m.client(id)
 	if err != nil {
 		return err
 	}
-	return m.explain(id, c.WriteFile(ctx, path, r))
+	return explain(sb, c.WriteFile(ctx, path, r))
 }
 
 // ReadFile streams a file out of a running sandbox.
 func (m *Manager) ReadFile(ctx context.Context, id, path string) (io.ReadCloser, error) {
-	c, err := m.client(id)
+	sb, c, err := m.client(id)
 	if err != nil {
 		return nil, err
 	}
 	rc, err := c.ReadFile(ctx, path)
 	if err != nil {
-		return nil, m.explain(id, err)
+		return nil, explain(sb, err)
 	}
 	return rc, nil
 }
 
+// client returns sandbox id and its guest agent session, if it serves work.
+func (m *Manager) client(id string) (*sandbox, *envd.Client, error) {
+	sb, err := m.get(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := sb.client()
+	return sb, c, err
+}
+
 // explain turns the failure of an operation that a pause, snapshot or
 // destroy cut off into the conflict it is, rather than a fault.
-func (m *Manager) explain(id string, err error) error {
+func explain(sb *sandbox, err error) error {
 	if err == nil || wrenn.ErrorCode(err) != wrenn.EInternal {
 		return err
-	}
-	sb, gerr := m.get(id)
-	if gerr != nil {
-		return wrenn.Errorf(wrenn.EConflict, "the sandbox was destroyed or made into a template")
 	}
 	// A pause cuts operations off before it is done: let it finish.
 	sb.op.Lock()
 	sb.op.Unlock() //nolint:staticcheck // waiting for the lifecycle operation, not guarding anything
-	sb.mu.Lock()
-	defer sb.mu.Unlock()
-	switch {
-	case sb.paused:
+	switch sb.lifecycle() {
+	case lcPaused:
 		return wrenn.Errorf(wrenn.EConflict, "the sandbox was paused")
-	case sb.gone:
+	case lcGone, lcDestroying:
 		return wrenn.Errorf(wrenn.EConflict, "the sandbox was destroyed or made into a template")
+	case lcFailed:
+		return wrenn.Errorf(wrenn.EConflict, "the sandbox stopped running")
 	}
 	return err
 }

@@ -7,62 +7,79 @@ import (
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/disk"
+	"github.com/wrennhq/wrenn/internal/layout"
 )
 
 // imageMinAge spares what another installation sharing the images
 // directory (test runs do) may have just made and be using.
 const imageMinAge = time.Hour
 
-// CollectImages removes images nothing on this host uses any more: warm
-// snapshots of bases as they were before a rebuild, then pinned root disks
-// that no current base, sandbox, template or warm snapshot is a copy-on-
-// write disk over. Call it after Adopt and Warm. An images directory
-// shared with other installations (Layout.ImagesRoot) is left alone: their
-// sandboxes and templates are not visible from here.
+// collector removes images nothing on this host uses any more.
+type collector struct {
+	l     layout.Layout
+	bases []Base
+	log   *slog.Logger
+}
+
+// CollectImages removes images nothing on this host uses any more (see
+// collector.collect). Call it after Adopt and Warm.
 func (m *Manager) CollectImages() {
-	if m.cfg.Layout.ImagesRoot != "" {
+	collector{l: m.cfg.Layout, bases: m.cfg.Bases, log: m.log}.collect(m.warm.current())
+}
+
+// collect removes warm snapshots of bases as they were before a rebuild
+// (any but current), then pinned root disks that no current base,
+// sandbox, template or warm snapshot is a copy-on-write disk over. An
+// images directory shared with other installations (Layout.ImagesRoot)
+// is left alone: their sandboxes and templates are not visible from here.
+func (c collector) collect(current []layout.TemplateDir) {
+	if c.l.ImagesRoot != "" {
 		return
 	}
-	current := map[string]bool{}
-	m.mu.Lock()
-	for _, d := range m.warmDirs {
-		current[d.Path()] = true
+	keep := map[string]bool{}
+	for _, d := range current {
+		keep[d.Path()] = true
 	}
-	m.mu.Unlock()
-	warm, _ := filepath.Glob(filepath.Join(m.cfg.Layout.WarmSnapshots(), "*"))
+	warm, err := filepath.Glob(filepath.Join(c.l.WarmSnapshots(), "*"))
+	logErr(c.log, "list warm snapshots", err)
 	for _, d := range warm {
-		if !current[d] && old(d) {
-			m.log.Info("removing an outdated warm snapshot", slog.String("path", d))
-			logErr(m.log, "remove outdated warm snapshot", os.RemoveAll(d))
+		if !keep[d] && old(d) {
+			c.log.Info("removing an outdated warm snapshot", slog.String("path", d))
+			logErr(c.log, "remove outdated warm snapshot", os.RemoveAll(d))
 		}
 	}
 
 	inUse := map[string]bool{}
-	for _, b := range m.cfg.Bases {
+	for _, b := range c.bases {
 		inUse[b.RootFS] = true
 	}
 	var disks []string
 	for _, pattern := range []string{
-		filepath.Join(m.cfg.Layout.Sandboxes(), "*", "*.qcow2"),
-		filepath.Join(m.cfg.Layout.Templates(), "*", "*", "*.qcow2"),
-		filepath.Join(m.cfg.Layout.WarmSnapshots(), "*", "*.qcow2"),
+		filepath.Join(c.l.Sandboxes(), "*", "*.qcow2"),
+		filepath.Join(c.l.Templates(), "*", "*", "*.qcow2"),
+		filepath.Join(c.l.WarmSnapshots(), "*", "*.qcow2"),
 	} {
-		found, _ := filepath.Glob(pattern)
+		found, err := filepath.Glob(pattern)
+		if err != nil {
+			c.log.Error("list disks; keeping every pinned image", slog.Any(attrError, err))
+			return
+		}
 		disks = append(disks, found...)
 	}
 	for _, d := range disks {
 		b, err := disk.Backing(d)
 		if err != nil {
-			m.log.Warn("cannot tell what a disk is over; keeping every pinned image", slog.String("path", d), slog.Any(attrError, err))
+			c.log.Warn("cannot tell what a disk is over; keeping every pinned image", slog.String("path", d), slog.Any(attrError, err))
 			return
 		}
 		inUse[b] = true
 	}
-	pinned, _ := filepath.Glob(filepath.Join(m.cfg.Layout.PinnedRootFSes(), "*"))
+	pinned, err := filepath.Glob(filepath.Join(c.l.PinnedRootFSes(), "*"))
+	logErr(c.log, "list pinned images", err)
 	for _, p := range pinned {
 		if !inUse[p] && old(p) {
-			m.log.Info("removing a root disk nothing uses", slog.String("path", p))
-			logErr(m.log, "remove unused root disk", os.Remove(p))
+			c.log.Info("removing a root disk nothing uses", slog.String("path", p))
+			logErr(c.log, "remove unused root disk", os.Remove(p))
 		}
 	}
 }

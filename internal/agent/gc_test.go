@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,10 +58,7 @@ func TestCollectImages(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	m := New(Config{Layout: l, Bases: []Base{{Name: "minimal", RootFS: current}},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	m.warmDirs["minimal"] = keptWarm
-	m.CollectImages()
+	collector{l: l, bases: []Base{{Name: "minimal", RootFS: current}}, log: discardLog()}.collect([]layout.TemplateDir{keptWarm})
 
 	for path, want := range map[string]bool{
 		current: true, bySandbox: true, byTemplate: true, byWarm: true, young: true,
@@ -79,7 +74,7 @@ func TestCollectImages(t *testing.T) {
 	shared := l
 	shared.ImagesRoot = l.Images()
 	file(l.PinnedRootFS("unused-shared"), true)
-	New(Config{Layout: shared, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}).CollectImages()
+	collector{l: shared, log: discardLog()}.collect(nil)
 	if _, err := os.Stat(l.PinnedRootFS("unused-shared")); err != nil {
 		t.Error("collected a shared images directory")
 	}

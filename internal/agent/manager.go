@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/wrennhq/wrenn"
-	"github.com/wrennhq/wrenn/internal/envd"
 	"github.com/wrennhq/wrenn/internal/layout"
 	"github.com/wrennhq/wrenn/internal/netslot"
 	"github.com/wrennhq/wrenn/internal/vmm"
@@ -47,6 +46,9 @@ type Config struct {
 	// BootTimeout bounds how long a new VM may take until its guest agent
 	// answers; 0 means DefaultBootTimeout.
 	BootTimeout time.Duration
+	// Health says how running guests are checked (health.go); zero fields
+	// take the defaults.
+	Health HealthConfig
 }
 
 // DefaultBootTimeout suits guests under TCG on a busy 2-core host.
@@ -57,44 +59,27 @@ const (
 	attrSandboxID = "sandbox_id"
 	attrError     = "error"
 	attrPID       = "pid"
+	attrTemplate  = "template"
 )
 
-// Manager is the host agent's sandbox manager. It is safe for concurrent use.
+// Manager is the host agent's sandbox manager: the sandboxes this host
+// holds, by ID, and the operations on them. It is safe for concurrent use.
 type Manager struct {
 	cfg   Config
 	log   *slog.Logger
 	bases map[string]Base
 
-	mu         sync.Mutex
-	sandboxes  map[string]*sandbox
-	warmDirs   map[string]layout.TemplateDir // base name → its warm snapshot
-	pool       *pool
-	background sync.WaitGroup // persist and later in flight
-}
+	mu        sync.Mutex
+	sandboxes map[string]*sandbox
 
-// sandbox is one sandbox this host holds: a running VM and what it uses,
-// or, paused, only its run directory.
-type sandbox struct {
-	id  string
-	log *slog.Logger
-	dir layout.SandboxDir
-
-	// op serialises lifecycle operations on this sandbox (destroy, pause,
-	// resume, snapshot); exec and files run concurrently.
-	op sync.Mutex
-
-	mu      sync.Mutex
-	st      state // what the run directory records
-	vm      vmm.VM
-	envd    *envd.Client
-	release cleanup // frees what the running VM holds, newest first
-	paused  bool    // on disk only: no VM, no network slot
-	dead    bool    // the VM exited by itself; resources already freed
-	gone    bool    // destroyed or consumed; no longer in the map
+	pool   *pool
+	warm   *warmer
+	health *health
+	bg     background // persists and slot teardowns in flight
 }
 
 // New returns a Manager. Call Adopt before serving, to take over VMs a
-// previous agent process left running.
+// previous agent process left running, then Warm and FillPool.
 func New(c Config) *Manager {
 	if c.BootTimeout == 0 {
 		c.BootTimeout = DefaultBootTimeout
@@ -102,20 +87,23 @@ func New(c Config) *Manager {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	bases := make(map[string]Base, len(c.Bases))
+	m := &Manager{cfg: c, log: c.Logger, bases: make(map[string]Base, len(c.Bases)), sandboxes: make(map[string]*sandbox)}
 	for _, b := range c.Bases {
-		bases[b.Name] = b
+		m.bases[b.Name] = b
 	}
-	return &Manager{cfg: c, log: c.Logger, bases: bases, sandboxes: make(map[string]*sandbox),
-		warmDirs: make(map[string]layout.TemplateDir), pool: newPool(c.PoolSize)}
+	m.warm = &warmer{l: c.Layout, driver: c.Driver, bases: c.Bases, log: c.Logger, host: m}
+	m.pool = newPool(c.PoolSize, c.Logger, m)
+	m.health = newHealth(c.Health, m, c.Now)
+	return m
 }
 
-// Close ends the warm pool and waits for what runs in the background
-// (flushes to disk, network slots being freed). Sandboxes stay up for the
-// next agent to adopt.
+// Close ends the warm pool and the health checks and waits for what runs
+// in the background (flushes to disk, network slots being freed).
+// Sandboxes stay up for the next agent to adopt.
 func (m *Manager) Close() {
-	m.closePool()
-	m.background.Wait()
+	m.health.close()
+	m.pool.close()
+	m.bg.wait()
 }
 
 // Info describes this host.
@@ -131,21 +119,35 @@ func (m *Manager) Info(context.Context) (*wrenn.HostInfo, error) {
 	return info, nil
 }
 
-// ListSandboxes reports every sandbox this agent holds.
+// ListSandboxes reports every sandbox this agent holds, as lifecycle.go's
+// report says.
 func (m *Manager) ListSandboxes(context.Context) ([]wrenn.SandboxState, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]wrenn.SandboxState, 0, len(m.sandboxes))
-	for id, sb := range m.sandboxes {
-		sb.mu.Lock()
-		out = append(out, wrenn.SandboxState{ID: id, Running: !sb.dead && !sb.paused, Paused: sb.paused})
-		sb.mu.Unlock()
+	var out []wrenn.SandboxState
+	for _, sb := range m.all() {
+		if st, ok := sb.lifecycle().report(sb.id); ok {
+			out = append(out, st)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }
 
+// all is every sandbox in the map, in no order.
+func (m *Manager) all() []*sandbox {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*sandbox, 0, len(m.sandboxes))
+	for _, sb := range m.sandboxes {
+		out = append(out, sb)
+	}
+	return out
+}
+
+// get returns the sandbox id, which must be a valid sandbox ID.
 func (m *Manager) get(id string) (*sandbox, error) {
+	if err := checkSandboxID(id); err != nil {
+		return nil, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	sb, ok := m.sandboxes[id]
@@ -155,58 +157,79 @@ func (m *Manager) get(id string) (*sandbox, error) {
 	return sb, nil
 }
 
-// client returns the guest agent client of a running sandbox.
-func (m *Manager) client(id string) (*envd.Client, error) {
+// reserve puts a new sandbox, starting, under its ID; the ID must be free.
+func (m *Manager) reserve(id string) (*sandbox, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, exists := m.sandboxes[id]; exists {
+		return nil, wrenn.Errorf(wrenn.EConflict, "sandbox already exists on this host")
+	}
+	sb := newSandbox(id, m.cfg.Layout.Sandbox(id), m.log, lcStarting)
+	m.sandboxes[id] = sb
+	return sb, nil
+}
+
+// forget drops sb from the map once it is gone.
+func (m *Manager) forget(sb *sandbox) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.sandboxes[sb.id] == sb {
+		delete(m.sandboxes, sb.id)
+	}
+}
+
+// lock takes the lifecycle lock of sandbox id; the caller unlocks sb.op.
+func (m *Manager) lock(id string) (*sandbox, error) {
 	sb, err := m.get(id)
 	if err != nil {
 		return nil, err
 	}
-	sb.mu.Lock()
-	defer sb.mu.Unlock()
-	if sb.paused {
-		return nil, wrenn.Errorf(wrenn.EConflict, "sandbox is paused")
-	}
-	if sb.dead || sb.envd == nil {
-		return nil, wrenn.Errorf(wrenn.EConflict, "sandbox is not running")
-	}
-	return sb.envd, nil
+	sb.op.Lock()
+	return sb, nil
 }
 
-// watch frees a sandbox's resources when its VM exits by itself.
-func (m *Manager) watch(sb *sandbox, vm vmm.VM) {
-	<-vm.Done()
+// watch ends a sandbox as failed when its VM exits by itself.
+func (m *Manager) watch(sb *sandbox, mach *machine) {
+	<-mach.vm.Done()
 	sb.op.Lock()
 	defer sb.op.Unlock()
 	sb.mu.Lock()
-	if sb.gone || sb.vm != vm {
-		sb.mu.Unlock()
-		return // destroyed on purpose, or replaced
-	}
-	sb.dead = true
+	mine := sb.mach == mach
 	sb.mu.Unlock()
-	sb.log.Warn("vm exited unexpectedly; freeing its resources", slog.Int(attrPID, vm.PID()))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := sb.release.run(ctx); err != nil {
-		sb.log.Error("free resources of dead vm", slog.Any(attrError, err))
+	if !mine {
+		return // stopped on purpose, or moved on
 	}
-	logErr(sb.log, "remove run dir of dead vm", os.RemoveAll(sb.dir.Path()))
+	sb.log.Warn("vm exited unexpectedly; freeing its resources", slog.Int(attrPID, mach.vm.PID()))
+	m.fail(sb)
 }
 
-// running returns the VM and record of a sandbox that runs. Call with
-// sb.op held.
-func (sb *sandbox) running() (vmm.VM, state, error) {
+// fail ends a sandbox that cannot go on: what its VM holds is freed, its
+// run directory removed, and it is listed as not running until destroyed.
+// Call with sb.op held.
+func (m *Manager) fail(sb *sandbox) {
 	sb.mu.Lock()
-	defer sb.mu.Unlock()
-	switch {
-	case sb.gone:
-		return nil, state{}, wrenn.Errorf(wrenn.ENotFound, "sandbox not found on this host")
-	case sb.paused:
-		return nil, state{}, wrenn.Errorf(wrenn.EConflict, "sandbox is paused")
-	case sb.dead || sb.vm == nil:
-		return nil, state{}, wrenn.Errorf(wrenn.EConflict, "sandbox is not running")
+	mach := sb.mach
+	sb.moveLocked(lcFailed)
+	sb.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if mach != nil {
+		if err := mach.release.run(ctx); err != nil {
+			sb.log.Error("free resources of failed sandbox; a destroy retries", slog.Any(attrError, err))
+			return // the machine stays, so a destroy retries what failed
+		}
+		sb.mu.Lock()
+		sb.mach = nil
+		sb.mu.Unlock()
 	}
-	return sb.vm, sb.st, nil
+	logErr(sb.log, "remove run dir of failed sandbox", removeRunDir(sb.dir))
+}
+
+// logErr logs a failure that has no caller to return to.
+func logErr(log *slog.Logger, msg string, err error) {
+	if err != nil {
+		log.Error(msg, slog.Any(attrError, err))
+	}
 }
 
 func removeRunDir(dir layout.SandboxDir) error {

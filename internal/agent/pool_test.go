@@ -1,92 +1,118 @@
 package agent
 
 import (
+	"context"
+	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/layout"
 )
 
-// poolManager is a Manager whose pool holds members that run nothing:
-// enough for the pool's bookkeeping.
-func poolManager(t *testing.T) *Manager {
+// fakeMembers makes no members and records the ones ended.
+type fakeMembers struct {
+	mu    sync.Mutex
+	ended []*sandbox
+}
+
+func (f *fakeMembers) makeMember(context.Context, poolKey) (*poolMember, error) {
+	return nil, errors.New("no members here")
+}
+
+func (f *fakeMembers) endMember(sb *sandbox) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ended = append(f.ended, sb)
+}
+
+func (f *fakeMembers) isEnded(sb *sandbox) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, e := range f.ended {
+		if e == sb {
+			return true
+		}
+	}
+	return false
+}
+
+func testPool(t *testing.T) (*pool, *fakeMembers) {
 	t.Helper()
-	m := New(Config{Layout: layout.New(t.TempDir()), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), PoolSize: 1})
-	t.Cleanup(m.pool.cancel)
-	return m
+	host := &fakeMembers{}
+	p := newPool(1, discardLog(), host)
+	t.Cleanup(p.close)
+	return p, host
 }
 
 // addMember puts a member of key in the pool with a run directory of its
-// own, ready since readyAt.
-func addMember(t *testing.T, m *Manager, key poolKey, readyAt time.Time) *poolMember {
+// own under dir, ready since readyAt.
+func addMember(t *testing.T, p *pool, dir string, key poolKey, readyAt time.Time) *poolMember {
 	t.Helper()
 	id := fmt.Sprintf("pool-%d", readyAt.UnixNano())
-	sb := &sandbox{id: id, dir: m.cfg.Layout.Sandbox(id), log: m.log}
+	sb := newSandbox(id, layout.SandboxDir(filepath.Join(dir, id)), discardLog(), lcPooled)
 	if err := os.MkdirAll(sb.dir.Path(), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	member := &poolMember{sb: sb, readyAt: readyAt, expiry: time.NewTimer(time.Hour)}
-	m.mu.Lock()
-	m.pool.ready[key] = append(m.pool.ready[key], member)
-	m.mu.Unlock()
+	p.mu.Lock()
+	p.ready[key] = append(p.ready[key], member)
+	p.mu.Unlock()
 	return member
 }
 
 func TestPoolMakeRoom(t *testing.T) {
-	m := poolManager(t)
+	p, host := testPool(t)
+	dir := t.TempDir()
 	now := time.Now()
-	addMember(t, m, poolKey{name: "minimal"}, now.Add(-time.Hour)) // a base's: never counted
+	addMember(t, p, dir, poolKey{name: "minimal"}, now.Add(-time.Hour)) // a base's: never counted
 	var members []*poolMember
 	for i := range maxTemplateMembers {
 		key := poolKey{team: "team-a", name: fmt.Sprint("t", i)}
-		members = append(members, addMember(t, m, key, now.Add(time.Duration(i)*time.Second)))
+		members = append(members, addMember(t, p, dir, key, now.Add(time.Duration(i)*time.Second)))
 	}
-	m.mu.Lock()
-	ok := m.makeRoomLocked()
-	_, kept := m.pool.ready[poolKey{team: "team-a", name: "t0"}]
-	m.mu.Unlock()
+	p.mu.Lock()
+	ok := p.makeRoomLocked()
+	_, kept := p.ready[poolKey{team: "team-a", name: "t0"}]
+	p.mu.Unlock()
 	if !ok || kept {
 		t.Fatalf("at the bound: room %v, the oldest member's template still in the pool: %v", ok, kept)
 	}
-	// The oldest is ended: its run directory goes.
+	// The oldest is ended.
 	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := os.Stat(members[0].sb.dir.Path()); os.IsNotExist(err) {
-			break
-		}
+	for !host.isEnded(members[0].sb) {
 		if time.Now().After(deadline) {
 			t.Fatal("the member that made room was not ended")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if _, err := os.Stat(members[1].sb.dir.Path()); err != nil {
-		t.Errorf("a younger member was ended: %v", err)
+	if host.isEnded(members[1].sb) {
+		t.Error("a younger member was ended")
 	}
 
 	// Below the bound there is room; with every slot starting, none.
-	m.mu.Lock()
-	if !m.makeRoomLocked() {
+	p.mu.Lock()
+	if !p.makeRoomLocked() {
 		t.Error("no room below the bound")
 	}
-	for key := range m.pool.ready {
+	for key := range p.ready {
 		if key.team != "" {
-			delete(m.pool.ready, key)
+			delete(p.ready, key)
 		}
 	}
-	m.pool.filling[poolKey{team: "team-b", name: "x"}] = maxTemplateMembers
-	if m.makeRoomLocked() {
+	p.filling[poolKey{team: "team-b", name: "x"}] = maxTemplateMembers
+	if p.makeRoomLocked() {
 		t.Error("room while every member is still starting")
 	}
-	m.mu.Unlock()
+	delete(p.filling, poolKey{team: "team-b", name: "x"})
+	p.mu.Unlock()
 }
 
-func TestPoolClaimSkipsReplacedTemplate(t *testing.T) {
-	m := poolManager(t)
+func TestPoolTakeSkipsReplacedTemplate(t *testing.T) {
+	p, host := testPool(t)
 	tmpl := layout.TemplateDir(filepath.Join(t.TempDir(), "tmpl"))
 	if err := os.MkdirAll(tmpl.Path(), 0o700); err != nil {
 		t.Fatal(err)
@@ -95,7 +121,7 @@ func TestPoolClaimSkipsReplacedTemplate(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := poolKey{team: "team-a", name: "tmpl"}
-	member := addMember(t, m, key, time.Now())
+	member := addMember(t, p, t.TempDir(), key, time.Now())
 	member.tmpl = tmpl
 	if err := os.Link(tmpl.Memory(), member.sb.dir.TemplateMemory()); err != nil {
 		t.Fatal(err)
@@ -111,9 +137,31 @@ func TestPoolClaimSkipsReplacedTemplate(t *testing.T) {
 	if sameTemplate(member, tmpl) {
 		t.Fatal("a member of a replaced template is taken for one of the new")
 	}
-	sb := &sandbox{id: "sb-x", dir: m.cfg.Layout.Sandbox("sb-x"), log: m.log}
-	st := &state{ID: "sb-x"}
-	if _, ok := m.claim(t.Context(), sb, st, key, tmpl); ok {
-		t.Fatal("claimed a member of a replaced template")
+	if got := p.take(key, tmpl); got != nil {
+		t.Fatal("handed out a member of a replaced template")
+	}
+	p.wg.Wait()
+	if !host.isEnded(member.sb) {
+		t.Error("the member of the replaced template was not ended")
+	}
+}
+
+func TestPoolDropAndClose(t *testing.T) {
+	p, host := testPool(t)
+	dir := t.TempDir()
+	a := addMember(t, p, dir, poolKey{team: "team-a", name: "a"}, time.Now())
+	b := addMember(t, p, dir, poolKey{team: "team-a", name: "b"}, time.Now().Add(time.Second))
+	p.drop(poolKey{team: "team-a", name: "a"})
+	if !host.isEnded(a.sb) || host.isEnded(b.sb) {
+		t.Fatal("drop ended the wrong members")
+	}
+	p.close()
+	if !host.isEnded(b.sb) {
+		t.Error("close left a member")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.ready) != 0 || len(p.filling) != 0 || len(p.gen) != 0 {
+		t.Errorf("the pool's maps kept %d, %d, %d entries", len(p.ready), len(p.filling), len(p.gen))
 	}
 }

@@ -94,7 +94,7 @@ func (c *Client) ListSandboxes(ctx context.Context) ([]wrenn.SandboxState, error
 	}
 	out := make([]wrenn.SandboxState, len(resp.Msg.Sandboxes))
 	for i, s := range resp.Msg.Sandboxes {
-		out[i] = wrenn.SandboxState{ID: s.SandboxId, Running: s.Running, Paused: s.Paused}
+		out[i] = wrenn.SandboxState{ID: s.SandboxId, Running: s.Running, Paused: s.Paused, Unresponsive: s.Unresponsive}
 	}
 	return out, nil
 }

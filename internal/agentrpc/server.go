@@ -101,7 +101,7 @@ func (s *server) ListSandboxes(ctx context.Context, _ *connect.Request[agentv1.L
 	}
 	out := &agentv1.ListSandboxesResponse{}
 	for _, st := range states {
-		out.Sandboxes = append(out.Sandboxes, &agentv1.SandboxState{SandboxId: st.ID, Running: st.Running, Paused: st.Paused})
+		out.Sandboxes = append(out.Sandboxes, &agentv1.SandboxState{SandboxId: st.ID, Running: st.Running, Paused: st.Paused, Unresponsive: st.Unresponsive})
 	}
 	return connect.NewResponse(out), nil
 }

@@ -472,8 +472,9 @@ func (x *ListSandboxesResponse) GetSandboxes() []*SandboxState {
 type SandboxState struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
-	Running       bool                   `protobuf:"varint,2,opt,name=running,proto3" json:"running,omitempty"` // false: the VM died; the agent has freed its resources
-	Paused        bool                   `protobuf:"varint,3,opt,name=paused,proto3" json:"paused,omitempty"`   // true: no VM runs; the sandbox is on disk, ready to resume
+	Running       bool                   `protobuf:"varint,2,opt,name=running,proto3" json:"running,omitempty"`           // false: the VM died; the agent has freed its resources
+	Paused        bool                   `protobuf:"varint,3,opt,name=paused,proto3" json:"paused,omitempty"`             // true: no VM runs; the sandbox is on disk, ready to resume
+	Unresponsive  bool                   `protobuf:"varint,4,opt,name=unresponsive,proto3" json:"unresponsive,omitempty"` // true: the VM runs but its guest misses health checks
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -525,6 +526,13 @@ func (x *SandboxState) GetRunning() bool {
 func (x *SandboxState) GetPaused() bool {
 	if x != nil {
 		return x.Paused
+	}
+	return false
+}
+
+func (x *SandboxState) GetUnresponsive() bool {
+	if x != nil {
+		return x.Unresponsive
 	}
 	return false
 }
@@ -1523,12 +1531,13 @@ const file_agent_proto_rawDesc = "" +
 	"\x16DestroySandboxResponse\"\x16\n" +
 	"\x14ListSandboxesRequest\"S\n" +
 	"\x15ListSandboxesResponse\x12:\n" +
-	"\tsandboxes\x18\x01 \x03(\v2\x1c.wrenn.agent.v1.SandboxStateR\tsandboxes\"_\n" +
+	"\tsandboxes\x18\x01 \x03(\v2\x1c.wrenn.agent.v1.SandboxStateR\tsandboxes\"\x83\x01\n" +
 	"\fSandboxState\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x18\n" +
 	"\arunning\x18\x02 \x01(\bR\arunning\x12\x16\n" +
-	"\x06paused\x18\x03 \x01(\bR\x06paused\"\xf3\x01\n" +
+	"\x06paused\x18\x03 \x01(\bR\x06paused\x12\"\n" +
+	"\funresponsive\x18\x04 \x01(\bR\funresponsive\"\xf3\x01\n" +
 	"\vExecRequest\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x10\n" +
