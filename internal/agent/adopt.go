@@ -102,22 +102,26 @@ func (a adopter) adopt(ctx context.Context) ([]*sandbox, error) {
 }
 
 // removeUnfinishedTemplates removes what snapshots and deletions that an
-// earlier agent did not finish left: hidden directories beside templates
-// (warm snapshots included) older than a few minutes, so that another
-// process's snapshot in progress, in a shared images directory, is spared.
+// earlier agent did not finish left: hidden directories beside templates.
+// Teams' templates are this agent's alone; beside warm snapshots, in an
+// images directory other installations may share, only those older than a
+// few minutes go, so that another process's snapshot in progress is spared.
 func (a adopter) removeUnfinishedTemplates() {
-	for _, pattern := range []string{
-		filepath.Join(a.l.Templates(), "*", ".*"),
-		filepath.Join(a.l.WarmSnapshots(), ".*"),
+	for _, p := range []struct {
+		pattern string
+		minAge  time.Duration
+	}{
+		{filepath.Join(a.l.Templates(), "*", ".*"), 0},
+		{filepath.Join(a.l.WarmSnapshots(), ".*"), 10 * time.Minute},
 	} {
-		left, err := filepath.Glob(pattern)
+		left, err := filepath.Glob(p.pattern)
 		logErr(a.log, "list unfinished templates", err)
-		for _, p := range left {
-			if fi, err := os.Stat(p); err != nil || time.Since(fi.ModTime()) < 10*time.Minute {
+		for _, path := range left {
+			if fi, err := os.Stat(path); err != nil || time.Since(fi.ModTime()) < p.minAge {
 				continue
 			}
-			a.log.Warn("removing an unfinished template", slog.String("path", p))
-			logErr(a.log, "remove unfinished template", os.RemoveAll(p))
+			a.log.Warn("removing an unfinished template", slog.String("path", path))
+			logErr(a.log, "remove unfinished template", os.RemoveAll(path))
 		}
 	}
 }
@@ -131,12 +135,20 @@ func (a adopter) adoptOne(ctx context.Context, rec record, dir layout.SandboxDir
 	if rec.Driver != a.driver.Name() {
 		return nil, fmt.Errorf("recorded by driver %q, this agent runs %q", rec.Driver, a.driver.Name())
 	}
-	if rec.Resuming {
-		// A resume was cut short: the guest may have run on and changed
-		// its memory and disk, so the snapshot cannot be trusted.
-		return nil, errors.New("a resume was interrupted; its snapshot is no longer consistent")
-	}
 	sb := newSandbox(rec.ID, dir, a.log, lcPaused)
+	if rec.Resuming {
+		// A resume was cut short. If its VM started, the guest may have
+		// run on and changed its memory and disk, so the snapshot cannot
+		// be trusted; if none did, the snapshot is as the pause left it.
+		if a.killStrays(sb.log, dir) {
+			return nil, errors.New("a resume was interrupted after its VM started; its snapshot is no longer consistent")
+		}
+		rec.Resuming = false
+		if err := writeRecord(dir, rec); err != nil {
+			return nil, err
+		}
+		sb.log.Info("a resume was interrupted before its VM started; the sandbox stays paused")
+	}
 	sb.rec = rec
 	if rec.Paused {
 		// A VM may linger if the agent died between writing the record
@@ -150,6 +162,7 @@ func (a adopter) adoptOne(ctx context.Context, rec record, dir layout.SandboxDir
 		return nil, err
 	}
 	sb.mach, sb.lc = mach, lcRunning
+	a.removeUnfinishedPause(sb.log, rec, dir)
 	sb.log.Info("sandbox adopted", slog.Int(attrPID, mach.vm.PID()))
 	return sb, nil
 }
@@ -195,16 +208,36 @@ func (a adopter) cleanup(ctx context.Context, rec record, dir layout.SandboxDir,
 	logErr(log, "remove run dir", removeRunDir(dir))
 }
 
-// killStrays kills the VMM processes the driver finds started in dir.
-func (a adopter) killStrays(log *slog.Logger, dir layout.SandboxDir) {
+// killStrays kills the VMM processes the driver finds started in dir and
+// reports whether there were any.
+func (a adopter) killStrays(log *slog.Logger, dir layout.SandboxDir) bool {
 	f, ok := a.driver.(StrayFinder)
 	if !ok {
-		return
+		return false
 	}
-	for _, pid := range f.Strays(dir.Path()) {
+	pids := f.Strays(dir.Path())
+	for _, pid := range pids {
 		log.Warn("killing a stray vm process", slog.Int(attrPID, pid))
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 			log.Error("kill stray", slog.Int(attrPID, pid), slog.Any(attrError, err))
+		}
+	}
+	return len(pids) > 0
+}
+
+// removeUnfinishedPause removes what a pause cut short before it recorded
+// the sandbox paused left in the run directory of a sandbox that runs on:
+// the device state, and a memory file that is not the running guest's.
+func (a adopter) removeUnfinishedPause(log *slog.Logger, rec record, dir layout.SandboxDir) {
+	left := []string{dir.VMState()}
+	if !rec.OwnMemory {
+		left = append(left, dir.Memory())
+	}
+	for _, p := range left {
+		if err := os.Remove(p); err == nil {
+			log.Info("removed what an interrupted pause left", slog.String("path", p))
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			log.Warn("remove what an interrupted pause left", slog.String("path", p), slog.Any(attrError, err))
 		}
 	}
 }
