@@ -51,6 +51,10 @@ type Snapshotter interface {
 	// (t.Name, t.TeamID set), destroying the sandbox, and fills in t's sizes.
 	CreateSnapshot(ctx context.Context, sandboxID string, t *Template) error
 	DeleteSnapshot(ctx context.Context, teamID, name string) error
+	// ListSnapshots reports the snapshot templates whose files the host
+	// holds (Name, TeamID and CreatedAt set), so that files no record
+	// names can be found and removed.
+	ListSnapshots(ctx context.Context) ([]Template, error)
 }
 
 // Agent is a host agent as the control plane uses it.

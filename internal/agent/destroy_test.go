@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/wrennhq/wrenn"
 	"github.com/wrennhq/wrenn/internal/layout"
@@ -112,5 +114,33 @@ func TestRefusesBadIDs(t *testing.T) {
 		if err := m.DeleteSnapshot(t.Context(), tm.TeamID, tm.Name); wrenn.ErrorCode(err) != wrenn.EInvalid {
 			t.Errorf("delete snapshot %+v: %v", tm, err)
 		}
+	}
+}
+
+func TestListSnapshots(t *testing.T) {
+	m := testManager(t)
+	team := wrenn.NewID(wrenn.PrefixTeam)
+	made := time.Unix(1e9, 0).UTC()
+	for _, dir := range []string{"done", ".done.tmp-x", "no-meta"} {
+		if err := os.MkdirAll(filepath.Join(m.cfg.Layout.Templates(), team, dir), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(m.cfg.Layout.Templates(), "not-a-team", "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeJSONFile(m.cfg.Layout.Template(team, "done").Meta(), templateMeta{CreatedAt: made}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.ListSnapshots(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []wrenn.Template{
+		{Name: "done", TeamID: team, Type: wrenn.TemplateSnapshot, CreatedAt: made},
+		{Name: "no-meta", TeamID: team, Type: wrenn.TemplateSnapshot},
+	}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("ListSnapshots = %+v, want %+v", got, want)
 	}
 }

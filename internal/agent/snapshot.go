@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -178,6 +179,28 @@ func allocated(log *slog.Logger, dir string) int64 {
 	})
 	logErr(log, "measure template size", err)
 	return n
+}
+
+// ListSnapshots reports the snapshot templates on this host: every
+// finished template directory, with the time its meta.json gives.
+func (m *Manager) ListSnapshots(context.Context) ([]wrenn.Template, error) {
+	dirs, err := filepath.Glob(filepath.Join(m.cfg.Layout.Templates(), "*", "*"))
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	var out []wrenn.Template
+	for _, d := range dirs {
+		team, name := filepath.Base(filepath.Dir(d)), filepath.Base(d)
+		if strings.HasPrefix(name, ".") || checkTemplate(team, name) != nil {
+			continue // unfinished, being deleted, or nothing of ours
+		}
+		t := wrenn.Template{Name: name, TeamID: team, Type: wrenn.TemplateSnapshot}
+		if meta, err := readTemplateMeta(layout.TemplateDir(d)); err == nil {
+			t.CreatedAt = meta.CreatedAt
+		}
+		out = append(out, t)
+	}
+	return out, nil
 }
 
 // DeleteSnapshot removes a snapshot template's files. Sandboxes made from

@@ -253,6 +253,9 @@ func TestSnapshotRoundTrips(t *testing.T) {
 			tp.VCPUs, tp.SizeBytes = &vcpus, 123<<20
 			return nil
 		},
+		ListSnapshotsFn: func(context.Context) ([]wrenn.Template, error) {
+			return []wrenn.Template{{Name: "snap", TeamID: "t1", CreatedAt: created}, {Name: "old", TeamID: "t2"}}, nil
+		},
 		DeleteSnapshotFn: func(_ context.Context, teamID, name string) error {
 			if name == "missing" {
 				return wrenn.Errorf(wrenn.ENotFound, "template not found")
@@ -296,6 +299,12 @@ func TestSnapshotRoundTrips(t *testing.T) {
 		t.Errorf("snapshot of a missing sandbox: %v, want not found", err)
 	}
 
+	snaps, err := c.ListSnapshots(ctx)
+	if err != nil || len(snaps) != 2 || snaps[0].Name != "snap" || snaps[0].TeamID != "t1" || !snaps[0].CreatedAt.Equal(created) ||
+		snaps[1].Name != "old" || !snaps[1].CreatedAt.IsZero() || snaps[1].Type != wrenn.TemplateSnapshot {
+		t.Errorf("list snapshots = %+v, %v", snaps, err)
+	}
+
 	if err := c.DeleteSnapshot(ctx, "t1", "snap"); err != nil || len(deleted) != 1 || deleted[0] != "t1/snap" {
 		t.Errorf("delete = %v, host saw %v", err, deleted)
 	}
@@ -314,6 +323,7 @@ func TestSnapshotUnimplemented(t *testing.T) {
 		"resume": func() error { _, err := c.ResumeSandbox(ctx, wrenn.SandboxSpec{ID: "sb-1"}); return err },
 		"create": func() error { return c.CreateSnapshot(ctx, "sb-1", &wrenn.Template{Name: "snap", TeamID: "t1"}) },
 		"delete": func() error { return c.DeleteSnapshot(ctx, "t1", "snap") },
+		"list":   func() error { _, err := c.ListSnapshots(ctx); return err },
 	}
 	for name, call := range calls {
 		err := call()

@@ -280,6 +280,19 @@ func (c *Client) DeleteSnapshot(ctx context.Context, teamID, name string) error 
 	return fromSnapshotConnect(err)
 }
 
+// ListSnapshots implements wrenn.Snapshotter.
+func (c *Client) ListSnapshots(ctx context.Context) ([]wrenn.Template, error) {
+	resp, err := c.rpc.ListSnapshots(ctx, connect.NewRequest(&agentv1.ListSnapshotsRequest{}))
+	if err != nil {
+		return nil, fromSnapshotConnect(err)
+	}
+	out := make([]wrenn.Template, len(resp.Msg.Snapshots))
+	for i, s := range resp.Msg.Snapshots {
+		out[i] = wrenn.Template{Name: s.Name, TeamID: s.TeamId, Type: wrenn.TemplateSnapshot, CreatedAt: timeFromUnixNano(s.CreatedAtUnixNs)}
+	}
+	return out, nil
+}
+
 // unixNano puts a time on the wire; the zero time is 0.
 func unixNano(t time.Time) int64 {
 	if t.IsZero() {

@@ -288,6 +288,22 @@ func (s *server) DeleteSnapshot(ctx context.Context, req *connect.Request[agentv
 	return connect.NewResponse(&agentv1.DeleteSnapshotResponse{}), nil
 }
 
+func (s *server) ListSnapshots(ctx context.Context, _ *connect.Request[agentv1.ListSnapshotsRequest]) (*connect.Response[agentv1.ListSnapshotsResponse], error) {
+	sn, err := s.snapshotter()
+	if err != nil {
+		return nil, err
+	}
+	ts, err := sn.ListSnapshots(ctx)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	out := &agentv1.ListSnapshotsResponse{}
+	for _, t := range ts {
+		out.Snapshots = append(out.Snapshots, &agentv1.SnapshotRef{TeamId: t.TeamID, Name: t.Name, CreatedAtUnixNs: unixNano(t.CreatedAt)})
+	}
+	return connect.NewResponse(out), nil
+}
+
 // timeFromUnixNano reads a wire time; 0 is the zero time.
 func timeFromUnixNano(ns int64) time.Time {
 	if ns == 0 {

@@ -30,6 +30,7 @@ type Agent struct {
 	ResumeSandboxFn  func(ctx context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error)
 	CreateSnapshotFn func(ctx context.Context, sandboxID string, t *wrenn.Template) error
 	DeleteSnapshotFn func(ctx context.Context, teamID, name string) error
+	ListSnapshotsFn  func(ctx context.Context) ([]wrenn.Template, error)
 	ListSandboxesFn  func(ctx context.Context) ([]wrenn.SandboxState, error)
 }
 
@@ -103,6 +104,13 @@ func (a *Agent) CreateSnapshot(ctx context.Context, sandboxID string, t *wrenn.T
 		return unset("CreateSnapshotFn")
 	}
 	return a.CreateSnapshotFn(ctx, sandboxID, t)
+}
+
+func (a *Agent) ListSnapshots(ctx context.Context) ([]wrenn.Template, error) {
+	if a.ListSnapshotsFn == nil {
+		return nil, unset("ListSnapshotsFn")
+	}
+	return a.ListSnapshotsFn(ctx)
 }
 
 func (a *Agent) DeleteSnapshot(ctx context.Context, teamID, name string) error {

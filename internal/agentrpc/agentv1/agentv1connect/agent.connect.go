@@ -68,6 +68,9 @@ const (
 	// AgentServiceDeleteSnapshotProcedure is the fully-qualified name of the AgentService's
 	// DeleteSnapshot RPC.
 	AgentServiceDeleteSnapshotProcedure = "/wrenn.agent.v1.AgentService/DeleteSnapshot"
+	// AgentServiceListSnapshotsProcedure is the fully-qualified name of the AgentService's
+	// ListSnapshots RPC.
+	AgentServiceListSnapshotsProcedure = "/wrenn.agent.v1.AgentService/ListSnapshots"
 )
 
 // AgentServiceClient is a client for the wrenn.agent.v1.AgentService service.
@@ -94,6 +97,8 @@ type AgentServiceClient interface {
 	CreateSnapshot(context.Context, *connect.Request[agentv1.CreateSnapshotRequest]) (*connect.Response[agentv1.CreateSnapshotResponse], error)
 	// DeleteSnapshot removes a snapshot template's files.
 	DeleteSnapshot(context.Context, *connect.Request[agentv1.DeleteSnapshotRequest]) (*connect.Response[agentv1.DeleteSnapshotResponse], error)
+	// ListSnapshots reports the snapshot templates whose files the agent holds.
+	ListSnapshots(context.Context, *connect.Request[agentv1.ListSnapshotsRequest]) (*connect.Response[agentv1.ListSnapshotsResponse], error)
 }
 
 // NewAgentServiceClient constructs a client for the wrenn.agent.v1.AgentService service. By
@@ -179,6 +184,12 @@ func NewAgentServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(agentServiceMethods.ByName("DeleteSnapshot")),
 			connect.WithClientOptions(opts...),
 		),
+		listSnapshots: connect.NewClient[agentv1.ListSnapshotsRequest, agentv1.ListSnapshotsResponse](
+			httpClient,
+			baseURL+AgentServiceListSnapshotsProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("ListSnapshots")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -196,6 +207,7 @@ type agentServiceClient struct {
 	resumeSandbox  *connect.Client[agentv1.ResumeSandboxRequest, agentv1.ResumeSandboxResponse]
 	createSnapshot *connect.Client[agentv1.CreateSnapshotRequest, agentv1.CreateSnapshotResponse]
 	deleteSnapshot *connect.Client[agentv1.DeleteSnapshotRequest, agentv1.DeleteSnapshotResponse]
+	listSnapshots  *connect.Client[agentv1.ListSnapshotsRequest, agentv1.ListSnapshotsResponse]
 }
 
 // GetHost calls wrenn.agent.v1.AgentService.GetHost.
@@ -258,6 +270,11 @@ func (c *agentServiceClient) DeleteSnapshot(ctx context.Context, req *connect.Re
 	return c.deleteSnapshot.CallUnary(ctx, req)
 }
 
+// ListSnapshots calls wrenn.agent.v1.AgentService.ListSnapshots.
+func (c *agentServiceClient) ListSnapshots(ctx context.Context, req *connect.Request[agentv1.ListSnapshotsRequest]) (*connect.Response[agentv1.ListSnapshotsResponse], error) {
+	return c.listSnapshots.CallUnary(ctx, req)
+}
+
 // AgentServiceHandler is an implementation of the wrenn.agent.v1.AgentService service.
 type AgentServiceHandler interface {
 	// GetHost describes the host: its accelerator and the base templates it can start.
@@ -282,6 +299,8 @@ type AgentServiceHandler interface {
 	CreateSnapshot(context.Context, *connect.Request[agentv1.CreateSnapshotRequest]) (*connect.Response[agentv1.CreateSnapshotResponse], error)
 	// DeleteSnapshot removes a snapshot template's files.
 	DeleteSnapshot(context.Context, *connect.Request[agentv1.DeleteSnapshotRequest]) (*connect.Response[agentv1.DeleteSnapshotResponse], error)
+	// ListSnapshots reports the snapshot templates whose files the agent holds.
+	ListSnapshots(context.Context, *connect.Request[agentv1.ListSnapshotsRequest]) (*connect.Response[agentv1.ListSnapshotsResponse], error)
 }
 
 // NewAgentServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -363,6 +382,12 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(agentServiceMethods.ByName("DeleteSnapshot")),
 		connect.WithHandlerOptions(opts...),
 	)
+	agentServiceListSnapshotsHandler := connect.NewUnaryHandler(
+		AgentServiceListSnapshotsProcedure,
+		svc.ListSnapshots,
+		connect.WithSchema(agentServiceMethods.ByName("ListSnapshots")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/wrenn.agent.v1.AgentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AgentServiceGetHostProcedure:
@@ -389,6 +414,8 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 			agentServiceCreateSnapshotHandler.ServeHTTP(w, r)
 		case AgentServiceDeleteSnapshotProcedure:
 			agentServiceDeleteSnapshotHandler.ServeHTTP(w, r)
+		case AgentServiceListSnapshotsProcedure:
+			agentServiceListSnapshotsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -444,4 +471,8 @@ func (UnimplementedAgentServiceHandler) CreateSnapshot(context.Context, *connect
 
 func (UnimplementedAgentServiceHandler) DeleteSnapshot(context.Context, *connect.Request[agentv1.DeleteSnapshotRequest]) (*connect.Response[agentv1.DeleteSnapshotResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.DeleteSnapshot is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) ListSnapshots(context.Context, *connect.Request[agentv1.ListSnapshotsRequest]) (*connect.Response[agentv1.ListSnapshotsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.ListSnapshots is not implemented"))
 }
