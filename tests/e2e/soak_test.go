@@ -99,11 +99,12 @@ func TestSoak(t *testing.T) {
 		return ""
 	})
 
-	agentGrowth, serverGrowth := growth(agentRSS), growth(serverRSS)
+	agentFrom, agentTo, agentGrowth := growth(agentRSS)
+	serverFrom, serverTo, serverGrowth := growth(serverRSS)
 	t.Logf("soak: %d cycles in %s (%.0f ms each) after %d to warm up", cycles, took.Round(time.Second),
 		float64(took.Milliseconds())/float64(cycles), warmup)
-	t.Logf("soak: agent RSS %s → %s MiB (%+.1f%%)", mib(agentRSS[0]), mib(agentRSS[len(agentRSS)-1]), 100*agentGrowth)
-	t.Logf("soak: server RSS %s → %s MiB (%+.1f%%)", mib(serverRSS[0]), mib(serverRSS[len(serverRSS)-1]), 100*serverGrowth)
+	t.Logf("soak: agent RSS %.1f → %.1f MiB (%+.1f%%); samples %v", agentFrom, agentTo, 100*agentGrowth, mibs(agentRSS))
+	t.Logf("soak: server RSS %.1f → %.1f MiB (%+.1f%%); samples %v", serverFrom, serverTo, 100*serverGrowth, mibs(serverRSS))
 	t.Logf("soak: leaks: none (processes, namespaces, links, run directories, templates, open files, records)")
 	if cycles >= 200 {
 		if agentGrowth > maxSoakGrowth || serverGrowth > maxSoakGrowth {
@@ -181,15 +182,23 @@ func rss(t testing.TB, pid int) int64 {
 }
 
 // growth compares the median of the last three samples with the median of
-// the first three.
-func growth(samples []int64) float64 {
+// the first three, in MiB, and returns both and the relative growth.
+func growth(samples []int64) (from, to, rel float64) {
 	med := func(s []int64) float64 {
 		s = slices.Clone(s)
 		slices.Sort(s)
-		return float64(s[len(s)/2])
+		return float64(s[len(s)/2]) / (1 << 20)
 	}
 	n := min(3, len(samples))
-	return med(samples[len(samples)-n:])/med(samples[:n]) - 1
+	from, to = med(samples[:n]), med(samples[len(samples)-n:])
+	return from, to, to/from - 1
 }
 
-func mib(b int64) string { return fmt.Sprintf("%.1f", float64(b)/(1<<20)) }
+// mibs is samples in whole MiB, for the report.
+func mibs(samples []int64) []int64 {
+	out := make([]int64, len(samples))
+	for i, b := range samples {
+		out[i] = b >> 20
+	}
+	return out
+}
