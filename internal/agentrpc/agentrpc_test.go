@@ -9,8 +9,11 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/wrennhq/wrenn"
@@ -20,6 +23,7 @@ import (
 
 // fakeHost is a Host of function fields, for testing the transport.
 type fakeHost struct {
+	mu    sync.Mutex // guards files: the server writes them, tests read them
 	files map[string][]byte
 	// cutRead makes ReadFile fail after this many bytes.
 	cutRead int
@@ -52,11 +56,22 @@ func (h *fakeHost) WriteFile(_ context.Context, _, path string, r io.Reader) err
 	if err != nil {
 		return err
 	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	h.files[path] = b
 	return nil
 }
-func (h *fakeHost) ReadFile(_ context.Context, _, path string) (io.ReadCloser, error) {
+
+// file returns the file stored at path, if any.
+func (h *fakeHost) file(path string) ([]byte, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	b, ok := h.files[path]
+	return b, ok
+}
+
+func (h *fakeHost) ReadFile(_ context.Context, _, path string) (io.ReadCloser, error) {
+	b, ok := h.file(path)
 	if !ok {
 		return nil, wrenn.Errorf(wrenn.ENotFound, "file not found")
 	}
@@ -158,7 +173,7 @@ func TestRoundTrips(t *testing.T) {
 	if err := c.WriteFile(ctx, "sb-1", "/g", failing); err == nil {
 		t.Error("a write whose reader failed succeeded")
 	}
-	if _, ok := h.files["/g"]; ok {
+	if _, ok := h.file("/g"); ok {
 		t.Error("a failed write left a file")
 	}
 	// A read cut off midway is an error, never a clean EOF.
@@ -320,5 +335,24 @@ func TestSnapshotUnimplemented(t *testing.T) {
 		if wrenn.ErrorCode(err) != wrenn.EHostAgent || !strings.Contains(wrenn.ErrorMessage(err), "cannot pause") {
 			t.Errorf("%s: %v, want a host agent error", name, err)
 		}
+	}
+}
+
+// TestWriteFileSourceCutShort: a source that ends in io.ErrUnexpectedEOF
+// (a request body cut short) fails the write, and the agent keeps nothing.
+func TestWriteFileSourceCutShort(t *testing.T) {
+	h := &fakeHost{files: map[string][]byte{}}
+	c := agentrpc.Dial(serve(t, h, "secret"), "secret")
+	for _, n := range []int{0, 1000, 1 << 20} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			src := io.MultiReader(bytes.NewReader(make([]byte, n)), iotest.ErrReader(io.ErrUnexpectedEOF))
+			err := c.WriteFile(context.Background(), "sb-1", "/short", src)
+			if !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Errorf("WriteFile: %v, want the source's io.ErrUnexpectedEOF", err)
+			}
+			if b, ok := h.file("/short"); ok {
+				t.Errorf("the agent stored a file of %d bytes", len(b))
+			}
+		})
 	}
 }
