@@ -42,7 +42,8 @@ func Dial(addr, token string) *Client {
 		base = "http://agent"
 	}
 	hc := &http.Client{Transport: &bearer{token: token, next: tr}}
-	return &Client{rpc: agentv1connect.NewAgentServiceClient(hc, base, connect.WithReadMaxBytes(2*chunkSize))}
+	return &Client{rpc: agentv1connect.NewAgentServiceClient(hc, base,
+		connect.WithReadMaxBytes(maxResponse), connect.WithSendMaxBytes(maxRequest))}
 }
 
 type bearer struct {
