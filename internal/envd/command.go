@@ -155,5 +155,7 @@ func startFailure(name string, err error) error {
 	case errno == syscall.EACCES || errno == syscall.ENOEXEC || errno == syscall.EISDIR || errno == syscall.EPERM:
 		return &startError{exitNotExecutable, fmt.Sprintf("envd: %s: %s", name, errno.Error())}
 	}
-	return fmt.Errorf("exec: start: %w", err)
+	// Refusals a shell has no exit code for, such as an argument over
+	// 128 KiB (E2BIG), are the request's fault.
+	return refusal(fmt.Errorf("exec: start: %w", err), wrenn.EInvalid, "cannot run "+name)
 }

@@ -87,15 +87,21 @@ func TestExecInvalid(t *testing.T) {
 		{"bad env", wrenn.ExecRequest{Cmd: "true", Env: map[string]string{"A=B": "c"}}},
 		{"nul in arg", wrenn.ExecRequest{Cmd: "echo", Args: []string{"a\x00b"}}},
 		{"negative timeout", wrenn.ExecRequest{Cmd: "true", Timeout: -1}},
+		// execve refuses an argument of 128 KiB or more (MAX_ARG_STRLEN) with E2BIG.
+		{"argument of 128 KiB", wrenn.ExecRequest{Cmd: "echo", Args: []string{strings.Repeat("a", 128<<10)}}},
+		{"shell command of 128 KiB", wrenn.ExecRequest{Cmd: "echo " + strings.Repeat("a", 128<<10)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := g.Exec(context.Background(), tt.req)
-			if wrenn.ErrorCode(err) != wrenn.EInvalid {
+			if wrenn.ErrorCode(err) != wrenn.EInvalid || wrenn.ErrorMessage(err) == "" {
 				t.Errorf("Exec: %v, want an %s error", err, wrenn.EInvalid)
 			}
-			_, err = g.StartExec(context.Background(), tt.req)
-			if wrenn.ErrorCode(err) != wrenn.EInvalid {
+			st, err := g.StartExec(context.Background(), tt.req)
+			if err == nil {
+				st.Close()
+			}
+			if wrenn.ErrorCode(err) != wrenn.EInvalid || wrenn.ErrorMessage(err) == "" {
 				t.Errorf("StartExec: %v, want an %s error", err, wrenn.EInvalid)
 			}
 		})

@@ -42,10 +42,7 @@ func (s *server) writeFile(ctx context.Context, p *peer, path string) {
 	if err != nil {
 		log.InfoContext(ctx, "write file", slog.Int64(attrBytes, n), slog.Any(attrError, err))
 		up.discard() // before the reply: once told, the host may look
-		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-			err = wrenn.Errorf(wrenn.ETooLarge, "no space left in the sandbox for %s", path)
-		}
-		p.reply(err)
+		p.reply(refusal(err, wrenn.EInvalid, "cannot write "+path))
 		return
 	}
 	p.reply(nil)
@@ -70,7 +67,8 @@ func createUpload(path string) (*upload, error) {
 		if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, fs.ErrExist) {
 			return nil, wrenn.Errorf(wrenn.EInvalid, "a parent of %s is not a directory", path)
 		}
-		return nil, fmt.Errorf("create parent directories: %w", err)
+		return nil, refusal(fmt.Errorf("create parent directories: %w", err), wrenn.EInvalid,
+			"cannot write "+path+": cannot create its directory "+dir)
 	}
 	up := &upload{path: path, mode: newFileMode, uid: -1, gid: -1}
 	switch fi, err := os.Stat(path); {
@@ -84,7 +82,7 @@ func createUpload(path string) (*upload, error) {
 			up.uid, up.gid = int(st.Uid), int(st.Gid)
 		}
 	case !errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("stat: %w", err)
+		return nil, refusal(fmt.Errorf("stat: %w", err), wrenn.EInvalid, "cannot write "+path)
 	}
 	base := filepath.Base(path)
 	if len(base) > 100 {
@@ -92,7 +90,9 @@ func createUpload(path string) (*upload, error) {
 	}
 	f, err := os.CreateTemp(dir, "."+base+".envd-*")
 	if err != nil {
-		return nil, fmt.Errorf("create temporary file: %w", err)
+		// An upload is a new file beside path, renamed over it at the end.
+		return nil, refusal(fmt.Errorf("create temporary file: %w", err), wrenn.EInvalid,
+			"cannot write "+path+": cannot create a file in "+dir)
 	}
 	up.f = f
 	return up, nil
@@ -204,7 +204,7 @@ func (s *server) readFile(ctx context.Context, p *peer, path string) {
 		}
 		if err != nil {
 			s.log.InfoContext(ctx, "read file", slog.String(attrPath, path), slog.Any(attrError, err))
-			p.reply(fmt.Errorf("read: %w", err))
+			p.reply(refusal(fmt.Errorf("read: %w", err), wrenn.ENotFound, "cannot read "+path))
 			return
 		}
 	}
@@ -220,7 +220,7 @@ func openRead(path string) (*os.File, int64, error) {
 	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
 		return nil, 0, wrenn.Errorf(wrenn.ENotFound, "file not found")
 	case err != nil:
-		return nil, 0, fmt.Errorf("stat: %w", err)
+		return nil, 0, refusal(fmt.Errorf("stat: %w", err), wrenn.ENotFound, "cannot read "+path)
 	case fi.IsDir():
 		return nil, 0, wrenn.Errorf(wrenn.EInvalid, "%s is a directory", path)
 	case !fi.Mode().IsRegular():
@@ -231,7 +231,7 @@ func openRead(path string) (*os.File, int64, error) {
 		return nil, 0, wrenn.Errorf(wrenn.ENotFound, "file not found")
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("open: %w", err)
+		return nil, 0, refusal(fmt.Errorf("open: %w", err), wrenn.ENotFound, "cannot read "+path)
 	}
 	return f, fi.Size(), nil
 }
