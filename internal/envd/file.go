@@ -28,11 +28,17 @@ func (s *server) writeFile(ctx context.Context, p *peer, path string) {
 	log := s.log.With(slog.String(attrPath, path))
 	up, err := createUpload(path)
 	if err != nil {
-		p.reply(err)
+		s.answer(ctx, p, err)
 		return
 	}
-	defer up.discard()
+	discard := func() {
+		if err := up.discard(); err != nil {
+			log.WarnContext(ctx, "remove the temporary file", slog.Any(attrError, err))
+		}
+	}
+	defer discard()
 	if err := p.send(message{Type: msgOK}); err != nil {
+		log.DebugContext(ctx, "write file: host gone", slog.Any(attrError, err))
 		return
 	}
 	n, err := receiveBody(p.r, up.f)
@@ -41,11 +47,11 @@ func (s *server) writeFile(ctx context.Context, p *peer, path string) {
 	}
 	if err != nil {
 		log.InfoContext(ctx, "write file", slog.Int64(attrBytes, n), slog.Any(attrError, err))
-		up.discard() // before the reply: once told, the host may look
-		p.reply(refusal(err, wrenn.EInvalid, "cannot write "+path))
+		discard() // before the reply: once told, the host may look
+		s.answer(ctx, p, refusal(err, wrenn.EInvalid, "cannot write "+path))
 		return
 	}
-	p.reply(nil)
+	s.answer(ctx, p, nil)
 }
 
 // upload is a temporary file on its way to becoming path.
@@ -164,13 +170,16 @@ func (up *upload) commit() error {
 }
 
 // discard removes the temporary file unless it was committed or removed.
-func (up *upload) discard() {
+func (up *upload) discard() error {
 	if up.done {
-		return
+		return nil
 	}
 	up.done = true
-	up.f.Close()
-	os.Remove(up.f.Name())
+	up.f.Close() // a failed close of a file to be removed loses nothing
+	if err := os.Remove(up.f.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", up.f.Name(), err)
+	}
+	return nil
 }
 
 // readFile sends a file: its size, its body in chunks, then the end frame
