@@ -94,8 +94,8 @@ func TestExecInvalid(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := g.Exec(context.Background(), tt.req)
-			if wrenn.ErrorCode(err) != wrenn.EInvalid || wrenn.ErrorMessage(err) == "" {
-				t.Errorf("Exec: %v, want an %s error", err, wrenn.EInvalid)
+			if msg := wrenn.ErrorMessage(err); wrenn.ErrorCode(err) != wrenn.EInvalid || msg == "" || len(msg) > 1000 {
+				t.Errorf("Exec: %.1000v, want a short %s error", err, wrenn.EInvalid)
 			}
 			st, err := g.StartExec(context.Background(), tt.req)
 			if err == nil {
