@@ -117,7 +117,7 @@ func (s *server) execFailed(ctx context.Context, p *peer, m *execParams, err err
 	if se, ok := errors.AsType[*startError](err); ok {
 		s.log.DebugContext(ctx, "exec failed", slog.String(attrCmd, m.Cmd), slog.String(attrError, se.msg))
 		if err := p.send(message{Type: msgFailed, Message: se.msg, ExitCode: se.code}); err != nil {
-			s.log.DebugContext(ctx, "send failed", slog.Any(attrError, err))
+			s.log.DebugContext(ctx, "send the failed event", slog.Any(attrError, err))
 		}
 		return
 	}
@@ -203,8 +203,8 @@ func (pr *process) stop() {
 	pr.killer = time.AfterFunc(pr.grace, func() { pr.signal(syscall.SIGKILL) })
 }
 
-// kill sends sig to the group. A group whose last member has gone (its
-// leader not yet reaped) is no failure; anything else is logged.
+// kill sends sig to the group. A group with no member left (ESRCH) is no
+// failure; anything else is logged.
 func (pr *process) kill(sig syscall.Signal) {
 	if err := syscall.Kill(-pr.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		pr.log.Warn("signal the process group", slog.String(attrSignal, sig.String()), slog.Any(attrError, err))

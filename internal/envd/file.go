@@ -185,13 +185,15 @@ func (up *upload) discard() error {
 // readFile sends a file: its size, its body in chunks, then the end frame
 // with the length sent.
 func (s *server) readFile(ctx context.Context, p *peer, path string) {
+	log := s.log.With(slog.String(attrPath, path))
 	f, size, err := openRead(path)
 	if err != nil {
-		p.reply(err)
+		s.answer(ctx, p, err)
 		return
 	}
 	defer f.Close()
 	if err := p.send(message{Type: msgOK, Size: size}); err != nil {
+		log.DebugContext(ctx, "read file: host gone", slog.Any(attrError, err))
 		return
 	}
 	p.watch(func(message) {}, func() {})
@@ -202,18 +204,20 @@ func (s *server) readFile(ctx context.Context, p *peer, path string) {
 		if n > 0 {
 			putHeader(buf, frameData, n)
 			if _, werr := p.st.Write(buf[:frameHeaderSize+n]); werr != nil {
-				s.log.DebugContext(ctx, "read file: host gone", slog.String(attrPath, path), slog.Any(attrError, werr))
+				log.DebugContext(ctx, "read file: host gone", slog.Any(attrError, werr))
 				return
 			}
 			total += int64(n)
 		}
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			writeEnd(p.st, total)
+			if werr := writeEnd(p.st, total); werr != nil {
+				log.DebugContext(ctx, "read file: host gone", slog.Any(attrError, werr))
+			}
 			return
 		}
 		if err != nil {
-			s.log.InfoContext(ctx, "read file", slog.String(attrPath, path), slog.Any(attrError, err))
-			p.reply(refusal(fmt.Errorf("read: %w", err), wrenn.ENotFound, "cannot read "+path))
+			log.InfoContext(ctx, "read file", slog.Any(attrError, err))
+			s.answer(ctx, p, refusal(fmt.Errorf("read: %w", err), wrenn.ENotFound, "cannot read "+path))
 			return
 		}
 	}
