@@ -28,6 +28,10 @@ type ExecRequest struct {
 	Timeout time.Duration // 0 means none
 }
 
+// MaxExecOutput is how much of each of stdout and stderr a blocking exec
+// returns; the guest drops the rest and says so on stderr, past the limit.
+const MaxExecOutput = 16 << 20
+
 // ExecResult is a finished command. Output is raw bytes; transports decide
 // how to encode it.
 type ExecResult struct {

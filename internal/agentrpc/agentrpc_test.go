@@ -9,8 +9,11 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/wrennhq/wrenn"
@@ -20,9 +23,12 @@ import (
 
 // fakeHost is a Host of function fields, for testing the transport.
 type fakeHost struct {
+	mu    sync.Mutex // guards files: the server writes them, tests read them
 	files map[string][]byte
 	// cutRead makes ReadFile fail after this many bytes.
 	cutRead int
+	// exec, when set, answers Exec.
+	exec func(wrenn.ExecRequest) (*wrenn.ExecResult, error)
 }
 
 func (h *fakeHost) Info(context.Context) (*wrenn.HostInfo, error) {
@@ -39,6 +45,9 @@ func (h *fakeHost) ListSandboxes(context.Context) ([]wrenn.SandboxState, error) 
 	return []wrenn.SandboxState{{ID: "sb-1", Running: true}, {ID: "sb-2"}}, nil
 }
 func (h *fakeHost) Exec(_ context.Context, _ string, r wrenn.ExecRequest) (*wrenn.ExecResult, error) {
+	if h.exec != nil {
+		return h.exec(r)
+	}
 	return &wrenn.ExecResult{Stdout: []byte(r.Cmd), Stderr: []byte{0xff}, ExitCode: 7, Duration: r.Timeout}, nil
 }
 func (h *fakeHost) StartExec(_ context.Context, _ string, r wrenn.ExecRequest) (wrenn.ExecStream, error) {
@@ -48,15 +57,29 @@ func (h *fakeHost) StartExec(_ context.Context, _ string, r wrenn.ExecRequest) (
 	return &fakeStream{events: []wrenn.ExecEvent{{Type: wrenn.ExecStarted, PID: 9}, {Type: wrenn.ExecStdout, Data: []byte("x")}}, stop: make(chan struct{})}, nil
 }
 func (h *fakeHost) WriteFile(_ context.Context, _, path string, r io.Reader) error {
+	if path == "/refused" {
+		return wrenn.Errorf(wrenn.EInvalid, "cannot create a file in /")
+	}
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
 	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	h.files[path] = b
 	return nil
 }
-func (h *fakeHost) ReadFile(_ context.Context, _, path string) (io.ReadCloser, error) {
+
+// file returns the file stored at path, if any.
+func (h *fakeHost) file(path string) ([]byte, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	b, ok := h.files[path]
+	return b, ok
+}
+
+func (h *fakeHost) ReadFile(_ context.Context, _, path string) (io.ReadCloser, error) {
+	b, ok := h.file(path)
 	if !ok {
 		return nil, wrenn.Errorf(wrenn.ENotFound, "file not found")
 	}
@@ -97,6 +120,12 @@ func (s *fakeStream) Close() error { return nil }
 
 func serve(t *testing.T, h agentrpc.Host, token string) string {
 	t.Helper()
+	return serveHandler(t, agentrpc.NewHandler(h, token))
+}
+
+// serveHandler serves h as an agent would be served, and returns its address.
+func serveHandler(t *testing.T, h http.Handler) string {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "a.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
@@ -104,7 +133,7 @@ func serve(t *testing.T, h agentrpc.Host, token string) string {
 	}
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Handler: agentrpc.NewHandler(h, token), Protocols: &p}
+	srv := &http.Server{Handler: h, Protocols: &p}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return "unix:" + sock
@@ -158,7 +187,7 @@ func TestRoundTrips(t *testing.T) {
 	if err := c.WriteFile(ctx, "sb-1", "/g", failing); err == nil {
 		t.Error("a write whose reader failed succeeded")
 	}
-	if _, ok := h.files["/g"]; ok {
+	if _, ok := h.file("/g"); ok {
 		t.Error("a failed write left a file")
 	}
 	// A read cut off midway is an error, never a clean EOF.
@@ -330,5 +359,120 @@ func TestSnapshotUnimplemented(t *testing.T) {
 		if wrenn.ErrorCode(err) != wrenn.EHostAgent || !strings.Contains(wrenn.ErrorMessage(err), "cannot pause") {
 			t.Errorf("%s: %v, want a host agent error", name, err)
 		}
+	}
+}
+
+// TestExecLargeOutput: a blocking exec's answer carries as much output as
+// the guest keeps, wrenn.MaxExecOutput of each of stdout and stderr and
+// the guest's notes past it.
+func TestExecLargeOutput(t *testing.T) {
+	notes := 64 << 10
+	for _, size := range []int{600000, wrenn.MaxExecOutput + notes} {
+		t.Run(strconv.Itoa(size), func(t *testing.T) {
+			stdout, stderr := bytes.Repeat([]byte("a"), size), bytes.Repeat([]byte("b"), size)
+			h := &fakeHost{exec: func(wrenn.ExecRequest) (*wrenn.ExecResult, error) {
+				return &wrenn.ExecResult{Stdout: stdout, Stderr: stderr}, nil
+			}}
+			c := agentrpc.Dial(serve(t, h, "secret"), "secret")
+			res, err := c.Exec(context.Background(), "sb-1", wrenn.ExecRequest{Cmd: "yes"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(res.Stdout, stdout) || !bytes.Equal(res.Stderr, stderr) {
+				t.Errorf("got %d bytes of stdout and %d of stderr, want %d of each", len(res.Stdout), len(res.Stderr), size)
+			}
+		})
+	}
+}
+
+// TestDomainErrors: an error the agent answers with keeps its code and
+// message when the client may act on it; any other stays an ordinary error.
+func TestDomainErrors(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		code string
+		want string // wrenn.EInternal: an ordinary error
+	}{
+		{wrenn.EInvalid, wrenn.EInvalid},
+		{wrenn.ENotFound, wrenn.ENotFound},
+		{wrenn.EConflict, wrenn.EConflict},
+		{wrenn.ETooLarge, wrenn.ETooLarge},
+		{wrenn.EUnauthorized, wrenn.EInternal},
+		{wrenn.EInternal, wrenn.EInternal},
+	}
+	for _, tt := range tests {
+		t.Run(tt.code, func(t *testing.T) {
+			h := &fakeHost{exec: func(wrenn.ExecRequest) (*wrenn.ExecResult, error) {
+				return nil, wrenn.Errorf(tt.code, "the guest says no")
+			}}
+			c := agentrpc.Dial(serve(t, h, "secret"), "secret")
+			_, err := c.Exec(ctx, "sb-1", wrenn.ExecRequest{Cmd: "x"})
+			if err == nil || wrenn.ErrorCode(err) != tt.want {
+				t.Fatalf("got %v, want code %s", err, tt.want)
+			}
+			if tt.want != wrenn.EInternal && wrenn.ErrorMessage(err) != "the guest says no" {
+				t.Errorf("message %q", wrenn.ErrorMessage(err))
+			}
+		})
+	}
+	// A client stream's answer carries its code too.
+	c := agentrpc.Dial(serve(t, &fakeHost{files: map[string][]byte{}}, "secret"), "secret")
+	if err := c.WriteFile(ctx, "sb-1", "/refused", strings.NewReader("x")); wrenn.ErrorCode(err) != wrenn.EInvalid {
+		t.Errorf("refused write: %v, want %s", err, wrenn.EInvalid)
+	}
+}
+
+// TestTransportErrorsStayOrdinary: an RPC that fails in transport fails
+// as an ordinary error (a host agent failure), whatever connect code the
+// failure has: only the agent's own answers are domain errors.
+func TestTransportErrorsStayOrdinary(t *testing.T) {
+	ctx := context.Background()
+	huge := &fakeHost{exec: func(wrenn.ExecRequest) (*wrenn.ExecResult, error) {
+		return &wrenn.ExecResult{Stdout: make([]byte, 3*wrenn.MaxExecOutput)}, nil
+	}}
+	// Something at the agent's address that is not the agent, answering
+	// with connect errors of its own.
+	impostor := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, `{"code":"invalid_argument","message":"not an agent"}`)
+	})
+	tests := []struct {
+		name string
+		addr func(t *testing.T) string
+		req  wrenn.ExecRequest
+	}{
+		{"answer over the limit", func(t *testing.T) string { return serve(t, huge, "secret") }, wrenn.ExecRequest{Cmd: "x"}},
+		{"request over the limit", func(t *testing.T) string { return serve(t, &fakeHost{}, "secret") },
+			wrenn.ExecRequest{Cmd: "echo", Args: []string{strings.Repeat("a", 5<<20)}}},
+		{"not the agent", func(t *testing.T) string { return serveHandler(t, impostor) }, wrenn.ExecRequest{Cmd: "x"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := agentrpc.Dial(tt.addr(t), "secret")
+			_, err := c.Exec(ctx, "sb-1", tt.req)
+			if err == nil || wrenn.ErrorCode(err) != wrenn.EInternal {
+				t.Fatalf("got %v (code %s), want an ordinary error", err, wrenn.ErrorCode(err))
+			}
+		})
+	}
+}
+
+// TestWriteFileSourceCutShort: a source that ends in io.ErrUnexpectedEOF
+// (a request body cut short) fails the write, and the agent keeps nothing.
+func TestWriteFileSourceCutShort(t *testing.T) {
+	h := &fakeHost{files: map[string][]byte{}}
+	c := agentrpc.Dial(serve(t, h, "secret"), "secret")
+	for _, n := range []int{0, 1000, 1 << 20} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			src := io.MultiReader(bytes.NewReader(make([]byte, n)), iotest.ErrReader(io.ErrUnexpectedEOF))
+			err := c.WriteFile(context.Background(), "sb-1", "/short", src)
+			if !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Errorf("WriteFile: %v, want the source's io.ErrUnexpectedEOF", err)
+			}
+			if b, ok := h.file("/short"); ok {
+				t.Errorf("the agent stored a file of %d bytes", len(b))
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package agentrpc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -41,7 +42,8 @@ func Dial(addr, token string) *Client {
 		base = "http://agent"
 	}
 	hc := &http.Client{Transport: &bearer{token: token, next: tr}}
-	return &Client{rpc: agentv1connect.NewAgentServiceClient(hc, base, connect.WithReadMaxBytes(2*chunkSize))}
+	return &Client{rpc: agentv1connect.NewAgentServiceClient(hc, base,
+		connect.WithReadMaxBytes(maxResponse), connect.WithSendMaxBytes(maxRequest))}
 }
 
 type bearer struct {
@@ -163,8 +165,10 @@ func (s *stream) Close() error {
 	return s.bs.CloseResponse()
 }
 
-// WriteFile implements wrenn.Files. If r fails, the stream is cut so
-// the agent never completes the file.
+// WriteFile implements wrenn.Files. Only io.EOF from r ends the file: if
+// r fails in any other way (io.ErrUnexpectedEOF included: a request body
+// cut short), the stream is cut so the agent never completes the file,
+// and WriteFile returns r's error.
 func (c *Client) WriteFile(ctx context.Context, id, path string, r io.Reader) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -174,7 +178,7 @@ func (c *Client) WriteFile(ctx context.Context, id, path string, r io.Reader) er
 	}
 	buf := make([]byte, chunkSize)
 	for {
-		n, rerr := io.ReadFull(r, buf)
+		n, rerr := fill(r, buf)
 		if n > 0 {
 			if err := cs.Send(&agentv1.WriteFileRequest{Data: buf[:n]}); err != nil {
 				if errors.Is(err, io.EOF) {
@@ -183,17 +187,42 @@ func (c *Client) WriteFile(ctx context.Context, id, path string, r io.Reader) er
 				return fromConnect(err)
 			}
 		}
-		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+		if errors.Is(rerr, io.EOF) {
 			break
 		}
 		if rerr != nil {
+			// Reset the stream, and never close the request: closing it
+			// cleanly, even after cancel, can reach the agent as the end
+			// of the file before the reset does.
 			cancel()
-			_, _ = cs.CloseAndReceive()
-			return rerr
+			if conn, err := cs.Conn(); err == nil {
+				_ = conn.CloseResponse()
+			}
+			return fmt.Errorf("read the file's data: %w", rerr)
 		}
 	}
 	_, err := cs.CloseAndReceive()
 	return fromConnect(err)
+}
+
+// fill reads from r until buf is full or r fails. Unlike io.ReadFull it
+// passes r's errors on as they are: only io.EOF is the end of the data,
+// never an io.ErrUnexpectedEOF of r's own.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n, idle := 0, 0
+	for n < len(buf) {
+		k, err := r.Read(buf[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+		if k > 0 {
+			idle = 0
+		} else if idle++; idle > 100 {
+			return n, io.ErrNoProgress
+		}
+	}
+	return n, nil
 }
 
 // ReadFile implements wrenn.Files. A missing file fails here; a

@@ -9,6 +9,13 @@ import (
 	"github.com/wrennhq/wrenn"
 )
 
+// codeKey is the error metadata in which the agent names the domain code
+// of an error it answers with. Only an error carrying it is the agent's
+// answer; connect's own codes also describe transport failures (a message
+// over the size limit is ResourceExhausted, a bad request InvalidArgument),
+// which must never reach a client as if the agent had refused the request.
+const codeKey = "Wrenn-Error-Code"
+
 // toConnect carries a domain error's code across the wire; other errors
 // become Internal with their text (the caller logs it, clients never see it).
 func toConnect(err error) error {
@@ -38,34 +45,28 @@ func toConnect(err error) error {
 	case wrenn.EUnauthorized:
 		code = connect.CodeUnauthenticated
 	}
-	return connect.NewError(code, errors.New(e.Message))
+	ce := connect.NewError(code, errors.New(e.Message))
+	ce.Meta().Set(codeKey, e.Code)
+	return ce
 }
 
-// fromConnect turns an RPC error back into a domain error where the code
-// says the client can act on it; anything else stays an ordinary error,
-// which the control plane reports as a host agent failure.
+// fromConnect turns an RPC error back into a domain error when the agent
+// sent it as one, with a code the client can act on; anything else (a
+// transport failure, a fault of the agent) stays an ordinary error, which
+// the control plane reports as a host agent failure.
 func fromConnect(err error) error {
 	if err == nil {
 		return nil
 	}
-	var ce *connect.Error
-	if !errors.As(err, &ce) {
+	ce, ok := errors.AsType[*connect.Error](err)
+	if !ok || !connect.IsWireError(ce) {
 		return err
 	}
-	var code string
-	switch ce.Code() {
-	case connect.CodeInvalidArgument:
-		code = wrenn.EInvalid
-	case connect.CodeNotFound:
-		code = wrenn.ENotFound
-	case connect.CodeFailedPrecondition:
-		code = wrenn.EConflict
-	case connect.CodeResourceExhausted:
-		code = wrenn.ETooLarge
-	default:
-		return err
+	switch code := ce.Meta().Get(codeKey); code {
+	case wrenn.EInvalid, wrenn.ENotFound, wrenn.EConflict, wrenn.ETooLarge:
+		return &wrenn.Error{Code: code, Message: ce.Message()}
 	}
-	return &wrenn.Error{Code: code, Message: ce.Message()}
+	return err
 }
 
 // fromSnapshotConnect is fromConnect for the snapshot RPCs, which an agent

@@ -33,10 +33,19 @@ type Host interface {
 // chunkSize is the most file data one message carries.
 const chunkSize = 256 << 10
 
+// Message size limits, each side bounding what it reads. A request holds
+// at most a chunk of file data or a command, which the API takes as at
+// most 1 MiB of JSON. An answer holds at most a blocking exec's output:
+// wrenn.MaxExecOutput of each of stdout and stderr, plus the guest's notes.
+const (
+	maxRequest  = 4 << 20
+	maxResponse = 2*wrenn.MaxExecOutput + 1<<20
+)
+
 // NewHandler returns the HTTP handler serving host over the RPC contract
 // to callers presenting token.
 func NewHandler(host Host, token string) http.Handler {
-	path, h := agentv1connect.NewAgentServiceHandler(&server{host: host}, connect.WithReadMaxBytes(2*chunkSize))
+	path, h := agentv1connect.NewAgentServiceHandler(&server{host: host}, connect.WithReadMaxBytes(maxRequest), connect.WithSendMaxBytes(maxResponse))
 	mux := http.NewServeMux()
 	mux.Handle(path, requireToken(token, h))
 	return mux

@@ -192,6 +192,14 @@ var errCallClosed = errors.New("closed")
 // open starts an operation: a new stream carrying req. Cancelling ctx
 // aborts the operation for as long as it runs.
 func (c *Client) open(ctx context.Context, op string, req request) (*call, error) {
+	payload, err := encodeJSON(req)
+	if err != nil {
+		return nil, fmt.Errorf("envd %s: %w", op, err)
+	}
+	if len(payload) > maxFramePayload {
+		// The guest would drop a frame this large, and the stream with it.
+		return nil, wrenn.Errorf(wrenn.EInvalid, "the %s request is %d bytes encoded, over the guest's limit of %d", op, len(payload), maxFramePayload)
+	}
 	sess, err := c.session(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("envd %s: %w", op, err)
@@ -205,7 +213,7 @@ func (c *Client) open(ctx context.Context, op string, req request) (*call, error
 	}
 	cl := &call{op: op, ctx: ctx, st: st, r: bufio.NewReaderSize(st, streamBufSize)}
 	cl.stopAbort = context.AfterFunc(ctx, cl.abort)
-	if err := writeJSON(st, req); err != nil {
+	if err := writeFrame(st, frameJSON, payload); err != nil {
 		cl.close()
 		return nil, cl.fail(err)
 	}

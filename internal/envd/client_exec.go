@@ -13,7 +13,7 @@ import (
 
 // MaxOutput is how much of each of stdout and stderr a blocking Exec keeps;
 // the guest drops the rest and says so on stderr.
-const MaxOutput = 16 << 20
+const MaxOutput = wrenn.MaxExecOutput
 
 // outputSlack is room past MaxOutput for the guest's notes on stderr.
 const outputSlack = 64 << 10

@@ -143,6 +143,15 @@ func lookPath(name, path, dir string) (string, error) {
 	return "", &startError{exitNotFound, fmt.Sprintf("envd: %s: command not found", name)}
 }
 
+// program names what m runs, for messages: its program, or the shell
+// that runs its command line (which may be long).
+func program(m *execParams) string {
+	if len(m.Args) == 0 {
+		return shell
+	}
+	return m.Cmd
+}
+
 // startFailure explains why exec(2) refused a program, the way a shell does.
 func startFailure(name string, err error) error {
 	var errno syscall.Errno
@@ -155,5 +164,7 @@ func startFailure(name string, err error) error {
 	case errno == syscall.EACCES || errno == syscall.ENOEXEC || errno == syscall.EISDIR || errno == syscall.EPERM:
 		return &startError{exitNotExecutable, fmt.Sprintf("envd: %s: %s", name, errno.Error())}
 	}
-	return fmt.Errorf("exec: start: %w", err)
+	// Refusals a shell has no exit code for, such as an argument over
+	// 128 KiB (E2BIG), are the request's fault.
+	return refusal(fmt.Errorf("exec: start: %w", err), wrenn.EInvalid, "cannot run "+name)
 }

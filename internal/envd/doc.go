@@ -9,8 +9,10 @@
 //
 // The guest runs untrusted code as root, so from the host's side everything
 // the guest says is untrusted: the client bounds every message and every
-// buffer, and only lets the guest report the error codes EInvalid and
-// ENotFound.
+// buffer, and only lets the guest report the error codes EInvalid,
+// ENotFound, EConflict and ETooLarge: its refusals of a request, which a
+// client may act on (errno.go maps errnos to them). Any other error of
+// the guest is a fault, which a client sees as a host agent error.
 //
 // # Session
 //

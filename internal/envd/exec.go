@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"sync"
@@ -34,14 +35,14 @@ func (s *server) exec(ctx context.Context, p *peer, m *execParams) {
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		p.reply(fmt.Errorf("exec: pipe: %w", err))
+		s.answer(ctx, p, fmt.Errorf("exec: pipe: %w", err))
 		return
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		outR.Close()
 		outW.Close()
-		p.reply(fmt.Errorf("exec: pipe: %w", err))
+		s.answer(ctx, p, fmt.Errorf("exec: pipe: %w", err))
 		return
 	}
 	defer outR.Close()
@@ -52,15 +53,18 @@ func (s *server) exec(ctx context.Context, p *peer, m *execParams) {
 	outW.Close()
 	errW.Close()
 	if err != nil {
-		s.execFailed(ctx, p, m, startFailure(m.Cmd, err))
+		s.execFailed(ctx, p, m, startFailure(program(m), err))
 		return
 	}
 
-	pr := &process{pid: cmd.Process.Pid, grace: s.stopGrace}
-	log := s.log.With(slog.Int(attrPID, pr.pid))
+	log := s.log.With(slog.Int(attrPID, cmd.Process.Pid))
+	pr := &process{pid: cmd.Process.Pid, grace: s.stopGrace, log: log}
 	log.DebugContext(ctx, "exec started", slog.String(attrCmd, m.Cmd))
 	if !m.NoStart {
-		p.send(message{Type: msgStart, PID: pr.pid})
+		if err := p.send(message{Type: msgStart, PID: pr.pid}); err != nil {
+			// The host is gone: watch sees it too, and kills the command.
+			log.DebugContext(ctx, "send start", slog.Any(attrError, err))
+		}
 	}
 	p.watch(func(m message) {
 		if m.Type == msgStop {
@@ -71,8 +75,8 @@ func (s *server) exec(ctx context.Context, p *peer, m *execParams) {
 		pr.timer = time.AfterFunc(time.Duration(m.TimeoutNS), pr.timeout)
 	}
 
-	out := &pump{p: p, typ: frameStdout, limit: m.OutputLimit}
-	errOut := &pump{p: p, typ: frameStderr, limit: m.OutputLimit}
+	out := &pump{p: p, log: log, typ: frameStdout, limit: m.OutputLimit}
+	errOut := &pump{p: p, log: log, typ: frameStderr, limit: m.OutputLimit}
 	var pumps sync.WaitGroup
 	pumps.Go(func() { out.run(outR) })
 	pumps.Go(func() { errOut.run(errR) })
@@ -96,7 +100,8 @@ func (s *server) exec(ctx context.Context, p *peer, m *execParams) {
 	case cmd.ProcessState != nil:
 		exit.ExitCode = exitCode(cmd.ProcessState)
 	default:
-		p.reply(fmt.Errorf("exec: wait: %w", werr))
+		log.WarnContext(ctx, "exec: wait", slog.Any(attrError, werr))
+		s.answer(ctx, p, fmt.Errorf("exec: wait: %w", werr))
 		return
 	}
 	errOut.note(notes(exit, time.Duration(m.TimeoutNS), m.OutputLimit))
@@ -111,10 +116,12 @@ func (s *server) exec(ctx context.Context, p *peer, m *execParams) {
 func (s *server) execFailed(ctx context.Context, p *peer, m *execParams, err error) {
 	if se, ok := errors.AsType[*startError](err); ok {
 		s.log.DebugContext(ctx, "exec failed", slog.String(attrCmd, m.Cmd), slog.String(attrError, se.msg))
-		p.send(message{Type: msgFailed, Message: se.msg, ExitCode: se.code})
+		if err := p.send(message{Type: msgFailed, Message: se.msg, ExitCode: se.code}); err != nil {
+			s.log.DebugContext(ctx, "send the failed event", slog.Any(attrError, err))
+		}
 		return
 	}
-	p.reply(err)
+	s.answer(ctx, p, err)
 }
 
 // notes are what envd adds to stderr so a result says why it is cut short.
@@ -158,12 +165,13 @@ func exitCode(ps *os.ProcessState) int {
 type process struct {
 	pid   int
 	grace time.Duration
+	log   *slog.Logger
 
 	mu       sync.Mutex
 	done     bool        // the leader has exited: signal no more
 	timedOut bool        // the timeout killed the group
 	timer    *time.Timer // the timeout
-	kill     *time.Timer // SIGKILL after Stop's grace period
+	killer   *time.Timer // SIGKILL after Stop's grace period
 }
 
 // signal sends sig to the whole group while the leader runs.
@@ -171,7 +179,7 @@ func (pr *process) signal(sig syscall.Signal) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	if !pr.done {
-		syscall.Kill(-pr.pid, sig)
+		pr.kill(sig)
 	}
 }
 
@@ -180,7 +188,7 @@ func (pr *process) timeout() {
 	defer pr.mu.Unlock()
 	if !pr.done {
 		pr.timedOut = true
-		syscall.Kill(-pr.pid, syscall.SIGKILL)
+		pr.kill(syscall.SIGKILL)
 	}
 }
 
@@ -188,11 +196,19 @@ func (pr *process) timeout() {
 func (pr *process) stop() {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
-	if pr.done || pr.kill != nil {
+	if pr.done || pr.killer != nil {
 		return
 	}
-	syscall.Kill(-pr.pid, syscall.SIGTERM)
-	pr.kill = time.AfterFunc(pr.grace, func() { pr.signal(syscall.SIGKILL) })
+	pr.kill(syscall.SIGTERM)
+	pr.killer = time.AfterFunc(pr.grace, func() { pr.signal(syscall.SIGKILL) })
+}
+
+// kill sends sig to the group. A group with no member left (ESRCH) is no
+// failure; anything else is logged.
+func (pr *process) kill(sig syscall.Signal) {
+	if err := syscall.Kill(-pr.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		pr.log.Warn("signal the process group", slog.String(attrSignal, sig.String()), slog.Any(attrError, err))
+	}
 }
 
 // exited marks the leader reaped and reports whether the timeout killed it.
@@ -203,8 +219,8 @@ func (pr *process) exited() (timedOut bool) {
 	if pr.timer != nil {
 		pr.timer.Stop()
 	}
-	if pr.kill != nil {
-		pr.kill.Stop()
+	if pr.killer != nil {
+		pr.killer.Stop()
 	}
 	return pr.timedOut
 }
@@ -214,6 +230,7 @@ func (pr *process) exited() (timedOut bool) {
 // and so the command, instead of making envd buffer.
 type pump struct {
 	p         *peer
+	log       *slog.Logger
 	typ       byte
 	limit     int64 // 0: no limit
 	sent      int64
@@ -229,6 +246,11 @@ func (u *pump) run(r *os.File) {
 			u.send(buf, n)
 		}
 		if err != nil {
+			// EOF: every writer closed the pipe; closed: exec stopped
+			// listening to children that kept it open.
+			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) {
+				u.log.Warn("read command output", slog.Any(attrError, err))
+			}
 			return
 		}
 	}
@@ -245,7 +267,7 @@ func (u *pump) send(buf []byte, n int) {
 	}
 	putHeader(buf, u.typ, n)
 	if _, err := u.p.st.Write(buf[:frameHeaderSize+n]); err != nil {
-		u.broken = true
+		u.gone(err)
 	}
 	u.sent += int64(n)
 }
@@ -255,5 +277,13 @@ func (u *pump) note(text string) {
 	if text == "" || u.broken {
 		return
 	}
-	writeFrame(u.p.st, u.typ, []byte(text))
+	if err := writeFrame(u.p.st, u.typ, []byte(text)); err != nil {
+		u.gone(err)
+	}
+}
+
+// gone marks the host gone: the rest of the output is drained and dropped.
+func (u *pump) gone(err error) {
+	u.broken = true
+	u.log.Debug("send command output: host gone", slog.Any(attrError, err))
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,6 +55,9 @@ func TestExec(t *testing.T) {
 		{name: "not executable", req: wrenn.ExecRequest{Cmd: noExec, Args: []string{"x"}}, exitCode: 126, stderrHas: "Permission denied"},
 		{name: "killed by a signal", req: wrenn.ExecRequest{Cmd: "kill -TERM $$"}, exitCode: 143},
 		{name: "stdin is empty", req: wrenn.ExecRequest{Cmd: "cat"}, stdout: ""},
+		// 600 KiB that JSON's HTML escaping would make 3.6 MiB, over a frame.
+		{name: "args of < and &", req: wrenn.ExecRequest{Cmd: "echo", Args: slices.Repeat([]string{strings.Repeat("<&", 50<<10)}, 6)},
+			stdout: strings.TrimSuffix(strings.Repeat(strings.Repeat("<&", 50<<10)+" ", 6), " ") + "\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,15 +91,24 @@ func TestExecInvalid(t *testing.T) {
 		{"bad env", wrenn.ExecRequest{Cmd: "true", Env: map[string]string{"A=B": "c"}}},
 		{"nul in arg", wrenn.ExecRequest{Cmd: "echo", Args: []string{"a\x00b"}}},
 		{"negative timeout", wrenn.ExecRequest{Cmd: "true", Timeout: -1}},
+		// execve refuses an argument of 128 KiB or more (MAX_ARG_STRLEN) with E2BIG.
+		{"argument of 128 KiB", wrenn.ExecRequest{Cmd: "echo", Args: []string{strings.Repeat("a", 128<<10)}}},
+		{"shell command of 128 KiB", wrenn.ExecRequest{Cmd: "echo " + strings.Repeat("a", 128<<10)}},
+		// Arguments execve would take, in a request over a frame's limit.
+		{"request over 1 MiB", wrenn.ExecRequest{Cmd: "echo", Args: slices.Repeat([]string{strings.Repeat("a", 100<<10)}, 11)}},
+		{"request over 1 MiB once encoded", wrenn.ExecRequest{Cmd: "echo", Args: slices.Repeat([]string{strings.Repeat("\x01", 30<<10)}, 10)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := g.Exec(context.Background(), tt.req)
-			if wrenn.ErrorCode(err) != wrenn.EInvalid {
-				t.Errorf("Exec: %v, want an %s error", err, wrenn.EInvalid)
+			if msg := wrenn.ErrorMessage(err); wrenn.ErrorCode(err) != wrenn.EInvalid || msg == "" || len(msg) > 1000 {
+				t.Errorf("Exec: %.1000v, want a short %s error", err, wrenn.EInvalid)
 			}
-			_, err = g.StartExec(context.Background(), tt.req)
-			if wrenn.ErrorCode(err) != wrenn.EInvalid {
+			st, err := g.StartExec(context.Background(), tt.req)
+			if err == nil {
+				st.Close()
+			}
+			if wrenn.ErrorCode(err) != wrenn.EInvalid || wrenn.ErrorMessage(err) == "" {
 				t.Errorf("StartExec: %v, want an %s error", err, wrenn.EInvalid)
 			}
 		})

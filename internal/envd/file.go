@@ -28,11 +28,17 @@ func (s *server) writeFile(ctx context.Context, p *peer, path string) {
 	log := s.log.With(slog.String(attrPath, path))
 	up, err := createUpload(path)
 	if err != nil {
-		p.reply(err)
+		s.answer(ctx, p, err)
 		return
 	}
-	defer up.discard()
+	discard := func() {
+		if err := up.discard(); err != nil {
+			log.WarnContext(ctx, "remove the temporary file", slog.Any(attrError, err))
+		}
+	}
+	defer discard()
 	if err := p.send(message{Type: msgOK}); err != nil {
+		log.DebugContext(ctx, "write file: host gone", slog.Any(attrError, err))
 		return
 	}
 	n, err := receiveBody(p.r, up.f)
@@ -41,14 +47,11 @@ func (s *server) writeFile(ctx context.Context, p *peer, path string) {
 	}
 	if err != nil {
 		log.InfoContext(ctx, "write file", slog.Int64(attrBytes, n), slog.Any(attrError, err))
-		up.discard() // before the reply: once told, the host may look
-		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-			err = wrenn.Errorf(wrenn.ETooLarge, "no space left in the sandbox for %s", path)
-		}
-		p.reply(err)
+		discard() // before the reply: once told, the host may look
+		s.answer(ctx, p, refusal(err, wrenn.EInvalid, "cannot write "+path))
 		return
 	}
-	p.reply(nil)
+	s.answer(ctx, p, nil)
 }
 
 // upload is a temporary file on its way to becoming path.
@@ -70,7 +73,8 @@ func createUpload(path string) (*upload, error) {
 		if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, fs.ErrExist) {
 			return nil, wrenn.Errorf(wrenn.EInvalid, "a parent of %s is not a directory", path)
 		}
-		return nil, fmt.Errorf("create parent directories: %w", err)
+		return nil, refusal(fmt.Errorf("create parent directories: %w", err), wrenn.EInvalid,
+			"cannot write "+path+": cannot create its directory "+dir)
 	}
 	up := &upload{path: path, mode: newFileMode, uid: -1, gid: -1}
 	switch fi, err := os.Stat(path); {
@@ -84,7 +88,7 @@ func createUpload(path string) (*upload, error) {
 			up.uid, up.gid = int(st.Uid), int(st.Gid)
 		}
 	case !errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("stat: %w", err)
+		return nil, refusal(fmt.Errorf("stat: %w", err), wrenn.EInvalid, "cannot write "+path)
 	}
 	base := filepath.Base(path)
 	if len(base) > 100 {
@@ -92,7 +96,9 @@ func createUpload(path string) (*upload, error) {
 	}
 	f, err := os.CreateTemp(dir, "."+base+".envd-*")
 	if err != nil {
-		return nil, fmt.Errorf("create temporary file: %w", err)
+		// An upload is a new file beside path, renamed over it at the end.
+		return nil, refusal(fmt.Errorf("create temporary file: %w", err), wrenn.EInvalid,
+			"cannot write "+path+": cannot create a file in "+dir)
 	}
 	up.f = f
 	return up, nil
@@ -164,25 +170,30 @@ func (up *upload) commit() error {
 }
 
 // discard removes the temporary file unless it was committed or removed.
-func (up *upload) discard() {
+func (up *upload) discard() error {
 	if up.done {
-		return
+		return nil
 	}
 	up.done = true
-	up.f.Close()
-	os.Remove(up.f.Name())
+	up.f.Close() // a failed close of a file to be removed loses nothing
+	if err := os.Remove(up.f.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", up.f.Name(), err)
+	}
+	return nil
 }
 
 // readFile sends a file: its size, its body in chunks, then the end frame
 // with the length sent.
 func (s *server) readFile(ctx context.Context, p *peer, path string) {
+	log := s.log.With(slog.String(attrPath, path))
 	f, size, err := openRead(path)
 	if err != nil {
-		p.reply(err)
+		s.answer(ctx, p, err)
 		return
 	}
 	defer f.Close()
 	if err := p.send(message{Type: msgOK, Size: size}); err != nil {
+		log.DebugContext(ctx, "read file: host gone", slog.Any(attrError, err))
 		return
 	}
 	p.watch(func(message) {}, func() {})
@@ -193,18 +204,20 @@ func (s *server) readFile(ctx context.Context, p *peer, path string) {
 		if n > 0 {
 			putHeader(buf, frameData, n)
 			if _, werr := p.st.Write(buf[:frameHeaderSize+n]); werr != nil {
-				s.log.DebugContext(ctx, "read file: host gone", slog.String(attrPath, path), slog.Any(attrError, werr))
+				log.DebugContext(ctx, "read file: host gone", slog.Any(attrError, werr))
 				return
 			}
 			total += int64(n)
 		}
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			writeEnd(p.st, total)
+			if werr := writeEnd(p.st, total); werr != nil {
+				log.DebugContext(ctx, "read file: host gone", slog.Any(attrError, werr))
+			}
 			return
 		}
 		if err != nil {
-			s.log.InfoContext(ctx, "read file", slog.String(attrPath, path), slog.Any(attrError, err))
-			p.reply(fmt.Errorf("read: %w", err))
+			log.InfoContext(ctx, "read file", slog.Any(attrError, err))
+			s.answer(ctx, p, refusal(fmt.Errorf("read: %w", err), wrenn.ENotFound, "cannot read "+path))
 			return
 		}
 	}
@@ -220,7 +233,7 @@ func openRead(path string) (*os.File, int64, error) {
 	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
 		return nil, 0, wrenn.Errorf(wrenn.ENotFound, "file not found")
 	case err != nil:
-		return nil, 0, fmt.Errorf("stat: %w", err)
+		return nil, 0, refusal(fmt.Errorf("stat: %w", err), wrenn.ENotFound, "cannot read "+path)
 	case fi.IsDir():
 		return nil, 0, wrenn.Errorf(wrenn.EInvalid, "%s is a directory", path)
 	case !fi.Mode().IsRegular():
@@ -231,7 +244,7 @@ func openRead(path string) (*os.File, int64, error) {
 		return nil, 0, wrenn.Errorf(wrenn.ENotFound, "file not found")
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("open: %w", err)
+		return nil, 0, refusal(fmt.Errorf("open: %w", err), wrenn.ENotFound, "cannot read "+path)
 	}
 	return f, fi.Size(), nil
 }

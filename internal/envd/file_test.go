@@ -146,6 +146,83 @@ func TestFileErrors(t *testing.T) {
 	}
 }
 
+// TestGuestRefusals: what the guest's file systems refuse is an error that
+// says why, with the code of the errno's class, never a fault.
+func TestGuestRefusals(t *testing.T) {
+	t.Parallel()
+	g := MustStart(t)
+	dir := t.TempDir()
+	loop := filepath.Join(dir, "loop")
+	if err := os.Symlink(loop, loop); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	read := func(path string) error {
+		rc, err := g.ReadFile(ctx, path)
+		if err == nil {
+			rc.Close()
+		}
+		return err
+	}
+	write := func(path string) error { return g.WriteFile(ctx, path, bytes.NewReader([]byte("x"))) }
+	tests := []struct {
+		name string
+		op   func(string) error
+		path string
+		code string
+	}{
+		{"read a symlink loop", read, loop, wrenn.EInvalid},
+		{"read under a symlink loop", read, filepath.Join(loop, "x"), wrenn.EInvalid},
+		{"write a symlink loop", write, loop, wrenn.EInvalid},
+		{"write under a symlink loop", write, filepath.Join(loop, "x"), wrenn.EInvalid},
+		// Neither takes new files, so no upload can go there: an upload is a
+		// new file renamed over its target. (A read-only entry, so that
+		// nothing changes this host if that ever stops being so.)
+		{"write in /proc/sys", write, "/proc/sys/kernel/osrelease", wrenn.EInvalid},
+		{"write in /sys", write, "/sys/envd-test", wrenn.EInvalid},
+		{"write under /sys", write, "/sys/envd-test/x", wrenn.EInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.op(tt.path)
+			e, ok := errors.AsType[*wrenn.Error](err)
+			if !ok || e.Code != tt.code || !strings.Contains(e.Message, tt.path) {
+				t.Fatalf("got %v, want a *wrenn.Error %s naming %s", err, tt.code, tt.path)
+			}
+		})
+	}
+}
+
+// TestWriteFileOverMountPoint: a file that is a mount point cannot be
+// replaced; that is a conflict, and the file stays as it was.
+func TestWriteFileOverMountPoint(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("bind mounts need root")
+	}
+	dir := t.TempDir()
+	src, target := filepath.Join(dir, "src"), filepath.Join(dir, "target")
+	for _, p := range []string{src, target} {
+		if err := os.WriteFile(p, []byte("old"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Mount(src, target, "", syscall.MS_BIND, ""); err != nil {
+		t.Skipf("bind mount: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(target, 0) })
+	g := MustStart(t)
+	err := g.WriteFile(context.Background(), target, bytes.NewReader([]byte("new")))
+	if wrenn.ErrorCode(err) != wrenn.EConflict {
+		t.Fatalf("got %v, want a %s error", err, wrenn.EConflict)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "old" {
+		t.Errorf("the file holds %q, want %q", b, "old")
+	}
+	if names := dirEntries(t, dir); len(names) != 2 {
+		t.Errorf("left behind %v", names)
+	}
+}
+
 // TestGuestChecksPaths sends what the client refuses to send, to check
 // the guest refuses it too.
 func TestGuestChecksPaths(t *testing.T) {
@@ -404,7 +481,9 @@ func TestGuestErrorCodes(t *testing.T) {
 		{wrenn.ENotFound, wrenn.ENotFound},
 		{wrenn.EInvalid, wrenn.EInvalid},
 		{wrenn.ETooLarge, wrenn.ETooLarge},
+		{wrenn.EConflict, wrenn.EConflict},
 		{wrenn.EUnauthorized, ""},
+		{wrenn.EHostAgent, ""},
 		{"", ""},
 	}
 	for _, tt := range tests {

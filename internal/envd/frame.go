@@ -2,6 +2,7 @@ package envd
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -48,11 +49,23 @@ func writeFrame(w io.Writer, typ byte, payload []byte) error {
 
 // writeJSON writes v as a JSON frame.
 func writeJSON(w io.Writer, v any) error {
-	b, err := json.Marshal(v)
+	b, err := encodeJSON(v)
 	if err != nil {
-		return fmt.Errorf("encode message: %w", err)
+		return err
 	}
 	return writeFrame(w, frameJSON, b)
+}
+
+// encodeJSON encodes v for a JSON frame. HTML is not escaped: a command
+// full of < or & would otherwise grow sixfold towards maxFramePayload.
+func encodeJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("encode message: %w", err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // writeEnd writes the end frame of a body of total bytes.

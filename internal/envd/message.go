@@ -93,7 +93,7 @@ func (m message) guestError() error {
 		text = text[:maxErrorMessage]
 	}
 	switch m.Code {
-	case wrenn.EInvalid, wrenn.ENotFound, wrenn.ETooLarge:
+	case wrenn.EInvalid, wrenn.ENotFound, wrenn.EConflict, wrenn.ETooLarge:
 		return &wrenn.Error{Code: m.Code, Message: text}
 	}
 	if text == "" {

@@ -93,6 +93,14 @@ func (p *peer) reply(err error) error {
 	return p.send(message{Type: msgOK})
 }
 
+// answer replies err (nil: ok) to the host. A reply the host is no longer
+// there to take is logged: whatever it said is lost.
+func (s *server) answer(ctx context.Context, p *peer, err error) {
+	if serr := p.reply(err); serr != nil {
+		s.log.DebugContext(ctx, "reply: host gone", slog.Any(attrReply, err), slog.Any(attrError, serr))
+	}
+}
+
 // watch reads what the host sends after its request, passing messages to
 // onMessage, until the host's side ends (it closed the stream, gave up, or
 // the session broke). Then writes to the host are cut short and onGone runs.

@@ -15,6 +15,8 @@ import (
 // Attribute keys of this package's log lines.
 const (
 	attrError    = "error"
+	attrReply    = "reply"
+	attrSignal   = "signal"
 	attrPath     = "path"
 	attrPID      = "pid"
 	attrCmd      = "cmd"

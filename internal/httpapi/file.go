@@ -34,15 +34,11 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request, limit int64) {
 		s.writeError(w, r, err)
 		return
 	}
-	var body io.Reader = file
-	var lr *limitReader
-	if limit >= 0 {
-		lr = &limitReader{r: file, left: limit}
-		body = lr
-	}
+	body := &uploadBody{r: file, limit: limit, left: limit}
 	err = s.control.WriteFile(r.Context(), caller(r).TeamID, r.PathValue("id"), path, body)
-	if lr != nil && lr.over {
-		err = tooLarge(limit)
+	if body.err != nil {
+		// The body's own fault decides, whatever the agent made of it.
+		err = body.err
 	}
 	if err != nil {
 		s.writeError(w, r, err)
@@ -95,25 +91,41 @@ func openUpload(r *http.Request) (string, io.Reader, error) {
 	}
 }
 
-// limitReader fails once more than left bytes have been read, and
-// remembers that it did.
-type limitReader struct {
-	r    io.Reader
-	left int64
-	over bool
+// uploadBody is the file part of an upload as the agent reads it. It
+// fails once more than limit bytes have been read (a negative limit is
+// none), and when the request body ends before the part does; either way
+// the agent sees the error, so the guest keeps nothing, and err says what
+// to answer.
+type uploadBody struct {
+	r     io.Reader
+	limit int64
+	left  int64
+	err   error // the first failure, a *wrenn.Error
 }
 
-func (l *limitReader) Read(p []byte) (int, error) {
-	if int64(len(p)) > l.left+1 {
-		p = p[:l.left+1]
+func (b *uploadBody) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
 	}
-	n, err := l.r.Read(p)
-	l.left -= int64(n)
-	if l.left < 0 {
-		l.over = true
-		return 0, wrenn.Errorf(wrenn.ETooLarge, "file too large")
+	if b.limit >= 0 && int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
 	}
-	return n, err
+	n, err := b.r.Read(p)
+	if b.limit >= 0 {
+		if b.left -= int64(n); b.left < 0 {
+			b.err = tooLarge(b.limit)
+			return 0, b.err
+		}
+	}
+	switch {
+	case err == nil || errors.Is(err, io.EOF): // the part ended at its boundary
+		return n, err
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		b.err = wrenn.Errorf(wrenn.EInvalid, "the upload was incomplete: the request body ended before the multipart closing boundary")
+	default:
+		b.err = wrenn.Errorf(wrenn.EInvalid, "the upload was incomplete: the request body could not be read")
+	}
+	return n, b.err
 }
 
 type readFileRequest struct {

@@ -324,6 +324,69 @@ func TestUploadLimit(t *testing.T) {
 	}
 }
 
+// TestUploadIncomplete: a multipart body that ends before its closing
+// boundary is refused as incomplete, whatever the agent made of the short
+// file, and the agent is told through its reader.
+func TestUploadIncomplete(t *testing.T) {
+	var written int64
+	var readErr error
+	agent := fakeHost()
+	e := newEnv(t, storetest.Engines(t)[0], envOptions{agent: agent, maxUpload: 1 << 20})
+	key := e.newKey(e.signup("short@example.com").Token)
+	var sb sandboxResp
+	e.must(201, "POST", "/v1/sandboxes", apiKey(key), map[string]any{}, &sb)
+	mp := apiKey(key)
+	mp["Content-Type"] = "multipart/form-data; boundary=b"
+	whole := "--b\r\nContent-Disposition: form-data; name=\"path\"\r\n\r\n/tmp/a\r\n" +
+		"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\n" + strings.Repeat("z", 100000) + "\r\n--b--\r\n"
+	// Passes the reader's error on and keeps nothing, as the real agent does.
+	careful := func(_ context.Context, _, _ string, r io.Reader) error {
+		n, err := io.Copy(io.Discard, r)
+		readErr = err
+		if err != nil {
+			return err
+		}
+		written = n
+		return nil
+	}
+	// Reports success whatever its reader says.
+	careless := func(_ context.Context, _, _ string, r io.Reader) error {
+		n, err := io.Copy(io.Discard, r)
+		readErr = err
+		written = n
+		return nil
+	}
+	for _, a := range []struct {
+		name string
+		fn   func(context.Context, string, string, io.Reader) error
+	}{{"careful agent", careful}, {"careless agent", careless}} {
+		agent.WriteFileFn = a.fn
+		for _, route := range []string{"write", "stream/write"} {
+			// 9 bytes: the data whole, the closing boundary missing.
+			for _, cut := range []int{9, 10, 1000} {
+				t.Run(fmt.Sprintf("%s %s %d bytes short", a.name, route, cut), func(t *testing.T) {
+					written, readErr = -1, nil
+					got, body := e.do("POST", "/v1/sandboxes/"+sb.ID+"/files/"+route, mp, whole[:len(whole)-cut])
+					if got != 400 || errCode(t, body) != "invalid_request" || !strings.Contains(string(body), "incomplete") {
+						t.Fatalf("status %d %s, want 400 invalid_request saying the upload was incomplete", got, body)
+					}
+					if readErr == nil {
+						t.Error("the agent's reader did not fail")
+					}
+					if a.name == "careful agent" && written != -1 {
+						t.Errorf("the agent completed a file of %d bytes", written)
+					}
+				})
+			}
+		}
+	}
+	// The whole body still goes through.
+	agent.WriteFileFn = careful
+	if got, body := e.do("POST", "/v1/sandboxes/"+sb.ID+"/files/write", mp, whole); got != 204 || written != 100000 {
+		t.Fatalf("whole body: %d %s, agent wrote %d bytes", got, body, written)
+	}
+}
+
 // TestSnapshotTemplateSizes: a sandbox from a snapshot template has the
 // template's sizes; asking for others is a 400 that names them.
 func TestSnapshotTemplateSizes(t *testing.T) {
