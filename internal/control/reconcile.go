@@ -87,15 +87,21 @@ func (r *Reconciler) Run(ctx context.Context) {
 
 // Once runs one pass.
 func (r *Reconciler) Once(ctx context.Context) error {
-	// Records first: a sandbox created between the two reads is then on
-	// the host but not yet in this list, and is left alone below.
-	records, err := r.c.Store.SandboxesByStatus(ctx, wrenn.StatusPending, wrenn.StatusRunning, wrenn.StatusPaused)
-	if err != nil {
-		return fmt.Errorf("list records: %w", err)
-	}
+	// The host first, then the records. Every VM has its record written
+	// (pending) before the agent is asked to start it, so a VM in this
+	// list has a record by the time the records are read, unless it has
+	// since been destroyed or consumed, which makes destroying it again
+	// harmless. Read the other way round, a create landing between the two
+	// reads would look like an orphan and be destroyed. A record that
+	// changed after the host was asked looks like a disagreement, which
+	// waits for SettleGrace below.
 	states, err := r.c.Host.ListSandboxes(ctx)
 	if err != nil {
 		return fmt.Errorf("list host sandboxes: %w", err)
+	}
+	records, err := r.c.Store.SandboxesByStatus(ctx, wrenn.StatusPending, wrenn.StatusRunning, wrenn.StatusPaused)
+	if err != nil {
+		return fmt.Errorf("list records: %w", err)
 	}
 	onHost := make(map[string]wrenn.SandboxState, len(states))
 	for _, st := range states {

@@ -152,3 +152,93 @@ func TestReconcile(t *testing.T) {
 		})
 	}
 }
+
+// afterFirst wraps a reconciler's store and host so that between runs once,
+// right after whichever of the two reads of a pass comes first: the other
+// read then sees the world as it is after between.
+type afterFirst struct {
+	once    sync.Once
+	between func()
+}
+
+type hookedStore struct {
+	control.ReconcileStore
+	hook *afterFirst
+}
+
+func (s hookedStore) SandboxesByStatus(ctx context.Context, statuses ...wrenn.SandboxStatus) ([]*wrenn.Sandbox, error) {
+	sbs, err := s.ReconcileStore.SandboxesByStatus(ctx, statuses...)
+	s.hook.once.Do(s.hook.between)
+	return sbs, err
+}
+
+func (h *afterFirst) host(a *mock.Agent) *mock.Agent {
+	list := a.ListSandboxesFn
+	a.ListSandboxesFn = func(ctx context.Context) ([]wrenn.SandboxState, error) {
+		states, err := list(ctx)
+		h.once.Do(h.between)
+		return states, err
+	}
+	return a
+}
+
+// TestReconcileCreateBetweenReads: a create that lands between the
+// reconciler's two reads (its record written pending, then the agent
+// starting its VM) must not be taken for an orphan and destroyed, while a
+// VM nobody has a record of still is.
+func TestReconcileCreateBetweenReads(t *testing.T) {
+	for _, engine := range storetest.Engines(t) {
+		t.Run(engine, func(t *testing.T) {
+			ctx := context.Background()
+			db := storetest.MustOpen(t, engine)
+			now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+			if err := db.CreateAccount(ctx, &wrenn.User{ID: "usr-a", Email: "a@example.com", PasswordHash: "x", CreatedAt: now},
+				&wrenn.Team{ID: "team-a", Name: "a", CreatedAt: now}); err != nil {
+				t.Fatal(err)
+			}
+			host := &fakeHost{running: map[string]bool{"sb-orphan": true}, paused: map[string]bool{}}
+			sb := &wrenn.Sandbox{ID: "sb-new", TeamID: "team-a", Template: "minimal", Status: wrenn.StatusPending,
+				VCPUs: 1, MemoryMB: 512, TimeoutSec: 300, CreatedAt: now, LastUpdated: now}
+			// What CreateSandbox does before it answers: record pending,
+			// then the agent starts the VM.
+			hook := &afterFirst{between: func() {
+				if err := db.CreateSandbox(ctx, sb); err != nil {
+					t.Error(err)
+				}
+				host.mu.Lock()
+				host.running[sb.ID] = true
+				host.mu.Unlock()
+			}}
+			r := control.NewReconciler(control.ReconcilerConfig{
+				Store: hookedStore{db, hook}, Host: hook.host(host.agent()), Now: func() time.Time { return now },
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			})
+			if err := r.Once(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// The create finishes: the record says running.
+			started := now
+			sb.Status, sb.StartedAt, sb.LastActiveAt = wrenn.StatusRunning, &started, &started
+			if err := db.UpdateSandbox(ctx, sb); err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				now = now.Add(11 * time.Second)
+				if err := r.Once(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			host.mu.Lock()
+			defer host.mu.Unlock()
+			if !host.running[sb.ID] {
+				t.Errorf("the sandbox created between the reads was destroyed (destroyed: %v)", host.destroyed)
+			}
+			if _, ok := host.running["sb-orphan"]; ok {
+				t.Error("a vm without a record was left running")
+			}
+			if got, err := db.GetSandbox(ctx, "team-a", sb.ID); err != nil || got.Status != wrenn.StatusRunning {
+				t.Errorf("the new sandbox's record is %+v (%v), want running", got, err)
+			}
+		})
+	}
+}
