@@ -171,7 +171,9 @@ func idle(sb *wrenn.Sandbox, now time.Time) bool {
 	if sb.LastActiveAt != nil {
 		last = *sb.LastActiveAt
 	}
-	return now.Sub(last) >= time.Duration(sb.TimeoutSec)*time.Second
+	// In whole seconds: a timeout recorded before create checked its range
+	// may be past what a time.Duration holds, and must not wrap.
+	return int64(now.Sub(last)/time.Second) >= int64(sb.TimeoutSec)
 }
 
 // fail records sb as error and has the host free whatever it still holds.

@@ -2,6 +2,7 @@ package control_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -240,5 +241,37 @@ func TestReconcileCreateBetweenReads(t *testing.T) {
 				t.Errorf("the new sandbox's record is %+v (%v), want running", got, err)
 			}
 		})
+	}
+}
+
+// TestReconcileHugeTimeout: a record whose timeout is past what a
+// time.Duration holds (written before create checked the range) is never
+// idle, rather than idle at once because the conversion wrapped.
+func TestReconcileHugeTimeout(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.MustOpen(t, storetest.Engines(t)[0])
+	now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	if err := db.CreateAccount(ctx, &wrenn.User{ID: "usr-a", Email: "a@example.com", PasswordHash: "x", CreatedAt: now},
+		&wrenn.Team{ID: "team-a", Name: "a", CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	host := &fakeHost{running: map[string]bool{}, paused: map[string]bool{}}
+	for _, timeout := range []int{10000000000, 18446744074, 4611686018427387904, 9223372036854775807} {
+		id := fmt.Sprintf("sb-%d", timeout)
+		if err := db.CreateSandbox(ctx, &wrenn.Sandbox{ID: id, TeamID: "team-a", Template: "minimal", Status: wrenn.StatusRunning,
+			VCPUs: 1, MemoryMB: 512, TimeoutSec: timeout, CreatedAt: now, LastActiveAt: &now, LastUpdated: now}); err != nil {
+			t.Fatal(err)
+		}
+		host.running[id] = true
+	}
+	r := control.NewReconciler(control.ReconcilerConfig{
+		Store: db, Host: host.agent(), Now: func() time.Time { return now.Add(time.Hour) },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err := r.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(host.destroyed) != 0 {
+		t.Errorf("sandboxes with huge timeouts destroyed after an hour: %v", host.destroyed)
 	}
 }

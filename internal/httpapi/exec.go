@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/wrennhq/wrenn"
+	"github.com/wrennhq/wrenn/internal/control"
 )
 
 const defaultExecTimeoutSec = 30
@@ -27,12 +28,10 @@ type execRequest struct {
 	TimeoutSec *int              `json:"timeout_sec"`
 }
 
-func (e execRequest) domain() (wrenn.ExecRequest, error) {
-	t := orDefault(e.TimeoutSec, defaultExecTimeoutSec)
-	if t < 0 {
-		return wrenn.ExecRequest{}, wrenn.Errorf(wrenn.EInvalid, "timeout_sec must not be negative")
-	}
-	return wrenn.ExecRequest{Cmd: e.Cmd, Args: e.Args, Env: e.Env, Dir: e.Cwd, Timeout: time.Duration(t) * time.Second}, nil
+// params is the request for the control plane, which checks it.
+func (e execRequest) params() control.ExecParams {
+	return control.ExecParams{Cmd: e.Cmd, Args: e.Args, Env: e.Env, Dir: e.Cwd,
+		TimeoutSec: orDefault(e.TimeoutSec, defaultExecTimeoutSec)}
 }
 
 type execResponse struct {
@@ -51,13 +50,8 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	dr, err := req.domain()
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	id := r.PathValue("id")
-	res, err := s.control.Exec(r.Context(), caller(r).TeamID, id, dr)
+	res, err := s.control.Exec(r.Context(), caller(r).TeamID, id, req.params())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -147,18 +141,22 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request) {
 	s.forwardEvents(ctx, conn, st)
 }
 
-func readStart(ctx context.Context, conn *websocket.Conn) (wrenn.ExecRequest, error) {
+func readStart(ctx context.Context, conn *websocket.Conn) (control.ExecParams, error) {
 	rctx, cancel := context.WithTimeout(ctx, streamStartTimeout)
 	defer cancel()
 	_, b, err := conn.Read(rctx)
 	if err != nil {
-		return wrenn.ExecRequest{}, wrenn.Errorf(wrenn.EInvalid, "expected a start message")
+		return control.ExecParams{}, wrenn.Errorf(wrenn.EInvalid, "expected a start message")
 	}
 	var m streamMessage
-	if err := json.Unmarshal(b, &m); err != nil || m.Type != "start" {
-		return wrenn.ExecRequest{}, wrenn.Errorf(wrenn.EInvalid, `the first message must be {"type":"start","cmd":...}`)
+	err = json.Unmarshal(b, &m)
+	if _, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		return control.ExecParams{}, jsonError(err) // names the field, e.g. a timeout_sec past any integer
 	}
-	return execRequest{Cmd: m.Cmd, Args: m.Args, Env: m.Env, Cwd: m.Cwd, TimeoutSec: m.TimeoutSec}.domain()
+	if err != nil || m.Type != "start" {
+		return control.ExecParams{}, wrenn.Errorf(wrenn.EInvalid, `the first message must be {"type":"start","cmd":...}`)
+	}
+	return execRequest{Cmd: m.Cmd, Args: m.Args, Env: m.Env, Cwd: m.Cwd, TimeoutSec: m.TimeoutSec}.params(), nil
 }
 
 func (s *Server) forwardEvents(ctx context.Context, conn *websocket.Conn, st wrenn.ExecStream) {
