@@ -275,3 +275,56 @@ func TestReconcileHugeTimeout(t *testing.T) {
 		t.Errorf("sandboxes with huge timeouts destroyed after an hour: %v", host.destroyed)
 	}
 }
+
+// TestReconcileActiveAfterRead: activity recorded after a pass read the
+// records (say by another control plane's running command) keeps an idle
+// sandbox from being stopped by that pass.
+func TestReconcileActiveAfterRead(t *testing.T) {
+	for _, engine := range storetest.Engines(t) {
+		t.Run(engine, func(t *testing.T) {
+			ctx := context.Background()
+			db := storetest.MustOpen(t, engine)
+			base := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+			now := base.Add(time.Minute)
+			if err := db.CreateAccount(ctx, &wrenn.User{ID: "usr-a", Email: "a@example.com", PasswordHash: "x", CreatedAt: base},
+				&wrenn.Team{ID: "team-a", Name: "a", CreatedAt: base}); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.CreateSandbox(ctx, &wrenn.Sandbox{ID: "sb-busy", TeamID: "team-a", Template: "minimal", Status: wrenn.StatusRunning,
+				VCPUs: 1, MemoryMB: 512, TimeoutSec: 15, CreatedAt: base, LastActiveAt: &base, LastUpdated: base}); err != nil {
+				t.Fatal(err)
+			}
+			host := &fakeHost{running: map[string]bool{"sb-busy": true}, paused: map[string]bool{}}
+			st := &touchingStore{ReconcileStore: db, touch: func() {
+				if err := db.TouchSandbox(ctx, "team-a", "sb-busy", now); err != nil {
+					t.Error(err)
+				}
+			}}
+			r := control.NewReconciler(control.ReconcilerConfig{
+				Store: st, Host: host.agent(), Now: func() time.Time { return now },
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			})
+			if err := r.Once(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if len(host.destroyed) != 0 {
+				t.Errorf("a sandbox active since the records were read was destroyed: %v", host.destroyed)
+			}
+			if sb, err := db.GetSandbox(ctx, "team-a", "sb-busy"); err != nil || sb.Status != wrenn.StatusRunning {
+				t.Errorf("the sandbox is %+v (%v), want running", sb, err)
+			}
+		})
+	}
+}
+
+// touchingStore runs touch right after the records are read.
+type touchingStore struct {
+	control.ReconcileStore
+	touch func()
+}
+
+func (s *touchingStore) SandboxesByStatus(ctx context.Context, statuses ...wrenn.SandboxStatus) ([]*wrenn.Sandbox, error) {
+	sbs, err := s.ReconcileStore.SandboxesByStatus(ctx, statuses...)
+	s.touch()
+	return sbs, err
+}
