@@ -37,10 +37,11 @@ func (s *Service) Exec(ctx context.Context, teamID, id string, p ExecParams) (*w
 	if err != nil {
 		return nil, err
 	}
-	_, agent, err := s.running(ctx, teamID, id)
+	sb, agent, err := s.running(ctx, teamID, id)
 	if err != nil {
 		return nil, err
 	}
+	defer s.busy(ctx, sb)()
 	res, err := agent.Exec(ctx, id, req)
 	if err != nil {
 		return nil, s.agentError(ctx, "run the command", id, err)
@@ -48,19 +49,22 @@ func (s *Service) Exec(ctx context.Context, teamID, id string, p ExecParams) (*w
 	return res, nil
 }
 
-// StartExec starts a streamed command.
+// StartExec starts a streamed command. The sandbox counts as active until
+// the stream is closed.
 func (s *Service) StartExec(ctx context.Context, teamID, id string, p ExecParams) (wrenn.ExecStream, error) {
 	req, err := p.request()
 	if err != nil {
 		return nil, err
 	}
-	_, agent, err := s.running(ctx, teamID, id)
+	sb, agent, err := s.running(ctx, teamID, id)
 	if err != nil {
 		return nil, err
 	}
+	done := s.busy(ctx, sb)
 	st, err := agent.StartExec(ctx, id, req)
 	if err != nil {
+		done()
 		return nil, s.agentError(ctx, "start the command", id, err)
 	}
-	return st, nil
+	return &busyStream{ExecStream: st, done: done}, nil
 }

@@ -14,8 +14,11 @@ type Config struct {
 	Templates TemplateStore
 	// Agent runs the VMs. Nil means no host agent is available: every call
 	// that needs one fails with wrenn.EHostAgent.
-	Agent  wrenn.Agent
-	Now    func() time.Time
+	Agent wrenn.Agent
+	Now   func() time.Time
+	// After waits as time.After does, on the clock of Now; nil means
+	// time.After. It paces the marks of activity of running operations.
+	After  func(time.Duration) <-chan time.Time
 	Logger *slog.Logger
 }
 
@@ -25,12 +28,17 @@ type Service struct {
 	templates TemplateStore
 	agent     wrenn.Agent
 	now       func() time.Time
+	after     func(time.Duration) <-chan time.Time
 	log       *slog.Logger
 }
 
 // NewService returns a Service.
 func NewService(c Config) *Service {
-	return &Service{sandboxes: c.Sandboxes, templates: c.Templates, agent: c.Agent, now: c.Now, log: c.Logger}
+	after := c.After
+	if after == nil {
+		after = time.After
+	}
+	return &Service{sandboxes: c.Sandboxes, templates: c.Templates, agent: c.Agent, now: c.Now, after: after, log: c.Logger}
 }
 
 // Log attribute keys.
