@@ -83,6 +83,7 @@ func (s *Service) CreateSandbox(ctx context.Context, teamID string, p CreatePara
 		VCPUs:       p.VCPUs,
 		MemoryMB:    p.MemoryMB,
 		TimeoutSec:  p.TimeoutSec,
+		HostID:      s.hostID,
 		CreatedAt:   now,
 		LastUpdated: now,
 	}
@@ -265,7 +266,7 @@ func (s *Service) ResumeSandbox(ctx context.Context, teamID, id string) (*wrenn.
 	}
 	now := s.nowUTC()
 	sb.Status = wrenn.StatusRunning
-	sb.GuestIP, sb.HostIP = net.GuestIP, net.HostIP
+	sb.GuestIP, sb.HostIP, sb.HostID = net.GuestIP, net.HostIP, s.hostID
 	sb.LastActiveAt, sb.LastUpdated = &now, now
 	if err := s.sandboxes.UpdateSandbox(context.WithoutCancel(ctx), sb); err != nil {
 		return nil, fmt.Errorf("record resumed sandbox: %w", err)

@@ -15,7 +15,10 @@ type Config struct {
 	// Agent runs the VMs. Nil means no host agent is available: every call
 	// that needs one fails with wrenn.EHostAgent.
 	Agent wrenn.Agent
-	Now   func() time.Time
+	// HostID names Agent (its wrenn.HostInfo ID); every sandbox records
+	// the host that holds it.
+	HostID string
+	Now    func() time.Time
 	// After waits as time.After does, on the clock of Now; nil means
 	// time.After. It paces the marks of activity of running operations.
 	After  func(time.Duration) <-chan time.Time
@@ -27,6 +30,7 @@ type Service struct {
 	sandboxes SandboxStore
 	templates TemplateStore
 	agent     wrenn.Agent
+	hostID    string
 	now       func() time.Time
 	after     func(time.Duration) <-chan time.Time
 	log       *slog.Logger
@@ -38,7 +42,7 @@ func NewService(c Config) *Service {
 	if after == nil {
 		after = time.After
 	}
-	return &Service{sandboxes: c.Sandboxes, templates: c.Templates, agent: c.Agent, now: c.Now, after: after, log: c.Logger}
+	return &Service{sandboxes: c.Sandboxes, templates: c.Templates, agent: c.Agent, hostID: c.HostID, now: c.Now, after: after, log: c.Logger}
 }
 
 // Log attribute keys.

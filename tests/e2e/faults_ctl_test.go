@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +20,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
+	_ "modernc.org/sqlite" // to read the server's database
 )
 
 // TestControlFaults drives the control plane's answers to clients that
@@ -29,6 +33,7 @@ func TestControlFaults(t *testing.T) {
 	t.Run("dropped stream ends its command", func(t *testing.T) { testDroppedStream(t, s, key) })
 	t.Run("busy sandboxes outlive their timeout", func(t *testing.T) { testBusyOutlivesTimeout(t, s, key) })
 	t.Run("timeouts out of range", func(t *testing.T) { testTimeoutRanges(t, s, key) })
+	t.Run("the record names the host", func(t *testing.T) { testHostRecorded(t, s, key, dataDir) })
 }
 
 // send is do for goroutines other than the test's: it returns what went
@@ -342,5 +347,25 @@ func testTimeoutRanges(t *testing.T, s *server, key hdr) {
 			t.Errorf("stream with timeout_sec %d: %+v %v, want an error about timeout_sec", timeout, ev, err)
 		}
 		cancel()
+	}
+}
+
+// testHostRecorded: a sandbox's record names the host agent that holds it
+// (the local agent's id is the machine's host name). The API does not
+// show it, so the test reads the server's database.
+func testHostRecorded(t *testing.T, s *server, key hdr, dataDir string) {
+	sb := s.create(key, map[string]any{})
+	defer s.do("DELETE", "/v1/sandboxes/"+sb.ID, key, nil)
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dataDir, "wrenn.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var host string
+	if err := db.QueryRow(`SELECT host_id FROM sandboxes WHERE id = ?`, sb.ID).Scan(&host); err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := os.Hostname(); host == "" || host != want {
+		t.Errorf("the record of %s names host %q, want %q", sb.ID, host, want)
 	}
 }
