@@ -202,7 +202,7 @@ func (r *Reconciler) settle(ctx context.Context, sb *wrenn.Sandbox, to wrenn.San
 		r.c.Logger.WarnContext(ctx, "record sandbox state", slog.String(attrSandboxID, sb.ID), slog.Any(attrError, err))
 		return
 	}
-	r.c.Logger.InfoContext(ctx, "sandbox state settled", slog.String(attrSandboxID, sb.ID), slog.String("status", string(to)))
+	r.c.Logger.InfoContext(ctx, "sandbox state settled", slog.String(attrSandboxID, sb.ID), slog.String(attrStatus, string(to)))
 }
 
 // repause pauses again a sandbox the record says is paused but runs.

@@ -16,7 +16,8 @@ import (
 
 // mustService returns a control plane over a fresh store holding team-a
 // and the base template minimal, with agent as its host agent (id host-1).
-func mustService(t *testing.T, engine string, agent wrenn.Agent) (*control.Service, *store.DB) {
+// Each of edits may change its configuration first.
+func mustService(t *testing.T, engine string, agent wrenn.Agent, edits ...func(*control.Config)) (*control.Service, *store.DB) {
 	t.Helper()
 	ctx := context.Background()
 	db := storetest.MustOpen(t, engine)
@@ -28,9 +29,12 @@ func mustService(t *testing.T, engine string, agent wrenn.Agent) (*control.Servi
 	if err := db.PutTemplate(ctx, &wrenn.Template{Name: "minimal", Type: wrenn.TemplateBase, CreatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	svc := control.NewService(control.Config{Sandboxes: db, Templates: db, Agent: agent, HostID: "host-1",
-		Now: func() time.Time { return now }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	return svc, db
+	c := control.Config{Sandboxes: db, Templates: db, Agent: agent, HostID: "host-1",
+		Now: func() time.Time { return now }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, edit := range edits {
+		edit(&c)
+	}
+	return control.NewService(c), db
 }
 
 // TestSandboxHost: a sandbox's record names the host agent that holds it,

@@ -51,6 +51,7 @@ const (
 	attrTeamID    = "team_id"
 	attrTemplate  = "template"
 	attrError     = "error"
+	attrStatus    = "status"
 )
 
 var errNoAgent = wrenn.Errorf(wrenn.EHostAgent, "no host agent is available")
