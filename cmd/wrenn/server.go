@@ -40,6 +40,12 @@ func serverCommand() *cobra.Command {
 				cfg.Agent = envOr(envAgentAddr, agentLocal)
 			}
 			cfg.AgentToken = os.Getenv(envAgentToken)
+			if cfg.Agent == agentLocal {
+				var err error
+				if cfg.Host, err = hostConfigFromEnv(); err != nil {
+					return err
+				}
+			}
 			if v := os.Getenv(envMaxUpload); v != "" {
 				n, err := strconv.ParseInt(v, 10, 64)
 				if err != nil || n <= 0 {
@@ -167,7 +173,7 @@ func connectAgent(ctx context.Context, cfg serverConfig, paths layout.Layout, lo
 		if err != nil {
 			return nil, nothing, err
 		}
-		h, err := startHost(ctx, paths, log, os.Stderr)
+		h, err := startHost(ctx, paths, cfg.Host, log, os.Stderr)
 		if err != nil {
 			return nil, nothing, err
 		}

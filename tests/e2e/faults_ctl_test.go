@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"database/sql"
@@ -12,9 +13,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -368,4 +371,95 @@ func testHostRecorded(t *testing.T, s *server, key hdr, dataDir string) {
 	if want, _ := os.Hostname(); host == "" || host != want {
 		t.Errorf("the record of %s names host %q, want %q", sb.ID, host, want)
 	}
+}
+
+// TestStartupRefusals: settings that cannot be right stop `wrenn server`
+// and `wrenn agent` at start, with a message naming what is wrong, rather
+// than being taken for something else.
+func TestStartupRefusals(t *testing.T) {
+	images := os.Getenv(envImagesDir)
+	if images == "" {
+		images = "/var/tmp/wrenn-test-images"
+	}
+	for _, tc := range []struct {
+		name  string
+		cmd   string
+		env   []string
+		token *string // written to <data-dir>/agent-token first
+		want  string  // in the message
+	}{
+		{"server accel KVM", "server", []string{"WRENN_ACCEL=KVM"}, nil, "WRENN_ACCEL"},
+		{"server accel hvf", "server", []string{"WRENN_ACCEL=hvf"}, nil, "WRENN_ACCEL"},
+		{"agent accel Tcg", "agent", []string{"WRENN_ACCEL=Tcg"}, nil, "WRENN_ACCEL"},
+		{"server empty agent token", "server", nil, new(""), "agent-token"},
+		{"agent blank agent token", "agent", nil, new(" \n"), "agent-token"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dataDir := shortTempDir(t)
+			if tc.token != nil {
+				if err := os.WriteFile(filepath.Join(dataDir, "agent-token"), []byte(*tc.token), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			args := []string{tc.cmd, "--data-dir", dataDir, "--listen", "127.0.0.1:0"}
+			if tc.cmd == "agent" {
+				args[len(args)-1] = "unix:" + filepath.Join(dataDir, "a.sock")
+			}
+			cmd := exec.Command(wrennBin, args...)
+			cmd.Dir = t.TempDir()
+			cmd.Env = append(os.Environ(), append([]string{envImagesDir + "=" + images, "WRENN_SOURCE_DIR=" + repoRoot()}, tc.env...)...)
+			t.Cleanup(func() { killVMs(t, dataDir) })
+			out, started := runUntilListening(t, cmd, 2*time.Minute)
+			if started {
+				t.Fatalf("wrenn %s started (%s)\n%s", tc.cmd, tc.name, out)
+			}
+			if !strings.Contains(out, tc.want) {
+				t.Errorf("wrenn %s refused to start without naming %s:\n%s", tc.cmd, tc.want, out)
+			}
+		})
+	}
+}
+
+// runUntilListening runs cmd until it exits or says it listens (then it
+// is stopped) and returns its output and whether it got that far.
+func runUntilListening(t testing.TB, cmd *exec.Cmd, timeout time.Duration) (string, bool) {
+	t.Helper()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuffer{}
+	listening := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logs.WriteString(sc.Text() + "\n")
+			if strings.Contains(sc.Text(), " listening") {
+				listening <- struct{}{}
+			}
+		}
+		done <- cmd.Wait()
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Errorf("%s exited cleanly, want a failure", cmd.Args)
+		}
+		return logs.String(), false
+	case <-listening:
+	case <-time.After(timeout):
+		t.Errorf("%s neither refused nor started within %s", cmd.Args, timeout)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+	return logs.String(), true
 }
