@@ -26,8 +26,12 @@ func agentCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			hc, err := hostConfigFromEnv()
+			if err != nil {
+				return err
+			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			return runAgent(cmd.Context(), listen, hostLayout(dataDir), log)
+			return runAgent(cmd.Context(), listen, hostLayout(dataDir), hc, log)
 		},
 	}
 	cmd.PreRunE = func(*cobra.Command, []string) error { return loadDotEnv() }
@@ -36,7 +40,7 @@ func agentCommand() *cobra.Command {
 	return cmd
 }
 
-func runAgent(ctx context.Context, listen string, paths layout.Layout, log *slog.Logger) error {
+func runAgent(ctx context.Context, listen string, paths layout.Layout, hc hostConfig, log *slog.Logger) error {
 	if err := os.MkdirAll(paths.Root, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -44,7 +48,7 @@ func runAgent(ctx context.Context, listen string, paths layout.Layout, log *slog
 	if err != nil {
 		return err
 	}
-	h, err := startHost(ctx, paths, log, os.Stderr)
+	h, err := startHost(ctx, paths, hc, log, os.Stderr)
 	if err != nil {
 		return err
 	}

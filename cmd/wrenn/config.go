@@ -27,6 +27,8 @@ type serverConfig struct {
 	// the address of a `wrenn agent` ("host:port" or "unix:/path").
 	Agent      string
 	AgentToken string
+	// Host configures the host agent run in this process for Agent "local".
+	Host hostConfig
 	// MaxUploadBytes bounds the non-streaming upload; 0 means the default.
 	MaxUploadBytes int64
 }

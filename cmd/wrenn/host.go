@@ -43,6 +43,38 @@ func hostLayout(dataDir string) layout.Layout {
 	return l
 }
 
+// hostConfig is what the environment tells a host agent, read once at
+// start by hostConfigFromEnv.
+type hostConfig struct {
+	Accel     string // qemu.AccelKVM, qemu.AccelTCG, or "" to probe
+	TCGCPU    string // the CPU model guests see under TCG; "" for the default
+	PoolSize  int    // sandboxes kept ready per base template
+	SourceDir string // the checkout envd is built from
+}
+
+// hostConfigFromEnv reads and checks the host agent's settings.
+func hostConfigFromEnv() (hostConfig, error) {
+	c := hostConfig{Accel: os.Getenv(envAccel), TCGCPU: os.Getenv(envTCGCPU), PoolSize: agent.DefaultPoolSize}
+	switch c.Accel {
+	case "", qemu.AccelKVM, qemu.AccelTCG:
+	default:
+		return c, fmt.Errorf("%s=%q: want %q or %q, or unset to probe which works", envAccel, c.Accel, qemu.AccelKVM, qemu.AccelTCG)
+	}
+	if v := os.Getenv(envWarmPool); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 64 {
+			return c, fmt.Errorf("%s must be a number from 0 to 64", envWarmPool)
+		}
+		c.PoolSize = n
+	}
+	src, err := sourceDir()
+	if err != nil {
+		return c, err
+	}
+	c.SourceDir = src
+	return c, nil
+}
+
 // host is a running host agent: the sandbox manager and what it needs.
 type host struct {
 	manager *agent.Manager
@@ -51,12 +83,8 @@ type host struct {
 
 // startHost builds the guest images if missing, then starts the sandbox
 // manager and adopts the VMs a previous agent left running.
-func startHost(ctx context.Context, paths layout.Layout, log *slog.Logger, progress io.Writer) (*host, error) {
-	src, err := sourceDir()
-	if err != nil {
-		return nil, err
-	}
-	builder := image.NewBuilder(image.Config{Layout: paths, RepoDir: src, Logger: log, Progress: progress})
+func startHost(ctx context.Context, paths layout.Layout, hc hostConfig, log *slog.Logger, progress io.Writer) (*host, error) {
+	builder := image.NewBuilder(image.Config{Layout: paths, RepoDir: hc.SourceDir, Logger: log, Progress: progress})
 	kernel, err := builder.EnsureKernel(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("guest kernel: %w", err)
@@ -69,13 +97,7 @@ func startHost(ctx context.Context, paths layout.Layout, log *slog.Logger, progr
 	if err != nil {
 		return nil, err
 	}
-	poolSize := agent.DefaultPoolSize
-	if v := os.Getenv(envWarmPool); v != "" {
-		if poolSize, err = strconv.Atoi(v); err != nil || poolSize < 0 || poolSize > 64 {
-			return nil, fmt.Errorf("%s must be a number from 0 to 64", envWarmPool)
-		}
-	}
-	driver, err := qemu.New(qemu.Config{Accel: os.Getenv(envAccel), TCGCPU: os.Getenv(envTCGCPU), Logger: log})
+	driver, err := qemu.New(qemu.Config{Accel: hc.Accel, TCGCPU: hc.TCGCPU, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +108,7 @@ func startHost(ctx context.Context, paths layout.Layout, log *slog.Logger, progr
 	}
 	hostname, _ := os.Hostname()
 	m := agent.New(agent.Config{
-		HostID: hostname, Layout: paths, Driver: driver, Network: nm, Logger: log, PoolSize: poolSize,
+		HostID: hostname, Layout: paths, Driver: driver, Network: nm, Logger: log, PoolSize: hc.PoolSize,
 		Bases: []agent.Base{{Name: minimal.Name, RootFS: rootfs, Kernel: kernel, SizeBytes: minimal.SizeBytes}},
 	})
 	if err := m.Adopt(ctx); err != nil {
@@ -130,14 +152,22 @@ func sourceDir() (string, error) {
 }
 
 // agentToken returns the configured agent token, or the one kept at path,
-// generating it once.
+// generating it once. A blank token is refused, never used: it would admit
+// anyone presenting an empty one.
 func agentToken(configured, path string) (string, error) {
 	if configured != "" {
+		if strings.TrimSpace(configured) == "" {
+			return "", fmt.Errorf("%s is blank", envAgentToken)
+		}
 		return configured, nil
 	}
 	b, err := os.ReadFile(path)
 	if err == nil {
-		return strings.TrimSpace(string(b)), nil
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", fmt.Errorf("agent token file %s is empty: delete it to have a new token generated, or write one into it", path)
+		}
+		return tok, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("read agent token: %w", err)

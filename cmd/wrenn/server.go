@@ -40,6 +40,12 @@ func serverCommand() *cobra.Command {
 				cfg.Agent = envOr(envAgentAddr, agentLocal)
 			}
 			cfg.AgentToken = os.Getenv(envAgentToken)
+			if cfg.Agent == agentLocal {
+				var err error
+				if cfg.Host, err = hostConfigFromEnv(); err != nil {
+					return err
+				}
+			}
 			if v := os.Getenv(envMaxUpload); v != "" {
 				n, err := strconv.ParseInt(v, 10, 64)
 				if err != nil || n <= 0 {
@@ -100,16 +106,22 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		agentDone()
 	}()
 	var ctlAgent wrenn.Agent
+	var hostID string
 	if agentClient != nil {
 		ctlAgent = agentClient
-		if err := registerBases(ctx, agentClient, db, now); err != nil {
+		info, err := agentClient.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("ask the host agent about its host: %w", err)
+		}
+		hostID = info.ID
+		if err := registerBases(ctx, info, db, now); err != nil {
 			return err
 		}
 		go control.NewReconciler(control.ReconcilerConfig{Store: db, Host: agentClient, Now: now, Logger: log}).Run(ctx)
 	} else {
 		log.Warn("running without a host agent: sandbox operations answer 502")
 	}
-	controlSvc := control.NewService(control.Config{Sandboxes: db, Templates: db, Agent: ctlAgent, Now: now, Logger: log})
+	controlSvc := control.NewService(control.Config{Sandboxes: db, Templates: db, Agent: ctlAgent, HostID: hostID, Now: now, Logger: log})
 	api := httpapi.New(httpapi.Config{Auth: authSvc, Control: controlSvc, Logger: log, MaxUploadBytes: cfg.MaxUploadBytes})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -161,7 +173,7 @@ func connectAgent(ctx context.Context, cfg serverConfig, paths layout.Layout, lo
 		if err != nil {
 			return nil, nothing, err
 		}
-		h, err := startHost(ctx, paths, log, os.Stderr)
+		h, err := startHost(ctx, paths, cfg.Host, log, os.Stderr)
 		if err != nil {
 			return nil, nothing, err
 		}
@@ -189,13 +201,9 @@ func connectAgent(ctx context.Context, cfg serverConfig, paths layout.Layout, lo
 	}
 }
 
-// registerBases records the agent's base templates, so teams can list
-// them and create sandboxes from them.
-func registerBases(ctx context.Context, a *agentrpc.Client, db *store.DB, now func() time.Time) error {
-	info, err := a.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("ask host agent for its templates: %w", err)
-	}
+// registerBases records the base templates of the agent that info
+// describes, so teams can list them and create sandboxes from them.
+func registerBases(ctx context.Context, info *wrenn.HostInfo, db *store.DB, now func() time.Time) error {
 	for _, t := range info.Templates {
 		t.Type, t.CreatedAt = wrenn.TemplateBase, now().UTC()
 		if err := db.PutTemplate(ctx, &t); err != nil {

@@ -52,11 +52,13 @@ func NewHandler(host Host, token string) http.Handler {
 }
 
 // requireToken admits requests bearing token, compared in constant time.
+// An empty token never authenticates: with an empty token the agent admits
+// no one.
 func requireToken(token string, next http.Handler) http.Handler {
 	want := []byte(token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+		if !ok || got == "" || len(want) == 0 || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusUnauthorized)
 			_, _ = io.WriteString(w, `{"code":"unauthenticated","message":"bad agent token"}`)

@@ -31,28 +31,32 @@ func (s *Service) WriteFile(ctx context.Context, teamID, id, p string, r io.Read
 	if err := ValidatePath(p); err != nil {
 		return err
 	}
-	_, agent, err := s.running(ctx, teamID, id)
+	sb, agent, err := s.running(ctx, teamID, id)
 	if err != nil {
 		return err
 	}
+	defer s.busy(ctx, sb)()
 	if err := agent.WriteFile(ctx, id, p, r); err != nil {
 		return s.agentError(ctx, "write the file", id, err)
 	}
 	return nil
 }
 
-// ReadFile opens a file in a running sandbox for streaming out.
+// ReadFile opens a file in a running sandbox for streaming out. The
+// sandbox counts as active until the file is closed.
 func (s *Service) ReadFile(ctx context.Context, teamID, id, p string) (io.ReadCloser, error) {
 	if err := ValidatePath(p); err != nil {
 		return nil, err
 	}
-	_, agent, err := s.running(ctx, teamID, id)
+	sb, agent, err := s.running(ctx, teamID, id)
 	if err != nil {
 		return nil, err
 	}
+	done := s.busy(ctx, sb)
 	rc, err := agent.ReadFile(ctx, id, p)
 	if err != nil {
+		done()
 		return nil, s.agentError(ctx, "read the file", id, err)
 	}
-	return rc, nil
+	return &busyReader{ReadCloser: rc, done: done}, nil
 }

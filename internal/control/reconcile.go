@@ -19,6 +19,9 @@ type HostLister interface {
 type ReconcileStore interface {
 	SandboxesByStatus(ctx context.Context, statuses ...wrenn.SandboxStatus) ([]*wrenn.Sandbox, error)
 	TransitionSandbox(ctx context.Context, teamID, id string, from []wrenn.SandboxStatus, to wrenn.SandboxStatus, at time.Time) (*wrenn.Sandbox, error)
+	// StopIdleSandbox records a running sandbox stopped unless it has had
+	// activity after idleSince; EConflict if it has, or is not running.
+	StopIdleSandbox(ctx context.Context, teamID, id string, idleSince, at time.Time) (*wrenn.Sandbox, error)
 }
 
 // ReconcilerConfig wires a Reconciler.
@@ -87,15 +90,21 @@ func (r *Reconciler) Run(ctx context.Context) {
 
 // Once runs one pass.
 func (r *Reconciler) Once(ctx context.Context) error {
-	// Records first: a sandbox created between the two reads is then on
-	// the host but not yet in this list, and is left alone below.
-	records, err := r.c.Store.SandboxesByStatus(ctx, wrenn.StatusPending, wrenn.StatusRunning, wrenn.StatusPaused)
-	if err != nil {
-		return fmt.Errorf("list records: %w", err)
-	}
+	// The host first, then the records. Every VM has its record written
+	// (pending) before the agent is asked to start it, so a VM in this
+	// list has a record by the time the records are read, unless it has
+	// since been destroyed or consumed, which makes destroying it again
+	// harmless. Read the other way round, a create landing between the two
+	// reads would look like an orphan and be destroyed. A record that
+	// changed after the host was asked looks like a disagreement, which
+	// waits for SettleGrace below.
 	states, err := r.c.Host.ListSandboxes(ctx)
 	if err != nil {
 		return fmt.Errorf("list host sandboxes: %w", err)
+	}
+	records, err := r.c.Store.SandboxesByStatus(ctx, wrenn.StatusPending, wrenn.StatusRunning, wrenn.StatusPaused)
+	if err != nil {
+		return fmt.Errorf("list records: %w", err)
 	}
 	onHost := make(map[string]wrenn.SandboxState, len(states))
 	for _, st := range states {
@@ -142,7 +151,7 @@ func (r *Reconciler) Once(ctx context.Context) error {
 		case sb.Status == wrenn.StatusPending && !held && now.Sub(sb.CreatedAt) > r.c.PendingGrace:
 			r.fail(ctx, sb, false, "its creation never finished")
 		case sb.Status == wrenn.StatusRunning && idle(sb, now):
-			r.expire(ctx, sb)
+			r.expire(ctx, sb, now)
 		}
 	}
 	r.disagree = seen
@@ -165,7 +174,9 @@ func idle(sb *wrenn.Sandbox, now time.Time) bool {
 	if sb.LastActiveAt != nil {
 		last = *sb.LastActiveAt
 	}
-	return now.Sub(last) >= time.Duration(sb.TimeoutSec)*time.Second
+	// In whole seconds: a timeout recorded before create checked its range
+	// may be past what a time.Duration holds, and must not wrap.
+	return int64(now.Sub(last)/time.Second) >= int64(sb.TimeoutSec)
 }
 
 // fail records sb as error and has the host free whatever it still holds.
@@ -191,7 +202,7 @@ func (r *Reconciler) settle(ctx context.Context, sb *wrenn.Sandbox, to wrenn.San
 		r.c.Logger.WarnContext(ctx, "record sandbox state", slog.String(attrSandboxID, sb.ID), slog.Any(attrError, err))
 		return
 	}
-	r.c.Logger.InfoContext(ctx, "sandbox state settled", slog.String(attrSandboxID, sb.ID), slog.String("status", string(to)))
+	r.c.Logger.InfoContext(ctx, "sandbox state settled", slog.String(attrSandboxID, sb.ID), slog.String(attrStatus, string(to)))
 }
 
 // repause pauses again a sandbox the record says is paused but runs.
@@ -209,15 +220,23 @@ func (r *Reconciler) repause(ctx context.Context, sb *wrenn.Sandbox) {
 	log.InfoContext(ctx, "paused a sandbox that ran while recorded paused")
 }
 
-// expire destroys an idle sandbox and records it stopped.
-func (r *Reconciler) expire(ctx context.Context, sb *wrenn.Sandbox) {
+// expire records an idle sandbox stopped and destroys it. The record
+// comes first, and only if the sandbox is still idle there: an operation
+// that marked it active since it was read (by any control plane) keeps it.
+// Should the destroy fail, the VM is held without a live record and the
+// next pass destroys it.
+func (r *Reconciler) expire(ctx context.Context, sb *wrenn.Sandbox, now time.Time) {
 	log := r.c.Logger.With(slog.String(attrSandboxID, sb.ID), slog.String(attrTeamID, sb.TeamID))
+	// idle has checked that the timeout fits in the time since.
+	idleSince := now.Add(-time.Duration(sb.TimeoutSec) * time.Second)
+	if _, err := r.c.Store.StopIdleSandbox(ctx, sb.TeamID, sb.ID, idleSince, now); err != nil {
+		if wrenn.ErrorCode(err) != wrenn.EConflict && wrenn.ErrorCode(err) != wrenn.ENotFound {
+			log.ErrorContext(ctx, "record idle sandbox stopped", slog.Any(attrError, err))
+		}
+		return // active again, or someone else moved it on
+	}
 	if err := r.c.Host.DestroySandbox(ctx, sb.ID); err != nil {
 		log.ErrorContext(ctx, "destroy idle sandbox", slog.Any(attrError, err))
-		return
-	}
-	if _, err := r.c.Store.TransitionSandbox(ctx, sb.TeamID, sb.ID, []wrenn.SandboxStatus{wrenn.StatusRunning}, wrenn.StatusStopped, r.c.Now().UTC()); err != nil {
-		log.ErrorContext(ctx, "record idle sandbox stopped", slog.Any(attrError, err))
 		return
 	}
 	log.InfoContext(ctx, "idle sandbox stopped", slog.Int("timeout_sec", sb.TimeoutSec))

@@ -2,6 +2,7 @@ package control_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -151,4 +152,179 @@ func TestReconcile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// afterFirst wraps a reconciler's store and host so that between runs once,
+// right after whichever of the two reads of a pass comes first: the other
+// read then sees the world as it is after between.
+type afterFirst struct {
+	once    sync.Once
+	between func()
+}
+
+type hookedStore struct {
+	control.ReconcileStore
+	hook *afterFirst
+}
+
+func (s hookedStore) SandboxesByStatus(ctx context.Context, statuses ...wrenn.SandboxStatus) ([]*wrenn.Sandbox, error) {
+	sbs, err := s.ReconcileStore.SandboxesByStatus(ctx, statuses...)
+	s.hook.once.Do(s.hook.between)
+	return sbs, err
+}
+
+func (h *afterFirst) host(a *mock.Agent) *mock.Agent {
+	list := a.ListSandboxesFn
+	a.ListSandboxesFn = func(ctx context.Context) ([]wrenn.SandboxState, error) {
+		states, err := list(ctx)
+		h.once.Do(h.between)
+		return states, err
+	}
+	return a
+}
+
+// TestReconcileCreateBetweenReads: a create that lands between the
+// reconciler's two reads (its record written pending, then the agent
+// starting its VM) must not be taken for an orphan and destroyed, while a
+// VM nobody has a record of still is.
+func TestReconcileCreateBetweenReads(t *testing.T) {
+	for _, engine := range storetest.Engines(t) {
+		t.Run(engine, func(t *testing.T) {
+			ctx := context.Background()
+			db := storetest.MustOpen(t, engine)
+			now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+			if err := db.CreateAccount(ctx, &wrenn.User{ID: "usr-a", Email: "a@example.com", PasswordHash: "x", CreatedAt: now},
+				&wrenn.Team{ID: "team-a", Name: "a", CreatedAt: now}); err != nil {
+				t.Fatal(err)
+			}
+			host := &fakeHost{running: map[string]bool{"sb-orphan": true}, paused: map[string]bool{}}
+			sb := &wrenn.Sandbox{ID: "sb-new", TeamID: "team-a", Template: "minimal", Status: wrenn.StatusPending,
+				VCPUs: 1, MemoryMB: 512, TimeoutSec: 300, CreatedAt: now, LastUpdated: now}
+			// What CreateSandbox does before it answers: record pending,
+			// then the agent starts the VM.
+			hook := &afterFirst{between: func() {
+				if err := db.CreateSandbox(ctx, sb); err != nil {
+					t.Error(err)
+				}
+				host.mu.Lock()
+				host.running[sb.ID] = true
+				host.mu.Unlock()
+			}}
+			r := control.NewReconciler(control.ReconcilerConfig{
+				Store: hookedStore{db, hook}, Host: hook.host(host.agent()), Now: func() time.Time { return now },
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			})
+			if err := r.Once(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// The create finishes: the record says running.
+			started := now
+			sb.Status, sb.StartedAt, sb.LastActiveAt = wrenn.StatusRunning, &started, &started
+			if err := db.UpdateSandbox(ctx, sb); err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				now = now.Add(11 * time.Second)
+				if err := r.Once(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			host.mu.Lock()
+			defer host.mu.Unlock()
+			if !host.running[sb.ID] {
+				t.Errorf("the sandbox created between the reads was destroyed (destroyed: %v)", host.destroyed)
+			}
+			if _, ok := host.running["sb-orphan"]; ok {
+				t.Error("a vm without a record was left running")
+			}
+			if got, err := db.GetSandbox(ctx, "team-a", sb.ID); err != nil || got.Status != wrenn.StatusRunning {
+				t.Errorf("the new sandbox's record is %+v (%v), want running", got, err)
+			}
+		})
+	}
+}
+
+// TestReconcileHugeTimeout: a record whose timeout is past what a
+// time.Duration holds (written before create checked the range) is never
+// idle, rather than idle at once because the conversion wrapped.
+func TestReconcileHugeTimeout(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.MustOpen(t, storetest.Engines(t)[0])
+	now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	if err := db.CreateAccount(ctx, &wrenn.User{ID: "usr-a", Email: "a@example.com", PasswordHash: "x", CreatedAt: now},
+		&wrenn.Team{ID: "team-a", Name: "a", CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	host := &fakeHost{running: map[string]bool{}, paused: map[string]bool{}}
+	for _, timeout := range []int{10000000000, 18446744074, 4611686018427387904, 9223372036854775807} {
+		id := fmt.Sprintf("sb-%d", timeout)
+		if err := db.CreateSandbox(ctx, &wrenn.Sandbox{ID: id, TeamID: "team-a", Template: "minimal", Status: wrenn.StatusRunning,
+			VCPUs: 1, MemoryMB: 512, TimeoutSec: timeout, CreatedAt: now, LastActiveAt: &now, LastUpdated: now}); err != nil {
+			t.Fatal(err)
+		}
+		host.running[id] = true
+	}
+	r := control.NewReconciler(control.ReconcilerConfig{
+		Store: db, Host: host.agent(), Now: func() time.Time { return now.Add(time.Hour) },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err := r.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(host.destroyed) != 0 {
+		t.Errorf("sandboxes with huge timeouts destroyed after an hour: %v", host.destroyed)
+	}
+}
+
+// TestReconcileActiveAfterRead: activity recorded after a pass read the
+// records (say by another control plane's running command) keeps an idle
+// sandbox from being stopped by that pass.
+func TestReconcileActiveAfterRead(t *testing.T) {
+	for _, engine := range storetest.Engines(t) {
+		t.Run(engine, func(t *testing.T) {
+			ctx := context.Background()
+			db := storetest.MustOpen(t, engine)
+			base := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+			now := base.Add(time.Minute)
+			if err := db.CreateAccount(ctx, &wrenn.User{ID: "usr-a", Email: "a@example.com", PasswordHash: "x", CreatedAt: base},
+				&wrenn.Team{ID: "team-a", Name: "a", CreatedAt: base}); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.CreateSandbox(ctx, &wrenn.Sandbox{ID: "sb-busy", TeamID: "team-a", Template: "minimal", Status: wrenn.StatusRunning,
+				VCPUs: 1, MemoryMB: 512, TimeoutSec: 15, CreatedAt: base, LastActiveAt: &base, LastUpdated: base}); err != nil {
+				t.Fatal(err)
+			}
+			host := &fakeHost{running: map[string]bool{"sb-busy": true}, paused: map[string]bool{}}
+			st := &touchingStore{ReconcileStore: db, touch: func() {
+				if err := db.TouchSandbox(ctx, "team-a", "sb-busy", now); err != nil {
+					t.Error(err)
+				}
+			}}
+			r := control.NewReconciler(control.ReconcilerConfig{
+				Store: st, Host: host.agent(), Now: func() time.Time { return now },
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			})
+			if err := r.Once(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if len(host.destroyed) != 0 {
+				t.Errorf("a sandbox active since the records were read was destroyed: %v", host.destroyed)
+			}
+			if sb, err := db.GetSandbox(ctx, "team-a", "sb-busy"); err != nil || sb.Status != wrenn.StatusRunning {
+				t.Errorf("the sandbox is %+v (%v), want running", sb, err)
+			}
+		})
+	}
+}
+
+// touchingStore runs touch right after the records are read.
+type touchingStore struct {
+	control.ReconcileStore
+	touch func()
+}
+
+func (s *touchingStore) SandboxesByStatus(ctx context.Context, statuses ...wrenn.SandboxStatus) ([]*wrenn.Sandbox, error) {
+	sbs, err := s.ReconcileStore.SandboxesByStatus(ctx, statuses...)
+	s.touch()
+	return sbs, err
 }

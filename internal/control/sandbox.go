@@ -18,6 +18,13 @@ const (
 	MaxMemoryMB = 8192
 )
 
+// Limits on timeouts, in seconds; 0 means none. Both are checked before
+// any conversion to a time.Duration, which would wrap a larger number.
+const (
+	MaxTimeoutSec     = 30 * 24 * 60 * 60 // a sandbox's inactivity timeout: 30 days
+	MaxExecTimeoutSec = 24 * 60 * 60      // a command's timeout: a day
+)
+
 // Sizes of a sandbox from a template that does not fix them.
 const (
 	DefaultVCPUs    = 1
@@ -41,8 +48,8 @@ func (p CreateParams) validate() error {
 		return wrenn.Errorf(wrenn.EInvalid, "vcpus must be between %d and %d", MinVCPUs, MaxVCPUs)
 	case p.MemoryMB != 0 && (p.MemoryMB < MinMemoryMB || p.MemoryMB > MaxMemoryMB):
 		return wrenn.Errorf(wrenn.EInvalid, "memory_mb must be between %d and %d", MinMemoryMB, MaxMemoryMB)
-	case p.TimeoutSec < 0:
-		return wrenn.Errorf(wrenn.EInvalid, "timeout_sec must not be negative")
+	case p.TimeoutSec < 0 || p.TimeoutSec > MaxTimeoutSec:
+		return wrenn.Errorf(wrenn.EInvalid, "timeout_sec must be between 0 (no timeout) and %d (30 days)", MaxTimeoutSec)
 	}
 	return nil
 }
@@ -76,6 +83,7 @@ func (s *Service) CreateSandbox(ctx context.Context, teamID string, p CreatePara
 		VCPUs:       p.VCPUs,
 		MemoryMB:    p.MemoryMB,
 		TimeoutSec:  p.TimeoutSec,
+		HostID:      s.hostID,
 		CreatedAt:   now,
 		LastUpdated: now,
 	}
@@ -258,44 +266,12 @@ func (s *Service) ResumeSandbox(ctx context.Context, teamID, id string) (*wrenn.
 	}
 	now := s.nowUTC()
 	sb.Status = wrenn.StatusRunning
-	sb.GuestIP, sb.HostIP = net.GuestIP, net.HostIP
+	sb.GuestIP, sb.HostIP, sb.HostID = net.GuestIP, net.HostIP, s.hostID
 	sb.LastActiveAt, sb.LastUpdated = &now, now
 	if err := s.sandboxes.UpdateSandbox(context.WithoutCancel(ctx), sb); err != nil {
 		return nil, fmt.Errorf("record resumed sandbox: %w", err)
 	}
 	return sb, nil
-}
-
-// Exec runs a command to completion.
-func (s *Service) Exec(ctx context.Context, teamID, id string, req wrenn.ExecRequest) (*wrenn.ExecResult, error) {
-	if err := validateExec(req); err != nil {
-		return nil, err
-	}
-	_, agent, err := s.running(ctx, teamID, id)
-	if err != nil {
-		return nil, err
-	}
-	res, err := agent.Exec(ctx, id, req)
-	if err != nil {
-		return nil, s.agentError(ctx, "run the command", id, err)
-	}
-	return res, nil
-}
-
-// StartExec starts a streamed command.
-func (s *Service) StartExec(ctx context.Context, teamID, id string, req wrenn.ExecRequest) (wrenn.ExecStream, error) {
-	if err := validateExec(req); err != nil {
-		return nil, err
-	}
-	_, agent, err := s.running(ctx, teamID, id)
-	if err != nil {
-		return nil, err
-	}
-	st, err := agent.StartExec(ctx, id, req)
-	if err != nil {
-		return nil, s.agentError(ctx, "start the command", id, err)
-	}
-	return st, nil
 }
 
 // CheckRunning reports, as an error, why the sandbox cannot take work now:
@@ -304,18 +280,4 @@ func (s *Service) StartExec(ctx context.Context, teamID, id string, req wrenn.Ex
 func (s *Service) CheckRunning(ctx context.Context, teamID, id string) error {
 	_, _, err := s.running(ctx, teamID, id)
 	return err
-}
-
-const maxExecTimeout = 24 * time.Hour
-
-func validateExec(req wrenn.ExecRequest) error {
-	switch {
-	case req.Cmd == "":
-		return wrenn.Errorf(wrenn.EInvalid, "cmd must not be empty")
-	case req.Timeout < 0:
-		return wrenn.Errorf(wrenn.EInvalid, "timeout_sec must not be negative")
-	case req.Timeout > maxExecTimeout:
-		return wrenn.Errorf(wrenn.EInvalid, "timeout_sec must be at most %d", int(maxExecTimeout/time.Second))
-	}
-	return nil
 }

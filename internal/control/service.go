@@ -14,8 +14,14 @@ type Config struct {
 	Templates TemplateStore
 	// Agent runs the VMs. Nil means no host agent is available: every call
 	// that needs one fails with wrenn.EHostAgent.
-	Agent  wrenn.Agent
+	Agent wrenn.Agent
+	// HostID names Agent (its wrenn.HostInfo ID); every sandbox records
+	// the host that holds it.
+	HostID string
 	Now    func() time.Time
+	// After waits as time.After does, on the clock of Now; nil means
+	// time.After. It paces the marks of activity of running operations.
+	After  func(time.Duration) <-chan time.Time
 	Logger *slog.Logger
 }
 
@@ -24,13 +30,19 @@ type Service struct {
 	sandboxes SandboxStore
 	templates TemplateStore
 	agent     wrenn.Agent
+	hostID    string
 	now       func() time.Time
+	after     func(time.Duration) <-chan time.Time
 	log       *slog.Logger
 }
 
 // NewService returns a Service.
 func NewService(c Config) *Service {
-	return &Service{sandboxes: c.Sandboxes, templates: c.Templates, agent: c.Agent, now: c.Now, log: c.Logger}
+	after := c.After
+	if after == nil {
+		after = time.After
+	}
+	return &Service{sandboxes: c.Sandboxes, templates: c.Templates, agent: c.Agent, hostID: c.HostID, now: c.Now, after: after, log: c.Logger}
 }
 
 // Log attribute keys.
@@ -39,6 +51,7 @@ const (
 	attrTeamID    = "team_id"
 	attrTemplate  = "template"
 	attrError     = "error"
+	attrStatus    = "status"
 )
 
 var errNoAgent = wrenn.Errorf(wrenn.EHostAgent, "no host agent is available")

@@ -16,7 +16,8 @@ type SnapshotParams struct {
 }
 
 // CreateSnapshot turns a running sandbox into a team template. As the API
-// says, the sandbox is consumed: it ends stopped.
+// says, the sandbox is consumed: it ends stopped, or in error if the agent
+// made the template but it could not be recorded.
 func (s *Service) CreateSnapshot(ctx context.Context, teamID string, p SnapshotParams) (*wrenn.Template, error) {
 	if p.SandboxID == "" {
 		return nil, wrenn.Errorf(wrenn.EInvalid, "sandbox_id must not be empty")
@@ -53,14 +54,41 @@ func (s *Service) CreateSnapshot(ctx context.Context, teamID string, p SnapshotP
 	}
 	bg := context.WithoutCancel(ctx)
 	if err := s.templates.PutTemplate(bg, t); err != nil {
+		s.abandonSnapshot(bg, agent, sb, t.Name, existing != nil)
 		return nil, fmt.Errorf("record snapshot template: %w", err)
 	}
-	if _, err := s.sandboxes.TransitionSandbox(bg, teamID, sb.ID,
-		[]wrenn.SandboxStatus{wrenn.StatusRunning}, wrenn.StatusStopped, s.nowUTC()); err != nil {
-		s.log.ErrorContext(ctx, "record snapshotted sandbox stopped", slog.String(attrSandboxID, sb.ID), slog.Any(attrError, err))
-	}
+	s.settleConsumed(bg, sb, wrenn.StatusStopped)
 	s.log.InfoContext(ctx, "snapshot template created", slog.String(attrSandboxID, sb.ID), slog.String(attrTemplate, t.Name))
 	return t, nil
+}
+
+// abandonSnapshot undoes what the agent made of sb when the template
+// cannot be recorded. Its files go, since no record could ever lead to
+// them; a record of the template they replaced goes too, since its files
+// are gone. The sandbox is consumed all the same (its VM is gone) without
+// becoming a template: it ends in error. Failures are logged: the caller
+// reports the one that matters.
+func (s *Service) abandonSnapshot(ctx context.Context, agent wrenn.Snapshotter, sb *wrenn.Sandbox, name string, replaced bool) {
+	log := s.log.With(slog.String(attrSandboxID, sb.ID), slog.String(attrTemplate, name))
+	if err := agent.DeleteSnapshot(ctx, sb.TeamID, name); err != nil {
+		log.ErrorContext(ctx, "delete the files of an unrecorded snapshot", slog.Any(attrError, err))
+	}
+	if replaced {
+		if err := s.templates.DeleteTemplate(ctx, sb.TeamID, name); err != nil && wrenn.ErrorCode(err) != wrenn.ENotFound {
+			log.ErrorContext(ctx, "delete the record of a replaced snapshot", slog.Any(attrError, err))
+		}
+	}
+	s.settleConsumed(ctx, sb, wrenn.StatusError)
+}
+
+// settleConsumed records the end of a sandbox the agent made a template
+// of: stopped when the template was recorded, error when it was not.
+func (s *Service) settleConsumed(ctx context.Context, sb *wrenn.Sandbox, to wrenn.SandboxStatus) {
+	if _, err := s.sandboxes.TransitionSandbox(ctx, sb.TeamID, sb.ID,
+		[]wrenn.SandboxStatus{wrenn.StatusRunning}, to, s.nowUTC()); err != nil {
+		s.log.ErrorContext(ctx, "record the end of a snapshotted sandbox", slog.String(attrSandboxID, sb.ID),
+			slog.String(attrStatus, string(to)), slog.Any(attrError, err))
+	}
 }
 
 // ListTemplates returns the base templates and the team's own.

@@ -8,12 +8,14 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
 	"github.com/wrennhq/wrenn"
+	"github.com/wrennhq/wrenn/internal/control"
 )
 
 const defaultExecTimeoutSec = 30
@@ -27,12 +29,10 @@ type execRequest struct {
 	TimeoutSec *int              `json:"timeout_sec"`
 }
 
-func (e execRequest) domain() (wrenn.ExecRequest, error) {
-	t := orDefault(e.TimeoutSec, defaultExecTimeoutSec)
-	if t < 0 {
-		return wrenn.ExecRequest{}, wrenn.Errorf(wrenn.EInvalid, "timeout_sec must not be negative")
-	}
-	return wrenn.ExecRequest{Cmd: e.Cmd, Args: e.Args, Env: e.Env, Dir: e.Cwd, Timeout: time.Duration(t) * time.Second}, nil
+// params is the request for the control plane, which checks it.
+func (e execRequest) params() control.ExecParams {
+	return control.ExecParams{Cmd: e.Cmd, Args: e.Args, Env: e.Env, Dir: e.Cwd,
+		TimeoutSec: orDefault(e.TimeoutSec, defaultExecTimeoutSec)}
 }
 
 type execResponse struct {
@@ -51,13 +51,8 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	dr, err := req.domain()
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	id := r.PathValue("id")
-	res, err := s.control.Exec(r.Context(), caller(r).TeamID, id, dr)
+	res, err := s.control.Exec(r.Context(), caller(r).TeamID, id, req.params())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -98,7 +93,8 @@ const (
 
 // execStream runs one command over a WebSocket as the spec describes:
 // the client's first message starts it, "stop" ends it, and the server
-// closes the connection after the exit event.
+// closes the connection after the exit event. A client that goes away
+// ends the command as "stop" would.
 func (s *Server) execStream(w http.ResponseWriter, r *http.Request) {
 	teamID, id := caller(r).TeamID, r.PathValue("id")
 	// Refuse before the upgrade, so clients get a status and the envelope.
@@ -126,54 +122,117 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request) {
 		s.sendStreamError(ctx, conn, err)
 		return
 	}
-	defer st.Close()
-
-	// Client messages: "stop" stops the command; a closed connection kills it.
+	// Stop and Close must not overlap: the reader, the only caller of
+	// Stop, has returned before the stream is closed.
+	finished, readerDone := make(chan struct{}), make(chan struct{})
+	var finish sync.Once
+	defer func() {
+		finish.Do(func() { close(finished) })
+		conn.CloseNow()
+		<-readerDone
+		st.Close()
+	}()
+	gone := make(chan struct{})
 	go func() {
-		defer cancel()
-		for {
-			var m streamMessage
-			_, b, err := conn.Read(ctx)
-			if err != nil {
-				return
-			}
-			if json.Unmarshal(b, &m) == nil && m.Type == "stop" {
-				if err := st.Stop(); err != nil {
-					s.log.WarnContext(ctx, "stop streamed command", slog.String("sandbox_id", id), slog.Any(attrError, err))
-				}
-			}
+		defer close(readerDone)
+		s.readClient(ctx, conn, st, id, finished, gone)
+		select {
+		case <-gone:
+			// A command that will not stop is given up, which kills it.
+			giveUp := time.AfterFunc(streamDropGrace, cancel)
+			<-finished
+			giveUp.Stop()
+		default:
 		}
 	}()
-	s.forwardEvents(ctx, conn, st)
+	err = s.forwardEvents(ctx, conn, st, gone)
+	finish.Do(func() { close(finished) }) // before closing: the reader must not take it for the client leaving
+	switch {
+	case errors.Is(err, errClientGone):
+	case err == nil:
+		conn.Close(websocket.StatusNormalClosure, "process exited")
+	case ctx.Err() == nil:
+		s.sendStreamError(ctx, conn, err)
+	}
 }
 
-func readStart(ctx context.Context, conn *websocket.Conn) (wrenn.ExecRequest, error) {
+// streamDropGrace bounds how long a command stopped because its client went
+// away may take to end, well past the guest's SIGTERM-to-SIGKILL grace.
+const streamDropGrace = 20 * time.Second
+
+// readClient reads the client's messages: "stop" stops the command. A
+// client that goes away (its connection reset or closed, or a close frame)
+// stops the command just as "stop" would, and closes gone.
+func (s *Server) readClient(ctx context.Context, conn *websocket.Conn, st wrenn.ExecStream, id string, finished <-chan struct{}, gone chan<- struct{}) {
+	stop := func() {
+		if err := st.Stop(); err != nil {
+			s.log.WarnContext(ctx, "stop streamed command", slog.String(attrSandboxID, id), slog.Any(attrError, err))
+		}
+	}
+	for {
+		_, b, err := conn.Read(ctx)
+		if err != nil {
+			select {
+			case <-finished: // the command ended and the server closed
+			default:
+				close(gone)
+				stop()
+			}
+			return
+		}
+		var m streamMessage
+		if json.Unmarshal(b, &m) == nil && m.Type == "stop" {
+			stop()
+		}
+	}
+}
+
+func readStart(ctx context.Context, conn *websocket.Conn) (control.ExecParams, error) {
 	rctx, cancel := context.WithTimeout(ctx, streamStartTimeout)
 	defer cancel()
 	_, b, err := conn.Read(rctx)
 	if err != nil {
-		return wrenn.ExecRequest{}, wrenn.Errorf(wrenn.EInvalid, "expected a start message")
+		return control.ExecParams{}, wrenn.Errorf(wrenn.EInvalid, "expected a start message")
 	}
 	var m streamMessage
-	if err := json.Unmarshal(b, &m); err != nil || m.Type != "start" {
-		return wrenn.ExecRequest{}, wrenn.Errorf(wrenn.EInvalid, `the first message must be {"type":"start","cmd":...}`)
+	err = json.Unmarshal(b, &m)
+	if _, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		return control.ExecParams{}, jsonError(err) // names the field, e.g. a timeout_sec past any integer
 	}
-	return execRequest{Cmd: m.Cmd, Args: m.Args, Env: m.Env, Cwd: m.Cwd, TimeoutSec: m.TimeoutSec}.domain()
+	if err != nil || m.Type != "start" {
+		return control.ExecParams{}, wrenn.Errorf(wrenn.EInvalid, `the first message must be {"type":"start","cmd":...}`)
+	}
+	return execRequest{Cmd: m.Cmd, Args: m.Args, Env: m.Env, Cwd: m.Cwd, TimeoutSec: m.TimeoutSec}.params(), nil
 }
 
-func (s *Server) forwardEvents(ctx context.Context, conn *websocket.Conn, st wrenn.ExecStream) {
+// errClientGone is forwardEvents' answer when the client went away.
+var errClientGone = errors.New("client gone")
+
+// forwardEvents sends the command's events to the client until its exit,
+// and returns nil then, or the error that ended the stream. Once the
+// client is gone (gone closed, or a write failed) it reads the rest of the
+// events without sending them, so that the command is stopped, not killed:
+// the stream is closed only after its last event. It then returns
+// errClientGone.
+func (s *Server) forwardEvents(ctx context.Context, conn *websocket.Conn, st wrenn.ExecStream, gone <-chan struct{}) error {
 	var carry [2][]byte // incomplete UTF-8 tails of stdout and stderr
+	sending := true
 	for {
 		ev, err := st.Recv()
-		if errors.Is(err, io.EOF) {
-			conn.Close(websocket.StatusNormalClosure, "process exited")
-			return
+		select {
+		case <-gone:
+			sending = false
+		default:
 		}
-		if err != nil {
-			if ctx.Err() == nil {
-				s.sendStreamError(ctx, conn, err)
-			}
-			return
+		switch {
+		case !sending && err != nil:
+			return errClientGone
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return err
+		case !sending:
+			continue
 		}
 		m := streamMessage{Type: string(ev.Type)}
 		switch ev.Type {
@@ -197,7 +256,10 @@ func (s *Server) forwardEvents(ctx context.Context, conn *websocket.Conn, st wre
 			m.Data = &msg
 		}
 		if err := writeMessage(ctx, conn, m); err != nil {
-			return
+			// The client is gone or stuck: cut it off, so that the reader
+			// notices and stops the command.
+			sending = false
+			conn.CloseNow()
 		}
 	}
 }

@@ -17,11 +17,12 @@ import (
 
 // Log attribute keys.
 const (
-	attrMethod   = "method"
-	attrPath     = "path"
-	attrStatus   = "status"
-	attrDuration = "duration"
-	attrError    = "error"
+	attrMethod    = "method"
+	attrPath      = "path"
+	attrStatus    = "status"
+	attrDuration  = "duration"
+	attrError     = "error"
+	attrSandboxID = "sandbox_id"
 )
 
 // DefaultMaxUploadBytes bounds the non-streaming upload endpoint.

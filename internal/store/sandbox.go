@@ -158,6 +158,36 @@ func (db *DB) TransitionSandbox(ctx context.Context, teamID, id string, from []w
 	}
 }
 
+// StopIdleSandbox moves the team's running sandbox id to stopped, setting
+// last_updated to at, but only if it has had no activity after idleSince
+// (its last activity, or its creation if it has none, is not later), in
+// a single atomic UPDATE: activity recorded since the caller judged it idle
+// keeps it running. It returns the updated sandbox, ENotFound if there is
+// no such sandbox, or EConflict if it is not running or has been active.
+func (db *DB) StopIdleSandbox(ctx context.Context, teamID, id string, idleSince, at time.Time) (*wrenn.Sandbox, error) {
+	sb, err := scanSandbox(db.w.queryRow(ctx, `UPDATE sandboxes SET status = ?, last_updated = ?
+		WHERE team_id = ? AND id = ? AND status = ? AND COALESCE(last_active_at, created_at) <= ?
+		RETURNING `+sandboxColumns,
+		string(wrenn.StatusStopped), db.d.time(at), teamID, id, string(wrenn.StatusRunning), db.d.time(idleSince)))
+	if err == nil {
+		return sb, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("stop idle sandbox: %w", err)
+	}
+	var cur wrenn.SandboxStatus
+	err = db.r.queryRow(ctx, `SELECT status FROM sandboxes WHERE team_id = ? AND id = ?`, teamID, id).Scan(&cur)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, notFound("sandbox")
+	case err != nil:
+		return nil, fmt.Errorf("stop idle sandbox: %w", err)
+	case cur != wrenn.StatusRunning:
+		return nil, conflict("sandbox is " + string(cur))
+	}
+	return nil, conflict("sandbox has been active")
+}
+
 // TouchSandbox records activity in the team's sandbox id at at. Another
 // team's sandbox is not found.
 func (db *DB) TouchSandbox(ctx context.Context, teamID, id string, at time.Time) error {

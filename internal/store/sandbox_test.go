@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"cmp"
 	"sync"
 	"testing"
 	"time"
@@ -249,6 +250,60 @@ func TestTransitionSandboxRace(t *testing.T) {
 		mustNoError(t, "get", err)
 		if got.Status != wrenn.StatusPaused {
 			t.Errorf("status = %s, want paused", got.Status)
+		}
+	})
+}
+
+// TestStopIdleSandbox: a running sandbox with no activity after the given
+// time is stopped; one touched since, or not running, is left as it is.
+func TestStopIdleSandbox(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, db *store.DB) {
+		ctx := t.Context()
+		_, teamA := mustAccount(t, db, "alice@example.com", base)
+		_, teamB := mustAccount(t, db, "bob@example.com", base)
+		idleSince := at(time.Minute)
+		tests := []struct {
+			name     string
+			status   wrenn.SandboxStatus
+			active   *time.Time // last activity; nil: none, the creation counts
+			team     string     // "" means the sandbox's own
+			wantCode string
+			wantMsg  string
+		}{
+			{name: "idle", status: wrenn.StatusRunning, active: new(at(30 * time.Second))},
+			{name: "idle exactly since", status: wrenn.StatusRunning, active: new(idleSince)},
+			{name: "never active", status: wrenn.StatusRunning},
+			{name: "touched since", status: wrenn.StatusRunning, active: new(idleSince.Add(time.Microsecond)),
+				wantCode: wrenn.EConflict, wantMsg: "sandbox has been active"},
+			{name: "paused", status: wrenn.StatusPaused, active: new(at(30 * time.Second)),
+				wantCode: wrenn.EConflict, wantMsg: "sandbox is paused"},
+			{name: "other team's", status: wrenn.StatusRunning, team: teamB.ID,
+				wantCode: wrenn.ENotFound, wantMsg: "sandbox not found"},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				sb := mustSandbox(t, db, teamA.ID, tc.status, base)
+				if tc.active != nil {
+					mustNoError(t, "touch", db.TouchSandbox(ctx, teamA.ID, sb.ID, *tc.active))
+				}
+				before, err := db.GetSandbox(ctx, teamA.ID, sb.ID)
+				mustNoError(t, "get", err)
+				team := cmp.Or(tc.team, teamA.ID)
+				when := at(time.Hour)
+				got, err := db.StopIdleSandbox(ctx, team, sb.ID, idleSince, when)
+				after, gerr := db.GetSandbox(ctx, teamA.ID, sb.ID)
+				mustNoError(t, "get", gerr)
+				if tc.wantCode != "" {
+					wantError(t, err, tc.wantCode, tc.wantMsg)
+					mustEqual(t, "sandbox after refusal", after, before)
+					return
+				}
+				mustNoError(t, "stop idle", err)
+				want := *before
+				want.Status, want.LastUpdated = wrenn.StatusStopped, when.UTC().Truncate(time.Microsecond)
+				mustEqual(t, "returned sandbox", got, &want)
+				mustEqual(t, "stored sandbox", after, &want)
+			})
 		}
 	})
 }

@@ -34,7 +34,8 @@ const DriverName = "qemu"
 // Config configures the driver.
 type Config struct {
 	Binary string // qemu-system-x86_64; empty means found on PATH
-	// Accel forces "kvm" or "tcg"; empty means probe once, on first Start.
+	// Accel forces AccelKVM or AccelTCG; empty means probe once, on first
+	// Start. Anything else is refused.
 	Accel string
 	// TCGCPU is the CPU model guests see under TCG; empty means
 	// DefaultTCGCPU.
@@ -52,8 +53,14 @@ type Driver struct {
 	tcgCPU string
 }
 
-// New returns a Driver. It fails if QEMU is not installed.
+// New returns a Driver. It fails if c.Accel is not an accelerator or QEMU
+// is not installed.
 func New(c Config) (*Driver, error) {
+	switch c.Accel {
+	case "", AccelKVM, AccelTCG:
+	default:
+		return nil, fmt.Errorf("qemu: accelerator %q: want %q, %q, or empty to probe", c.Accel, AccelKVM, AccelTCG)
+	}
 	bin := c.Binary
 	if bin == "" {
 		bin = "qemu-system-x86_64"

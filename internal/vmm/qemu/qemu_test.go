@@ -58,3 +58,22 @@ func BenchmarkStart(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// TestNewRefusesUnknownAccel: only "kvm", "tcg" and empty (probe) are
+// accelerators; anything else would run TCG without its settings.
+func TestNewRefusesUnknownAccel(t *testing.T) {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 is not installed")
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, accel := range []string{"", qemu.AccelKVM, qemu.AccelTCG} {
+		if _, err := qemu.New(qemu.Config{Accel: accel, Logger: log}); err != nil {
+			t.Errorf("accel %q: %v", accel, err)
+		}
+	}
+	for _, accel := range []string{"KVM", "TCG", "kvm ", "hvf", "tcg,thread=multi"} {
+		if _, err := qemu.New(qemu.Config{Accel: accel, Logger: log}); err == nil {
+			t.Errorf("accel %q was accepted", accel)
+		}
+	}
+}
