@@ -29,6 +29,9 @@ type fakeHost struct {
 	cutRead int
 	// exec, when set, answers Exec.
 	exec func(wrenn.ExecRequest) (*wrenn.ExecResult, error)
+	// abandoned is closed when the context of a streamed command "hang"
+	// ends: its caller went away.
+	abandoned chan struct{}
 }
 
 func (h *fakeHost) Info(context.Context) (*wrenn.HostInfo, error) {
@@ -50,9 +53,13 @@ func (h *fakeHost) Exec(_ context.Context, _ string, r wrenn.ExecRequest) (*wren
 	}
 	return &wrenn.ExecResult{Stdout: []byte(r.Cmd), Stderr: []byte{0xff}, ExitCode: 7, Duration: r.Timeout}, nil
 }
-func (h *fakeHost) StartExec(_ context.Context, _ string, r wrenn.ExecRequest) (wrenn.ExecStream, error) {
+func (h *fakeHost) StartExec(ctx context.Context, _ string, r wrenn.ExecRequest) (wrenn.ExecStream, error) {
 	if r.Cmd == "" {
 		return nil, wrenn.Errorf(wrenn.EInvalid, "no cmd")
+	}
+	if r.Cmd == "hang" {
+		context.AfterFunc(ctx, func() { close(h.abandoned) })
+		return &fakeStream{events: []wrenn.ExecEvent{{Type: wrenn.ExecStarted, PID: 9}}, stop: make(chan struct{})}, nil
 	}
 	return &fakeStream{events: []wrenn.ExecEvent{{Type: wrenn.ExecStarted, PID: 9}, {Type: wrenn.ExecStdout, Data: []byte("x")}}, stop: make(chan struct{})}, nil
 }
@@ -474,5 +481,27 @@ func TestWriteFileSourceCutShort(t *testing.T) {
 				t.Errorf("the agent stored a file of %d bytes", len(b))
 			}
 		})
+	}
+}
+
+// A caller whose context ends while a streamed command prints nothing
+// ends the stream at the agent, which ends the command.
+func TestExecStreamCallerGone(t *testing.T) {
+	h := &fakeHost{abandoned: make(chan struct{})}
+	c := agentrpc.Dial(serve(t, h, "secret"), "secret")
+	ctx, cancel := context.WithCancel(t.Context())
+	st, err := c.StartExec(ctx, "sb-1", wrenn.ExecRequest{Cmd: "hang"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if ev, err := st.Recv(); err != nil || ev.Type != wrenn.ExecStarted {
+		t.Fatalf("first event %+v, %v", ev, err)
+	}
+	cancel()
+	select {
+	case <-h.abandoned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the agent still runs the command 5 s after its caller went away")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -130,13 +131,21 @@ func (c *Client) StartExec(ctx context.Context, id string, req wrenn.ExecRequest
 		cancel()
 		return nil, fromConnect(err)
 	}
-	return &stream{bs: bs, cancel: cancel, first: first}, nil
+	s := &stream{bs: bs, cancel: cancel, first: first}
+	// HTTP/2 resets a stream whose context ends only once its request
+	// side is closed: close it then, so that the agent's handler sees the
+	// caller go and ends the command.
+	context.AfterFunc(ctx, s.closeSend)
+	return s, nil
 }
 
 type stream struct {
 	bs     *connect.BidiStreamForClient[agentv1.ExecStreamRequest, agentv1.ExecEvent]
 	cancel context.CancelFunc
 	first  *agentv1.ExecEvent
+
+	sendMu     sync.Mutex // connect allows one sender at a time
+	sendClosed bool
 }
 
 func (s *stream) Recv() (wrenn.ExecEvent, error) {
@@ -155,13 +164,27 @@ func (s *stream) Recv() (wrenn.ExecEvent, error) {
 }
 
 func (s *stream) Stop() error {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	if s.sendClosed {
+		return nil // going away: the agent ends the command
+	}
 	return fromConnect(s.bs.Send(&agentv1.ExecStreamRequest{Msg: &agentv1.ExecStreamRequest_Stop_{Stop: &agentv1.ExecStreamRequest_Stop{}}}))
+}
+
+func (s *stream) closeSend() {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	if !s.sendClosed {
+		s.sendClosed = true
+		_ = s.bs.CloseRequest()
+	}
 }
 
 // Close ends the stream; the agent kills the command if it still runs.
 func (s *stream) Close() error {
 	s.cancel()
-	_ = s.bs.CloseRequest()
+	s.closeSend()
 	return s.bs.CloseResponse()
 }
 
