@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/joho/godotenv"
 )
@@ -31,6 +32,10 @@ type serverConfig struct {
 	Host hostConfig
 	// MaxUploadBytes bounds the non-streaming upload; 0 means the default.
 	MaxUploadBytes int64
+	// ReconcileInterval and SettleGrace tune the reconciler; 0 means its
+	// defaults.
+	ReconcileInterval time.Duration
+	SettleGrace       time.Duration
 }
 
 // Environment variables `wrenn server` reads.
@@ -41,7 +46,25 @@ const (
 	envJWTSecret = "WRENN_JWT_SECRET"
 	envLogLevel  = "WRENN_LOG_LEVEL"
 	envMaxUpload = "WRENN_MAX_UPLOAD_BYTES"
+	// How often the records are compared with the host agent, and how
+	// long they may disagree before the reconciler acts.
+	envReconcileInterval = "WRENN_RECONCILE_INTERVAL"
+	envSettleGrace       = "WRENN_SETTLE_GRACE"
 )
+
+// envDuration reads a positive duration ("10s", "250ms") from key; unset
+// is 0.
+func envDuration(key string) (time.Duration, error) {
+	v := os.Getenv(key)
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 || d > 24*time.Hour {
+		return 0, fmt.Errorf("%s=%q: want a duration such as 10s, at most 24h", key, v)
+	}
+	return d, nil
+}
 
 const defaultListen = "127.0.0.1:8080"
 

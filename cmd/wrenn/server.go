@@ -53,9 +53,15 @@ func serverCommand() *cobra.Command {
 				}
 				cfg.MaxUploadBytes = n
 			}
+			var err error
+			if cfg.ReconcileInterval, err = envDuration(envReconcileInterval); err != nil {
+				return err
+			}
+			if cfg.SettleGrace, err = envDuration(envSettleGrace); err != nil {
+				return err
+			}
 			cfg.DatabaseURL = os.Getenv(envDatabase)
 			cfg.JWTSecret = os.Getenv(envJWTSecret)
-			var err error
 			if cfg.LogLevel, err = parseLevel(os.Getenv(envLogLevel)); err != nil {
 				return err
 			}
@@ -117,7 +123,8 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		if err := registerBases(ctx, info, db, now); err != nil {
 			return err
 		}
-		go control.NewReconciler(control.ReconcilerConfig{Store: db, Host: agentClient, Now: now, Logger: log}).Run(ctx)
+		go control.NewReconciler(control.ReconcilerConfig{Store: db, Host: agentClient, Now: now, Logger: log,
+			Interval: cfg.ReconcileInterval, SettleGrace: cfg.SettleGrace}).Run(ctx)
 	} else {
 		log.Warn("running without a host agent: sandbox operations answer 502")
 	}

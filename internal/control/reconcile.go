@@ -22,6 +22,8 @@ type ReconcileStore interface {
 	// StopIdleSandbox records a running sandbox stopped unless it has had
 	// activity after idleSince; EConflict if it has, or is not running.
 	StopIdleSandbox(ctx context.Context, teamID, id string, idleSince, at time.Time) (*wrenn.Sandbox, error)
+	UpdateSandbox(ctx context.Context, sb *wrenn.Sandbox) error
+	GetTemplate(ctx context.Context, teamID, name string) (*wrenn.Template, error)
 }
 
 // ReconcilerConfig wires a Reconciler.
@@ -46,16 +48,22 @@ type ReconcilerConfig struct {
 // with what the host agent holds.
 const DefaultReconcileInterval = 2 * time.Second
 
-// Reconciler keeps the records true to the host: sandboxes whose VM died
-// become error and are cleaned up, idle sandboxes past their timeout are
-// destroyed and become stopped, and VMs nobody has a record of are
-// destroyed.
+// Reconciler keeps the records and the host in agreement: sandboxes whose
+// VM died become error and are cleaned up, idle sandboxes past their
+// timeout are destroyed and become stopped, and VMs and template files
+// nobody has a record of are destroyed. Where an operation's answer was
+// lost (an agent or a control plane died), the record wins: the client was
+// never told the operation happened, so a pause or resume the host made is
+// undone, and a sandbox the host no longer holds becomes error.
 type Reconciler struct {
 	c ReconcilerConfig
 
 	// disagree holds when each disagreement between a record and the host
 	// was first seen; the next pass forgets those gone by then.
 	disagree map[string]time.Time
+	// silent holds the sandboxes the host reports unresponsive, so that
+	// each is logged once.
+	silent map[string]bool
 }
 
 // NewReconciler returns a Reconciler.
@@ -69,7 +77,7 @@ func NewReconciler(c ReconcilerConfig) *Reconciler {
 	if c.SettleGrace == 0 {
 		c.SettleGrace = 10 * time.Second
 	}
-	return &Reconciler{c: c, disagree: make(map[string]time.Time)}
+	return &Reconciler{c: c, disagree: make(map[string]time.Time), silent: make(map[string]bool)}
 }
 
 // Run reconciles every interval until ctx ends.
@@ -113,10 +121,9 @@ func (r *Reconciler) Once(ctx context.Context) error {
 	known := make(map[string]bool, len(records))
 	now := r.c.Now().UTC()
 	seen := make(map[string]time.Time)
-	// lasting reports whether the disagreement what about sb has lasted
+	// lastingKey reports whether the disagreement named k has lasted
 	// SettleGrace.
-	lasting := func(sb *wrenn.Sandbox, what string) bool {
-		k := sb.ID + " " + what + " " + sb.LastUpdated.String()
+	lastingKey := func(k string) bool {
 		first, ok := r.disagree[k]
 		if !ok {
 			first = now
@@ -124,16 +131,30 @@ func (r *Reconciler) Once(ctx context.Context) error {
 		seen[k] = first
 		return now.Sub(first) >= r.c.SettleGrace
 	}
+	// lasting is lastingKey for the disagreement what about sb as
+	// recorded now.
+	lasting := func(sb *wrenn.Sandbox, what string) bool {
+		return lastingKey(sb.ID + " " + what + " " + sb.LastUpdated.String())
+	}
+	silent := make(map[string]bool)
 	for _, sb := range records {
 		known[sb.ID] = true
 		st, held := onHost[sb.ID]
+		if st.Unresponsive {
+			silent[sb.ID] = true
+			if !r.silent[sb.ID] {
+				r.c.Logger.WarnContext(ctx, "the sandbox's guest does not answer its host agent", slog.String(attrSandboxID, sb.ID),
+					slog.String(attrTeamID, sb.TeamID))
+			}
+		}
 		switch {
 		case sb.Status == wrenn.StatusRunning && held && !st.Running && !st.Paused:
 			r.fail(ctx, sb, held, "its vm is gone")
 		case sb.Status == wrenn.StatusRunning && st.Paused:
-			// A pause the host finished and the record missed.
+			// A pause the record missed: its client was not told it
+			// happened, so it is undone.
 			if lasting(sb, "paused") {
-				r.settle(ctx, sb, wrenn.StatusPaused)
+				r.unpause(ctx, sb)
 			}
 		case sb.Status == wrenn.StatusRunning && !held:
 			if lasting(sb, "missing") {
@@ -154,6 +175,8 @@ func (r *Reconciler) Once(ctx context.Context) error {
 			r.expire(ctx, sb, now)
 		}
 	}
+	r.silent = silent
+	r.sweepTemplates(ctx, lastingKey)
 	r.disagree = seen
 	for _, st := range states {
 		if !known[st.ID] {
@@ -196,13 +219,63 @@ func (r *Reconciler) fail(ctx context.Context, sb *wrenn.Sandbox, held bool, why
 	}
 }
 
-// settle records what the host already did to sb.
-func (r *Reconciler) settle(ctx context.Context, sb *wrenn.Sandbox, to wrenn.SandboxStatus) {
-	if _, err := r.c.Store.TransitionSandbox(ctx, sb.TeamID, sb.ID, []wrenn.SandboxStatus{sb.Status}, to, r.c.Now().UTC()); err != nil {
-		r.c.Logger.WarnContext(ctx, "record sandbox state", slog.String(attrSandboxID, sb.ID), slog.Any(attrError, err))
+// unpause resumes a sandbox the record says runs but the host paused,
+// and records where it runs now.
+func (r *Reconciler) unpause(ctx context.Context, sb *wrenn.Sandbox) {
+	log := r.c.Logger.With(slog.String(attrSandboxID, sb.ID), slog.String(attrTeamID, sb.TeamID))
+	snap, ok := r.c.Host.(wrenn.Snapshotter)
+	if !ok {
+		r.fail(ctx, sb, true, "it is paused but recorded running")
 		return
 	}
-	r.c.Logger.InfoContext(ctx, "sandbox state settled", slog.String(attrSandboxID, sb.ID), slog.String(attrStatus, string(to)))
+	net, err := snap.ResumeSandbox(ctx, wrenn.SandboxSpec{ID: sb.ID, TeamID: sb.TeamID, Template: sb.Template,
+		VCPUs: sb.VCPUs, MemoryMB: sb.MemoryMB})
+	if err != nil {
+		log.WarnContext(ctx, "resume a sandbox recorded running", slog.Any(attrError, err))
+		return
+	}
+	sb.GuestIP, sb.HostIP, sb.LastUpdated = net.GuestIP, net.HostIP, r.c.Now().UTC()
+	if err := r.c.Store.UpdateSandbox(ctx, sb); err != nil {
+		log.ErrorContext(ctx, "record resumed sandbox", slog.Any(attrError, err))
+		return
+	}
+	log.InfoContext(ctx, "resumed a sandbox that was paused while recorded running")
+}
+
+// sweepTemplates removes snapshot template files the host holds that no
+// record names, once that has lasted SettleGrace (a snapshot in flight
+// has its files before its record): what an agent or control plane that
+// died mid-snapshot, or a failed delete, left.
+func (r *Reconciler) sweepTemplates(ctx context.Context, lasting func(string) bool) {
+	snap, ok := r.c.Host.(wrenn.Snapshotter)
+	if !ok {
+		return
+	}
+	held, err := snap.ListSnapshots(ctx)
+	if err != nil {
+		if wrenn.ErrorCode(err) != wrenn.EHostAgent {
+			r.c.Logger.WarnContext(ctx, "list the host's snapshot templates", slog.Any(attrError, err))
+		}
+		return
+	}
+	for _, t := range held {
+		_, err := r.c.Store.GetTemplate(ctx, t.TeamID, t.Name)
+		switch {
+		case err == nil:
+			continue
+		case wrenn.ErrorCode(err) != wrenn.ENotFound:
+			r.c.Logger.WarnContext(ctx, "look up a snapshot template", slog.Any(attrError, err))
+			continue
+		case !lasting("template " + t.TeamID + " " + t.Name):
+			continue
+		}
+		log := r.c.Logger.With(slog.String(attrTeamID, t.TeamID), slog.String(attrTemplate, t.Name))
+		if err := snap.DeleteSnapshot(ctx, t.TeamID, t.Name); err != nil {
+			log.ErrorContext(ctx, "remove template files without a record", slog.Any(attrError, err))
+			continue
+		}
+		log.WarnContext(ctx, "removed template files without a record")
+	}
 }
 
 // repause pauses again a sandbox the record says is paused but runs.

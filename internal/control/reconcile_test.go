@@ -21,6 +21,7 @@ type fakeHost struct {
 	running   map[string]bool
 	paused    map[string]bool
 	destroyed []string
+	templates map[[2]string]bool // team, name: template files it holds
 }
 
 func (h *fakeHost) agent() *mock.Agent {
@@ -44,11 +45,36 @@ func (h *fakeHost) agent() *mock.Agent {
 			h.paused[id] = true
 			return nil
 		},
+		ResumeSandboxFn: func(_ context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error) {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			if !h.paused[spec.ID] {
+				return wrenn.SandboxNet{}, wrenn.Errorf(wrenn.EConflict, "sandbox is not paused")
+			}
+			delete(h.paused, spec.ID)
+			h.running[spec.ID] = true
+			return wrenn.SandboxNet{GuestIP: "169.254.0.21", HostIP: "10.201.0.9"}, nil
+		},
 		DestroySandboxFn: func(_ context.Context, id string) error {
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			delete(h.running, id)
 			h.destroyed = append(h.destroyed, id)
+			return nil
+		},
+		ListSnapshotsFn: func(context.Context) ([]wrenn.Template, error) {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			var out []wrenn.Template
+			for k := range h.templates {
+				out = append(out, wrenn.Template{TeamID: k[0], Name: k[1], Type: wrenn.TemplateSnapshot})
+			}
+			return out, nil
+		},
+		DeleteSnapshotFn: func(_ context.Context, team, name string) error {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			delete(h.templates, [2]string{team, name})
 			return nil
 		},
 	}
@@ -117,8 +143,8 @@ func TestReconcile(t *testing.T) {
 				"sb-paused":   wrenn.StatusPaused,  // no timeout destroys a paused sandbox
 				"sb-creating": wrenn.StatusPending, // still within its grace
 				// A crash between the host's pause or resume and the record:
-				// the host's pause stands; a resume is undone.
-				"sb-pause-missed":  wrenn.StatusPaused,
+				// the record stands, and the host is brought back to it.
+				"sb-pause-missed":  wrenn.StatusRunning,
 				"sb-resume-missed": wrenn.StatusPaused,
 				"sb-paused-lost":   wrenn.StatusError,
 			}
@@ -138,6 +164,12 @@ func TestReconcile(t *testing.T) {
 			}
 			if host.running["sb-resume-missed"] || !host.paused["sb-resume-missed"] {
 				t.Error("a sandbox recorded paused still runs on the host")
+			}
+			if !host.running["sb-pause-missed"] || host.paused["sb-pause-missed"] {
+				t.Error("a sandbox recorded running is still paused on the host")
+			}
+			if sb, _ := db.GetSandbox(ctx, "team-a", "sb-pause-missed"); sb.HostIP != "10.201.0.9" {
+				t.Errorf("the resumed sandbox is recorded at %q, not where it runs now", sb.HostIP)
 			}
 			if _, ok := host.running["sb-healthy"]; !ok {
 				t.Error("a healthy sandbox was destroyed")
@@ -327,4 +359,46 @@ func (s *touchingStore) SandboxesByStatus(ctx context.Context, statuses ...wrenn
 	sbs, err := s.ReconcileStore.SandboxesByStatus(ctx, statuses...)
 	s.touch()
 	return sbs, err
+}
+
+// Template files no record names are removed once that has lasted the
+// settle grace: a snapshot in flight has its files before its record.
+func TestReconcileSweepsTemplates(t *testing.T) {
+	for _, engine := range storetest.Engines(t) {
+		t.Run(engine, func(t *testing.T) {
+			ctx := context.Background()
+			db := storetest.MustOpen(t, engine)
+			base := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+			now := base
+			if err := db.CreateAccount(ctx, &wrenn.User{ID: "usr-a", Email: "a@example.com", PasswordHash: "x", CreatedAt: base},
+				&wrenn.Team{ID: "team-a", Name: "a", CreatedAt: base}); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.PutTemplate(ctx, &wrenn.Template{Name: "kept", TeamID: "team-a", Type: wrenn.TemplateSnapshot, CreatedAt: base}); err != nil {
+				t.Fatal(err)
+			}
+			host := &fakeHost{running: map[string]bool{}, paused: map[string]bool{},
+				templates: map[[2]string]bool{{"team-a", "kept"}: true, {"team-a", "orphan"}: true, {"team-a", "in-flight"}: true}}
+			r := control.NewReconciler(control.ReconcilerConfig{Store: db, Host: host.agent(), Now: func() time.Time { return now },
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err := r.Once(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if len(host.templates) != 3 {
+				t.Fatalf("the first pass removed template files: %v", host.templates)
+			}
+			// The snapshot in flight gets its record; the orphan never does.
+			if err := db.PutTemplate(ctx, &wrenn.Template{Name: "in-flight", TeamID: "team-a", Type: wrenn.TemplateSnapshot, CreatedAt: base}); err != nil {
+				t.Fatal(err)
+			}
+			now = now.Add(11 * time.Second)
+			if err := r.Once(ctx); err != nil {
+				t.Fatal(err)
+			}
+			want := map[[2]string]bool{{"team-a", "kept"}: true, {"team-a", "in-flight"}: true}
+			if fmt.Sprint(host.templates) != fmt.Sprint(want) {
+				t.Errorf("template files left: %v, want %v", host.templates, want)
+			}
+		})
+	}
 }

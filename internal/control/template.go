@@ -101,8 +101,10 @@ func (s *Service) ListTemplates(ctx context.Context, teamID string, typ wrenn.Te
 	return s.templates.ListTemplates(ctx, teamID, typ)
 }
 
-// DeleteSnapshot removes one of the team's snapshot templates, files and
-// record. Sandboxes made from it keep running.
+// DeleteSnapshot removes one of the team's snapshot templates, record and
+// files. Sandboxes made from it keep running. The record goes first, so
+// that no record ever names files that are gone; files a failed delete
+// leaves behind are the reconciler's to remove.
 func (s *Service) DeleteSnapshot(ctx context.Context, teamID, name string) error {
 	t, err := s.templates.GetTemplate(ctx, teamID, name)
 	if err != nil {
@@ -115,11 +117,12 @@ func (s *Service) DeleteSnapshot(ctx context.Context, teamID, name string) error
 	if err != nil {
 		return err
 	}
-	if err := agent.DeleteSnapshot(ctx, teamID, name); err != nil {
-		return s.agentError(ctx, "delete the snapshot", "", err)
-	}
-	if err := s.templates.DeleteTemplate(context.WithoutCancel(ctx), teamID, name); err != nil {
+	if err := s.templates.DeleteTemplate(ctx, teamID, name); err != nil {
 		return fmt.Errorf("delete snapshot: %w", err)
+	}
+	if err := agent.DeleteSnapshot(context.WithoutCancel(ctx), teamID, name); err != nil {
+		s.log.WarnContext(ctx, "delete snapshot files; the reconciler will", slog.String(attrTeamID, teamID),
+			slog.String(attrTemplate, name), slog.Any(attrError, err))
 	}
 	return nil
 }

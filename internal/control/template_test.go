@@ -75,3 +75,33 @@ type failingPut struct {
 }
 
 func (f failingPut) PutTemplate(context.Context, *wrenn.Template) error { return f.err }
+
+// Deleting a template removes its record first: files a failed delete
+// leaves are the reconciler's to remove, and no record names files that
+// are gone.
+func TestDeleteSnapshotRecordFirst(t *testing.T) {
+	ctx := context.Background()
+	agent := &mock.Agent{
+		CreateSandboxFn: func(context.Context, wrenn.SandboxSpec) (wrenn.SandboxNet, error) { return wrenn.SandboxNet{}, nil },
+		CreateSnapshotFn: func(_ context.Context, _ string, tm *wrenn.Template) error {
+			v, m := 1, 512
+			tm.VCPUs, tm.MemoryMB = &v, &m
+			return nil
+		},
+		DeleteSnapshotFn: func(context.Context, string, string) error { return errors.New("agent unreachable") },
+	}
+	svc, db := mustService(t, "sqlite", agent)
+	sb, err := svc.CreateSandbox(ctx, "team-a", control.CreateParams{Template: "minimal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.CreateSnapshot(ctx, "team-a", control.SnapshotParams{SandboxID: sb.ID, Name: "snap"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.DeleteSnapshot(ctx, "team-a", "snap"); err != nil {
+		t.Fatalf("delete with the agent failing: %v", err)
+	}
+	if _, err := db.GetTemplate(ctx, "team-a", "snap"); wrenn.ErrorCode(err) != wrenn.ENotFound {
+		t.Errorf("the record is left: %v", err)
+	}
+}
