@@ -169,8 +169,8 @@ func (a adopter) adoptOne(ctx context.Context, rec record, dir layout.SandboxDir
 
 // adoptMachine takes over the network slot, VM and guest agent of a
 // running sandbox; on failure it lets go of what it took.
-func (a adopter) adoptMachine(ctx context.Context, rec record, dir layout.SandboxDir) (mach *machine, err error) {
-	mach = &machine{}
+func (a adopter) adoptMachine(ctx context.Context, rec record, dir layout.SandboxDir) (_ *machine, err error) {
+	mach := &machine{}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, mach.release.run(ctx))

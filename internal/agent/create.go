@@ -156,7 +156,7 @@ func (m *Manager) origin(spec wrenn.SandboxSpec) (origin, error) {
 // start makes the run directory dir and its root disk and launches a VM
 // in it as rec describes, restoring from.tmpl or booting from.base. On
 // failure it removes what it made.
-func (m *Manager) start(ctx context.Context, dir layout.SandboxDir, rec *record, from origin) (mach *machine, err error) {
+func (m *Manager) start(ctx context.Context, dir layout.SandboxDir, rec *record, from origin) (_ *machine, err error) {
 	if err := os.MkdirAll(m.cfg.Layout.Sandboxes(), 0o700); err != nil {
 		return nil, fmt.Errorf("create sandboxes dir: %w", err)
 	}
@@ -193,8 +193,8 @@ func (m *Manager) start(ctx context.Context, dir layout.SandboxDir, rec *record,
 // with a new network slot; waits for its guest agent, gives the guest its
 // identity and records rec. On failure it frees what it acquired; rec.PID
 // then says whether a VM got as far as running.
-func (m *Manager) launch(ctx context.Context, dir layout.SandboxDir, rec *record, incoming string, withRAM bool) (mach *machine, err error) {
-	mach = &machine{}
+func (m *Manager) launch(ctx context.Context, dir layout.SandboxDir, rec *record, incoming string, withRAM bool) (_ *machine, err error) {
+	mach := &machine{}
 	defer func() {
 		if err != nil {
 			logErr(m.log.With(slog.String(attrSandboxID, rec.ID)), "undo failed start", mach.release.run(context.WithoutCancel(ctx)))

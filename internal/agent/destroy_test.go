@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/wrennhq/wrenn"
 	"github.com/wrennhq/wrenn/internal/layout"
 	"github.com/wrennhq/wrenn/internal/mock"
+	"github.com/wrennhq/wrenn/internal/netslot"
 )
 
 func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -142,5 +144,53 @@ func TestListSnapshots(t *testing.T) {
 	}
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
 		t.Errorf("ListSnapshots = %+v, want %+v", got, want)
+	}
+}
+
+// failingNetwork has no slots to give.
+type failingNetwork struct{ Network }
+
+func (failingNetwork) Acquire(context.Context) (*netslot.Slot, error) {
+	return nil, errors.New("no free slot")
+}
+
+// A create that fails part way frees what it took, leaves no run
+// directory and no sandbox, and the ID can be used again.
+func TestCreateFailureUndoes(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img is not installed")
+	}
+	dir := t.TempDir()
+	rootfs := filepath.Join(dir, "root.ext4")
+	if err := os.WriteFile(rootfs, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := New(Config{Layout: layout.New(dir), Logger: discardLog(), Network: failingNetwork{},
+		Driver: &mock.Driver{NameFn: func() string { return "fake" }}, Bases: []Base{{Name: "minimal", RootFS: rootfs}}})
+	t.Cleanup(m.Close)
+	spec := wrenn.SandboxSpec{ID: wrenn.NewID(wrenn.PrefixSandbox), Template: "minimal", VCPUs: 2, MemoryMB: 256}
+	for range 2 {
+		if _, err := m.CreateSandbox(t.Context(), spec); err == nil {
+			t.Fatal("create succeeded without a network slot")
+		}
+		if list, _ := m.ListSandboxes(t.Context()); len(list) != 0 {
+			t.Fatalf("a failed create is listed: %+v", list)
+		}
+		if _, err := os.Stat(m.cfg.Layout.Sandbox(spec.ID).Path()); !os.IsNotExist(err) {
+			t.Fatalf("a failed create left its run directory: %v", err)
+		}
+	}
+}
+
+func (failingNetwork) Adopt(context.Context, int) (*netslot.Slot, error) {
+	return nil, errors.New("no such slot")
+}
+
+// Adopting a running sandbox whose network slot is gone fails, and lets
+// go of what it took.
+func TestAdoptMachineFailure(t *testing.T) {
+	a := adopter{net: failingNetwork{}, driver: &mock.Driver{NameFn: func() string { return "fake" }}, log: discardLog()}
+	if _, err := a.adoptMachine(t.Context(), record{ID: wrenn.NewID(wrenn.PrefixSandbox), Slot: 3}, "/nonexistent"); err == nil {
+		t.Fatal("adopted a sandbox without its network slot")
 	}
 }
