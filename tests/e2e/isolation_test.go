@@ -68,8 +68,9 @@ func startAgent(t testing.TB, dataDir, listen, token string) *agentProc {
 // as on several machines, with the agent's VMs killed at cleanup.
 type apart struct {
 	tb      testing.TB
-	dataDir string // the agent's
-	srvData string // the control plane's
+	env     []string // the control plane's, besides how to reach the agent
+	dataDir string   // the agent's
+	srvData string   // the control plane's
 	sock    string
 	token   string
 	agent   *agentProc
@@ -78,7 +79,13 @@ type apart struct {
 
 func startApart(tb testing.TB, token string) *apart {
 	tb.Helper()
-	a := &apart{tb: tb, dataDir: shortTempDir(tb), srvData: shortTempDir(tb), token: token}
+	return startApartEnv(tb, token)
+}
+
+// startApartEnv is startApart with more environment for the control plane.
+func startApartEnv(tb testing.TB, token string, env ...string) *apart {
+	tb.Helper()
+	a := &apart{tb: tb, dataDir: shortTempDir(tb), srvData: shortTempDir(tb), token: token, env: env}
 	requireVMs(tb)
 	tb.Cleanup(func() { killVMs(tb, a.dataDir) })
 	a.sock = "unix:" + filepath.Join(a.dataDir, "ag.sock")
@@ -90,7 +97,7 @@ func startApart(tb testing.TB, token string) *apart {
 // startServer starts a control plane that uses the agent.
 func (a *apart) startServer() *server {
 	a.tb.Helper()
-	return startServer(a.tb, a.srvData, "WRENN_AGENT_ADDR="+a.sock, "WRENN_AGENT_TOKEN="+a.token)
+	return startServer(a.tb, a.srvData, append([]string{"WRENN_AGENT_ADDR=" + a.sock, "WRENN_AGENT_TOKEN=" + a.token}, a.env...)...)
 }
 
 // restartAgent kills the agent as a crash would and starts another.
