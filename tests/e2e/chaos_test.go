@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -201,7 +199,7 @@ func (c *chaos) run(op chaosOp, id string) (int, string) {
 	case "destroy":
 		method, path = "DELETE", "/v1/sandboxes/"+id
 	}
-	code, out, err := c.a.s.try(method, path, c.key, body)
+	code, out, err := c.a.s.send(method, path, c.key, body)
 	if err != nil {
 		return 0, ""
 	}
@@ -368,36 +366,6 @@ func (c *chaos) cleanUp() {
 	for _, t := range tmpls {
 		s.must(204, "DELETE", "/v1/snapshots/"+t.Name, c.key, nil, nil)
 	}
-}
-
-// try is do for a goroutine: it returns what fails rather than failing
-// the test.
-func (s *server) try(method, path string, h hdr, body any) (int, []byte, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(context.Background(), method, s.url+path, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for k, v := range h {
-		req.Header.Set(k, v)
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, out, err
 }
 
 // tail is the last n lines of s.

@@ -5,11 +5,8 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -187,34 +184,11 @@ type hdr map[string]string
 
 func (s *server) do(method, path string, h hdr, body any) (int, []byte) {
 	s.tb.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			s.tb.Fatal(err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(context.Background(), method, s.url+path, rd)
-	if err != nil {
-		s.tb.Fatal(err)
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for k, v := range h {
-		req.Header.Set(k, v)
-	}
-	resp, err := s.client.Do(req)
+	code, out, err := s.send(method, path, h, body)
 	if err != nil {
 		s.tb.Fatalf("%s %s: %v", method, path, err)
 	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		s.tb.Fatal(err)
-	}
-	return resp.StatusCode, out
+	return code, out
 }
 
 func (s *server) must(want int, method, path string, h hdr, body, v any) {
