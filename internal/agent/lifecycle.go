@@ -21,14 +21,18 @@ import (
 //
 // The usual paths:
 //
-//	CreateSandbox ─► starting ─► running ─► pausing ─► paused ─► resuming ─┐
-//	                                ▲  │                                     │
-//	                                │  └─────────────────────────────────────┘
-//	                                ▼
-//	                          unresponsive ─► failed ─► destroying ─► gone
+//	CreateSandbox ─► starting ─► running ─► pausing ─► paused ─► resuming
+//	                              │  ▲  ▲                            │
+//	                misses checks │  │  └────────────────────────────┘
+//	                              ▼  │ answers again
+//	                          unresponsive
+//	                              │ silent past the grace period
+//	                              ▼
+//	                           failed ─► destroying ─► gone
 //
 //	pool fill ─► starting ─► pooled ─► gone (a create claimed its VM)
 //	running ─► snapshotting ─► gone (it is a template now)
+//	running, paused ─► destroying ─► gone (DestroySandbox)
 //
 // Every move, and why (lifecycle_test.go checks this list against the
 // table):
