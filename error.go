@@ -3,6 +3,7 @@ package wrenn
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Error codes are stable and machine-readable; clients may match on them.
@@ -15,6 +16,7 @@ const (
 	EConflict         = "conflict"               // the thing exists or is in the wrong state
 	ETooLarge         = "payload_too_large"      // the request body is over its limit
 	EUnsupportedMedia = "unsupported_media_type" // the body is not of a type the route takes
+	ERateLimited      = "rate_limited"           // too many attempts: try again after the error's RetryAfter
 	EHostAgent        = "host_agent_error"       // the host agent failed or cannot be reached
 	EInternal         = "internal"               // a fault of ours; details are only logged
 )
@@ -24,6 +26,8 @@ const (
 type Error struct {
 	Code    string
 	Message string
+	// RetryAfter, for ERateLimited, is how long the caller must wait.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -43,6 +47,15 @@ func ErrorCode(err error) string {
 		return e.Code
 	}
 	return EInternal
+}
+
+// RetryAfterOf returns the RetryAfter of the first *Error in err's chain,
+// or 0.
+func RetryAfterOf(err error) time.Duration {
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e.RetryAfter
+	}
+	return 0
 }
 
 // ErrorMessage returns the client-safe message of the first *Error in

@@ -7,7 +7,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -32,10 +34,12 @@ const (
 var errBadHash = errors.New("malformed password hash")
 
 // Hasher hashes and verifies passwords with argon2id. It bounds how many
-// hashes run at once so that a burst of logins cannot exhaust memory.
+// hashes run at once so that a burst of logins cannot exhaust memory, and
+// callers from different addresses (WithClient) take turns, so that a
+// flood of logins from one cannot starve another's.
 type Hasher struct {
 	params PasswordParams
-	slots  chan struct{}
+	slots  *fairSlots
 	dummy  string // verified against when there is no user, to equalize timing
 }
 
@@ -44,21 +48,86 @@ func NewHasher(p PasswordParams, concurrency int) *Hasher {
 	if concurrency < 1 {
 		concurrency = 1
 	}
-	h := &Hasher{params: p, slots: make(chan struct{}, concurrency)}
+	h := &Hasher{params: p, slots: newFairSlots(concurrency)}
 	h.dummy = h.encode(make([]byte, saltLen), argon2.IDKey([]byte("wrenn"), make([]byte, saltLen), p.Time, p.Memory, p.Threads, keyLen))
 	return h
 }
 
-func (h *Hasher) acquire(ctx context.Context) error {
-	select {
-	case h.slots <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+func (h *Hasher) acquire(ctx context.Context) error { return h.slots.acquire(ctx, clientOf(ctx)) }
+
+func (h *Hasher) release() { h.slots.release() }
+
+// fairSlots lets at most n holders in at once. Waiters queue per key and
+// the keys take turns, so one key's many waiters cannot starve another's.
+type fairSlots struct {
+	mu     sync.Mutex
+	free   int
+	queues map[string][]chan struct{}
+	turns  []string // keys with waiters, in the order of their next turn
 }
 
-func (h *Hasher) release() { <-h.slots }
+func newFairSlots(n int) *fairSlots {
+	return &fairSlots{free: n, queues: make(map[string][]chan struct{})}
+}
+
+func (f *fairSlots) acquire(ctx context.Context, key string) error {
+	f.mu.Lock()
+	if f.free > 0 && len(f.turns) == 0 {
+		f.free--
+		f.mu.Unlock()
+		return nil
+	}
+	ch := make(chan struct{})
+	if len(f.queues[key]) == 0 {
+		f.turns = append(f.turns, key)
+	}
+	f.queues[key] = append(f.queues[key], ch)
+	f.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+	}
+	f.mu.Lock()
+	q := f.queues[key]
+	i := slices.Index(q, ch)
+	if i < 0 {
+		// Handed a slot as ctx ended: give it on.
+		f.mu.Unlock()
+		f.release()
+		return ctx.Err()
+	}
+	if q = slices.Delete(q, i, i+1); len(q) > 0 {
+		f.queues[key] = q
+	} else {
+		delete(f.queues, key)
+		f.turns = slices.DeleteFunc(f.turns, func(k string) bool { return k == key })
+	}
+	f.mu.Unlock()
+	return ctx.Err()
+}
+
+// release frees a slot, or hands it to the first waiter of the key whose
+// turn it is.
+func (f *fairSlots) release() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.turns) == 0 {
+		f.free++
+		return
+	}
+	key := f.turns[0]
+	f.turns = f.turns[1:]
+	q := f.queues[key]
+	next := q[0]
+	if q = q[1:]; len(q) > 0 {
+		f.queues[key] = q
+		f.turns = append(f.turns, key)
+	} else {
+		delete(f.queues, key)
+	}
+	close(next)
+}
 
 // Hash returns the PHC-encoded argon2id hash of password with a fresh salt.
 func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {

@@ -52,6 +52,8 @@ type Config struct {
 	Keys     KeyStore
 	Hasher   *Hasher
 	Tokens   *Tokens
+	// Throttle slows failed logins; nil makes one on Now.
+	Throttle *Throttle
 	Now      func() time.Time
 	Logger   *slog.Logger
 }
@@ -63,13 +65,17 @@ type Service struct {
 	keys     KeyStore
 	hasher   *Hasher
 	tokens   *Tokens
+	throttle *Throttle
 	now      func() time.Time
 	log      *slog.Logger
 }
 
 // NewService returns a Service.
 func NewService(c Config) *Service {
-	return &Service{accounts: c.Accounts, keys: c.Keys, hasher: c.Hasher, tokens: c.Tokens, now: c.Now, log: c.Logger}
+	if c.Throttle == nil {
+		c.Throttle = NewThrottle(c.Now)
+	}
+	return &Service{accounts: c.Accounts, keys: c.Keys, hasher: c.Hasher, tokens: c.Tokens, throttle: c.Throttle, now: c.Now, log: c.Logger}
 }
 
 // Session is the result of signup or login.
@@ -108,9 +114,19 @@ func (s *Service) Signup(ctx context.Context, email, password string) (*Session,
 
 // Login checks email and password. Unknown email and wrong password fail
 // alike, in message and in time.
+//
+// Failed logins are throttled (Throttle) by the caller's address in ctx
+// (WithClient): a login that must wait is refused before its password is
+// even hashed, with the wait in the error.
 func (s *Service) Login(ctx context.Context, email, password string) (*Session, error) {
 	if email == "" || password == "" || len(email) > maxEmailLen || len(password) > MaxPasswordLen {
 		return nil, errBadCredentials
+	}
+	addr := clientOf(ctx)
+	if wait := s.throttle.Wait(email, addr); wait > 0 {
+		secs := int64((wait + time.Second - 1) / time.Second)
+		return nil, &wrenn.Error{Code: wrenn.ERateLimited, RetryAfter: wait,
+			Message: fmt.Sprintf("too many failed logins: try again in %d seconds", secs)}
 	}
 	u, err := s.accounts.UserByEmail(ctx, email)
 	encoded := ""
@@ -125,8 +141,10 @@ func (s *Service) Login(ctx context.Context, email, password string) (*Session, 
 		return nil, fmt.Errorf("login: %w", err)
 	}
 	if !ok || u == nil {
+		s.throttle.Failed(email, addr)
 		return nil, errBadCredentials
 	}
+	s.throttle.Succeeded(email, addr)
 	team, err := s.accounts.DefaultTeam(ctx, u.ID)
 	if err != nil {
 		return nil, fmt.Errorf("login: %w", err)

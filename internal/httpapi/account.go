@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"net"
 	"net/http"
 
 	"github.com/wrennhq/wrenn/internal/auth"
@@ -28,7 +29,7 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	sess, err := s.auth.Signup(r.Context(), req.Email, req.Password)
+	sess, err := s.auth.Signup(auth.WithClient(r.Context(), clientAddr(r)), req.Email, req.Password)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -42,10 +43,19 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	sess, err := s.auth.Login(r.Context(), req.Email, req.Password)
+	sess, err := s.auth.Login(auth.WithClient(r.Context(), clientAddr(r)), req.Email, req.Password)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, sessionJSON(sess))
+}
+
+// clientAddr is the address the request came from, without its port.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }

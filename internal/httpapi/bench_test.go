@@ -2,7 +2,14 @@ package httpapi_test
 
 import (
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/wrennhq/wrenn/internal/auth"
 	"github.com/wrennhq/wrenn/internal/store/storetest"
@@ -54,4 +61,73 @@ func BenchmarkLogin(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkLoginUnderFlood measures a good login from one loopback
+// address while 40 clients on another send wrong passwords as fast as
+// they are answered, each guess at an account of its own, against the
+// same login with no flood, in the same run: the throttle turns the
+// flood away before hashing, and the hasher takes turns between
+// addresses. It reports the p50 of each and their ratio.
+func BenchmarkLoginUnderFlood(b *testing.B) {
+	e := newEnv(b, "sqlite", envOptions{params: &auth.DefaultPasswordParams, noValidate: true})
+	e.signup("bench@example.com")
+	from := func(ip string) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 64}}
+	}
+	login := func(c *http.Client, email, password string) int {
+		body := fmt.Sprintf(`{"email":%q,"password":%q}`, email, password)
+		resp, err := c.Post(e.srv.URL+"/v1/auth/login", "application/json", strings.NewReader(body))
+		if err != nil {
+			b.Error(err)
+			return 0
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	user := from("127.0.0.3")
+	sample := func(n int) []time.Duration {
+		out := make([]time.Duration, n)
+		for i := range out {
+			start := time.Now()
+			if got := login(user, "bench@example.com", "correct horse"); got != http.StatusOK {
+				b.Fatalf("good login = %d", got)
+			}
+			out[i] = time.Since(start)
+		}
+		return out
+	}
+	median := func(d []time.Duration) time.Duration {
+		slices.Sort(d)
+		return d[len(d)/2]
+	}
+	n := max(b.N, 5)
+	idle := median(sample(n))
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	flood := from("127.0.0.2")
+	for i := range 40 {
+		wg.Go(func() {
+			for j := 0; ; j++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				login(flood, fmt.Sprintf("guess-%d-%d@example.com", i, j), "wrong password")
+			}
+		})
+	}
+	time.Sleep(500 * time.Millisecond) // let the flood build up
+	b.ResetTimer()
+	flooded := median(sample(n))
+	b.StopTimer()
+	close(stop)
+	wg.Wait()
+	b.ReportMetric(float64(idle.Microseconds())/1000, "idle-p50-ms")
+	b.ReportMetric(float64(flooded.Microseconds())/1000, "flood-p50-ms")
+	b.ReportMetric(float64(flooded)/float64(idle), "ratio")
 }

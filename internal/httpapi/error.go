@@ -6,6 +6,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/wrennhq/wrenn"
 )
@@ -28,6 +30,8 @@ func statusOf(code string) int {
 		return http.StatusRequestEntityTooLarge
 	case wrenn.EUnsupportedMedia:
 		return http.StatusUnsupportedMediaType
+	case wrenn.ERateLimited:
+		return http.StatusTooManyRequests
 	case wrenn.EHostAgent:
 		return http.StatusBadGateway
 	default:
@@ -56,6 +60,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		}
 		s.log.ErrorContext(r.Context(), "request failed", slog.String(attrMethod, r.Method),
 			slog.String(attrPath, r.URL.Path), slog.Any(attrError, err))
+	}
+	if d := wrenn.RetryAfterOf(err); d > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
 	}
 	writeJSON(w, statusOf(code), errorBody{Error: errorDetail{Code: code, Message: msg}})
 }

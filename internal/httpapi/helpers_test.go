@@ -37,6 +37,7 @@ type envOptions struct {
 	maxUpload  int64
 	params     *auth.PasswordParams
 	noValidate bool // for benchmarks: skip spec validation
+	throttle   *auth.Throttle
 }
 
 func newEnv(tb testing.TB, engine string, o envOptions) *env {
@@ -49,9 +50,10 @@ func newEnv(tb testing.TB, engine string, o envOptions) *env {
 	}
 	authSvc := auth.NewService(auth.Config{
 		Accounts: db, Keys: db,
-		Hasher: auth.NewHasher(params, 4),
-		Tokens: auth.NewTokens([]byte(strings.Repeat("k", 32)), time.Now),
-		Now:    time.Now, Logger: log,
+		Hasher:   auth.NewHasher(params, 4),
+		Tokens:   auth.NewTokens([]byte(strings.Repeat("k", 32)), time.Now),
+		Throttle: o.throttle,
+		Now:      time.Now, Logger: log,
 	})
 	ctl := control.NewService(control.Config{Sandboxes: db, Templates: db, Agent: o.agent, Now: time.Now, Logger: log})
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{Auth: authSvc, Control: ctl, Logger: log, MaxUploadBytes: o.maxUpload}))
@@ -83,6 +85,22 @@ func (e *env) do(method, path string, h hdr, body any) (int, []byte) {
 
 // send is do without a test to fail, for fuzz targets.
 func (e *env) send(method, path string, h hdr, body any) (int, []byte, error) {
+	status, out, _, err := e.exchange(method, path, h, body)
+	return status, out, err
+}
+
+// sendHeader is do that also returns the response's header.
+func (e *env) sendHeader(method, path string, h hdr, body any) (int, []byte, http.Header) {
+	e.tb.Helper()
+	status, out, header, err := e.exchange(method, path, h, body)
+	if err != nil {
+		e.tb.Fatalf("%s %s: %v", method, path, err)
+	}
+	return status, out, header
+}
+
+// exchange sends a request and returns the whole answer.
+func (e *env) exchange(method, path string, h hdr, body any) (int, []byte, http.Header, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -93,13 +111,13 @@ func (e *env) send(method, path string, h hdr, body any) (int, []byte, error) {
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
-			return 0, nil, err
+			return 0, nil, nil, err
 		}
 		rd = bytes.NewReader(j)
 	}
 	req, err := http.NewRequest(method, e.srv.URL+path, rd)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -109,11 +127,11 @@ func (e *env) send(method, path string, h hdr, body any) (int, []byte, error) {
 	}
 	resp, err := e.client.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
 	out, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, out, err
+	return resp.StatusCode, out, resp.Header, err
 }
 
 // must sends like do and fails the test unless the status is want; it
