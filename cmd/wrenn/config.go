@@ -36,6 +36,8 @@ type serverConfig struct {
 	// defaults.
 	ReconcileInterval time.Duration
 	SettleGrace       time.Duration
+	// ConnsPerClient bounds the connections one client address holds.
+	ConnsPerClient int
 }
 
 // Environment variables `wrenn server` reads.
@@ -50,6 +52,7 @@ const (
 	// long they may disagree before the reconciler acts.
 	envReconcileInterval = "WRENN_RECONCILE_INTERVAL"
 	envSettleGrace       = "WRENN_SETTLE_GRACE"
+	envConnsPerClient    = "WRENN_MAX_CONNS_PER_CLIENT"
 )
 
 // envDuration reads a positive duration ("10s", "250ms") from key; unset

@@ -60,6 +60,12 @@ func serverCommand() *cobra.Command {
 			if cfg.SettleGrace, err = envDuration(envSettleGrace); err != nil {
 				return err
 			}
+			cfg.ConnsPerClient = httpapi.DefaultConnsPerClient
+			if v := os.Getenv(envConnsPerClient); v != "" {
+				if cfg.ConnsPerClient, err = strconv.Atoi(v); err != nil || cfg.ConnsPerClient < 1 {
+					return fmt.Errorf("%s must be a positive number of connections", envConnsPerClient)
+				}
+			}
 			cfg.DatabaseURL = os.Getenv(envDatabase)
 			cfg.JWTSecret = os.Getenv(envJWTSecret)
 			if cfg.LogLevel, err = parseLevel(os.Getenv(envLogLevel)); err != nil {
@@ -135,6 +141,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	ln = httpapi.LimitConns(ln, cfg.ConnsPerClient)
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -36,6 +36,10 @@ type Config struct {
 	// MaxUploadBytes bounds POST /v1/sandboxes/{id}/files/write; 0 means
 	// DefaultMaxUploadBytes. The streaming upload has no bound.
 	MaxUploadBytes int64
+	// BodyGrace and MinBodyRate set the pace request bodies must keep
+	// (edge.go); 0 means DefaultBodyGrace and DefaultMinBodyRate.
+	BodyGrace   time.Duration
+	MinBodyRate int64
 }
 
 // Server is the public API.
@@ -45,15 +49,25 @@ type Server struct {
 	log       *slog.Logger
 	maxUpload int64
 	handler   http.Handler
+
+	bodyGrace   time.Duration
+	minBodyRate int64
 }
 
 // New returns a Server with its routes.
 func New(c Config) *Server {
-	s := &Server{auth: c.Auth, control: c.Control, log: c.Logger, maxUpload: c.MaxUploadBytes}
+	s := &Server{auth: c.Auth, control: c.Control, log: c.Logger, maxUpload: c.MaxUploadBytes,
+		bodyGrace: c.BodyGrace, minBodyRate: c.MinBodyRate}
 	if s.maxUpload <= 0 {
 		s.maxUpload = DefaultMaxUploadBytes
 	}
-	s.handler = s.recoverer(s.logRequests(s.routes()))
+	if s.bodyGrace <= 0 {
+		s.bodyGrace = DefaultBodyGrace
+	}
+	if s.minBodyRate <= 0 {
+		s.minBodyRate = DefaultMinBodyRate
+	}
+	s.handler = s.recoverer(s.logRequests(s.paceBodies(s.routes())))
 	return s
 }
 
