@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wrennhq/wrenn"
+	"github.com/wrennhq/wrenn/internal/clocktest"
 	"github.com/wrennhq/wrenn/internal/envd"
 )
 
@@ -23,23 +24,6 @@ func (f *freezable) Write(b []byte) (int, error) {
 	f.mu.Lock()
 	f.mu.Unlock() //nolint:staticcheck // waiting for the thaw, not guarding anything
 	return f.Conn.Write(b)
-}
-
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }
 
 type fakeHealthHost struct {
@@ -81,7 +65,7 @@ func TestHealthCheck(t *testing.T) {
 	sb := newSandbox(id, "", discardLog(), lcRunning)
 	sb.mach = &machine{envd: client}
 	host := &fakeHealthHost{sbs: []*sandbox{sb}}
-	clock := &fakeClock{now: time.Unix(1e9, 0)}
+	clock := clocktest.New(time.Unix(1e9, 0))
 	h := &health{c: HealthConfig{Timeout: 200 * time.Millisecond, Grace: 30 * time.Second}.withDefaults(), host: host, now: clock.Now}
 
 	step := func(want lifecycle) {
@@ -94,13 +78,13 @@ func TestHealthCheck(t *testing.T) {
 	step(lcRunning)
 	guest.mu.Lock()
 	step(lcUnresponsive)
-	clock.Add(20 * time.Second)
+	clock.Advance(20 * time.Second)
 	step(lcUnresponsive) // within the grace period
 	guest.mu.Unlock()
 	step(lcRunning)
 	guest.mu.Lock()
 	step(lcUnresponsive)
-	clock.Add(31 * time.Second)
+	clock.Advance(31 * time.Second)
 	step(lcFailed)
 	guest.mu.Unlock()
 	if len(host.failed) != 1 {

@@ -3,30 +3,14 @@ package auth
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/wrennhq/wrenn/internal/clocktest"
 )
 
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 func TestThrottlePerAccountAndAddress(t *testing.T) {
-	clock := &testClock{now: time.Unix(1e9, 0)}
+	clock := clocktest.New(time.Unix(1e9, 0))
 	th := NewThrottle(clock.Now)
 	// A guesser at one account from one address: five free, then 1 s,
 	// 2 s, 4 s...
@@ -40,7 +24,7 @@ func TestThrottlePerAccountAndAddress(t *testing.T) {
 	if w := th.Wait("a@x.com", "10.0.0.9"); w != time.Second {
 		t.Fatalf("wait %s, want 1s", w)
 	}
-	clock.Add(time.Second)
+	clock.Advance(time.Second)
 	th.Failed("a@x.com", "10.0.0.9")
 	if w := th.Wait("a@x.com", "10.0.0.9"); w != 2*time.Second {
 		t.Fatalf("wait %s, want 2s", w)
@@ -54,7 +38,7 @@ func TestThrottlePerAccountAndAddress(t *testing.T) {
 		t.Errorf("another account waits %s", w)
 	}
 	// Forgotten after a quiet spell.
-	clock.Add(throttleForget + time.Second)
+	clock.Advance(throttleForget + time.Second)
 	th.Failed("a@x.com", "10.0.0.9")
 	if w := th.Wait("a@x.com", "10.0.0.9"); w != 0 {
 		t.Errorf("wait %s after a quiet spell", w)
@@ -62,7 +46,7 @@ func TestThrottlePerAccountAndAddress(t *testing.T) {
 }
 
 func TestThrottleSparesTheOwner(t *testing.T) {
-	clock := &testClock{now: time.Unix(1e9, 0)}
+	clock := clocktest.New(time.Unix(1e9, 0))
 	th := NewThrottle(clock.Now)
 	th.Succeeded("a@x.com", "192.0.2.1") // the owner's address
 	// Guessers spread over many addresses: the account's rule holds them.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wrennhq/wrenn"
+	"github.com/wrennhq/wrenn/internal/clocktest"
 	"github.com/wrennhq/wrenn/internal/control"
 	"github.com/wrennhq/wrenn/internal/mock"
 	"github.com/wrennhq/wrenn/internal/store"
@@ -40,7 +41,7 @@ type activityFixture struct {
 	svc     *control.Service
 	rec     *control.Reconciler
 	db      *store.DB
-	clock   *fakeClock
+	clock   *clocktest.Clock
 	release chan struct{}
 
 	mu        sync.Mutex
@@ -51,7 +52,7 @@ func newActivityFixture(t *testing.T, engine string) *activityFixture {
 	t.Helper()
 	ctx := context.Background()
 	base := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
-	f := &activityFixture{db: storetest.MustOpen(t, engine), clock: newFakeClock(base), release: make(chan struct{})}
+	f := &activityFixture{db: storetest.MustOpen(t, engine), clock: clocktest.New(base), release: make(chan struct{})}
 	if err := f.db.CreateAccount(ctx, &wrenn.User{ID: "usr-a", Email: "a@example.com", PasswordHash: "x", CreatedAt: base},
 		&wrenn.Team{ID: "team-a", Name: "a", CreatedAt: base}); err != nil {
 		t.Fatal(err)

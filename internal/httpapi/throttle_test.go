@@ -3,30 +3,13 @@ package httpapi_test
 import (
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/auth"
+	"github.com/wrennhq/wrenn/internal/clocktest"
 	"github.com/wrennhq/wrenn/internal/store/storetest"
 )
-
-type stepClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *stepClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *stepClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // Failed logins are throttled: past the free ones, a login from that
 // address to that account is a 429 with Retry-After and the envelope,
@@ -34,7 +17,7 @@ func (c *stepClock) Add(d time.Duration) {
 func TestLoginThrottle(t *testing.T) {
 	for _, engine := range storetest.Engines(t) {
 		t.Run(engine, func(t *testing.T) {
-			clock := &stepClock{now: time.Unix(1e9, 0)}
+			clock := clocktest.New(time.Unix(1e9, 0))
 			e := newEnv(t, engine, envOptions{throttle: auth.NewThrottle(clock.Now)})
 			good := map[string]string{"email": "t@example.com", "password": "right password"}
 			bad := map[string]string{"email": "t@example.com", "password": "wrong password"}
@@ -48,7 +31,7 @@ func TestLoginThrottle(t *testing.T) {
 			if status != http.StatusTooManyRequests || header.Get("Retry-After") != "1" || !strings.Contains(string(body), `"rate_limited"`) {
 				t.Fatalf("login past the limit = %d, Retry-After %q: %s", status, header.Get("Retry-After"), body)
 			}
-			clock.Add(time.Second)
+			clock.Advance(time.Second)
 			e.must(http.StatusOK, "POST", "/v1/auth/login", nil, good, nil)
 		})
 	}

@@ -1,4 +1,6 @@
-package control_test
+// Package clocktest is a fake clock for tests of code that takes its time
+// from an injected clock (a now func, an after func). Only tests import it.
+package clocktest
 
 import (
 	"sync"
@@ -6,9 +8,9 @@ import (
 	"time"
 )
 
-// fakeClock is a clock that moves only when told. Its After channels fire
+// Clock is a clock that moves only when told, safe for concurrent use. Its After channels fire
 // when Advance passes their time.
-type fakeClock struct {
+type Clock struct {
 	mu      sync.Mutex
 	now     time.Time
 	waiters []clockWaiter
@@ -20,17 +22,20 @@ type clockWaiter struct {
 	c  chan time.Time
 }
 
-func newFakeClock(now time.Time) *fakeClock {
-	return &fakeClock{now: now, waited: make(chan struct{}, 1)}
+// New returns a Clock reading now.
+func New(now time.Time) *Clock {
+	return &Clock{now: now, waited: make(chan struct{}, 1)}
 }
 
-func (c *fakeClock) Now() time.Time {
+// Now is the clock's time.
+func (c *Clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.now
 }
 
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+// After is time.After on this clock.
+func (c *Clock) After(d time.Duration) <-chan time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ch := make(chan time.Time, 1)
@@ -43,7 +48,7 @@ func (c *fakeClock) After(d time.Duration) <-chan time.Time {
 }
 
 // Advance moves the clock by d and fires what is due.
-func (c *fakeClock) Advance(d time.Duration) {
+func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
@@ -58,8 +63,8 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.waiters = kept
 }
 
-// pending reports how many After calls wait to fire.
-func (c *fakeClock) pending() int {
+// Pending reports how many After calls wait to fire.
+func (c *Clock) Pending() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.waiters)
@@ -69,10 +74,10 @@ func (c *fakeClock) pending() int {
 // goroutine pacing itself by After gets each tick: it waits (in real time,
 // at most grace) for a waiter first. Nothing waiting is not an error: the
 // clock then just moves.
-func (c *fakeClock) AdvanceWaited(tb testing.TB, d, grace time.Duration) {
+func (c *Clock) AdvanceWaited(tb testing.TB, d, grace time.Duration) {
 	tb.Helper()
 	deadline := time.After(grace)
-	for c.pending() == 0 {
+	for c.Pending() == 0 {
 		select {
 		case <-c.waited:
 		case <-deadline:
