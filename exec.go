@@ -11,6 +11,7 @@ type SandboxSpec struct {
 	TemplateTeamID string
 	VCPUs          int
 	MemoryMB       int
+	Network        Network
 }
 
 // SandboxNet is how a started sandbox is reached on its host.

@@ -97,6 +97,7 @@ type Sandbox struct {
 	GuestIP      string
 	HostIP       string
 	HostID       string // the host agent that owns the VM; empty until placed
+	Network      Network
 	CreatedAt    time.Time
 	StartedAt    *time.Time
 	LastActiveAt *time.Time

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wrennhq/wrenn/internal/control"
+
 	"github.com/joho/godotenv"
 )
 
@@ -38,6 +40,8 @@ type serverConfig struct {
 	SettleGrace       time.Duration
 	// ConnsPerClient bounds the connections one client address holds.
 	ConnsPerClient int
+	// Network is the operator's say in sandboxes' egress policies.
+	Network control.NetworkConfig
 }
 
 // Environment variables `wrenn server` reads.

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -50,6 +51,10 @@ type hostConfig struct {
 	TCGCPU    string // the CPU model guests see under TCG; "" for the default
 	PoolSize  int    // sandboxes kept ready per base template
 	SourceDir string // the checkout envd is built from
+	// EgressOpen are the non-public ranges sandboxes may be allowed to
+	// reach; DNSUpstream the servers their resolvers ask.
+	EgressOpen  []netip.Prefix
+	DNSUpstream []string
 }
 
 // hostConfigFromEnv reads and checks the host agent's settings.
@@ -72,6 +77,12 @@ func hostConfigFromEnv() (hostConfig, error) {
 		return c, err
 	}
 	c.SourceDir = src
+	if c.EgressOpen, err = openedFromEnv(); err != nil {
+		return c, err
+	}
+	if c.DNSUpstream, err = upstreamFromEnv(); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -102,7 +113,7 @@ func startHost(ctx context.Context, paths layout.Layout, hc hostConfig, log *slo
 		return nil, err
 	}
 	driver.Accel(ctx, kernel)
-	nm, err := netslot.NewManager(ctx, netslot.Config{Logger: log})
+	nm, err := netslot.NewManager(ctx, netslot.Config{Logger: log, Opened: hc.EgressOpen, Upstream: hc.DNSUpstream})
 	if err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}

@@ -182,6 +182,14 @@ func (a adopter) adoptMachine(ctx context.Context, rec record, dir layout.Sandbo
 	}
 	mach.net = wrenn.SandboxNet{GuestIP: slot.GuestIP.String(), HostIP: slot.HostIP.String()}
 	mach.release.addBackground(func(ctx context.Context) error { return a.net.Release(ctx, slot) })
+	mach.slot = slot
+	if rec.Network != nil {
+		// The rules are still in the slot; its resolver ended with the
+		// agent that started it.
+		if err := a.net.SetEgress(ctx, slot, *rec.Network); err != nil {
+			return nil, fmt.Errorf("egress policy: %w", err)
+		}
+	}
 	vm, err := a.driver.Adopt(ctx, vmConfig(rec, dir), rec.PID)
 	if err != nil {
 		return nil, err

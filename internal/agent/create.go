@@ -56,7 +56,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (ne
 	}
 	rec := record{ID: spec.ID, TeamID: spec.TeamID, Template: spec.Template, VCPUs: spec.VCPUs, MemoryMB: spec.MemoryMB,
 		Driver: m.cfg.Driver.Name(), Base: from.base.Name, Kernel: from.base.Kernel,
-		OwnMemory: from.tmpl == "", FromSnapshot: from.tmpl != "", CreatedAt: m.cfg.Now().UTC()}
+		OwnMemory: from.tmpl == "", FromSnapshot: from.tmpl != "", CreatedAt: m.cfg.Now().UTC(), Network: &spec.Network}
 	sb, err := m.reserve(spec.ID)
 	if err != nil {
 		return net, err
@@ -205,7 +205,13 @@ func (m *Manager) launch(ctx context.Context, dir layout.SandboxDir, rec *record
 		return nil, fmt.Errorf("acquire network slot: %w", err)
 	}
 	mach.release.addBackground(func(ctx context.Context) error { return m.cfg.Network.Release(ctx, slot) })
+	mach.slot = slot
 	rec.Slot = slot.Index
+	if rec.Network != nil {
+		if err := m.cfg.Network.SetEgress(ctx, slot, *rec.Network); err != nil {
+			return nil, fmt.Errorf("egress policy: %w", err)
+		}
+	}
 	mach.net = wrenn.SandboxNet{GuestIP: slot.GuestIP.String(), HostIP: slot.HostIP.String()}
 
 	tap, err := slot.OpenTap()

@@ -9,6 +9,7 @@ import (
 	"github.com/wrennhq/wrenn"
 	"github.com/wrennhq/wrenn/internal/envd"
 	"github.com/wrennhq/wrenn/internal/layout"
+	"github.com/wrennhq/wrenn/internal/netslot"
 	"github.com/wrennhq/wrenn/internal/vmm"
 )
 
@@ -164,6 +165,7 @@ type sandbox struct {
 type machine struct {
 	vm      vmm.VM
 	envd    *envd.Client
+	slot    *netslot.Slot
 	net     wrenn.SandboxNet
 	release cleanup
 }

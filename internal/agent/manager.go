@@ -21,6 +21,9 @@ type Network interface {
 	Release(ctx context.Context, s *netslot.Slot) error
 	Adopt(ctx context.Context, index int) (*netslot.Slot, error)
 	Sweep(ctx context.Context, inUse []int) error
+	// SetEgress gives a slot its sandbox's egress policy; until then the
+	// slot reaches nothing.
+	SetEgress(ctx context.Context, s *netslot.Slot, n wrenn.Network) error
 }
 
 // Base is a base template the agent can start sandboxes from.

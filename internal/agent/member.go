@@ -127,7 +127,10 @@ func (m *Manager) claimMember(ctx context.Context, sb *sandbox, rec record, p *s
 	}
 	rec.Kernel, rec.PID, rec.Slot = prec.Kernel, prec.PID, prec.Slot
 	rec.FromSnapshot, rec.OwnMemory = true, false
-	err = m.initGuest(ctx, mach.envd, rec.ID)
+	err = m.cfg.Network.SetEgress(ctx, mach.slot, *rec.Network)
+	if err == nil {
+		err = m.initGuest(ctx, mach.envd, rec.ID)
+	}
 	if err == nil {
 		err = writeRecord(p.dir, rec)
 	}

@@ -119,6 +119,7 @@ func (m *Manager) ResumeSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wr
 	rec := paused
 	// A private-memory snapshot holds the RAM: load it into a file of its own.
 	rec.Paused, rec.OwnMemory = false, true
+	rec.Network = &spec.Network // the control plane's record is the one kept
 	mach, err := m.launch(ctx, sb.dir, &rec, sb.dir.VMState(), !paused.OwnMemory)
 	if err != nil {
 		if rec.PID != 0 {

@@ -42,8 +42,11 @@ type record struct {
 	// Resuming: a resume began. Once the guest has run, memory and disk
 	// no longer match the snapshot, so an agent that finds this set after
 	// a crash cannot trust the paused state and gives the sandbox up.
-	Resuming  bool      `json:"resuming,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
+	Resuming bool `json:"resuming,omitempty"`
+	// Network is the sandbox's egress policy; nil for the agent's own
+	// sandboxes, whose slots reach nothing.
+	Network   *wrenn.Network `json:"network,omitempty"`
+	CreatedAt time.Time      `json:"created_at"`
 }
 
 func writeRecord(dir layout.SandboxDir, rec record) error {

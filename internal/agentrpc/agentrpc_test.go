@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -269,8 +270,9 @@ func TestSnapshotRoundTrips(t *testing.T) {
 			return nil
 		},
 		ResumeSandboxFn: func(_ context.Context, s wrenn.SandboxSpec) (wrenn.SandboxNet, error) {
-			want := wrenn.SandboxSpec{ID: "sb-2", TeamID: "t1", Template: "snap", TemplateTeamID: "t1", VCPUs: 2, MemoryMB: 512}
-			if s != want {
+			want := wrenn.SandboxSpec{ID: "sb-2", TeamID: "t1", Template: "snap", TemplateTeamID: "t1", VCPUs: 2, MemoryMB: 512,
+				Network: wrenn.Network{AllowOut: []string{"pypi.org"}, DenyOut: []string{"0.0.0.0/0"}}}
+			if !reflect.DeepEqual(s, want) {
 				return wrenn.SandboxNet{}, wrenn.Errorf(wrenn.EInvalid, "spec %+v, want %+v", s, want)
 			}
 			return wrenn.SandboxNet{GuestIP: "169.254.0.21", HostIP: "10.201.0.5"}, nil
@@ -315,7 +317,8 @@ func TestSnapshotRoundTrips(t *testing.T) {
 		t.Errorf("pause of a busy sandbox: %v, want conflict", err)
 	}
 
-	net, err := c.ResumeSandbox(ctx, wrenn.SandboxSpec{ID: "sb-2", TeamID: "t1", Template: "snap", TemplateTeamID: "t1", VCPUs: 2, MemoryMB: 512})
+	net, err := c.ResumeSandbox(ctx, wrenn.SandboxSpec{ID: "sb-2", TeamID: "t1", Template: "snap", TemplateTeamID: "t1", VCPUs: 2, MemoryMB: 512,
+		Network: wrenn.Network{AllowOut: []string{"pypi.org"}, DenyOut: []string{"0.0.0.0/0"}}})
 	if err != nil || net.GuestIP != "169.254.0.21" || net.HostIP != "10.201.0.5" {
 		t.Errorf("resume = %+v, %v", net, err)
 	}

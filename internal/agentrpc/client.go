@@ -75,7 +75,7 @@ func (c *Client) Info(ctx context.Context) (*wrenn.HostInfo, error) {
 func (c *Client) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error) {
 	resp, err := c.rpc.CreateSandbox(ctx, connect.NewRequest(&agentv1.CreateSandboxRequest{
 		SandboxId: spec.ID, TeamId: spec.TeamID, Template: spec.Template, TemplateTeamId: spec.TemplateTeamID,
-		Vcpus: int32(spec.VCPUs), MemoryMb: int32(spec.MemoryMB),
+		Vcpus: int32(spec.VCPUs), MemoryMb: int32(spec.MemoryMB), Network: networkToProto(spec.Network),
 	}))
 	if err != nil {
 		return wrenn.SandboxNet{}, fromConnect(err)
@@ -305,7 +305,7 @@ func (c *Client) PauseSandbox(ctx context.Context, id string) error {
 func (c *Client) ResumeSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error) {
 	resp, err := c.rpc.ResumeSandbox(ctx, connect.NewRequest(&agentv1.ResumeSandboxRequest{
 		SandboxId: spec.ID, TeamId: spec.TeamID, Template: spec.Template, TemplateTeamId: spec.TemplateTeamID,
-		Vcpus: int32(spec.VCPUs), MemoryMb: int32(spec.MemoryMB),
+		Vcpus: int32(spec.VCPUs), MemoryMb: int32(spec.MemoryMB), Network: networkToProto(spec.Network),
 	}))
 	if err != nil {
 		return wrenn.SandboxNet{}, fromSnapshotConnect(err)
@@ -360,4 +360,17 @@ func optInt(v *int32) *int {
 	}
 	n := int(*v)
 	return &n
+}
+
+func networkToProto(n wrenn.Network) *agentv1.Network {
+	return &agentv1.Network{Internet: n.Internet, AllowOut: n.AllowOut, DenyOut: n.DenyOut}
+}
+
+// networkFromProto is the policy a request carries; one without a policy
+// (from a control plane older than policies) gets the default.
+func networkFromProto(n *agentv1.Network) wrenn.Network {
+	if n == nil {
+		return wrenn.DefaultNetwork
+	}
+	return wrenn.Network{Internet: n.Internet, AllowOut: n.AllowOut, DenyOut: n.DenyOut}
 }

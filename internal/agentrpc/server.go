@@ -90,7 +90,7 @@ func (s *server) CreateSandbox(ctx context.Context, req *connect.Request[agentv1
 	m := req.Msg
 	net, err := s.host.CreateSandbox(ctx, wrenn.SandboxSpec{
 		ID: m.SandboxId, TeamID: m.TeamId, Template: m.Template, TemplateTeamID: m.TemplateTeamId,
-		VCPUs: int(m.Vcpus), MemoryMB: int(m.MemoryMb),
+		VCPUs: int(m.Vcpus), MemoryMB: int(m.MemoryMb), Network: networkFromProto(m.Network),
 	})
 	if err != nil {
 		return nil, toConnect(err)
@@ -265,7 +265,7 @@ func (s *server) ResumeSandbox(ctx context.Context, req *connect.Request[agentv1
 	m := req.Msg
 	net, err := sn.ResumeSandbox(ctx, wrenn.SandboxSpec{
 		ID: m.SandboxId, TeamID: m.TeamId, Template: m.Template, TemplateTeamID: m.TemplateTeamId,
-		VCPUs: int(m.Vcpus), MemoryMB: int(m.MemoryMb),
+		VCPUs: int(m.Vcpus), MemoryMB: int(m.MemoryMb), Network: networkFromProto(m.Network),
 	})
 	if err != nil {
 		return nil, toConnect(err)

@@ -229,7 +229,7 @@ func (r *Reconciler) unpause(ctx context.Context, sb *wrenn.Sandbox) {
 		return
 	}
 	net, err := snap.ResumeSandbox(ctx, wrenn.SandboxSpec{ID: sb.ID, TeamID: sb.TeamID, Template: sb.Template,
-		VCPUs: sb.VCPUs, MemoryMB: sb.MemoryMB})
+		VCPUs: sb.VCPUs, MemoryMB: sb.MemoryMB, Network: sb.Network})
 	if err != nil {
 		log.WarnContext(ctx, "resume a sandbox recorded running", slog.Any(attrError, err))
 		return

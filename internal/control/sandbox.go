@@ -38,6 +38,9 @@ type CreateParams struct {
 	VCPUs      int
 	MemoryMB   int
 	TimeoutSec int
+	// Network is the sandbox's egress policy; nil takes the operator's
+	// default (Config.Network).
+	Network *wrenn.Network
 }
 
 func (p CreateParams) validate() error {
@@ -59,6 +62,14 @@ func (p CreateParams) validate() error {
 func (s *Service) CreateSandbox(ctx context.Context, teamID string, p CreateParams) (*wrenn.Sandbox, error) {
 	if err := p.validate(); err != nil {
 		return nil, err
+	}
+	network := *s.network.Default
+	if p.Network != nil {
+		n, err := p.Network.Normalize(s.network.Opened)
+		if err != nil {
+			return nil, err
+		}
+		network = n
 	}
 	tmpl, err := s.templates.GetTemplate(ctx, teamID, p.Template)
 	if wrenn.ErrorCode(err) == wrenn.ENotFound {
@@ -84,6 +95,7 @@ func (s *Service) CreateSandbox(ctx context.Context, teamID string, p CreatePara
 		MemoryMB:    p.MemoryMB,
 		TimeoutSec:  p.TimeoutSec,
 		HostID:      s.hostID,
+		Network:     network,
 		CreatedAt:   now,
 		LastUpdated: now,
 	}
@@ -93,7 +105,7 @@ func (s *Service) CreateSandbox(ctx context.Context, teamID string, p CreatePara
 	log := s.log.With(slog.String(attrSandboxID, sb.ID), slog.String(attrTeamID, teamID))
 	net, err := agent.CreateSandbox(ctx, wrenn.SandboxSpec{
 		ID: sb.ID, TeamID: teamID, Template: tmpl.Name, TemplateTeamID: tmpl.TeamID,
-		VCPUs: sb.VCPUs, MemoryMB: sb.MemoryMB,
+		VCPUs: sb.VCPUs, MemoryMB: sb.MemoryMB, Network: sb.Network,
 	})
 	if err != nil {
 		s.forget(ctx, log, sb)
@@ -259,7 +271,7 @@ func (s *Service) ResumeSandbox(ctx context.Context, teamID, id string) (*wrenn.
 		return nil, err
 	}
 	net, err := agent.ResumeSandbox(ctx, wrenn.SandboxSpec{
-		ID: sb.ID, TeamID: teamID, Template: sb.Template, VCPUs: sb.VCPUs, MemoryMB: sb.MemoryMB,
+		ID: sb.ID, TeamID: teamID, Template: sb.Template, VCPUs: sb.VCPUs, MemoryMB: sb.MemoryMB, Network: sb.Network,
 	})
 	if err != nil {
 		return nil, s.agentError(ctx, "resume the sandbox", id, err)

@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/wrennhq/wrenn"
@@ -23,6 +24,14 @@ type Config struct {
 	// time.After. It paces the marks of activity of running operations.
 	After  func(time.Duration) <-chan time.Time
 	Logger *slog.Logger
+	// Network is the operator's egress settings.
+	Network NetworkConfig
+}
+
+// NetworkConfig is the operator's say in sandboxes' egress policies.
+type NetworkConfig struct {
+	Default *wrenn.Network // the policy of a sandbox created without one; nil: wrenn.DefaultNetwork
+	Opened  []netip.Prefix // non-public ranges sandboxes may be allowed to reach
 }
 
 // Service is the control plane's sandbox and template use cases.
@@ -34,6 +43,7 @@ type Service struct {
 	now       func() time.Time
 	after     func(time.Duration) <-chan time.Time
 	log       *slog.Logger
+	network   NetworkConfig
 }
 
 // NewService returns a Service.
@@ -42,7 +52,11 @@ func NewService(c Config) *Service {
 	if after == nil {
 		after = time.After
 	}
-	return &Service{sandboxes: c.Sandboxes, templates: c.Templates, agent: c.Agent, hostID: c.HostID, now: c.Now, after: after, log: c.Logger}
+	if c.Network.Default == nil {
+		c.Network.Default = &wrenn.DefaultNetwork
+	}
+	return &Service{sandboxes: c.Sandboxes, templates: c.Templates, agent: c.Agent, hostID: c.HostID, now: c.Now, after: after, log: c.Logger,
+		network: c.Network}
 }
 
 // Log attribute keys.
@@ -91,3 +105,6 @@ func (s *Service) agentError(ctx context.Context, op, sandboxID string, err erro
 }
 
 func (s *Service) nowUTC() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+
+// DefaultNetwork is the egress policy of a sandbox created without one.
+func (s *Service) DefaultNetwork() wrenn.Network { return *s.network.Default }

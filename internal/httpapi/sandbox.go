@@ -27,12 +27,44 @@ type sandboxJSON struct {
 	StartedAt    *time.Time          `json:"started_at"`
 	LastActiveAt *time.Time          `json:"last_active_at"`
 	LastUpdated  time.Time           `json:"last_updated"`
+	// Beyond the contract: the sandbox's egress policy (wrenn.Network),
+	// in the words of E2B's API, which users know.
+	AllowInternetAccess bool        `json:"allow_internet_access"`
+	Network             networkJSON `json:"network"`
+}
+
+// networkJSON is the lists of an egress policy, as requested and reported.
+type networkJSON struct {
+	AllowOut []string `json:"allow_out"`
+	DenyOut  []string `json:"deny_out"`
 }
 
 func sandboxOut(sb *wrenn.Sandbox) sandboxJSON {
 	return sandboxJSON{ID: sb.ID, Status: sb.Status, Template: sb.Template, VCPUs: sb.VCPUs, MemoryMB: sb.MemoryMB,
 		TimeoutSec: sb.TimeoutSec, GuestIP: sb.GuestIP, HostIP: sb.HostIP, CreatedAt: sb.CreatedAt,
-		StartedAt: sb.StartedAt, LastActiveAt: sb.LastActiveAt, LastUpdated: sb.LastUpdated}
+		StartedAt: sb.StartedAt, LastActiveAt: sb.LastActiveAt, LastUpdated: sb.LastUpdated,
+		AllowInternetAccess: sb.Network.Internet,
+		Network: networkJSON{
+			AllowOut: append([]string{}, sb.Network.AllowOut...),
+			DenyOut:  append([]string{}, sb.Network.DenyOut...),
+		}}
+}
+
+// networkIn is the egress policy a create request asks for: nil, the
+// operator's default, when it names none; a field it leaves out keeps
+// that field of the default.
+func networkIn(internet *bool, n *networkJSON, def wrenn.Network) *wrenn.Network {
+	if internet == nil && n == nil {
+		return nil
+	}
+	out := def
+	if internet != nil {
+		out.Internet = *internet
+	}
+	if n != nil {
+		out.AllowOut, out.DenyOut = n.AllowOut, n.DenyOut
+	}
+	return &out
 }
 
 // orZeroOrInvalid is a size for control.CreateParams: 0 when left out (the
@@ -60,6 +92,9 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) {
 		VCPUs      *int    `json:"vcpus"`
 		MemoryMB   *int    `json:"memory_mb"`
 		TimeoutSec *int    `json:"timeout_sec"`
+		// Beyond the contract: an egress policy, as E2B asks for one.
+		AllowInternetAccess *bool        `json:"allow_internet_access"`
+		Network             *networkJSON `json:"network"`
 	}
 	if err := decodeJSON(w, r, &req); err != nil {
 		s.writeError(w, r, err)
@@ -70,6 +105,7 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) {
 		VCPUs:      orZeroOrInvalid(req.VCPUs),
 		MemoryMB:   orZeroOrInvalid(req.MemoryMB),
 		TimeoutSec: orDefault(req.TimeoutSec, defaultTimeoutSec),
+		Network:    networkIn(req.AllowInternetAccess, req.Network, s.control.DefaultNetwork()),
 	})
 	if err != nil {
 		s.writeError(w, r, err)

@@ -6,6 +6,9 @@ import (
 	"net/netip"
 	"regexp"
 	"strconv"
+
+	"github.com/miekg/dns"
+	"go4.org/netipx"
 )
 
 // Defaults for Config.
@@ -42,6 +45,15 @@ type Config struct {
 	// the host may start with it. Lowercase letters only. Default
 	// DefaultLinkPrefix.
 	LinkPrefix string
+
+	// Opened are non-public ranges (wrenn.NonPublic) that sandboxes may
+	// reach when their policy allows: an internal package mirror, say.
+	// Loopback, link-local, multicast and reserved ranges cannot be opened.
+	Opened []netip.Prefix
+
+	// Upstream are the DNS servers (host:port) each sandbox's resolver
+	// asks; empty means the host's own, from /etc/resolv.conf.
+	Upstream []string
 }
 
 // scheme is a validated Config: everything a slot's names and addresses are
@@ -52,6 +64,8 @@ type scheme struct {
 	linkPrefix string
 	poolSize   int
 	maxSlots   int
+	blocked    *netipx.IPSet // what no sandbox reaches (egress.go)
+	upstream   []string
 }
 
 var (
@@ -105,7 +119,51 @@ func (c Config) scheme() (scheme, error) {
 	if n := len(l.hostVeth(l.maxSlots - 1)); n > 15 {
 		return scheme{}, fmt.Errorf("link prefix %q: host veth names reach %d bytes, over 15", l.linkPrefix, n)
 	}
+	for _, o := range c.Opened {
+		for _, never := range append(neverOpened(), l.cidr) {
+			if o.Overlaps(never) {
+				return scheme{}, fmt.Errorf("opened range %s overlaps %s, which sandboxes never reach", o, never)
+			}
+		}
+		if !o.Addr().Is4() {
+			return scheme{}, fmt.Errorf("opened range %s: sandboxes have no IPv6", o)
+		}
+	}
+	l.blocked = blockedSet(l.cidr, c.Opened)
+	l.upstream = c.Upstream
+	if len(l.upstream) == 0 {
+		up, err := hostResolvers("/etc/resolv.conf")
+		if err != nil {
+			return scheme{}, err
+		}
+		l.upstream = up
+	}
+	for _, u := range l.upstream {
+		if _, err := netip.ParseAddrPort(u); err != nil {
+			return scheme{}, fmt.Errorf("upstream resolver %q: want address:port", u)
+		}
+	}
 	return l, nil
+}
+
+// hostResolvers reads the nameservers of a resolv.conf, as address:port.
+func hostResolvers(path string) ([]string, error) {
+	cc, err := dns.ClientConfigFromFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read the host's resolvers: %w", err)
+	}
+	var out []string
+	for _, s := range cc.Servers {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			continue
+		}
+		out = append(out, netip.AddrPortFrom(a.Unmap(), 53).String())
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s names no resolver; configure one", path)
+	}
+	return out, nil
 }
 
 func (l scheme) namespace(i int) string { return l.name + "-" + strconv.Itoa(i) }

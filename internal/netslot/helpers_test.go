@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
+	"github.com/wrennhq/wrenn"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,6 +28,7 @@ func testConfig(tb testing.TB) Config {
 	return Config{
 		Logger:   slog.New(slog.NewTextHandler(tb.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
 		PoolSize: -1,
+		Upstream: []string{netip.AddrPortFrom(inetAddr, 53).String()},
 	}
 }
 
@@ -55,6 +57,9 @@ func MustAcquire(tb testing.TB, m *Manager) *Slot {
 	s, err := m.Acquire(context.Background())
 	if err != nil {
 		tb.Fatalf("acquire: %v", err)
+	}
+	if err := m.SetEgress(context.Background(), s, wrenn.DefaultNetwork); err != nil {
+		tb.Fatalf("set egress: %v", err)
 	}
 	tb.Cleanup(func() {
 		if err := m.Release(context.Background(), s); err != nil && !errors.Is(err, ErrNotHeld) {
@@ -334,14 +339,17 @@ func MustPollable(tb testing.TB, fd int) *os.File {
 	return os.NewFile(uintptr(fd), "tap")
 }
 
-// The stand-in internet: a namespace at 198.18.0.2 (RFC 2544 benchmarking
-// space) behind the host's uplink0 (198.18.0.1), which is the isolated
-// host's default route. It also holds 169.254.169.254, as a cloud metadata
-// service would be reachable off-host.
+// The stand-in internet: a namespace at 198.51.100.2 (TEST-NET-2, which
+// sandboxes may reach like any public address) behind the host's uplink0
+// (198.51.100.1), which is the isolated host's default route. It also
+// holds 169.254.169.254, as a cloud metadata service would be reachable
+// off-host, and 10.99.0.2, as an internal service on the operator's
+// private network would be.
 var (
-	inetAddr     = netip.MustParseAddr("198.18.0.2")
-	uplinkAddr   = netip.MustParseAddr("198.18.0.1")
+	inetAddr     = netip.MustParseAddr("198.51.100.2")
+	uplinkAddr   = netip.MustParseAddr("198.51.100.1")
 	metadataAddr = netip.MustParseAddr("169.254.169.254")
+	internalAddr = netip.MustParseAddr("10.99.0.2")
 )
 
 func MustInternet(tb testing.TB) do {
@@ -364,7 +372,12 @@ func MustInternet(tb testing.TB) do {
 		if err != nil {
 			return err
 		}
-		return netlink.AddrAdd(lo, &netlink.Addr{IPNet: &net.IPNet{IP: metadataAddr.AsSlice(), Mask: net.CIDRMask(32, 32)}})
+		for _, a := range []netip.Addr{metadataAddr, internalAddr} {
+			if err := netlink.AddrAdd(lo, &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(32, 32)}}); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	link, err := netlink.LinkByName(uplink)
 	if err != nil {

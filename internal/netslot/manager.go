@@ -239,6 +239,7 @@ func (m *Manager) Release(ctx context.Context, s *Slot) error {
 	m.state[s.Index] = stateTearingDown
 	m.mu.Unlock()
 
+	stopResolver(s)
 	err := teardown(s)
 	m.settleTeardown(s.Index, err)
 	m.kickFill()

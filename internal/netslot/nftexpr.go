@@ -1,6 +1,7 @@
 package netslot
 
 import (
+	"fmt"
 	"net/netip"
 
 	"github.com/google/nftables"
@@ -150,17 +151,48 @@ func replaceTable(c *nftables.Conn, t *nftables.Table, chains []chainSpec) {
 	addChains(c, t, chains)
 }
 
+// addChains queues chains on c; a chainSpec without a hook is a regular
+// chain, reached only by a jump.
 func addChains(c *nftables.Conn, t *nftables.Table, chains []chainSpec) {
-	policy := nftables.ChainPolicyAccept
 	for _, cs := range chains {
-		ch := c.AddChain(&nftables.Chain{
-			Name: cs.name, Table: t, Type: cs.typ, Hooknum: cs.hook, Priority: cs.prio, Policy: &policy,
+		ch := &nftables.Chain{Name: cs.name, Table: t}
+		if cs.hook != nil {
+			policy := nftables.ChainPolicyAccept
+			ch.Type, ch.Hooknum, ch.Priority, ch.Policy = cs.typ, cs.hook, cs.prio, &policy
+		}
+		addRules(c, t, c.AddChain(ch), cs.rules)
+	}
+}
+
+func addRules(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain, rules []rule) {
+	for _, rl := range rules {
+		c.AddRule(&nftables.Rule{
+			Table: t, Chain: ch, Exprs: rl.exprs,
+			UserData: userdata.AppendString(nil, userdata.TypeComment, rl.comment),
 		})
-		for _, rl := range cs.rules {
-			c.AddRule(&nftables.Rule{
-				Table: t, Chain: ch, Exprs: rl.exprs,
-				UserData: userdata.AppendString(nil, userdata.TypeComment, rl.comment),
-			})
+	}
+}
+
+// addSets queues sets on c with their first elements.
+func addSets(c *nftables.Conn, sets map[string]*nftables.Set, elems map[string][]nftables.SetElement) error {
+	for name, set := range sets {
+		if err := c.AddSet(set, elems[name]); err != nil {
+			return fmt.Errorf("add set %s: %w", name, err)
 		}
 	}
+	return nil
+}
+
+// dport matches a UDP or TCP destination port.
+func dport(proto byte, port uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
+	}
+}
+
+func jump(chain string) []expr.Any {
+	return []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: chain}}
 }

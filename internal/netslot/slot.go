@@ -65,7 +65,8 @@ type Slot struct {
 	HostVeth   string     // host end of the veth pair
 	HostVethIP netip.Addr // its address; the namespace's default gateway
 
-	path string // the namespace's bind mount
+	path string    // the namespace's bind mount
+	dns  *resolver // the sandbox's resolver, from SetEgress on
 }
 
 func (l scheme) slot(i int) *Slot {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,13 +13,14 @@ import (
 )
 
 const sandboxColumns = `id, team_id, template, status, vcpus, memory_mb, timeout_sec, guest_ip, host_ip, host_id,
-	created_at, started_at, last_active_at, last_updated`
+	created_at, started_at, last_active_at, last_updated, network`
 
 func scanSandbox(row interface{ Scan(...any) error }) (*wrenn.Sandbox, error) {
 	var sb wrenn.Sandbox
 	err := row.Scan(&sb.ID, &sb.TeamID, &sb.Template, &sb.Status, &sb.VCPUs, &sb.MemoryMB, &sb.TimeoutSec,
 		&sb.GuestIP, &sb.HostIP, &sb.HostID,
-		timeCol{&sb.CreatedAt}, nullTimeCol{&sb.StartedAt}, nullTimeCol{&sb.LastActiveAt}, timeCol{&sb.LastUpdated})
+		timeCol{&sb.CreatedAt}, nullTimeCol{&sb.StartedAt}, nullTimeCol{&sb.LastActiveAt}, timeCol{&sb.LastUpdated},
+		networkCol{&sb.Network})
 	if err != nil {
 		return nil, err
 	}
@@ -50,10 +52,11 @@ func normSandboxTimes(sb *wrenn.Sandbox) {
 // as stored. An ID already recorded is EConflict.
 func (db *DB) CreateSandbox(ctx context.Context, sb *wrenn.Sandbox) error {
 	normSandboxTimes(sb)
-	_, err := db.w.exec(ctx, `INSERT INTO sandboxes (`+sandboxColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := db.w.exec(ctx, `INSERT INTO sandboxes (`+sandboxColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		sb.ID, sb.TeamID, sb.Template, string(sb.Status), sb.VCPUs, sb.MemoryMB, sb.TimeoutSec,
 		sb.GuestIP, sb.HostIP, sb.HostID,
-		db.d.time(sb.CreatedAt), db.d.nullTime(sb.StartedAt), db.d.nullTime(sb.LastActiveAt), db.d.time(sb.LastUpdated))
+		db.d.time(sb.CreatedAt), db.d.nullTime(sb.StartedAt), db.d.nullTime(sb.LastActiveAt), db.d.time(sb.LastUpdated),
+		networkValue(sb.Network))
 	if db.d.isUniqueViolation(err) {
 		return conflict("sandbox already exists")
 	}
@@ -209,4 +212,35 @@ func statusArgs(statuses []wrenn.SandboxStatus) []any {
 		args[i] = string(s)
 	}
 	return args
+}
+
+// networkCol scans a sandbox's recorded egress policy; an empty one is a sandbox
+// recorded before policies existed, which had the default.
+type networkCol struct{ n *wrenn.Network }
+
+func (c networkCol) Scan(src any) error {
+	var b []byte
+	switch v := src.(type) {
+	case string:
+		b = []byte(v)
+	case []byte:
+		b = v
+	default:
+		return fmt.Errorf("network column: unexpected %T", src)
+	}
+	if len(b) == 0 {
+		*c.n = wrenn.DefaultNetwork
+		return nil
+	}
+	var n wrenn.Network
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("network column: %w", err)
+	}
+	*c.n = n
+	return nil
+}
+
+func networkValue(n wrenn.Network) string {
+	b, _ := json.Marshal(n) // strings and a bool: cannot fail
+	return string(b)
 }

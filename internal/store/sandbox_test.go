@@ -70,10 +70,12 @@ func TestSandboxes(t *testing.T) {
 			upd.LastUpdated = at(3 * time.Minute)
 			// Immutable fields are not written, whatever the struct says.
 			upd.Template, upd.VCPUs, upd.MemoryMB, upd.TimeoutSec, upd.CreatedAt = "other", 99, 99, 99, at(time.Hour)
+			upd.Network = wrenn.Network{Internet: true}
 			mustNoError(t, "update", db.UpdateSandbox(ctx, &upd))
 
 			want := upd
 			want.Template, want.VCPUs, want.MemoryMB, want.TimeoutSec, want.CreatedAt = sb1.Template, sb1.VCPUs, sb1.MemoryMB, sb1.TimeoutSec, sb1.CreatedAt
+			want.Network = sb1.Network
 			got, err := db.GetSandbox(ctx, teamA.ID, sb1.ID)
 			mustNoError(t, "get", err)
 			mustEqual(t, "updated sandbox", got, &want)

@@ -181,6 +181,7 @@ type CreateSandboxRequest struct {
 	TemplateTeamId string                 `protobuf:"bytes,4,opt,name=template_team_id,json=templateTeamId,proto3" json:"template_team_id,omitempty"`
 	Vcpus          int32                  `protobuf:"varint,5,opt,name=vcpus,proto3" json:"vcpus,omitempty"`
 	MemoryMb       int32                  `protobuf:"varint,6,opt,name=memory_mb,json=memoryMb,proto3" json:"memory_mb,omitempty"`
+	Network        *Network               `protobuf:"bytes,7,opt,name=network,proto3" json:"network,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -257,6 +258,74 @@ func (x *CreateSandboxRequest) GetMemoryMb() int32 {
 	return 0
 }
 
+func (x *CreateSandboxRequest) GetNetwork() *Network {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+// Network is a sandbox's egress policy (wrenn.Network).
+type Network struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Internet      bool                   `protobuf:"varint,1,opt,name=internet,proto3" json:"internet,omitempty"`
+	AllowOut      []string               `protobuf:"bytes,2,rep,name=allow_out,json=allowOut,proto3" json:"allow_out,omitempty"`
+	DenyOut       []string               `protobuf:"bytes,3,rep,name=deny_out,json=denyOut,proto3" json:"deny_out,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Network) Reset() {
+	*x = Network{}
+	mi := &file_agent_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Network) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Network) ProtoMessage() {}
+
+func (x *Network) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Network.ProtoReflect.Descriptor instead.
+func (*Network) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Network) GetInternet() bool {
+	if x != nil {
+		return x.Internet
+	}
+	return false
+}
+
+func (x *Network) GetAllowOut() []string {
+	if x != nil {
+		return x.AllowOut
+	}
+	return nil
+}
+
+func (x *Network) GetDenyOut() []string {
+	if x != nil {
+		return x.DenyOut
+	}
+	return nil
+}
+
 type CreateSandboxResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	GuestIp       string                 `protobuf:"bytes,1,opt,name=guest_ip,json=guestIp,proto3" json:"guest_ip,omitempty"`
@@ -267,7 +336,7 @@ type CreateSandboxResponse struct {
 
 func (x *CreateSandboxResponse) Reset() {
 	*x = CreateSandboxResponse{}
-	mi := &file_agent_proto_msgTypes[4]
+	mi := &file_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -279,7 +348,7 @@ func (x *CreateSandboxResponse) String() string {
 func (*CreateSandboxResponse) ProtoMessage() {}
 
 func (x *CreateSandboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[4]
+	mi := &file_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -292,7 +361,7 @@ func (x *CreateSandboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSandboxResponse.ProtoReflect.Descriptor instead.
 func (*CreateSandboxResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{4}
+	return file_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateSandboxResponse) GetGuestIp() string {
@@ -318,7 +387,7 @@ type DestroySandboxRequest struct {
 
 func (x *DestroySandboxRequest) Reset() {
 	*x = DestroySandboxRequest{}
-	mi := &file_agent_proto_msgTypes[5]
+	mi := &file_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -330,7 +399,7 @@ func (x *DestroySandboxRequest) String() string {
 func (*DestroySandboxRequest) ProtoMessage() {}
 
 func (x *DestroySandboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[5]
+	mi := &file_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -343,7 +412,7 @@ func (x *DestroySandboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroySandboxRequest.ProtoReflect.Descriptor instead.
 func (*DestroySandboxRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{5}
+	return file_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DestroySandboxRequest) GetSandboxId() string {
@@ -361,7 +430,7 @@ type DestroySandboxResponse struct {
 
 func (x *DestroySandboxResponse) Reset() {
 	*x = DestroySandboxResponse{}
-	mi := &file_agent_proto_msgTypes[6]
+	mi := &file_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -373,7 +442,7 @@ func (x *DestroySandboxResponse) String() string {
 func (*DestroySandboxResponse) ProtoMessage() {}
 
 func (x *DestroySandboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[6]
+	mi := &file_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -386,7 +455,7 @@ func (x *DestroySandboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroySandboxResponse.ProtoReflect.Descriptor instead.
 func (*DestroySandboxResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{6}
+	return file_agent_proto_rawDescGZIP(), []int{7}
 }
 
 type ListSandboxesRequest struct {
@@ -397,7 +466,7 @@ type ListSandboxesRequest struct {
 
 func (x *ListSandboxesRequest) Reset() {
 	*x = ListSandboxesRequest{}
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -409,7 +478,7 @@ func (x *ListSandboxesRequest) String() string {
 func (*ListSandboxesRequest) ProtoMessage() {}
 
 func (x *ListSandboxesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -422,7 +491,7 @@ func (x *ListSandboxesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSandboxesRequest.ProtoReflect.Descriptor instead.
 func (*ListSandboxesRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{7}
+	return file_agent_proto_rawDescGZIP(), []int{8}
 }
 
 type ListSandboxesResponse struct {
@@ -434,7 +503,7 @@ type ListSandboxesResponse struct {
 
 func (x *ListSandboxesResponse) Reset() {
 	*x = ListSandboxesResponse{}
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -446,7 +515,7 @@ func (x *ListSandboxesResponse) String() string {
 func (*ListSandboxesResponse) ProtoMessage() {}
 
 func (x *ListSandboxesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -459,7 +528,7 @@ func (x *ListSandboxesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSandboxesResponse.ProtoReflect.Descriptor instead.
 func (*ListSandboxesResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{8}
+	return file_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListSandboxesResponse) GetSandboxes() []*SandboxState {
@@ -481,7 +550,7 @@ type SandboxState struct {
 
 func (x *SandboxState) Reset() {
 	*x = SandboxState{}
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -493,7 +562,7 @@ func (x *SandboxState) String() string {
 func (*SandboxState) ProtoMessage() {}
 
 func (x *SandboxState) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -506,7 +575,7 @@ func (x *SandboxState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SandboxState.ProtoReflect.Descriptor instead.
 func (*SandboxState) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{9}
+	return file_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SandboxState) GetSandboxId() string {
@@ -551,7 +620,7 @@ type ExecRequest struct {
 
 func (x *ExecRequest) Reset() {
 	*x = ExecRequest{}
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -563,7 +632,7 @@ func (x *ExecRequest) String() string {
 func (*ExecRequest) ProtoMessage() {}
 
 func (x *ExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -576,7 +645,7 @@ func (x *ExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
 func (*ExecRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{10}
+	return file_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExecRequest) GetSandboxId() string {
@@ -633,7 +702,7 @@ type ExecResponse struct {
 
 func (x *ExecResponse) Reset() {
 	*x = ExecResponse{}
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -645,7 +714,7 @@ func (x *ExecResponse) String() string {
 func (*ExecResponse) ProtoMessage() {}
 
 func (x *ExecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -658,7 +727,7 @@ func (x *ExecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResponse.ProtoReflect.Descriptor instead.
 func (*ExecResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{11}
+	return file_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ExecResponse) GetStdout() []byte {
@@ -702,7 +771,7 @@ type ExecStreamRequest struct {
 
 func (x *ExecStreamRequest) Reset() {
 	*x = ExecStreamRequest{}
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +783,7 @@ func (x *ExecStreamRequest) String() string {
 func (*ExecStreamRequest) ProtoMessage() {}
 
 func (x *ExecStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +796,7 @@ func (x *ExecStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStreamRequest.ProtoReflect.Descriptor instead.
 func (*ExecStreamRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{12}
+	return file_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ExecStreamRequest) GetMsg() isExecStreamRequest_Msg {
@@ -783,7 +852,7 @@ type ExecEvent struct {
 
 func (x *ExecEvent) Reset() {
 	*x = ExecEvent{}
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -795,7 +864,7 @@ func (x *ExecEvent) String() string {
 func (*ExecEvent) ProtoMessage() {}
 
 func (x *ExecEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -808,7 +877,7 @@ func (x *ExecEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecEvent.ProtoReflect.Descriptor instead.
 func (*ExecEvent) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{13}
+	return file_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ExecEvent) GetType() string {
@@ -850,7 +919,7 @@ type WriteFileRequest struct {
 
 func (x *WriteFileRequest) Reset() {
 	*x = WriteFileRequest{}
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -862,7 +931,7 @@ func (x *WriteFileRequest) String() string {
 func (*WriteFileRequest) ProtoMessage() {}
 
 func (x *WriteFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -875,7 +944,7 @@ func (x *WriteFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteFileRequest.ProtoReflect.Descriptor instead.
 func (*WriteFileRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{14}
+	return file_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WriteFileRequest) GetSandboxId() string {
@@ -907,7 +976,7 @@ type WriteFileResponse struct {
 
 func (x *WriteFileResponse) Reset() {
 	*x = WriteFileResponse{}
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -919,7 +988,7 @@ func (x *WriteFileResponse) String() string {
 func (*WriteFileResponse) ProtoMessage() {}
 
 func (x *WriteFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -932,7 +1001,7 @@ func (x *WriteFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteFileResponse.ProtoReflect.Descriptor instead.
 func (*WriteFileResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_proto_rawDescGZIP(), []int{16}
 }
 
 type ReadFileRequest struct {
@@ -945,7 +1014,7 @@ type ReadFileRequest struct {
 
 func (x *ReadFileRequest) Reset() {
 	*x = ReadFileRequest{}
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -957,7 +1026,7 @@ func (x *ReadFileRequest) String() string {
 func (*ReadFileRequest) ProtoMessage() {}
 
 func (x *ReadFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -970,7 +1039,7 @@ func (x *ReadFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadFileRequest.ProtoReflect.Descriptor instead.
 func (*ReadFileRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{16}
+	return file_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReadFileRequest) GetSandboxId() string {
@@ -996,7 +1065,7 @@ type ReadFileResponse struct {
 
 func (x *ReadFileResponse) Reset() {
 	*x = ReadFileResponse{}
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1008,7 +1077,7 @@ func (x *ReadFileResponse) String() string {
 func (*ReadFileResponse) ProtoMessage() {}
 
 func (x *ReadFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1021,7 +1090,7 @@ func (x *ReadFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadFileResponse.ProtoReflect.Descriptor instead.
 func (*ReadFileResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{17}
+	return file_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReadFileResponse) GetData() []byte {
@@ -1040,7 +1109,7 @@ type PauseSandboxRequest struct {
 
 func (x *PauseSandboxRequest) Reset() {
 	*x = PauseSandboxRequest{}
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1052,7 +1121,7 @@ func (x *PauseSandboxRequest) String() string {
 func (*PauseSandboxRequest) ProtoMessage() {}
 
 func (x *PauseSandboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1065,7 +1134,7 @@ func (x *PauseSandboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseSandboxRequest.ProtoReflect.Descriptor instead.
 func (*PauseSandboxRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{18}
+	return file_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PauseSandboxRequest) GetSandboxId() string {
@@ -1083,7 +1152,7 @@ type PauseSandboxResponse struct {
 
 func (x *PauseSandboxResponse) Reset() {
 	*x = PauseSandboxResponse{}
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1164,7 @@ func (x *PauseSandboxResponse) String() string {
 func (*PauseSandboxResponse) ProtoMessage() {}
 
 func (x *PauseSandboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1177,7 @@ func (x *PauseSandboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseSandboxResponse.ProtoReflect.Descriptor instead.
 func (*PauseSandboxResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{19}
+	return file_agent_proto_rawDescGZIP(), []int{20}
 }
 
 // ResumeSandboxRequest describes the sandbox as CreateSandboxRequest does.
@@ -1120,13 +1189,14 @@ type ResumeSandboxRequest struct {
 	TemplateTeamId string                 `protobuf:"bytes,4,opt,name=template_team_id,json=templateTeamId,proto3" json:"template_team_id,omitempty"`
 	Vcpus          int32                  `protobuf:"varint,5,opt,name=vcpus,proto3" json:"vcpus,omitempty"`
 	MemoryMb       int32                  `protobuf:"varint,6,opt,name=memory_mb,json=memoryMb,proto3" json:"memory_mb,omitempty"`
+	Network        *Network               `protobuf:"bytes,7,opt,name=network,proto3" json:"network,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ResumeSandboxRequest) Reset() {
 	*x = ResumeSandboxRequest{}
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1138,7 +1208,7 @@ func (x *ResumeSandboxRequest) String() string {
 func (*ResumeSandboxRequest) ProtoMessage() {}
 
 func (x *ResumeSandboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1151,7 +1221,7 @@ func (x *ResumeSandboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeSandboxRequest.ProtoReflect.Descriptor instead.
 func (*ResumeSandboxRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{20}
+	return file_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ResumeSandboxRequest) GetSandboxId() string {
@@ -1196,6 +1266,13 @@ func (x *ResumeSandboxRequest) GetMemoryMb() int32 {
 	return 0
 }
 
+func (x *ResumeSandboxRequest) GetNetwork() *Network {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
 type ResumeSandboxResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	GuestIp       string                 `protobuf:"bytes,1,opt,name=guest_ip,json=guestIp,proto3" json:"guest_ip,omitempty"`
@@ -1206,7 +1283,7 @@ type ResumeSandboxResponse struct {
 
 func (x *ResumeSandboxResponse) Reset() {
 	*x = ResumeSandboxResponse{}
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1295,7 @@ func (x *ResumeSandboxResponse) String() string {
 func (*ResumeSandboxResponse) ProtoMessage() {}
 
 func (x *ResumeSandboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1308,7 @@ func (x *ResumeSandboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeSandboxResponse.ProtoReflect.Descriptor instead.
 func (*ResumeSandboxResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{21}
+	return file_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ResumeSandboxResponse) GetGuestIp() string {
@@ -1260,7 +1337,7 @@ type CreateSnapshotRequest struct {
 
 func (x *CreateSnapshotRequest) Reset() {
 	*x = CreateSnapshotRequest{}
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1349,7 @@ func (x *CreateSnapshotRequest) String() string {
 func (*CreateSnapshotRequest) ProtoMessage() {}
 
 func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1362,7 @@ func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*CreateSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{22}
+	return file_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CreateSnapshotRequest) GetSandboxId() string {
@@ -1327,7 +1404,7 @@ type CreateSnapshotResponse struct {
 
 func (x *CreateSnapshotResponse) Reset() {
 	*x = CreateSnapshotResponse{}
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1339,7 +1416,7 @@ func (x *CreateSnapshotResponse) String() string {
 func (*CreateSnapshotResponse) ProtoMessage() {}
 
 func (x *CreateSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1352,7 +1429,7 @@ func (x *CreateSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*CreateSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{23}
+	return file_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CreateSnapshotResponse) GetVcpus() int32 {
@@ -1386,7 +1463,7 @@ type DeleteSnapshotRequest struct {
 
 func (x *DeleteSnapshotRequest) Reset() {
 	*x = DeleteSnapshotRequest{}
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1475,7 @@ func (x *DeleteSnapshotRequest) String() string {
 func (*DeleteSnapshotRequest) ProtoMessage() {}
 
 func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1488,7 @@ func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{24}
+	return file_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeleteSnapshotRequest) GetTeamId() string {
@@ -1436,7 +1513,7 @@ type DeleteSnapshotResponse struct {
 
 func (x *DeleteSnapshotResponse) Reset() {
 	*x = DeleteSnapshotResponse{}
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1448,7 +1525,7 @@ func (x *DeleteSnapshotResponse) String() string {
 func (*DeleteSnapshotResponse) ProtoMessage() {}
 
 func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1461,7 +1538,7 @@ func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{25}
+	return file_agent_proto_rawDescGZIP(), []int{26}
 }
 
 type ListSnapshotsRequest struct {
@@ -1472,7 +1549,7 @@ type ListSnapshotsRequest struct {
 
 func (x *ListSnapshotsRequest) Reset() {
 	*x = ListSnapshotsRequest{}
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1484,7 +1561,7 @@ func (x *ListSnapshotsRequest) String() string {
 func (*ListSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1497,7 +1574,7 @@ func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{26}
+	return file_agent_proto_rawDescGZIP(), []int{27}
 }
 
 type ListSnapshotsResponse struct {
@@ -1509,7 +1586,7 @@ type ListSnapshotsResponse struct {
 
 func (x *ListSnapshotsResponse) Reset() {
 	*x = ListSnapshotsResponse{}
-	mi := &file_agent_proto_msgTypes[27]
+	mi := &file_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +1598,7 @@ func (x *ListSnapshotsResponse) String() string {
 func (*ListSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[27]
+	mi := &file_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +1611,7 @@ func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{27}
+	return file_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListSnapshotsResponse) GetSnapshots() []*SnapshotRef {
@@ -1555,7 +1632,7 @@ type SnapshotRef struct {
 
 func (x *SnapshotRef) Reset() {
 	*x = SnapshotRef{}
-	mi := &file_agent_proto_msgTypes[28]
+	mi := &file_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1567,7 +1644,7 @@ func (x *SnapshotRef) String() string {
 func (*SnapshotRef) ProtoMessage() {}
 
 func (x *SnapshotRef) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[28]
+	mi := &file_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1580,7 +1657,7 @@ func (x *SnapshotRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRef.ProtoReflect.Descriptor instead.
 func (*SnapshotRef) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{28}
+	return file_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SnapshotRef) GetTeamId() string {
@@ -1612,7 +1689,7 @@ type ExecStreamRequest_Stop struct {
 
 func (x *ExecStreamRequest_Stop) Reset() {
 	*x = ExecStreamRequest_Stop{}
-	mi := &file_agent_proto_msgTypes[30]
+	mi := &file_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1701,7 @@ func (x *ExecStreamRequest_Stop) String() string {
 func (*ExecStreamRequest_Stop) ProtoMessage() {}
 
 func (x *ExecStreamRequest_Stop) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[30]
+	mi := &file_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1714,7 @@ func (x *ExecStreamRequest_Stop) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStreamRequest_Stop.ProtoReflect.Descriptor instead.
 func (*ExecStreamRequest_Stop) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{12, 0}
+	return file_agent_proto_rawDescGZIP(), []int{13, 0}
 }
 
 var File_agent_proto protoreflect.FileDescriptor
@@ -1653,7 +1730,7 @@ const file_agent_proto_rawDesc = "" +
 	"\fBaseTemplate\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"size_bytes\x18\x02 \x01(\x03R\tsizeBytes\"\xc7\x01\n" +
+	"size_bytes\x18\x02 \x01(\x03R\tsizeBytes\"\xfa\x01\n" +
 	"\x14CreateSandboxRequest\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x17\n" +
@@ -1661,7 +1738,12 @@ const file_agent_proto_rawDesc = "" +
 	"\btemplate\x18\x03 \x01(\tR\btemplate\x12(\n" +
 	"\x10template_team_id\x18\x04 \x01(\tR\x0etemplateTeamId\x12\x14\n" +
 	"\x05vcpus\x18\x05 \x01(\x05R\x05vcpus\x12\x1b\n" +
-	"\tmemory_mb\x18\x06 \x01(\x05R\bmemoryMb\"K\n" +
+	"\tmemory_mb\x18\x06 \x01(\x05R\bmemoryMb\x121\n" +
+	"\anetwork\x18\a \x01(\v2\x17.wrenn.agent.v1.NetworkR\anetwork\"]\n" +
+	"\aNetwork\x12\x1a\n" +
+	"\binternet\x18\x01 \x01(\bR\binternet\x12\x1b\n" +
+	"\tallow_out\x18\x02 \x03(\tR\ballowOut\x12\x19\n" +
+	"\bdeny_out\x18\x03 \x03(\tR\adenyOut\"K\n" +
 	"\x15CreateSandboxResponse\x12\x19\n" +
 	"\bguest_ip\x18\x01 \x01(\tR\aguestIp\x12\x17\n" +
 	"\ahost_ip\x18\x02 \x01(\tR\x06hostIp\"6\n" +
@@ -1721,7 +1803,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x13PauseSandboxRequest\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\"\x16\n" +
-	"\x14PauseSandboxResponse\"\xc7\x01\n" +
+	"\x14PauseSandboxResponse\"\xfa\x01\n" +
 	"\x14ResumeSandboxRequest\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x17\n" +
@@ -1729,7 +1811,8 @@ const file_agent_proto_rawDesc = "" +
 	"\btemplate\x18\x03 \x01(\tR\btemplate\x12(\n" +
 	"\x10template_team_id\x18\x04 \x01(\tR\x0etemplateTeamId\x12\x14\n" +
 	"\x05vcpus\x18\x05 \x01(\x05R\x05vcpus\x12\x1b\n" +
-	"\tmemory_mb\x18\x06 \x01(\x05R\bmemoryMb\"K\n" +
+	"\tmemory_mb\x18\x06 \x01(\x05R\bmemoryMb\x121\n" +
+	"\anetwork\x18\a \x01(\v2\x17.wrenn.agent.v1.NetworkR\anetwork\"K\n" +
 	"\x15ResumeSandboxResponse\x12\x19\n" +
 	"\bguest_ip\x18\x01 \x01(\tR\aguestIp\x12\x17\n" +
 	"\ahost_ip\x18\x02 \x01(\tR\x06hostIp\"\x90\x01\n" +
@@ -1786,78 +1869,81 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_agent_proto_goTypes = []any{
 	(*GetHostRequest)(nil),         // 0: wrenn.agent.v1.GetHostRequest
 	(*GetHostResponse)(nil),        // 1: wrenn.agent.v1.GetHostResponse
 	(*BaseTemplate)(nil),           // 2: wrenn.agent.v1.BaseTemplate
 	(*CreateSandboxRequest)(nil),   // 3: wrenn.agent.v1.CreateSandboxRequest
-	(*CreateSandboxResponse)(nil),  // 4: wrenn.agent.v1.CreateSandboxResponse
-	(*DestroySandboxRequest)(nil),  // 5: wrenn.agent.v1.DestroySandboxRequest
-	(*DestroySandboxResponse)(nil), // 6: wrenn.agent.v1.DestroySandboxResponse
-	(*ListSandboxesRequest)(nil),   // 7: wrenn.agent.v1.ListSandboxesRequest
-	(*ListSandboxesResponse)(nil),  // 8: wrenn.agent.v1.ListSandboxesResponse
-	(*SandboxState)(nil),           // 9: wrenn.agent.v1.SandboxState
-	(*ExecRequest)(nil),            // 10: wrenn.agent.v1.ExecRequest
-	(*ExecResponse)(nil),           // 11: wrenn.agent.v1.ExecResponse
-	(*ExecStreamRequest)(nil),      // 12: wrenn.agent.v1.ExecStreamRequest
-	(*ExecEvent)(nil),              // 13: wrenn.agent.v1.ExecEvent
-	(*WriteFileRequest)(nil),       // 14: wrenn.agent.v1.WriteFileRequest
-	(*WriteFileResponse)(nil),      // 15: wrenn.agent.v1.WriteFileResponse
-	(*ReadFileRequest)(nil),        // 16: wrenn.agent.v1.ReadFileRequest
-	(*ReadFileResponse)(nil),       // 17: wrenn.agent.v1.ReadFileResponse
-	(*PauseSandboxRequest)(nil),    // 18: wrenn.agent.v1.PauseSandboxRequest
-	(*PauseSandboxResponse)(nil),   // 19: wrenn.agent.v1.PauseSandboxResponse
-	(*ResumeSandboxRequest)(nil),   // 20: wrenn.agent.v1.ResumeSandboxRequest
-	(*ResumeSandboxResponse)(nil),  // 21: wrenn.agent.v1.ResumeSandboxResponse
-	(*CreateSnapshotRequest)(nil),  // 22: wrenn.agent.v1.CreateSnapshotRequest
-	(*CreateSnapshotResponse)(nil), // 23: wrenn.agent.v1.CreateSnapshotResponse
-	(*DeleteSnapshotRequest)(nil),  // 24: wrenn.agent.v1.DeleteSnapshotRequest
-	(*DeleteSnapshotResponse)(nil), // 25: wrenn.agent.v1.DeleteSnapshotResponse
-	(*ListSnapshotsRequest)(nil),   // 26: wrenn.agent.v1.ListSnapshotsRequest
-	(*ListSnapshotsResponse)(nil),  // 27: wrenn.agent.v1.ListSnapshotsResponse
-	(*SnapshotRef)(nil),            // 28: wrenn.agent.v1.SnapshotRef
-	nil,                            // 29: wrenn.agent.v1.ExecRequest.EnvEntry
-	(*ExecStreamRequest_Stop)(nil), // 30: wrenn.agent.v1.ExecStreamRequest.Stop
+	(*Network)(nil),                // 4: wrenn.agent.v1.Network
+	(*CreateSandboxResponse)(nil),  // 5: wrenn.agent.v1.CreateSandboxResponse
+	(*DestroySandboxRequest)(nil),  // 6: wrenn.agent.v1.DestroySandboxRequest
+	(*DestroySandboxResponse)(nil), // 7: wrenn.agent.v1.DestroySandboxResponse
+	(*ListSandboxesRequest)(nil),   // 8: wrenn.agent.v1.ListSandboxesRequest
+	(*ListSandboxesResponse)(nil),  // 9: wrenn.agent.v1.ListSandboxesResponse
+	(*SandboxState)(nil),           // 10: wrenn.agent.v1.SandboxState
+	(*ExecRequest)(nil),            // 11: wrenn.agent.v1.ExecRequest
+	(*ExecResponse)(nil),           // 12: wrenn.agent.v1.ExecResponse
+	(*ExecStreamRequest)(nil),      // 13: wrenn.agent.v1.ExecStreamRequest
+	(*ExecEvent)(nil),              // 14: wrenn.agent.v1.ExecEvent
+	(*WriteFileRequest)(nil),       // 15: wrenn.agent.v1.WriteFileRequest
+	(*WriteFileResponse)(nil),      // 16: wrenn.agent.v1.WriteFileResponse
+	(*ReadFileRequest)(nil),        // 17: wrenn.agent.v1.ReadFileRequest
+	(*ReadFileResponse)(nil),       // 18: wrenn.agent.v1.ReadFileResponse
+	(*PauseSandboxRequest)(nil),    // 19: wrenn.agent.v1.PauseSandboxRequest
+	(*PauseSandboxResponse)(nil),   // 20: wrenn.agent.v1.PauseSandboxResponse
+	(*ResumeSandboxRequest)(nil),   // 21: wrenn.agent.v1.ResumeSandboxRequest
+	(*ResumeSandboxResponse)(nil),  // 22: wrenn.agent.v1.ResumeSandboxResponse
+	(*CreateSnapshotRequest)(nil),  // 23: wrenn.agent.v1.CreateSnapshotRequest
+	(*CreateSnapshotResponse)(nil), // 24: wrenn.agent.v1.CreateSnapshotResponse
+	(*DeleteSnapshotRequest)(nil),  // 25: wrenn.agent.v1.DeleteSnapshotRequest
+	(*DeleteSnapshotResponse)(nil), // 26: wrenn.agent.v1.DeleteSnapshotResponse
+	(*ListSnapshotsRequest)(nil),   // 27: wrenn.agent.v1.ListSnapshotsRequest
+	(*ListSnapshotsResponse)(nil),  // 28: wrenn.agent.v1.ListSnapshotsResponse
+	(*SnapshotRef)(nil),            // 29: wrenn.agent.v1.SnapshotRef
+	nil,                            // 30: wrenn.agent.v1.ExecRequest.EnvEntry
+	(*ExecStreamRequest_Stop)(nil), // 31: wrenn.agent.v1.ExecStreamRequest.Stop
 }
 var file_agent_proto_depIdxs = []int32{
 	2,  // 0: wrenn.agent.v1.GetHostResponse.templates:type_name -> wrenn.agent.v1.BaseTemplate
-	9,  // 1: wrenn.agent.v1.ListSandboxesResponse.sandboxes:type_name -> wrenn.agent.v1.SandboxState
-	29, // 2: wrenn.agent.v1.ExecRequest.env:type_name -> wrenn.agent.v1.ExecRequest.EnvEntry
-	10, // 3: wrenn.agent.v1.ExecStreamRequest.start:type_name -> wrenn.agent.v1.ExecRequest
-	30, // 4: wrenn.agent.v1.ExecStreamRequest.stop:type_name -> wrenn.agent.v1.ExecStreamRequest.Stop
-	28, // 5: wrenn.agent.v1.ListSnapshotsResponse.snapshots:type_name -> wrenn.agent.v1.SnapshotRef
-	0,  // 6: wrenn.agent.v1.AgentService.GetHost:input_type -> wrenn.agent.v1.GetHostRequest
-	3,  // 7: wrenn.agent.v1.AgentService.CreateSandbox:input_type -> wrenn.agent.v1.CreateSandboxRequest
-	5,  // 8: wrenn.agent.v1.AgentService.DestroySandbox:input_type -> wrenn.agent.v1.DestroySandboxRequest
-	7,  // 9: wrenn.agent.v1.AgentService.ListSandboxes:input_type -> wrenn.agent.v1.ListSandboxesRequest
-	10, // 10: wrenn.agent.v1.AgentService.Exec:input_type -> wrenn.agent.v1.ExecRequest
-	12, // 11: wrenn.agent.v1.AgentService.ExecStream:input_type -> wrenn.agent.v1.ExecStreamRequest
-	14, // 12: wrenn.agent.v1.AgentService.WriteFile:input_type -> wrenn.agent.v1.WriteFileRequest
-	16, // 13: wrenn.agent.v1.AgentService.ReadFile:input_type -> wrenn.agent.v1.ReadFileRequest
-	18, // 14: wrenn.agent.v1.AgentService.PauseSandbox:input_type -> wrenn.agent.v1.PauseSandboxRequest
-	20, // 15: wrenn.agent.v1.AgentService.ResumeSandbox:input_type -> wrenn.agent.v1.ResumeSandboxRequest
-	22, // 16: wrenn.agent.v1.AgentService.CreateSnapshot:input_type -> wrenn.agent.v1.CreateSnapshotRequest
-	24, // 17: wrenn.agent.v1.AgentService.DeleteSnapshot:input_type -> wrenn.agent.v1.DeleteSnapshotRequest
-	26, // 18: wrenn.agent.v1.AgentService.ListSnapshots:input_type -> wrenn.agent.v1.ListSnapshotsRequest
-	1,  // 19: wrenn.agent.v1.AgentService.GetHost:output_type -> wrenn.agent.v1.GetHostResponse
-	4,  // 20: wrenn.agent.v1.AgentService.CreateSandbox:output_type -> wrenn.agent.v1.CreateSandboxResponse
-	6,  // 21: wrenn.agent.v1.AgentService.DestroySandbox:output_type -> wrenn.agent.v1.DestroySandboxResponse
-	8,  // 22: wrenn.agent.v1.AgentService.ListSandboxes:output_type -> wrenn.agent.v1.ListSandboxesResponse
-	11, // 23: wrenn.agent.v1.AgentService.Exec:output_type -> wrenn.agent.v1.ExecResponse
-	13, // 24: wrenn.agent.v1.AgentService.ExecStream:output_type -> wrenn.agent.v1.ExecEvent
-	15, // 25: wrenn.agent.v1.AgentService.WriteFile:output_type -> wrenn.agent.v1.WriteFileResponse
-	17, // 26: wrenn.agent.v1.AgentService.ReadFile:output_type -> wrenn.agent.v1.ReadFileResponse
-	19, // 27: wrenn.agent.v1.AgentService.PauseSandbox:output_type -> wrenn.agent.v1.PauseSandboxResponse
-	21, // 28: wrenn.agent.v1.AgentService.ResumeSandbox:output_type -> wrenn.agent.v1.ResumeSandboxResponse
-	23, // 29: wrenn.agent.v1.AgentService.CreateSnapshot:output_type -> wrenn.agent.v1.CreateSnapshotResponse
-	25, // 30: wrenn.agent.v1.AgentService.DeleteSnapshot:output_type -> wrenn.agent.v1.DeleteSnapshotResponse
-	27, // 31: wrenn.agent.v1.AgentService.ListSnapshots:output_type -> wrenn.agent.v1.ListSnapshotsResponse
-	19, // [19:32] is the sub-list for method output_type
-	6,  // [6:19] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	4,  // 1: wrenn.agent.v1.CreateSandboxRequest.network:type_name -> wrenn.agent.v1.Network
+	10, // 2: wrenn.agent.v1.ListSandboxesResponse.sandboxes:type_name -> wrenn.agent.v1.SandboxState
+	30, // 3: wrenn.agent.v1.ExecRequest.env:type_name -> wrenn.agent.v1.ExecRequest.EnvEntry
+	11, // 4: wrenn.agent.v1.ExecStreamRequest.start:type_name -> wrenn.agent.v1.ExecRequest
+	31, // 5: wrenn.agent.v1.ExecStreamRequest.stop:type_name -> wrenn.agent.v1.ExecStreamRequest.Stop
+	4,  // 6: wrenn.agent.v1.ResumeSandboxRequest.network:type_name -> wrenn.agent.v1.Network
+	29, // 7: wrenn.agent.v1.ListSnapshotsResponse.snapshots:type_name -> wrenn.agent.v1.SnapshotRef
+	0,  // 8: wrenn.agent.v1.AgentService.GetHost:input_type -> wrenn.agent.v1.GetHostRequest
+	3,  // 9: wrenn.agent.v1.AgentService.CreateSandbox:input_type -> wrenn.agent.v1.CreateSandboxRequest
+	6,  // 10: wrenn.agent.v1.AgentService.DestroySandbox:input_type -> wrenn.agent.v1.DestroySandboxRequest
+	8,  // 11: wrenn.agent.v1.AgentService.ListSandboxes:input_type -> wrenn.agent.v1.ListSandboxesRequest
+	11, // 12: wrenn.agent.v1.AgentService.Exec:input_type -> wrenn.agent.v1.ExecRequest
+	13, // 13: wrenn.agent.v1.AgentService.ExecStream:input_type -> wrenn.agent.v1.ExecStreamRequest
+	15, // 14: wrenn.agent.v1.AgentService.WriteFile:input_type -> wrenn.agent.v1.WriteFileRequest
+	17, // 15: wrenn.agent.v1.AgentService.ReadFile:input_type -> wrenn.agent.v1.ReadFileRequest
+	19, // 16: wrenn.agent.v1.AgentService.PauseSandbox:input_type -> wrenn.agent.v1.PauseSandboxRequest
+	21, // 17: wrenn.agent.v1.AgentService.ResumeSandbox:input_type -> wrenn.agent.v1.ResumeSandboxRequest
+	23, // 18: wrenn.agent.v1.AgentService.CreateSnapshot:input_type -> wrenn.agent.v1.CreateSnapshotRequest
+	25, // 19: wrenn.agent.v1.AgentService.DeleteSnapshot:input_type -> wrenn.agent.v1.DeleteSnapshotRequest
+	27, // 20: wrenn.agent.v1.AgentService.ListSnapshots:input_type -> wrenn.agent.v1.ListSnapshotsRequest
+	1,  // 21: wrenn.agent.v1.AgentService.GetHost:output_type -> wrenn.agent.v1.GetHostResponse
+	5,  // 22: wrenn.agent.v1.AgentService.CreateSandbox:output_type -> wrenn.agent.v1.CreateSandboxResponse
+	7,  // 23: wrenn.agent.v1.AgentService.DestroySandbox:output_type -> wrenn.agent.v1.DestroySandboxResponse
+	9,  // 24: wrenn.agent.v1.AgentService.ListSandboxes:output_type -> wrenn.agent.v1.ListSandboxesResponse
+	12, // 25: wrenn.agent.v1.AgentService.Exec:output_type -> wrenn.agent.v1.ExecResponse
+	14, // 26: wrenn.agent.v1.AgentService.ExecStream:output_type -> wrenn.agent.v1.ExecEvent
+	16, // 27: wrenn.agent.v1.AgentService.WriteFile:output_type -> wrenn.agent.v1.WriteFileResponse
+	18, // 28: wrenn.agent.v1.AgentService.ReadFile:output_type -> wrenn.agent.v1.ReadFileResponse
+	20, // 29: wrenn.agent.v1.AgentService.PauseSandbox:output_type -> wrenn.agent.v1.PauseSandboxResponse
+	22, // 30: wrenn.agent.v1.AgentService.ResumeSandbox:output_type -> wrenn.agent.v1.ResumeSandboxResponse
+	24, // 31: wrenn.agent.v1.AgentService.CreateSnapshot:output_type -> wrenn.agent.v1.CreateSnapshotResponse
+	26, // 32: wrenn.agent.v1.AgentService.DeleteSnapshot:output_type -> wrenn.agent.v1.DeleteSnapshotResponse
+	28, // 33: wrenn.agent.v1.AgentService.ListSnapshots:output_type -> wrenn.agent.v1.ListSnapshotsResponse
+	21, // [21:34] is the sub-list for method output_type
+	8,  // [8:21] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -1865,18 +1951,18 @@ func file_agent_proto_init() {
 	if File_agent_proto != nil {
 		return
 	}
-	file_agent_proto_msgTypes[12].OneofWrappers = []any{
+	file_agent_proto_msgTypes[13].OneofWrappers = []any{
 		(*ExecStreamRequest_Start)(nil),
 		(*ExecStreamRequest_Stop_)(nil),
 	}
-	file_agent_proto_msgTypes[23].OneofWrappers = []any{}
+	file_agent_proto_msgTypes[24].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
