@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/joho/godotenv"
+
+	"github.com/wrennhq/wrenn/internal/control"
 )
 
 // serverConfig is everything `wrenn server` is told, from flags, the
@@ -38,6 +40,8 @@ type serverConfig struct {
 	SettleGrace       time.Duration
 	// ConnsPerClient bounds the connections one client address holds.
 	ConnsPerClient int
+	// Limits are the operator's bounds on one sandbox and on each team.
+	Limits control.Limits
 }
 
 // Environment variables `wrenn server` reads.

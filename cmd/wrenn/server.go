@@ -66,6 +66,9 @@ func serverCommand() *cobra.Command {
 					return fmt.Errorf("%s must be a positive number of connections", envConnsPerClient)
 				}
 			}
+			if cfg.Limits, err = limitsFromEnv(); err != nil {
+				return err
+			}
 			cfg.DatabaseURL = os.Getenv(envDatabase)
 			cfg.JWTSecret = os.Getenv(envJWTSecret)
 			if cfg.LogLevel, err = parseLevel(os.Getenv(envLogLevel)); err != nil {
@@ -134,7 +137,8 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	} else {
 		log.Warn("running without a host agent: sandbox operations answer 502")
 	}
-	controlSvc := control.NewService(control.Config{Sandboxes: db, Templates: db, Agent: ctlAgent, HostID: hostID, Now: now, Logger: log})
+	controlSvc := control.NewService(control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: ctlAgent, HostID: hostID, Now: now, Logger: log,
+		Limits: cfg.Limits})
 	api := httpapi.New(httpapi.Config{Auth: authSvc, Control: controlSvc, Logger: log, MaxUploadBytes: cfg.MaxUploadBytes})
 
 	ln, err := net.Listen("tcp", cfg.Listen)

@@ -39,6 +39,7 @@ type envOptions struct {
 	noValidate bool // for benchmarks: skip spec validation
 	throttle   *auth.Throttle
 	bodyGrace  time.Duration // 0: the default
+	limits     control.Limits
 }
 
 func newEnv(tb testing.TB, engine string, o envOptions) *env {
@@ -56,7 +57,8 @@ func newEnv(tb testing.TB, engine string, o envOptions) *env {
 		Throttle: o.throttle,
 		Now:      time.Now, Logger: log,
 	})
-	ctl := control.NewService(control.Config{Sandboxes: db, Templates: db, Agent: o.agent, Now: time.Now, Logger: log})
+	ctl := control.NewService(control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: o.agent, Now: time.Now, Logger: log,
+		Limits: o.limits})
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{Auth: authSvc, Control: ctl, Logger: log, MaxUploadBytes: o.maxUpload,
 		BodyGrace: o.bodyGrace}))
 	tb.Cleanup(srv.Close)
