@@ -50,6 +50,8 @@ type hostConfig struct {
 	TCGCPU    string // the CPU model guests see under TCG; "" for the default
 	PoolSize  int    // sandboxes kept ready per base template
 	SourceDir string // the checkout envd is built from
+	// Admission is how much of the host sandboxes may take (limits.go).
+	Admission agent.AdmissionConfig
 }
 
 // hostConfigFromEnv reads and checks the host agent's settings.
@@ -66,6 +68,10 @@ func hostConfigFromEnv() (hostConfig, error) {
 			return c, fmt.Errorf("%s must be a number from 0 to 64", envWarmPool)
 		}
 		c.PoolSize = n
+	}
+	var err error
+	if c.Admission, err = admissionFromEnv(); err != nil {
+		return c, err
 	}
 	src, err := sourceDir()
 	if err != nil {
@@ -108,7 +114,7 @@ func startHost(ctx context.Context, paths layout.Layout, hc hostConfig, log *slo
 	}
 	hostname, _ := os.Hostname()
 	m := agent.New(agent.Config{
-		HostID: hostname, Layout: paths, Driver: driver, Network: nm, Logger: log, PoolSize: hc.PoolSize,
+		HostID: hostname, Layout: paths, Driver: driver, Network: nm, Logger: log, PoolSize: hc.PoolSize, Admission: hc.Admission,
 		Bases: []agent.Base{{Name: minimal.Name, RootFS: rootfs, Kernel: kernel, SizeBytes: minimal.SizeBytes}},
 	})
 	if err := m.Adopt(ctx); err != nil {

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/wrennhq/wrenn"
+	"github.com/wrennhq/wrenn/internal/agent"
 	"github.com/wrennhq/wrenn/internal/control"
 )
 
@@ -33,5 +34,27 @@ func TestLimitsFromEnv(t *testing.T) {
 				t.Errorf("%s=%s accepted", key, v)
 			}
 		})
+	}
+}
+
+func TestAdmissionFromEnv(t *testing.T) {
+	c, err := admissionFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := agent.AdmissionConfig{CPUOvercommit: 4, MemoryOvercommit: 1, MemoryReserveMB: 1024, DiskReserveMB: 4096}
+	if c != want {
+		t.Errorf("defaults = %+v, want %+v", c, want)
+	}
+	t.Setenv(envCPUOvercommit, "1.5")
+	t.Setenv(envDiskReserveMB, "0")
+	if c, err = admissionFromEnv(); err != nil || c.CPUOvercommit != 1.5 || c.DiskReserveMB != 0 {
+		t.Errorf("configured = %+v, %v", c, err)
+	}
+	for _, v := range []string{"0", "-1", "NaN", "x"} {
+		t.Setenv(envMemoryOvercommit, v)
+		if _, err := admissionFromEnv(); err == nil {
+			t.Errorf("%s=%s accepted", envMemoryOvercommit, v)
+		}
 	}
 }
