@@ -42,6 +42,8 @@ type serverConfig struct {
 	ConnsPerClient int
 	// Limits are the operator's bounds on one sandbox and on each team.
 	Limits control.Limits
+	// SignupClosed refuses signups (WRENN_SIGNUP=closed).
+	SignupClosed bool
 }
 
 // Environment variables `wrenn server` reads.

@@ -69,6 +69,9 @@ func serverCommand() *cobra.Command {
 			if cfg.Limits, err = limitsFromEnv(); err != nil {
 				return err
 			}
+			if cfg.SignupClosed, err = signupClosedFromEnv(); err != nil {
+				return err
+			}
 			cfg.DatabaseURL = os.Getenv(envDatabase)
 			cfg.JWTSecret = os.Getenv(envJWTSecret)
 			if cfg.LogLevel, err = parseLevel(os.Getenv(envLogLevel)); err != nil {
@@ -106,6 +109,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		Hasher: auth.NewHasher(auth.DefaultPasswordParams, runtime.NumCPU()),
 		Tokens: auth.NewTokens(secret, now),
 		Now:    now, Logger: log,
+		SignupClosed: cfg.SignupClosed,
 	})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -30,6 +30,7 @@ type env struct {
 	srv    *httptest.Server
 	client *http.Client
 	db     *store.DB
+	auth   *auth.Service
 }
 
 type envOptions struct {
@@ -40,6 +41,7 @@ type envOptions struct {
 	throttle   *auth.Throttle
 	bodyGrace  time.Duration // 0: the default
 	limits     control.Limits
+	closed     bool // signup
 }
 
 func newEnv(tb testing.TB, engine string, o envOptions) *env {
@@ -56,6 +58,7 @@ func newEnv(tb testing.TB, engine string, o envOptions) *env {
 		Tokens:   auth.NewTokens([]byte(strings.Repeat("k", 32)), time.Now),
 		Throttle: o.throttle,
 		Now:      time.Now, Logger: log,
+		SignupClosed: o.closed,
 	})
 	ctl := control.NewService(control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: o.agent, Now: time.Now, Logger: log,
 		Limits: o.limits})
@@ -71,7 +74,7 @@ func newEnv(tb testing.TB, engine string, o envOptions) *env {
 	}); err != nil {
 		tb.Fatal(err)
 	}
-	return &env{tb: tb, srv: srv, client: client, db: db}
+	return &env{tb: tb, srv: srv, client: client, db: db, auth: authSvc}
 }
 
 type hdr map[string]string
