@@ -154,8 +154,8 @@ func (sb *sandbox) holds() (need, bool) {
 	return n, sb.lc == lcStarting || sb.lc == lcResuming || sb.mach != nil
 }
 
-// usedLocked sums the VMs this host runs or starts, but skip. Call with
-// m.mu held.
+// usedLocked sums the sizes of the VMs this host runs or is starting,
+// leaving out skip. Call with m.mu held.
 func (m *Manager) usedLocked(skip *sandbox) capacity {
 	var used capacity
 	add := func(sb *sandbox) {

@@ -9,7 +9,6 @@ import (
 
 // SandboxStore persists sandbox records.
 type SandboxStore interface {
-	CreateSandbox(ctx context.Context, sb *wrenn.Sandbox) error
 	// CreateSandboxWithin records sb only if the team's quota (its own
 	// over def) admits it, atomically with the count; else EQuotaExceeded.
 	CreateSandboxWithin(ctx context.Context, sb *wrenn.Sandbox, def wrenn.Quota) error
