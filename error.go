@@ -11,12 +11,15 @@ import (
 const (
 	EInvalid          = "invalid_request"        // the request is malformed or fails validation
 	EUnauthorized     = "unauthorized"           // missing or bad credentials
+	EForbidden        = "forbidden"              // the operator does not allow it (signup closed)
 	ENotFound         = "not_found"              // no such thing, or not the caller's
 	EMethodNotAllowed = "method_not_allowed"     // the path exists, the method does not
 	EConflict         = "conflict"               // the thing exists or is in the wrong state
 	ETooLarge         = "payload_too_large"      // the request body is over its limit
 	EUnsupportedMedia = "unsupported_media_type" // the body is not of a type the route takes
 	ERateLimited      = "rate_limited"           // too many attempts: try again after the error's RetryAfter
+	EQuotaExceeded    = "quota_exceeded"         // the team is at one of its quotas; the message names it
+	EHostFull         = "host_full"              // the host cannot fit the sandbox now; the message names what it lacks
 	EHostAgent        = "host_agent_error"       // the host agent failed or cannot be reached
 	EInternal         = "internal"               // a fault of ours; details are only logged
 )

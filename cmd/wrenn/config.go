@@ -42,6 +42,10 @@ type serverConfig struct {
 	ConnsPerClient int
 	// Network is the operator's say in sandboxes' egress policies.
 	Network control.NetworkConfig
+	// Limits are the operator's bounds on one sandbox and on each team.
+	Limits control.Limits
+	// SignupClosed refuses signups (WRENN_SIGNUP=closed).
+	SignupClosed bool
 }
 
 // Environment variables `wrenn server` reads.

@@ -55,6 +55,8 @@ type hostConfig struct {
 	// reach; DNSUpstream the servers their resolvers ask.
 	EgressOpen  []netip.Prefix
 	DNSUpstream []string
+	// Admission is how much of the host sandboxes may take (limits.go).
+	Admission agent.AdmissionConfig
 }
 
 // hostConfigFromEnv reads and checks the host agent's settings.
@@ -71,6 +73,10 @@ func hostConfigFromEnv() (hostConfig, error) {
 			return c, fmt.Errorf("%s must be a number from 0 to 64", envWarmPool)
 		}
 		c.PoolSize = n
+	}
+	var err error
+	if c.Admission, err = admissionFromEnv(); err != nil {
+		return c, err
 	}
 	src, err := sourceDir()
 	if err != nil {
@@ -119,7 +125,7 @@ func startHost(ctx context.Context, paths layout.Layout, hc hostConfig, log *slo
 	}
 	hostname, _ := os.Hostname()
 	m := agent.New(agent.Config{
-		HostID: hostname, Layout: paths, Driver: driver, Network: nm, Logger: log, PoolSize: hc.PoolSize,
+		HostID: hostname, Layout: paths, Driver: driver, Network: nm, Logger: log, PoolSize: hc.PoolSize, Admission: hc.Admission,
 		Bases: []agent.Base{{Name: minimal.Name, RootFS: rootfs, Kernel: kernel, SizeBytes: minimal.SizeBytes}},
 	})
 	if err := m.Adopt(ctx); err != nil {

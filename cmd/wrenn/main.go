@@ -33,5 +33,6 @@ func rootCommand() *cobra.Command {
 	root.AddCommand(serverCommand())
 	root.AddCommand(imageCommand())
 	root.AddCommand(agentCommand())
+	root.AddCommand(adminCommand())
 	return root
 }

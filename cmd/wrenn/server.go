@@ -69,6 +69,12 @@ func serverCommand() *cobra.Command {
 			if cfg.Network, err = networkConfigFromEnv(); err != nil {
 				return err
 			}
+			if cfg.Limits, err = limitsFromEnv(); err != nil {
+				return err
+			}
+			if cfg.SignupClosed, err = signupClosedFromEnv(); err != nil {
+				return err
+			}
 			cfg.DatabaseURL = os.Getenv(envDatabase)
 			cfg.JWTSecret = os.Getenv(envJWTSecret)
 			if cfg.LogLevel, err = parseLevel(os.Getenv(envLogLevel)); err != nil {
@@ -106,6 +112,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		Hasher: auth.NewHasher(auth.DefaultPasswordParams, runtime.NumCPU()),
 		Tokens: auth.NewTokens(secret, now),
 		Now:    now, Logger: log,
+		SignupClosed: cfg.SignupClosed,
 	})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -137,8 +144,8 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	} else {
 		log.Warn("running without a host agent: sandbox operations answer 502")
 	}
-	controlSvc := control.NewService(control.Config{Sandboxes: db, Templates: db, Agent: ctlAgent, HostID: hostID, Now: now, Logger: log,
-		Network: cfg.Network})
+	controlSvc := control.NewService(control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: ctlAgent, HostID: hostID, Now: now, Logger: log,
+		Limits: cfg.Limits, Network: cfg.Network})
 	api := httpapi.New(httpapi.Config{Auth: authSvc, Control: controlSvc, Logger: log, MaxUploadBytes: cfg.MaxUploadBytes})
 
 	ln, err := net.Listen("tcp", cfg.Listen)

@@ -57,8 +57,18 @@ func (m *Manager) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (ne
 	rec := record{ID: spec.ID, TeamID: spec.TeamID, Template: spec.Template, VCPUs: spec.VCPUs, MemoryMB: spec.MemoryMB,
 		Driver: m.cfg.Driver.Name(), Base: from.base.Name, Kernel: from.base.Kernel,
 		OwnMemory: from.tmpl == "", FromSnapshot: from.tmpl != "", CreatedAt: m.cfg.Now().UTC(), Network: &spec.Network}
-	sb, err := m.reserve(spec.ID)
+	key := poolKey{team: spec.TemplateTeamID, name: spec.Template}
+	var member *poolMember
+	if from.tmpl != "" {
+		member = m.pool.take(key, from.tmpl)
+	}
+	// A create that claims a pool member takes the VM the member holds;
+	// any other must fit the host (admit.go).
+	sb, err := m.reserveWithin(ctx, spec, member)
 	if err != nil {
+		if member != nil {
+			m.pool.endAsync(member)
+		}
 		return net, err
 	}
 	sb.op.Lock()
@@ -74,17 +84,22 @@ func (m *Manager) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (ne
 		// Whether this create takes a pool member or not, the pool keeps
 		// one ready for the next: of a base always, of a snapshot template
 		// once it is used.
-		key := poolKey{team: spec.TemplateTeamID, name: spec.Template}
 		defer func() {
 			if err == nil {
 				m.pool.fill(key)
 			}
 		}()
-		if net, ok := m.claim(ctx, sb, rec, key, from.tmpl); ok {
+		if net, ok := m.claim(ctx, sb, rec, key, from.tmpl, member); ok {
 			sb.log.Info("sandbox started", slog.String(attrTemplate, spec.Template), slog.Bool("restored", true),
 				slog.Bool("from_pool", true), slog.String("run_dir", sb.dir.Path()), slog.Int(attrPID, rec.PID),
 				slog.Duration("took", time.Since(start)))
 			return net, nil
+		}
+		if member != nil {
+			// It was admitted as the member's; it needs a VM of its own now.
+			if err := m.admitStarting(sb); err != nil {
+				return net, err
+			}
 		}
 	}
 	mach, err := m.start(ctx, sb.dir, &rec, from)

@@ -158,6 +158,7 @@ type sandbox struct {
 	dir   layout.SandboxDir // its run directory
 	mach  *machine          // what its VM holds; nil when no VM runs
 	since time.Time         // unresponsive since
+	want  need              // its size, before rec has it (admit.go)
 }
 
 // machine is what a sandbox's running VM holds. release frees all of it,

@@ -52,6 +52,8 @@ type Config struct {
 	// Health says how running guests are checked (health.go); zero fields
 	// take the defaults.
 	Health HealthConfig
+	// Admission says how much of the host sandboxes may take (admit.go).
+	Admission AdmissionConfig
 }
 
 // DefaultBootTimeout suits guests under TCG on a busy 2-core host.
@@ -74,6 +76,8 @@ type Manager struct {
 
 	mu        sync.Mutex
 	sandboxes map[string]*sandbox
+	members   map[*sandbox]bool // warm pool members, ready or starting
+	admit     *admitter
 
 	pool   *pool
 	warm   *warmer
@@ -90,7 +94,8 @@ func New(c Config) *Manager {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	m := &Manager{cfg: c, log: c.Logger, bases: make(map[string]Base, len(c.Bases)), sandboxes: make(map[string]*sandbox)}
+	m := &Manager{cfg: c, log: c.Logger, bases: make(map[string]Base, len(c.Bases)), sandboxes: make(map[string]*sandbox),
+		members: make(map[*sandbox]bool), admit: newAdmitter(c.Admission, c.Layout.Root)}
 	for _, b := range c.Bases {
 		m.bases[b.Name] = b
 	}
@@ -160,14 +165,19 @@ func (m *Manager) get(id string) (*sandbox, error) {
 	return sb, nil
 }
 
-// reserve puts a new sandbox, starting, under its ID; the ID must be free.
-func (m *Manager) reserve(id string) (*sandbox, error) {
+// reserve puts a new sandbox of size n, starting, under its ID if the ID
+// is free and admit, called with m.mu held, allows it.
+func (m *Manager) reserve(id string, n need, admit func() error) (*sandbox, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, exists := m.sandboxes[id]; exists {
 		return nil, wrenn.Errorf(wrenn.EConflict, "sandbox already exists on this host")
 	}
+	if err := admit(); err != nil {
+		return nil, err
+	}
 	sb := newSandbox(id, m.cfg.Layout.Sandbox(id), m.log, lcStarting)
+	sb.want = n
 	m.sandboxes[id] = sb
 	return sb, nil
 }

@@ -69,9 +69,13 @@ func (m *Manager) makeMember(ctx context.Context, key poolKey) (*poolMember, err
 	sb := newSandbox(id, m.cfg.Layout.Sandbox(id), m.log, lcStarting)
 	sb.op.Lock()
 	defer sb.op.Unlock()
+	if err := m.addMember(sb, need{VCPUs: rec.VCPUs, MemoryMB: rec.MemoryMB}); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	mach, err := m.start(ctx, sb.dir, &rec, from)
 	if err != nil {
+		m.dropMember(sb)
 		return nil, err
 	}
 	res, err := mach.envd.Exec(ctx, wrenn.ExecRequest{Cmd: poolWarmup, Timeout: 30 * time.Second})
@@ -80,7 +84,9 @@ func (m *Manager) makeMember(ctx context.Context, key poolKey) (*poolMember, err
 	}
 	if err != nil {
 		bg := context.WithoutCancel(ctx)
-		return nil, errors.Join(err, mach.release.run(bg), removeRunDir(sb.dir))
+		err = errors.Join(err, mach.release.run(bg), removeRunDir(sb.dir))
+		m.dropMember(sb)
+		return nil, err
 	}
 	sb.run(mach, rec, lcPooled)
 	go m.watch(sb, mach)
@@ -93,16 +99,23 @@ func (m *Manager) endMember(sb *sandbox) {
 	sb.op.Lock()
 	defer sb.op.Unlock()
 	logErr(sb.log, "end pool sandbox", m.destroy(context.Background(), sb))
+	if sb.lifecycle() == lcGone {
+		m.dropMember(sb)
+	}
 }
 
-// claim gives sb, starting as rec describes, the VM of a ready member of
-// key restored from tmpl, and reports whether it could. The member's run
-// directory and machine move to sb, and the guest takes sb's identity. A
-// member that died or will not take its identity is ended, and the next
-// one tried. Call with sb.op held.
-func (m *Manager) claim(ctx context.Context, sb *sandbox, rec record, key poolKey, tmpl layout.TemplateDir) (wrenn.SandboxNet, bool) {
+// claim gives sb, starting as rec describes, the VM of first (if not
+// nil) or of another ready member of key restored from tmpl, and reports
+// whether it could. The member's run directory and machine move to sb,
+// and the guest takes sb's identity. A member that died or will not take
+// its identity is ended, and the next one tried. Call with sb.op held.
+func (m *Manager) claim(ctx context.Context, sb *sandbox, rec record, key poolKey, tmpl layout.TemplateDir, first *poolMember) (wrenn.SandboxNet, bool) {
 	for {
-		member := m.pool.take(key, tmpl)
+		member := first
+		first = nil
+		if member == nil {
+			member = m.pool.take(key, tmpl)
+		}
 		if member == nil {
 			return wrenn.SandboxNet{}, false
 		}
@@ -125,6 +138,7 @@ func (m *Manager) claimMember(ctx context.Context, sb *sandbox, rec record, p *s
 		m.endMember(p) // its VM died while it waited
 		return wrenn.SandboxNet{}, false
 	}
+	m.dropMember(p) // sb holds its VM now, or it ends below
 	rec.Kernel, rec.PID, rec.Slot = prec.Kernel, prec.PID, prec.Slot
 	rec.FromSnapshot, rec.OwnMemory = true, false
 	err = m.cfg.Network.SetEgress(ctx, mach.slot, *rec.Network)

@@ -105,7 +105,7 @@ func (m *Manager) ResumeSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wr
 		return wrenn.SandboxNet{}, err
 	}
 	defer sb.op.Unlock()
-	_, paused, err := sb.begin(lcResuming)
+	paused, err := m.beginResume(sb)
 	if err != nil {
 		return wrenn.SandboxNet{}, err
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wrennhq/wrenn"
 	"github.com/wrennhq/wrenn/internal/layout"
 )
 
@@ -157,7 +158,11 @@ func (p *pool) make(key poolKey, gen int) {
 	p.mu.Unlock()
 	switch {
 	case err != nil && !closed && key.team == "":
-		p.log.Warn("warm pool: could not start a sandbox", slog.String(attrTemplate, key.name), slog.Any(attrError, err))
+		level := slog.LevelWarn
+		if wrenn.ErrorCode(err) == wrenn.EHostFull {
+			level = slog.LevelDebug // it waits for room, as it should
+		}
+		p.log.Log(context.Background(), level, "warm pool: could not start a sandbox", slog.String(attrTemplate, key.name), slog.Any(attrError, err))
 		select {
 		case <-time.After(poolRetry):
 			p.fill(key)
@@ -205,6 +210,32 @@ func sameTemplate(member *poolMember, tmpl layout.TemplateDir) bool {
 	}
 	b, err := os.Stat(tmpl.Memory())
 	return err == nil && os.SameFile(a, b)
+}
+
+// yield ends the ready member that has waited longest, to make room on a
+// full host for a sandbox someone asked for, and reports whether there
+// was one. Its template's pool fills again once there is room.
+func (p *pool) yield() bool {
+	p.mu.Lock()
+	var oldest *poolMember
+	var oldestKey poolKey
+	for key, ready := range p.ready {
+		for _, member := range ready {
+			if oldest == nil || member.readyAt.Before(oldest.readyAt) {
+				oldest, oldestKey = member, key
+			}
+		}
+	}
+	if oldest != nil {
+		p.removeLocked(oldestKey, oldest)
+	}
+	p.mu.Unlock()
+	if oldest == nil {
+		return false
+	}
+	oldest.sb.log.Info("warm pool: ending a ready sandbox to make room", slog.String(attrTemplate, oldestKey.name))
+	p.host.endMember(oldest.sb)
+	return true
 }
 
 // expire ends a snapshot template's member that nobody claimed.

@@ -407,6 +407,7 @@ func TestDomainErrors(t *testing.T) {
 		{wrenn.ENotFound, wrenn.ENotFound},
 		{wrenn.EConflict, wrenn.EConflict},
 		{wrenn.ETooLarge, wrenn.ETooLarge},
+		{wrenn.EHostFull, wrenn.EHostFull},
 		{wrenn.EUnauthorized, wrenn.EInternal},
 		{wrenn.EInternal, wrenn.EInternal},
 	}

@@ -56,6 +56,9 @@ type Config struct {
 	Throttle *Throttle
 	Now      func() time.Time
 	Logger   *slog.Logger
+	// SignupClosed refuses signups: the operator creates accounts
+	// (CreateAccount, through `wrenn admin user create`).
+	SignupClosed bool
 }
 
 // Service is the account and credential use cases: signup, login, API key
@@ -68,6 +71,7 @@ type Service struct {
 	throttle *Throttle
 	now      func() time.Time
 	log      *slog.Logger
+	closed   bool // signup
 }
 
 // NewService returns a Service.
@@ -75,7 +79,8 @@ func NewService(c Config) *Service {
 	if c.Throttle == nil {
 		c.Throttle = NewThrottle(c.Now)
 	}
-	return &Service{accounts: c.Accounts, keys: c.Keys, hasher: c.Hasher, tokens: c.Tokens, throttle: c.Throttle, now: c.Now, log: c.Logger}
+	return &Service{accounts: c.Accounts, keys: c.Keys, hasher: c.Hasher, tokens: c.Tokens, throttle: c.Throttle, now: c.Now, log: c.Logger,
+		closed: c.SignupClosed}
 }
 
 // Session is the result of signup or login.
@@ -88,28 +93,46 @@ type Session struct {
 
 var errBadCredentials = wrenn.Errorf(wrenn.EUnauthorized, "invalid email or password")
 
+// ErrSignupClosed is Signup's answer on a server whose operator creates
+// the accounts.
+var ErrSignupClosed = wrenn.Errorf(wrenn.EForbidden, "signup is closed on this server: ask its operator for an account")
+
 // Signup creates a user, a default team and the membership, and logs in.
+// It is refused when signup is closed.
 func (s *Service) Signup(ctx context.Context, email, password string) (*Session, error) {
-	if err := validateEmail(email); err != nil {
+	if s.closed {
+		return nil, ErrSignupClosed
+	}
+	u, t, err := s.CreateAccount(ctx, email, password)
+	if err != nil {
 		return nil, err
 	}
+	return s.session(u, t.ID)
+}
+
+// CreateAccount creates a user, their default team and the membership,
+// whether signup is open or not: it is how an operator adds users.
+func (s *Service) CreateAccount(ctx context.Context, email, password string) (*wrenn.User, *wrenn.Team, error) {
+	if err := validateEmail(email); err != nil {
+		return nil, nil, err
+	}
 	if n := utf8.RuneCountInString(password); n < MinPasswordLen {
-		return nil, wrenn.Errorf(wrenn.EInvalid, "password must be at least %d characters", MinPasswordLen)
+		return nil, nil, wrenn.Errorf(wrenn.EInvalid, "password must be at least %d characters", MinPasswordLen)
 	}
 	if len(password) > MaxPasswordLen {
-		return nil, wrenn.Errorf(wrenn.EInvalid, "password must be at most %d bytes", MaxPasswordLen)
+		return nil, nil, wrenn.Errorf(wrenn.EInvalid, "password must be at most %d bytes", MaxPasswordLen)
 	}
 	hash, err := s.hasher.Hash(ctx, password)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	now := s.now().UTC()
 	u := &wrenn.User{ID: wrenn.NewID(wrenn.PrefixUser), Email: email, PasswordHash: hash, CreatedAt: now}
 	t := &wrenn.Team{ID: wrenn.NewID(wrenn.PrefixTeam), Name: teamName(email), CreatedAt: now}
 	if err := s.accounts.CreateAccount(ctx, u, t); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return s.session(u, t.ID)
+	return u, t, nil
 }
 
 // Login checks email and password. Unknown email and wrong password fail

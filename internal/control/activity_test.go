@@ -94,7 +94,7 @@ func newActivityFixture(t *testing.T, engine string) *activityFixture {
 		},
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	f.svc = control.NewService(control.Config{Sandboxes: f.db, Templates: f.db, Agent: agent,
+	f.svc = control.NewService(control.Config{Sandboxes: f.db, Templates: f.db, Quotas: f.db, Agent: agent,
 		Now: f.clock.Now, After: f.clock.After, Logger: log})
 	f.rec = control.NewReconciler(control.ReconcilerConfig{Store: f.db, Host: agent, Now: f.clock.Now, Logger: log})
 	return f

@@ -3,6 +3,7 @@ package control
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -10,12 +11,13 @@ import (
 	"github.com/wrennhq/wrenn"
 )
 
-// Limits on what a sandbox may ask for.
+// Limits on what a sandbox may ask for. The maximums are the operator's
+// (Limits); these are their defaults.
 const (
-	MinVCPUs    = 1
-	MaxVCPUs    = 8
-	MinMemoryMB = 128
-	MaxMemoryMB = 8192
+	MinVCPUs           = 1
+	DefaultMaxVCPUs    = 8
+	MinMemoryMB        = 128
+	DefaultMaxMemoryMB = 8192
 )
 
 // Limits on timeouts, in seconds; 0 means none. Both are checked before
@@ -43,24 +45,33 @@ type CreateParams struct {
 	Network *wrenn.Network
 }
 
-func (p CreateParams) validate() error {
+func (p CreateParams) validate(l Limits) error {
 	switch {
 	case p.Template == "":
 		return wrenn.Errorf(wrenn.EInvalid, "template must not be empty")
-	case p.VCPUs != 0 && (p.VCPUs < MinVCPUs || p.VCPUs > MaxVCPUs):
-		return wrenn.Errorf(wrenn.EInvalid, "vcpus must be between %d and %d", MinVCPUs, MaxVCPUs)
-	case p.MemoryMB != 0 && (p.MemoryMB < MinMemoryMB || p.MemoryMB > MaxMemoryMB):
-		return wrenn.Errorf(wrenn.EInvalid, "memory_mb must be between %d and %d", MinMemoryMB, MaxMemoryMB)
 	case p.TimeoutSec < 0 || p.TimeoutSec > MaxTimeoutSec:
 		return wrenn.Errorf(wrenn.EInvalid, "timeout_sec must be between 0 (no timeout) and %d (30 days)", MaxTimeoutSec)
+	}
+	return l.checkSizes(p.VCPUs, p.MemoryMB)
+}
+
+// checkSizes checks sizes against the operator's maximums; 0 is a size
+// left for the template to decide.
+func (l Limits) checkSizes(vcpus, memoryMB int) error {
+	switch {
+	case vcpus != 0 && (vcpus < MinVCPUs || vcpus > l.MaxVCPUs):
+		return wrenn.Errorf(wrenn.EInvalid, "vcpus must be between %d and %d (this server's maximum)", MinVCPUs, l.MaxVCPUs)
+	case memoryMB != 0 && (memoryMB < MinMemoryMB || memoryMB > l.MaxMemoryMB):
+		return wrenn.Errorf(wrenn.EInvalid, "memory_mb must be between %d and %d (this server's maximum)", MinMemoryMB, l.MaxMemoryMB)
 	}
 	return nil
 }
 
-// CreateSandbox validates p, records a pending sandbox, has the agent start
-// it and records it running. On any failure nothing is left behind.
+// CreateSandbox validates p, records a pending sandbox if the team's quota
+// admits it, has the agent start it and records it running. On any
+// failure nothing is left behind.
 func (s *Service) CreateSandbox(ctx context.Context, teamID string, p CreateParams) (*wrenn.Sandbox, error) {
-	if err := p.validate(); err != nil {
+	if err := p.validate(s.limits); err != nil {
 		return nil, err
 	}
 	network := *s.network.Default
@@ -81,6 +92,10 @@ func (s *Service) CreateSandbox(ctx context.Context, teamID string, p CreatePara
 	if err := applySizes(&p, tmpl); err != nil {
 		return nil, err
 	}
+	if err := s.limits.checkSizes(p.VCPUs, p.MemoryMB); err != nil {
+		// A snapshot template made before the maximums were lowered.
+		return nil, wrenn.Errorf(wrenn.EInvalid, "template %q: %s", tmpl.Name, wrenn.ErrorMessage(err))
+	}
 	agent, err := s.needAgent()
 	if err != nil {
 		return nil, err
@@ -99,8 +114,8 @@ func (s *Service) CreateSandbox(ctx context.Context, teamID string, p CreatePara
 		CreatedAt:   now,
 		LastUpdated: now,
 	}
-	if err := s.sandboxes.CreateSandbox(ctx, sb); err != nil {
-		return nil, fmt.Errorf("create sandbox: %w", err)
+	if err := s.sandboxes.CreateSandboxWithin(ctx, sb, s.limits.Quota); err != nil {
+		return nil, wrapUnlessCoded("create sandbox", err)
 	}
 	log := s.log.With(slog.String(attrSandboxID, sb.ID), slog.String(attrTeamID, teamID))
 	net, err := agent.CreateSandbox(ctx, wrenn.SandboxSpec{
@@ -257,7 +272,10 @@ func (s *Service) PauseSandbox(ctx context.Context, teamID, id string) (*wrenn.S
 	return sb, nil
 }
 
-// ResumeSandbox restores a paused sandbox.
+// ResumeSandbox restores a paused sandbox. The team's quota is checked
+// again, since a paused sandbox holds no CPU or memory: the record moves
+// to running if the quota admits it, atomically with the count, before
+// the agent is asked, and back to paused if the agent cannot resume it.
 func (s *Service) ResumeSandbox(ctx context.Context, teamID, id string) (*wrenn.Sandbox, error) {
 	sb, err := s.sandboxes.GetSandbox(ctx, teamID, id)
 	if err != nil {
@@ -270,10 +288,22 @@ func (s *Service) ResumeSandbox(ctx context.Context, teamID, id string) (*wrenn.
 	if err != nil {
 		return nil, err
 	}
+	sb, err = s.sandboxes.ResumeSandboxWithin(ctx, teamID, id, s.limits.Quota, s.nowUTC())
+	if wrenn.ErrorCode(err) == wrenn.EConflict {
+		return nil, wrenn.Errorf(wrenn.EConflict, "%s, not paused", wrenn.ErrorMessage(err))
+	}
+	if err != nil {
+		return nil, wrapUnlessCoded("resume sandbox", err)
+	}
 	net, err := agent.ResumeSandbox(ctx, wrenn.SandboxSpec{
 		ID: sb.ID, TeamID: teamID, Template: sb.Template, VCPUs: sb.VCPUs, MemoryMB: sb.MemoryMB, Network: sb.Network,
 	})
 	if err != nil {
+		if _, terr := s.sandboxes.TransitionSandbox(context.WithoutCancel(ctx), teamID, id,
+			[]wrenn.SandboxStatus{wrenn.StatusRunning}, wrenn.StatusPaused, s.nowUTC()); terr != nil {
+			s.log.ErrorContext(ctx, "record sandbox paused again after a failed resume", slog.String(attrSandboxID, id),
+				slog.Any(attrError, terr))
+		}
 		return nil, s.agentError(ctx, "resume the sandbox", id, err)
 	}
 	now := s.nowUTC()
@@ -284,6 +314,15 @@ func (s *Service) ResumeSandbox(ctx context.Context, teamID, id string) (*wrenn.
 		return nil, fmt.Errorf("record resumed sandbox: %w", err)
 	}
 	return sb, nil
+}
+
+// wrapUnlessCoded returns a *wrenn.Error as is, for the client, and wraps
+// anything else with op.
+func wrapUnlessCoded(op string, err error) error {
+	if _, ok := errors.AsType[*wrenn.Error](err); ok {
+		return err
+	}
+	return fmt.Errorf("%s: %w", op, err)
 }
 
 // CheckRunning reports, as an error, why the sandbox cannot take work now:

@@ -29,7 +29,7 @@ func mustService(t *testing.T, engine string, agent wrenn.Agent, edits ...func(*
 	if err := db.PutTemplate(ctx, &wrenn.Template{Name: "minimal", Type: wrenn.TemplateBase, CreatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	c := control.Config{Sandboxes: db, Templates: db, Agent: agent, HostID: "host-1",
+	c := control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: agent, HostID: "host-1",
 		Now: func() time.Time { return now }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, edit := range edits {
 		edit(&c)

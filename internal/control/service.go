@@ -1,6 +1,7 @@
 package control
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net/netip"
@@ -13,6 +14,7 @@ import (
 type Config struct {
 	Sandboxes SandboxStore
 	Templates TemplateStore
+	Quotas    QuotaStore
 	// Agent runs the VMs. Nil means no host agent is available: every call
 	// that needs one fails with wrenn.EHostAgent.
 	Agent wrenn.Agent
@@ -24,8 +26,20 @@ type Config struct {
 	// time.After. It paces the marks of activity of running operations.
 	After  func(time.Duration) <-chan time.Time
 	Logger *slog.Logger
+	// Limits are the operator's bounds on one sandbox and on each team.
+	Limits Limits
 	// Network is the operator's egress settings.
 	Network NetworkConfig
+}
+
+// Limits are the operator's bounds. Zero sizes take the defaults; a zero
+// in Quota is no limit.
+type Limits struct {
+	MaxVCPUs    int // vCPUs one sandbox may have; 0 means DefaultMaxVCPUs
+	MaxMemoryMB int // memory one sandbox may have; 0 means DefaultMaxMemoryMB
+	// Quota is every team's quota unless the team has its own
+	// (wrenn.QuotaOverride, set with `wrenn admin quota set`).
+	Quota wrenn.Quota
 }
 
 // NetworkConfig is the operator's say in sandboxes' egress policies.
@@ -38,6 +52,8 @@ type NetworkConfig struct {
 type Service struct {
 	sandboxes SandboxStore
 	templates TemplateStore
+	quotas    QuotaStore
+	limits    Limits
 	agent     wrenn.Agent
 	hostID    string
 	now       func() time.Time
@@ -52,10 +68,12 @@ func NewService(c Config) *Service {
 	if after == nil {
 		after = time.After
 	}
+	c.Limits.MaxVCPUs = cmp.Or(c.Limits.MaxVCPUs, DefaultMaxVCPUs)
+	c.Limits.MaxMemoryMB = cmp.Or(c.Limits.MaxMemoryMB, DefaultMaxMemoryMB)
 	if c.Network.Default == nil {
 		c.Network.Default = &wrenn.DefaultNetwork
 	}
-	return &Service{sandboxes: c.Sandboxes, templates: c.Templates, agent: c.Agent, hostID: c.HostID, now: c.Now, after: after, log: c.Logger,
+	return &Service{sandboxes: c.Sandboxes, templates: c.Templates, quotas: c.Quotas, limits: c.Limits, agent: c.Agent, hostID: c.HostID, now: c.Now, after: after, log: c.Logger,
 		network: c.Network}
 }
 
@@ -94,7 +112,7 @@ func (s *Service) needSnapshotter() (wrenn.Snapshotter, error) {
 // invalid), otherwise a 502 with the detail only in the log.
 func (s *Service) agentError(ctx context.Context, op, sandboxID string, err error) error {
 	switch wrenn.ErrorCode(err) {
-	case wrenn.ENotFound, wrenn.EConflict, wrenn.EInvalid, wrenn.ETooLarge, wrenn.EHostAgent:
+	case wrenn.ENotFound, wrenn.EConflict, wrenn.EInvalid, wrenn.ETooLarge, wrenn.EHostAgent, wrenn.EHostFull:
 		return err
 	}
 	if ctx.Err() != nil {

@@ -9,7 +9,12 @@ import (
 
 // SandboxStore persists sandbox records.
 type SandboxStore interface {
-	CreateSandbox(ctx context.Context, sb *wrenn.Sandbox) error
+	// CreateSandboxWithin records sb only if the team's quota (its own
+	// over def) admits it, atomically with the count; else EQuotaExceeded.
+	CreateSandboxWithin(ctx context.Context, sb *wrenn.Sandbox, def wrenn.Quota) error
+	// ResumeSandboxWithin moves a paused sandbox to running only if the
+	// team's quota admits it, atomically with the count.
+	ResumeSandboxWithin(ctx context.Context, teamID, id string, def wrenn.Quota, at time.Time) (*wrenn.Sandbox, error)
 	GetSandbox(ctx context.Context, teamID, id string) (*wrenn.Sandbox, error)
 	ListSandboxes(ctx context.Context, teamID string) ([]*wrenn.Sandbox, error)
 	UpdateSandbox(ctx context.Context, sb *wrenn.Sandbox) error
@@ -24,4 +29,10 @@ type TemplateStore interface {
 	GetTemplate(ctx context.Context, teamID, name string) (*wrenn.Template, error)
 	ListTemplates(ctx context.Context, teamID string, typ wrenn.TemplateType) ([]*wrenn.Template, error)
 	DeleteTemplate(ctx context.Context, teamID, name string) error
+}
+
+// QuotaStore reads what a team may hold and holds.
+type QuotaStore interface {
+	TeamQuota(ctx context.Context, teamID string) (wrenn.QuotaOverride, error)
+	TeamUsage(ctx context.Context, teamID string) (wrenn.Usage, error)
 }

@@ -48,6 +48,9 @@ func (s *Service) CreateSnapshot(ctx context.Context, teamID string, p SnapshotP
 	if err != nil {
 		return nil, err
 	}
+	if err := s.admitSnapshot(ctx, sb, existing); err != nil {
+		return nil, err
+	}
 	t := &wrenn.Template{Name: p.Name, TeamID: teamID, Type: wrenn.TemplateSnapshot, CreatedAt: s.nowUTC()}
 	if err := agent.CreateSnapshot(ctx, sb.ID, t); err != nil {
 		return nil, s.agentError(ctx, "snapshot the sandbox", sb.ID, err)
@@ -60,6 +63,32 @@ func (s *Service) CreateSnapshot(ctx context.Context, teamID string, p SnapshotP
 	s.settleConsumed(bg, sb, wrenn.StatusStopped)
 	s.log.InfoContext(ctx, "snapshot template created", slog.String(attrSandboxID, sb.ID), slog.String(attrTemplate, t.Name))
 	return t, nil
+}
+
+// admitSnapshot checks that a template of sb, replacing existing (nil
+// for none), fits the team's snapshot storage quota. The template's size
+// is known only once made, and making it consumes the sandbox, so the
+// check comes first and counts it at the sandbox's memory size, what its
+// RAM image may take; the record then holds the size it really has.
+// Snapshots of one team taken at the same moment may together pass the
+// quota by what they hold, once: the next one is refused.
+func (s *Service) admitSnapshot(ctx context.Context, sb *wrenn.Sandbox, existing *wrenn.Template) error {
+	o, err := s.quotas.TeamQuota(ctx, sb.TeamID)
+	if err != nil {
+		return fmt.Errorf("create snapshot: %w", err)
+	}
+	q := o.Apply(s.limits.Quota)
+	if q.SnapshotMB == 0 {
+		return nil
+	}
+	u, err := s.quotas.TeamUsage(ctx, sb.TeamID)
+	if err != nil {
+		return fmt.Errorf("create snapshot: %w", err)
+	}
+	if existing != nil && existing.TeamID == sb.TeamID {
+		u.SnapshotBytes -= existing.SizeBytes // replaced, so freed
+	}
+	return q.AdmitSnapshot(u, int64(sb.MemoryMB)*wrenn.MiB)
 }
 
 // abandonSnapshot undoes what the agent made of sb when the template

@@ -7,6 +7,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/wrennhq/wrenn"
 	"github.com/wrennhq/wrenn/internal/store/storetest"
 )
 
@@ -168,4 +169,25 @@ func testAccounts(t *testing.T, e *env) {
 			})
 		}
 	})
+}
+
+// TestSignupClosed: with signup closed, POST signup is a 403 in the
+// envelope and writes nothing; an account the operator creates logs in.
+func TestSignupClosed(t *testing.T) {
+	e := newEnv(t, "sqlite", envOptions{closed: true})
+	code, body := e.do("POST", "/v1/auth/signup", nil, map[string]string{"email": "c@example.com", "password": "correct horse"})
+	if code != 403 || errCode(t, body) != wrenn.EForbidden {
+		t.Fatalf("signup = %d %s, want 403 %s", code, body, wrenn.EForbidden)
+	}
+	if _, err := e.db.UserByEmail(t.Context(), "c@example.com"); wrenn.ErrorCode(err) != wrenn.ENotFound {
+		t.Fatalf("a refused signup made a user: %v", err)
+	}
+	if _, _, err := e.auth.CreateAccount(t.Context(), "c@example.com", "correct horse"); err != nil {
+		t.Fatal(err)
+	}
+	var a authResp
+	e.must(200, "POST", "/v1/auth/login", nil, map[string]string{"email": "c@example.com", "password": "correct horse"}, &a)
+	if a.TeamID == "" {
+		t.Fatalf("login = %+v", a)
+	}
 }

@@ -20,6 +20,8 @@ func statusOf(code string) int {
 		return http.StatusBadRequest
 	case wrenn.EUnauthorized:
 		return http.StatusUnauthorized
+	case wrenn.EForbidden:
+		return http.StatusForbidden
 	case wrenn.ENotFound:
 		return http.StatusNotFound
 	case wrenn.EMethodNotAllowed:
@@ -30,8 +32,10 @@ func statusOf(code string) int {
 		return http.StatusRequestEntityTooLarge
 	case wrenn.EUnsupportedMedia:
 		return http.StatusUnsupportedMediaType
-	case wrenn.ERateLimited:
+	case wrenn.ERateLimited, wrenn.EQuotaExceeded:
 		return http.StatusTooManyRequests
+	case wrenn.EHostFull:
+		return http.StatusServiceUnavailable
 	case wrenn.EHostAgent:
 		return http.StatusBadGateway
 	default:

@@ -30,6 +30,7 @@ type env struct {
 	srv    *httptest.Server
 	client *http.Client
 	db     *store.DB
+	auth   *auth.Service
 }
 
 type envOptions struct {
@@ -39,6 +40,8 @@ type envOptions struct {
 	noValidate bool // for benchmarks: skip spec validation
 	throttle   *auth.Throttle
 	bodyGrace  time.Duration // 0: the default
+	limits     control.Limits
+	closed     bool // signup
 }
 
 func newEnv(tb testing.TB, engine string, o envOptions) *env {
@@ -55,8 +58,10 @@ func newEnv(tb testing.TB, engine string, o envOptions) *env {
 		Tokens:   auth.NewTokens([]byte(strings.Repeat("k", 32)), time.Now),
 		Throttle: o.throttle,
 		Now:      time.Now, Logger: log,
+		SignupClosed: o.closed,
 	})
-	ctl := control.NewService(control.Config{Sandboxes: db, Templates: db, Agent: o.agent, Now: time.Now, Logger: log})
+	ctl := control.NewService(control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: o.agent, Now: time.Now, Logger: log,
+		Limits: o.limits})
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{Auth: authSvc, Control: ctl, Logger: log, MaxUploadBytes: o.maxUpload,
 		BodyGrace: o.bodyGrace}))
 	tb.Cleanup(srv.Close)
@@ -69,7 +74,7 @@ func newEnv(tb testing.TB, engine string, o envOptions) *env {
 	}); err != nil {
 		tb.Fatal(err)
 	}
-	return &env{tb: tb, srv: srv, client: client, db: db}
+	return &env{tb: tb, srv: srv, client: client, db: db, auth: authSvc}
 }
 
 type hdr map[string]string

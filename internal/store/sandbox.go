@@ -52,7 +52,15 @@ func normSandboxTimes(sb *wrenn.Sandbox) {
 // as stored. An ID already recorded is EConflict.
 func (db *DB) CreateSandbox(ctx context.Context, sb *wrenn.Sandbox) error {
 	normSandboxTimes(sb)
-	_, err := db.w.exec(ctx, `INSERT INTO sandboxes (`+sandboxColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	if err := db.insertSandbox(ctx, db.w, sb); err != nil {
+		return wrapUnlessDomain("create sandbox", err)
+	}
+	return nil
+}
+
+// insertSandbox writes sb's row on c; an ID already recorded is EConflict.
+func (db *DB) insertSandbox(ctx context.Context, c conn, sb *wrenn.Sandbox) error {
+	_, err := c.exec(ctx, `INSERT INTO sandboxes (`+sandboxColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		sb.ID, sb.TeamID, sb.Template, string(sb.Status), sb.VCPUs, sb.MemoryMB, sb.TimeoutSec,
 		sb.GuestIP, sb.HostIP, sb.HostID,
 		db.d.time(sb.CreatedAt), db.d.nullTime(sb.StartedAt), db.d.nullTime(sb.LastActiveAt), db.d.time(sb.LastUpdated),
@@ -60,10 +68,7 @@ func (db *DB) CreateSandbox(ctx context.Context, sb *wrenn.Sandbox) error {
 	if db.d.isUniqueViolation(err) {
 		return conflict("sandbox already exists")
 	}
-	if err != nil {
-		return fmt.Errorf("create sandbox: %w", err)
-	}
-	return nil
+	return err
 }
 
 // GetSandbox returns the team's sandbox id. Another team's is not found.
