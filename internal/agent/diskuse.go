@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -57,6 +59,9 @@ func (o origin) rootSize() (int64, error) {
 		return fi.Size(), nil
 	}
 	size, err := disk.VirtualSize(o.tmpl.Disk())
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, wrenn.Errorf(wrenn.EInvalid, "template files are missing on this host")
+	}
 	if err != nil {
 		return 0, fmt.Errorf("root disk size: %w", err)
 	}
