@@ -119,3 +119,41 @@ func watchFreeDisk(t *testing.T, path string) (low func() int64) {
 		return least
 	}
 }
+
+// TestDiskWatch: with the disk overcommitted, a sandbox admitted on a
+// promise the host cannot keep fills its disk; once the host's free disk
+// falls below the reserve the agent ends it, it reads error, its files are
+// gone and the free disk is back above the reserve.
+func TestDiskWatch(t *testing.T) {
+	dataDir := shortTempDir(t)
+	// 800 MiB above the reserve, overcommitted tenfold: the sandbox is
+	// admitted, and can write more than there is.
+	reserve := freeMB(t, dataDir) - 800
+	if reserve < 0 {
+		t.Skip("not enough free disk")
+	}
+	s := startVMServer(t, dataDir, "WRENN_WARM_POOL=0", fmt.Sprintf("WRENN_DISK_RESERVE_MB=%d", reserve),
+		"WRENN_DISK_OVERCOMMIT=10")
+	key := s.account("diskwatch@example.com")
+	a := s.create(key, map[string]any{"timeout_sec": 0})
+	// The VM is ended under the command: whatever the answer, it is not
+	// the command's.
+	s.do("POST", "/v1/sandboxes/"+a.ID+"/exec", key, map[string]any{
+		"cmd": "sh", "args": []string{"-c", "dd if=/dev/zero of=/fill bs=1M; sync"}, "timeout_sec": 1200,
+	})
+	eventually(t, 30*time.Second, func() string {
+		var sb sandbox
+		s.must(200, "GET", "/v1/sandboxes/"+a.ID, key, nil, &sb)
+		if sb.Status != "error" {
+			return "the filler is " + sb.Status
+		}
+		return ""
+	})
+	if !strings.Contains(s.logs.String(), "ending the sandbox whose files grew most") {
+		t.Errorf("no log line says why the sandbox was ended\n%s", s.logs)
+	}
+	if free := freeMB(t, dataDir); free < reserve {
+		t.Errorf("free disk %d MiB is still below the %d MiB reserve after the filler was ended", free, reserve)
+	}
+	s.must(204, "DELETE", "/v1/sandboxes/"+a.ID, key, nil, nil)
+}
