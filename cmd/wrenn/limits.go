@@ -23,7 +23,8 @@ const (
 	envCPUOvercommit    = "WRENN_CPU_OVERCOMMIT"    // vCPUs per host core
 	envMemoryOvercommit = "WRENN_MEMORY_OVERCOMMIT" // multiplies the RAM left after the reserve
 	envMemoryReserveMB  = "WRENN_MEMORY_RESERVE_MB" // host RAM kept from sandboxes, MiB
-	envDiskReserveMB    = "WRENN_DISK_RESERVE_MB"   // free disk a new sandbox must leave, MiB
+	envDiskReserveMB    = "WRENN_DISK_RESERVE_MB"   // free disk no sandbox may take, MiB
+	envDiskOvercommit   = "WRENN_DISK_OVERCOMMIT"   // multiplies the free disk above the reserve
 )
 
 // Default team quotas: room for real work on a host or two, and a bound
@@ -69,7 +70,10 @@ func admissionFromEnv() (agent.AdmissionConfig, error) {
 	if c.MemoryReserveMB, err = envInt(envMemoryReserveMB, agent.DefaultMemoryReserveMB, 0, 1<<30); err != nil {
 		return c, err
 	}
-	c.DiskReserveMB, err = envInt(envDiskReserveMB, agent.DefaultDiskReserveMB, 0, 1<<30)
+	if c.DiskReserveMB, err = envInt(envDiskReserveMB, agent.DefaultDiskReserveMB, 0, 1<<30); err != nil {
+		return c, err
+	}
+	c.DiskOvercommit, err = envRatio(envDiskOvercommit, 1)
 	return c, err
 }
 

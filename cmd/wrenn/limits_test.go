@@ -42,13 +42,14 @@ func TestAdmissionFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := agent.AdmissionConfig{CPUOvercommit: 4, MemoryOvercommit: 1, MemoryReserveMB: 1024, DiskReserveMB: 4096}
+	want := agent.AdmissionConfig{CPUOvercommit: 4, MemoryOvercommit: 1, MemoryReserveMB: 1024, DiskReserveMB: 4096, DiskOvercommit: 1}
 	if c != want {
 		t.Errorf("defaults = %+v, want %+v", c, want)
 	}
 	t.Setenv(envCPUOvercommit, "1.5")
 	t.Setenv(envDiskReserveMB, "0")
-	if c, err = admissionFromEnv(); err != nil || c.CPUOvercommit != 1.5 || c.DiskReserveMB != 0 {
+	t.Setenv(envDiskOvercommit, "2")
+	if c, err = admissionFromEnv(); err != nil || c.CPUOvercommit != 1.5 || c.DiskReserveMB != 0 || c.DiskOvercommit != 2 {
 		t.Errorf("configured = %+v, %v", c, err)
 	}
 	for _, v := range []string{"0", "-1", "NaN", "x"} {

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -19,15 +20,22 @@ import (
 //
 //	vCPUs   its cores × CPUOvercommit
 //	memory  (its RAM − MemoryReserveMB) × MemoryOvercommit
-//	disk    its free disk under the data directory − DiskReserveMB
+//	disk    (its free disk under the data directory − DiskReserveMB) × DiskOvercommit
 //
 // and what is allocated is the sum of the sizes of every VM the agent
 // runs or is starting: sandboxes being created, running, unresponsive,
 // pausing, resuming, being made templates or destroyed while their VM is
 // up, and warm pool members, ready or being made. A paused sandbox holds
-// no VM and counts for nothing here. Disk is not summed (a sandbox's files
-// grow as it runs): a new VM must leave room above the reserve for its
-// memory, what its RAM file or its pause snapshot may take.
+// no VM and counts for nothing here.
+//
+// Disk is charged by what each sandbox may still write (diskuse.go): its
+// worst case — a root disk written whole, a RAM file as large as its
+// memory (what a pause writes, if it has none yet) and a little for its
+// device state and logs — less what its files already take, since the
+// free disk measured no longer holds that. A paused sandbox cannot grow
+// and is charged nothing more than the disk it takes; a resume is admitted
+// like a create. With DiskOvercommit 1 no sandbox can take the host's disk
+// below the reserve; above 1 the disk watch (diskwatch.go) keeps it.
 //
 // Pool members give way: a create that does not fit ends idle pool members,
 // the oldest first, until it does; a create that claims a member takes the
@@ -45,8 +53,17 @@ type AdmissionConfig struct {
 	MemoryOvercommit float64
 	// MemoryReserveMB is host RAM no sandbox may be counted against.
 	MemoryReserveMB int
-	// DiskReserveMB is free disk that a new sandbox must leave.
+	// DiskReserveMB is free disk that no sandbox may take.
 	DiskReserveMB int
+	// DiskOvercommit multiplies the free disk above the reserve that
+	// sandboxes' worst cases may add up to; 0 means 1, a guarantee: every
+	// sandbox may fill its disks and the reserve still holds. Above 1 more
+	// sandboxes fit, and if they do fill the disk, the disk watch ends
+	// the one that grew most.
+	DiskOvercommit float64
+	// DiskWatchInterval is how often the disk watch measures the host's
+	// free disk; 0 means DefaultDiskWatchInterval.
+	DiskWatchInterval time.Duration
 	// Host measures the host; nil measures this machine.
 	Host *HostResources
 }
@@ -57,6 +74,8 @@ const (
 	DefaultCPUOvercommit   = 4
 	DefaultMemoryReserveMB = 1024
 	DefaultDiskReserveMB   = 4096
+
+	DefaultDiskWatchInterval = 2 * time.Second
 )
 
 // HostResources measures a host. Tests give fixed figures.
@@ -74,11 +93,15 @@ func MachineResources() *HostResources {
 // capacity is a host's allocatable share, and what is allocated of it.
 type capacity struct {
 	VCPUs, MemoryMB int
+	DiskMB          int64 // what sandboxes may still write (diskuse.go)
 }
 
 // need is the size of one VM.
 type need struct {
 	VCPUs, MemoryMB int
+	// DiskMB is the disk the sandbox may still write: at a create its
+	// worst case, at a resume what its files may grow by.
+	DiskMB int64
 }
 
 // admitter decides whether a VM fits the host.
@@ -94,6 +117,12 @@ func newAdmitter(c AdmissionConfig, root string) *admitter {
 	}
 	if c.MemoryOvercommit <= 0 {
 		c.MemoryOvercommit = 1
+	}
+	if c.DiskOvercommit <= 0 {
+		c.DiskOvercommit = 1
+	}
+	if c.DiskWatchInterval <= 0 {
+		c.DiskWatchInterval = DefaultDiskWatchInterval
 	}
 	host := c.Host
 	if host == nil {
@@ -132,9 +161,10 @@ func (a *admitter) admit(used capacity, n need) error {
 	if err != nil {
 		return fmt.Errorf("measure host disk: %w", err)
 	}
-	if spare := free - int64(a.cfg.DiskReserveMB); int64(n.MemoryMB) > spare {
-		return hostFull("the sandbox may need %d MiB of disk, %d MiB are free above the host's %d MiB reserve",
-			n.MemoryMB, max(spare, 0), a.cfg.DiskReserveMB)
+	spare := max(free-int64(a.cfg.DiskReserveMB), 0)
+	if room := int64(float64(spare)*a.cfg.DiskOvercommit) - used.DiskMB; n.DiskMB > room {
+		return hostFull("the sandbox may need %d MiB of disk, %d MiB are free above the host's %d MiB reserve and what its sandboxes may still write",
+			n.DiskMB, max(room, 0), a.cfg.DiskReserveMB)
 	}
 	return nil
 }
@@ -154,8 +184,9 @@ func (sb *sandbox) holds() (need, bool) {
 	return n, sb.lc == lcStarting || sb.lc == lcResuming || sb.mach != nil
 }
 
-// usedLocked sums the sizes of the VMs this host runs or is starting,
-// leaving out skip. Call with m.mu held.
+// usedLocked sums the sizes of the VMs this host runs or is starting, and
+// what sandboxes may still write to its disk, leaving out skip. Call with
+// m.mu held.
 func (m *Manager) usedLocked(skip *sandbox) capacity {
 	var used capacity
 	add := func(sb *sandbox) {
@@ -166,6 +197,7 @@ func (m *Manager) usedLocked(skip *sandbox) capacity {
 			used.VCPUs += n.VCPUs
 			used.MemoryMB += n.MemoryMB
 		}
+		used.DiskMB += sb.diskCharge()
 	}
 	for _, sb := range m.sandboxes {
 		add(sb)
@@ -176,14 +208,13 @@ func (m *Manager) usedLocked(skip *sandbox) capacity {
 	return used
 }
 
-// reserveWithin is reserve for a create of spec that admission allows,
-// counting the pool member it will claim, if any, as its own. When the
-// host is full it ends idle pool members, the oldest first, until the
-// sandbox fits or none is left.
-func (m *Manager) reserveWithin(ctx context.Context, spec wrenn.SandboxSpec, claim *poolMember) (*sandbox, error) {
-	n := need{VCPUs: spec.VCPUs, MemoryMB: spec.MemoryMB}
+// reserveWithin is reserve for a create of sandbox id, of size n, that
+// admission allows, counting the pool member it will claim, if any, as its
+// own. When the host is full it ends idle pool members, the oldest first,
+// until the sandbox fits or none is left.
+func (m *Manager) reserveWithin(ctx context.Context, id string, n need, claim *poolMember) (*sandbox, error) {
 	for {
-		sb, err := m.reserve(spec.ID, n, func() error {
+		sb, err := m.reserve(id, n, func() error {
 			if claim != nil {
 				return nil // its VM is the claimed member's
 			}
@@ -221,7 +252,8 @@ func (m *Manager) beginResume(sb *sandbox) (record, error) {
 		m.mu.Lock()
 		_, paused, err := sb.begin(lcResuming)
 		if err == nil {
-			if err = m.admitLocked(sb, need{VCPUs: paused.VCPUs, MemoryMB: paused.MemoryMB}); err != nil {
+			n := need{VCPUs: paused.VCPUs, MemoryMB: paused.MemoryMB, DiskMB: sb.diskHeadroom(false)}
+			if err = m.admitLocked(sb, n); err != nil {
 				sb.move(lcPaused)
 			}
 		}

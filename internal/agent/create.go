@@ -64,7 +64,11 @@ func (m *Manager) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (ne
 	}
 	// A create that claims a pool member takes the VM the member holds;
 	// any other must fit the host (admit.go).
-	sb, err := m.reserveWithin(ctx, spec, member)
+	var sb *sandbox
+	n, err := from.need(spec.VCPUs, spec.MemoryMB)
+	if err == nil {
+		sb, err = m.reserveWithin(ctx, spec.ID, n, member)
+	}
 	if err != nil {
 		if member != nil {
 			m.pool.endAsync(member)

@@ -9,6 +9,8 @@
 //	lifecycle.go  a sandbox's states and the moves between them: start here
 //	manager.go    the sandboxes this host holds, by ID
 //	admit.go      admission: a VM starts only if it fits the host
+//	diskuse.go    what a sandbox may still write to the host's disk
+//	diskwatch.go  the backstop that keeps the host's disk reserve
 //	create.go     create: boot a base or restore a template
 //	pause.go      pause and resume
 //	snapshot.go   snapshot templates

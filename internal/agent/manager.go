@@ -82,6 +82,7 @@ type Manager struct {
 	pool   *pool
 	warm   *warmer
 	health *health
+	disk   *diskWatch
 	bg     background // persists and slot teardowns in flight
 }
 
@@ -102,14 +103,16 @@ func New(c Config) *Manager {
 	m.warm = &warmer{l: c.Layout, driver: c.Driver, bases: c.Bases, log: c.Logger, host: m}
 	m.pool = newPool(c.PoolSize, c.Logger, m)
 	m.health = newHealth(c.Health, m, c.Now)
+	m.disk = newDiskWatch(c.Admission, m.admit, m, c.Logger)
 	return m
 }
 
-// Close ends the warm pool and the health checks and waits for what runs
+// Close ends the warm pool, the health checks and the disk watch and waits for what runs
 // in the background (flushes to disk, network slots being freed).
 // Sandboxes stay up for the next agent to adopt.
 func (m *Manager) Close() {
 	m.health.close()
+	m.disk.close()
 	m.pool.close()
 	m.bg.wait()
 }

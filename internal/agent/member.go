@@ -69,7 +69,11 @@ func (m *Manager) makeMember(ctx context.Context, key poolKey) (*poolMember, err
 	sb := newSandbox(id, m.cfg.Layout.Sandbox(id), m.log, lcStarting)
 	sb.op.Lock()
 	defer sb.op.Unlock()
-	if err := m.addMember(sb, need{VCPUs: rec.VCPUs, MemoryMB: rec.MemoryMB}); err != nil {
+	n, err := from.need(rec.VCPUs, rec.MemoryMB)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.addMember(sb, n); err != nil {
 		return nil, err
 	}
 	start := time.Now()
