@@ -70,10 +70,14 @@ func Command(s Spec) (*exec.Cmd, error) {
 	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{marker, string(b)}, Env: []string{}}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setsid: true,
-		// The mount namespace is the jail's file system view; IPC and UTS
-		// namespaces cost nothing and keep it off the host's. The network
-		// namespace stays the starter's: the VMM gets its TAP as a file.
-		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
+		// The mount namespace is the jail's file system view. In a PID
+		// namespace of its own it can signal no other process; in an empty
+		// network namespace it can reach no address (the host's services
+		// on loopback included): a VMM gets its TAP and sockets as files.
+		// IPC and UTS namespaces cost nothing. All of them together take
+		// well under a millisecond to make.
+		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET |
+			syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
 	}
 	return cmd, nil
 }

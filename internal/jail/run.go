@@ -22,7 +22,8 @@ func run(s Spec) error {
 	runtime.LockOSThread()
 	last := lastCap() // /proc is not in the jail
 	for _, procs := range s.Cgroups {
-		if err := os.WriteFile(procs, []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
+		// "0" is the writer itself (its PID here is 1 of its namespace).
+		if err := os.WriteFile(procs, []byte("0"), 0); err != nil {
 			return fmt.Errorf("join cgroup: %w", err)
 		}
 	}
