@@ -20,6 +20,7 @@ import (
 
 	"github.com/wrennhq/wrenn/internal/agent"
 	"github.com/wrennhq/wrenn/internal/agentrpc"
+	"github.com/wrennhq/wrenn/internal/cgroup"
 	"github.com/wrennhq/wrenn/internal/image"
 	"github.com/wrennhq/wrenn/internal/layout"
 	"github.com/wrennhq/wrenn/internal/netslot"
@@ -35,6 +36,11 @@ const (
 	envTCGCPU     = "WRENN_TCG_CPU"    // the CPU model guests see under TCG
 	envImagesDir  = "WRENN_IMAGES_DIR" // build and keep images here instead of <data-dir>/images
 	envWarmPool   = "WRENN_WARM_POOL"  // sandboxes kept ready per base template; 0 for none
+	// The control group, in each cgroup hierarchy, that sandboxes' groups
+	// go in; "off" runs sandboxes without resource limits.
+	envCgroupParent = "WRENN_CGROUP_PARENT"
+	// The first of the user IDs VMMs run as (each VM one of its own above it).
+	envVMUIDBase = "WRENN_VM_UID_BASE"
 )
 
 // hostLayout is the data dir layout, with images where WRENN_IMAGES_DIR says.
@@ -57,6 +63,9 @@ type hostConfig struct {
 	DNSUpstream []string
 	// Admission is how much of the host sandboxes may take (limits.go).
 	Admission agent.AdmissionConfig
+	// CgroupParent is where sandboxes' control groups go; "off" for none.
+	CgroupParent string
+	VMUIDBase    int // 0 for qemu.DefaultUIDBase
 }
 
 // hostConfigFromEnv reads and checks the host agent's settings.
@@ -77,6 +86,14 @@ func hostConfigFromEnv() (hostConfig, error) {
 	var err error
 	if c.Admission, err = admissionFromEnv(); err != nil {
 		return c, err
+	}
+	c.CgroupParent = envOr(envCgroupParent, qemu.DefaultCgroupParent)
+	if v := os.Getenv(envVMUIDBase); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1000 || n > 1<<31-1-qemu.DefaultUIDCount {
+			return c, fmt.Errorf("%s must be a number from 1000 to %d", envVMUIDBase, 1<<31-1-qemu.DefaultUIDCount)
+		}
+		c.VMUIDBase = n
 	}
 	src, err := sourceDir()
 	if err != nil {
@@ -114,7 +131,16 @@ func startHost(ctx context.Context, paths layout.Layout, hc hostConfig, log *slo
 	if err != nil {
 		return nil, err
 	}
-	driver, err := qemu.New(qemu.Config{Accel: hc.Accel, TCGCPU: hc.TCGCPU, Logger: log})
+	var cg *cgroup.Host
+	if hc.CgroupParent != "off" {
+		if cg, err = cgroup.Detect(cgroup.DefaultRoot, hc.CgroupParent); err != nil {
+			return nil, fmt.Errorf("cgroups (set %s=off to run sandboxes without resource limits): %w", envCgroupParent, err)
+		}
+		log.Info("sandboxes get a control group each", slog.Bool("cgroup_v2", cg.V2()), slog.String("parent", hc.CgroupParent))
+	} else {
+		log.Warn("sandboxes run without resource limits", slog.String(envCgroupParent, "off"))
+	}
+	driver, err := qemu.New(qemu.Config{Accel: hc.Accel, TCGCPU: hc.TCGCPU, Logger: log, Cgroups: cg, UIDBase: hc.VMUIDBase})
 	if err != nil {
 		return nil, err
 	}

@@ -11,9 +11,12 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/wrennhq/wrenn/internal/jail"
 )
 
 func main() {
+	jail.Main() // a re-executed jailer for a VMM becomes that VMM here
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := rootCommand().ExecuteContext(ctx)
 	stop()

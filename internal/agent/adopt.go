@@ -23,6 +23,13 @@ type StrayFinder interface {
 	Strays(runDir string) []int
 }
 
+// Sweeper is a VMM driver that keeps host state beside its VMs (control
+// groups) and can remove what VMs no longer running left of it in run
+// directories under runsDir.
+type Sweeper interface {
+	Sweep(runsDir string) error
+}
+
 // Adopt takes over the sandboxes a previous agent process left behind (see
 // adopter) and starts watching the running ones.
 func (m *Manager) Adopt(ctx context.Context) error {
@@ -97,6 +104,9 @@ func (a adopter) adopt(ctx context.Context) ([]*sandbox, error) {
 		if sb.mach != nil {
 			inUse = append(inUse, rec.Slot)
 		}
+	}
+	if sw, ok := a.driver.(Sweeper); ok {
+		logErr(a.log, "sweep what ended VMs left", sw.Sweep(a.l.Sandboxes()))
 	}
 	return out, a.net.Sweep(ctx, inUse)
 }

@@ -1,5 +1,6 @@
 // Package disk makes and removes sandboxes' copy-on-write root disks. The
-// host agent is its only user.
+// host agent is its user, and the QEMU driver reads a disk's backing chain
+// to show it, read-only, in the VMM's jail.
 package disk
 
 import (

@@ -38,9 +38,17 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	before := netnsNames()
+	before, groupsBefore := netnsNames(), cgroupNames()
 	code := m.Run()
 	os.RemoveAll(dir)
+	for name := range cgroupNames() {
+		if !groupsBefore[name] {
+			fmt.Fprintf(os.Stderr, "the tests left control group %s behind\n", name)
+			if code == 0 {
+				code = 1
+			}
+		}
+	}
 	// The whole suite must leave the host as it found it. (An agent the
 	// tests start may sweep away what an earlier crash left, so fewer is
 	// fine.)
@@ -53,6 +61,18 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
+}
+
+// cgroupNames lists the sandboxes' control groups on this host, on v2 or
+// in any v1 hierarchy.
+func cgroupNames() map[string]bool {
+	names := map[string]bool{}
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/wrenn/*/")
+	v2, _ := filepath.Glob("/sys/fs/cgroup/wrenn/*/")
+	for _, d := range append(dirs, v2...) {
+		names[filepath.Clean(d)] = true
+	}
+	return names
 }
 
 func netnsNames() map[string]bool {

@@ -8,18 +8,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/wrennhq/wrenn/internal/cgroup"
+	"github.com/wrennhq/wrenn/internal/jail"
 	"github.com/wrennhq/wrenn/internal/vmm"
 )
 
@@ -41,16 +44,32 @@ type Config struct {
 	// DefaultTCGCPU.
 	TCGCPU string
 	Logger *slog.Logger
+
+	// UIDBase and UIDCount are the users VMs run as (jail.go); 0 means
+	// DefaultUIDBase, DefaultUIDCount.
+	UIDBase, UIDCount int
+	// JailRoot is where each VM's jail root is mounted, in the VM's own
+	// mount namespace; "" means DefaultJailRoot.
+	JailRoot string
+	// Cgroups is the host's cgroup layout, each VM going in a group of
+	// its own; nil runs VMs without limits.
+	Cgroups *cgroup.Host
 }
 
 // Driver starts QEMU microvm VMs.
 type Driver struct {
-	bin    string
-	log    *slog.Logger
-	once   sync.Once
-	accel  string
-	tscKHz int // host TSC rate, for guests under TCG; 0 if unknown
-	tcgCPU string
+	bin      string
+	log      *slog.Logger
+	once     sync.Once
+	accel    string
+	tscKHz   int // host TSC rate, for guests under TCG; 0 if unknown
+	tcgCPU   string
+	uids     *uids
+	jailRoot string
+	cg       *cgroup.Host
+
+	mu     sync.Mutex
+	groups map[string]bool // the control groups of VMs running or starting
 }
 
 // New returns a Driver. It fails if c.Accel is not an accelerator or QEMU
@@ -76,7 +95,22 @@ func New(c Config) (*Driver, error) {
 	if cpu == "" {
 		cpu = DefaultTCGCPU
 	}
-	return &Driver{bin: path, log: c.Logger, accel: c.Accel, tcgCPU: cpu}, nil
+	d := &Driver{bin: path, log: c.Logger, accel: c.Accel, tcgCPU: cpu, jailRoot: c.JailRoot, cg: c.Cgroups,
+		uids:   &uids{base: c.UIDBase, count: c.UIDCount, used: map[int]bool{}},
+		groups: map[string]bool{}}
+	if d.uids.base == 0 {
+		d.uids.base = DefaultUIDBase
+	}
+	if d.uids.count == 0 {
+		d.uids.count = DefaultUIDCount
+	}
+	if d.uids.base <= 0 || d.uids.count < 2 {
+		return nil, fmt.Errorf("qemu: VM users from %d, %d of them: want a positive base and at least 2", d.uids.base, d.uids.count)
+	}
+	if d.jailRoot == "" {
+		d.jailRoot = DefaultJailRoot
+	}
+	return d, nil
 }
 
 // Name implements vmm.Driver.
@@ -106,44 +140,105 @@ func (d *Driver) Accel(ctx context.Context, kernel string) string {
 func (d *Driver) CurrentAccel() string { return d.accel }
 
 // Start implements vmm.Driver.
-func (d *Driver) Start(ctx context.Context, c vmm.Config) (vmm.VM, error) {
-	var files []*os.File
-	if c.Tap != nil {
-		files = append(files, c.Tap)
+func (d *Driver) Start(ctx context.Context, c vmm.Config) (_ vmm.VM, err error) {
+	tStart := time.Now()
+	accel := d.Accel(ctx, c.Kernel)
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	uid, err := d.uids.take()
+	if err != nil {
+		return nil, err
 	}
-	incomingFD := -1
+	undo = append(undo, func() { d.uids.release(uid) })
+	if err := d.prepareFiles(c, uid); err != nil {
+		return nil, err
+	}
+	// The files QEMU inherits, from fd 3 on.
+	var files []*os.File
+	pass := func(f *os.File) int {
+		files = append(files, f)
+		return 2 + len(files)
+	}
+	fds := fdArgs{tap: -1, incoming: -1}
+	var listeners []*os.File
+	defer func() {
+		for _, f := range listeners {
+			f.Close()
+		}
+	}()
+	if c.Tap != nil {
+		fds.tap = pass(c.Tap)
+	}
+	for _, l := range []struct {
+		path string
+		fd   *int
+	}{{qmpSocket(c.RunDir), &fds.qmp}, {c.AgentSocket, &fds.agent}, {consoleSocket(c.RunDir), &fds.console}} {
+		f, err := listen(l.path)
+		if err != nil {
+			return nil, err
+		}
+		// Closed as soon as QEMU has its own copy: were the QEMU to die
+		// before accepting, a listener still open here would leave the
+		// console's queued connection waiting for ever.
+		listeners = append(listeners, f)
+		*l.fd = pass(f)
+	}
 	if c.Incoming != "" {
 		f, err := os.Open(c.Incoming)
 		if err != nil {
 			return nil, fmt.Errorf("open vm state: %w", err)
 		}
 		defer f.Close()
-		incomingFD = 3 + len(files)
-		files = append(files, f)
+		fds.incoming = pass(f)
 	}
-	tStart := time.Now()
-	args := d.args(c, d.Accel(ctx, c.Kernel))
+	group, err := d.createGroup(c, accel)
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { d.removeGroup(group) })
+	spec, err := d.jailSpec(c, append([]string{d.bin}, d.args(c, accel, fds)...), uid, accel, group)
+	if err != nil {
+		return nil, err
+	}
 	logf, err := os.OpenFile(filepath.Join(c.RunDir, "qemu.log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("qemu log: %w", err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(d.bin, args...)
+	cmd, err := jail.Command(spec)
+	if err != nil {
+		return nil, err
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own session: QEMU outlives a host agent restart, and signals to
-	// the agent's process group do not reach it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	cmd.ExtraFiles = files // the tap is fd 3, the state after it
-	if err := cmd.Start(); err != nil {
+	cmd.ExtraFiles = files
+	console, err := startConsole(consoleSocket(c.RunDir), c.ConsoleLog)
+	if err != nil {
+		return nil, err
+	}
+	err = cmd.Start()
+	for _, f := range listeners {
+		f.Close()
+	}
+	listeners = nil
+	if err != nil {
+		<-console // its connection ends with the listener
 		return nil, fmt.Errorf("start qemu: %w", err)
 	}
+	undo = nil // the VM's end undoes the rest
 	vm := newVM(cmd.Process.Pid, c)
 	go func() {
 		_ = cmd.Wait()
+		d.ended(uid, group, console)
 		close(vm.done)
 	}()
-	if incomingFD >= 0 {
-		err = vm.restore(ctx, incomingFD, c.IncomingHasRAM, !c.Paused)
+	if fds.incoming >= 0 {
+		err = vm.restore(ctx, fds.incoming, c.IncomingHasRAM, !c.Paused)
 	} else {
 		err = vm.connect(ctx)
 	}
@@ -152,9 +247,71 @@ func (d *Driver) Start(ctx context.Context, c vmm.Config) (vmm.VM, error) {
 		<-vm.done
 		return nil, fmt.Errorf("qemu did not come up: %w%s", err, logTail(c.RunDir))
 	}
-	d.log.Debug("qemu started", slog.String("id", c.ID), slog.Bool("restored", incomingFD >= 0),
-		slog.Duration("took", time.Since(tStart)))
+	d.log.Debug("qemu started", slog.String("id", c.ID), slog.Bool("restored", fds.incoming >= 0),
+		slog.Int("uid", uid), slog.Duration("took", time.Since(tStart)))
 	return vm, nil
+}
+
+// fdArgs are the descriptors QEMU inherits; -1 for none.
+type fdArgs struct {
+	tap, qmp, agent, console, incoming int
+}
+
+// listen makes a listening Unix socket at path, replacing what an earlier
+// VM of the run directory left there.
+func listen(path string) (*os.File, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("listen %s: %w", path, err)
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	l.SetUnlinkOnClose(false) // the socket outlives this listener, in QEMU
+	f, err := l.File()
+	l.Close()
+	return f, err
+}
+
+// createGroup makes the control group of the VM of c, if the driver puts
+// VMs in groups.
+func (d *Driver) createGroup(c vmm.Config, accel string) (*cgroup.Group, error) {
+	if d.cg == nil {
+		return nil, nil
+	}
+	name := groupName(c.RunDir)
+	d.mu.Lock()
+	d.groups[name] = true
+	d.mu.Unlock()
+	g, err := d.cg.Create(name, limits(c, accel))
+	if err != nil {
+		d.mu.Lock()
+		delete(d.groups, name)
+		d.mu.Unlock()
+		return nil, fmt.Errorf("jail: %w", err)
+	}
+	return g, nil
+}
+
+func (d *Driver) removeGroup(g *cgroup.Group) {
+	if g == nil {
+		return
+	}
+	if err := g.Remove(); err != nil {
+		d.log.Warn("remove a VM's control group", slog.String("cgroup", g.Name), slog.Any("error", err))
+	}
+	d.mu.Lock()
+	delete(d.groups, g.Name)
+	d.mu.Unlock()
+}
+
+// ended frees what a VM held once its process has exited.
+func (d *Driver) ended(uid int, group *cgroup.Group, console <-chan struct{}) {
+	if console != nil {
+		<-console // ends with QEMU's end of the socket
+	}
+	d.removeGroup(group)
+	d.uids.release(uid)
 }
 
 // Adopt implements vmm.Driver.
@@ -170,6 +327,27 @@ func (d *Driver) Adopt(ctx context.Context, c vmm.Config, pid int) (vmm.VM, erro
 	if err != nil {
 		return nil, fmt.Errorf("adopt vm %s: pidfd: %w", c.ID, err)
 	}
+	uid, err := uidOf(pid)
+	if err != nil {
+		unix.Close(pidfd)
+		return nil, fmt.Errorf("adopt vm %s: %w", c.ID, err)
+	}
+	d.uids.hold(uid)
+	var group *cgroup.Group
+	if d.cg != nil {
+		if name, err := d.cg.GroupOf("/proc", pid); err == nil && name != "" {
+			group = d.cg.Open(name)
+			d.mu.Lock()
+			d.groups[name] = true
+			d.mu.Unlock()
+		}
+	}
+	// The console carries on where the last agent left it; without it the
+	// guest runs on, its console unread.
+	console, err := startConsole(consoleSocket(c.RunDir), c.ConsoleLog)
+	if err != nil {
+		d.log.Warn("adopted vm's console is not logged", slog.String("id", c.ID), slog.Any("error", err))
+	}
 	vm := newVM(pid, c)
 	go func() {
 		defer unix.Close(pidfd)
@@ -179,6 +357,7 @@ func (d *Driver) Adopt(ctx context.Context, c vmm.Config, pid int) (vmm.VM, erro
 				break
 			}
 		}
+		d.ended(uid, group, console)
 		close(vm.done)
 	}()
 	if err := vm.resumeStopped(ctx); err != nil {
@@ -189,25 +368,29 @@ func (d *Driver) Adopt(ctx context.Context, c vmm.Config, pid int) (vmm.VM, erro
 
 func qmpSocket(runDir string) string { return filepath.Join(runDir, "qmp.sock") }
 
-// args is QEMU's command line for c. Paths go into option strings, where
-// a comma separates options: optValue doubles them.
-func (d *Driver) args(c vmm.Config, accel string) []string {
+// args is QEMU's command line for c, with the inherited descriptors fds.
+// Paths go into option strings, where a comma separates options: optValue
+// doubles them.
+func (d *Driver) args(c vmm.Config, accel string, fds fdArgs) []string {
 	a := []string{
-		"-name", "wrenn-" + optValue(c.ID),
+		"-name", nameArg(c.RunDir),
 		"-M", "microvm,acpi=off,x-option-roms=off,rtc=on" + memoryBackend(c),
 		"-m", strconv.Itoa(c.MemoryMB),
 		"-smp", strconv.Itoa(c.VCPUs),
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
-		"-serial", "file:" + c.ConsoleLog,
+		"-chardev", fmt.Sprintf("socket,id=console,fd=%d,server=on,wait=off", fds.console),
+		"-serial", "chardev:console",
 		"-kernel", c.Kernel,
 		"-append", d.kernelArgs(c, accel),
 		"-drive", "id=root,file=" + optValue(c.RootDisk) + ",format=" + optValue(c.RootDiskFormat) + ",if=none,cache=unsafe,discard=unmap",
 		"-device", "virtio-blk-device,drive=root",
 		"-device", "virtio-rng-device",
 		"-device", "virtio-serial-device",
-		"-chardev", "socket,id=envd,path=" + optValue(c.AgentSocket) + ",server=on,wait=off",
+		"-chardev", fmt.Sprintf("socket,id=envd,fd=%d,server=on,wait=off", fds.agent),
 		"-device", "virtserialport,chardev=envd,name=wrenn.envd",
-		"-qmp", qmpArg(c.RunDir),
+		"-chardev", fmt.Sprintf("socket,id=qmp,fd=%d,server=on,wait=off", fds.qmp),
+		"-mon", "chardev=qmp,mode=control",
+		"-sandbox", sandboxArg,
 	}
 	if c.MemoryFile != "" {
 		share := "off"
@@ -227,9 +410,9 @@ func (d *Driver) args(c vmm.Config, accel string) []string {
 		// a small guest needs, for each of many sandboxes.
 		a = append(a, "-accel", "tcg,tb-size=128", "-cpu", d.tcgCPU)
 	}
-	if c.Tap != nil {
+	if fds.tap >= 0 {
 		a = append(a,
-			"-netdev", "tap,id=net0,fd=3,vhost=off",
+			"-netdev", fmt.Sprintf("tap,id=net0,fd=%d,vhost=off", fds.tap),
 			"-device", "virtio-net-device,netdev=net0,mac="+optValue(c.MAC))
 	}
 	return a
@@ -239,11 +422,9 @@ func (d *Driver) args(c vmm.Config, accel string) []string {
 // and ",," stands for a comma.
 func optValue(v string) string { return strings.ReplaceAll(v, ",", ",,") }
 
-// qmpArg is the -qmp argument of the VM whose run directory is runDir:
+// nameArg is the -name argument of the VM whose run directory is runDir:
 // also how Adopt and Strays recognise its process.
-func qmpArg(runDir string) string {
-	return "unix:" + optValue(qmpSocket(runDir)) + ",server=on,wait=off"
-}
+func nameArg(runDir string) string { return "wrenn:" + optValue(runDir) }
 
 func memoryBackend(c vmm.Config) string {
 	if c.MemoryFile == "" {

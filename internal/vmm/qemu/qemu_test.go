@@ -9,18 +9,30 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/wrennhq/wrenn/internal/cgroup"
+	"github.com/wrennhq/wrenn/internal/jail"
 	"github.com/wrennhq/wrenn/internal/vmm"
 	"github.com/wrennhq/wrenn/internal/vmm/qemu"
 	"github.com/wrennhq/wrenn/internal/vmm/vmmtest"
 )
+
+func TestMain(m *testing.M) {
+	jail.Main() // the driver jails QEMU through this binary
+	os.Exit(m.Run())
+}
 
 func TestConformance(t *testing.T) {
 	if os.Geteuid() != 0 && os.Getenv("WRENN_REQUIRE_VMS") != "1" {
 		t.Skip("booting VMs here needs root")
 	}
 	f := vmmtest.Guest(t)
+	cg, err := cgroup.Detect(cgroup.DefaultRoot, qemu.DefaultCgroupParent)
+	if err != nil {
+		t.Logf("VMs run without control groups: %v", err)
+	}
 	vmmtest.Run(t, func(t *testing.T) vmm.Driver {
-		d, err := qemu.New(qemu.Config{Accel: os.Getenv("WRENN_ACCEL"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		d, err := qemu.New(qemu.Config{Accel: os.Getenv("WRENN_ACCEL"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Cgroups: cg})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,7 +10,7 @@ import (
 
 // Strays returns the QEMU processes started in runDir, by this driver's
 // binary, whatever a record says of them: a create cut short leaves one
-// that no record names. Only the exact -qmp argument of that run directory
+// that no record names. Only the exact -name argument of that run directory
 // counts, so a process that merely mentions the path is never taken for
 // one.
 func (d *Driver) Strays(runDir string) []int {
@@ -36,8 +36,8 @@ func (d *Driver) runsIn(pid int, runDir string) (bool, error) {
 		return false, err
 	}
 	args := bytes.Split(bytes.TrimSuffix(cmdline, []byte{0}), []byte{0})
-	i := slices.IndexFunc(args, func(a []byte) bool { return string(a) == "-qmp" })
-	if i < 0 || i+1 >= len(args) || string(args[i+1]) != qmpArg(runDir) {
+	i := slices.IndexFunc(args, func(a []byte) bool { return string(a) == "-name" })
+	if i < 0 || i+1 >= len(args) || string(args[i+1]) != nameArg(runDir) {
 		return false, nil
 	}
 	// The binary too: a process that runs something else with the same

@@ -14,14 +14,17 @@ func TestArgsEscapeCommas(t *testing.T) {
 	dir := "/run/wr,x"
 	d := &Driver{tcgCPU: DefaultTCGCPU}
 	args := d.args(vmm.Config{ID: "sb-a,b", RunDir: dir, RootDisk: dir + "/root,disk", RootDiskFormat: "qcow2",
-		AgentSocket: dir + "/envd.sock", MemoryFile: dir + "/mem", MemoryShared: true, MemoryMB: 512, VCPUs: 1}, AccelTCG)
+		AgentSocket: dir + "/envd.sock", MemoryFile: dir + "/mem", MemoryShared: true, MemoryMB: 512, VCPUs: 1}, AccelTCG,
+		fdArgs{tap: -1, qmp: 3, agent: 4, console: 5, incoming: -1})
 	joined := strings.Join(args, "\n")
 	for _, want := range []string{
-		"wrenn-sb-a,,b",
+		"wrenn:/run/wr,,x",
 		"id=root,file=/run/wr,,x/root,,disk,format=qcow2,",
-		"path=/run/wr,,x/envd.sock,server=on",
-		"unix:/run/wr,,x/qmp.sock,server=on,wait=off",
+		"socket,id=qmp,fd=3,server=on,wait=off",
+		"socket,id=envd,fd=4,server=on,wait=off",
+		"socket,id=console,fd=5,server=on,wait=off",
 		"mem-path=/run/wr,,x/mem,share=on",
+		"-sandbox\non,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 	} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("no %q in\n%s", want, joined)
@@ -29,7 +32,7 @@ func TestArgsEscapeCommas(t *testing.T) {
 	}
 }
 
-// Strays finds only processes of the driver's binary whose -qmp argument
+// Strays finds only processes of the driver's binary whose -name argument
 // is exactly the run directory's.
 func TestStrays(t *testing.T) {
 	bash, err := exec.LookPath("bash")
@@ -49,13 +52,13 @@ func TestStrays(t *testing.T) {
 		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 		return cmd.Process.Pid
 	}
-	ours := start(bash, "-qmp", qmpArg(dir))
-	start(bash, "-qmp", qmpArg(dir+"x"))              // another run directory
-	start(bash, "-qmp", qmpArg("/elsewhere"+dir))     // a path that ends in this one
+	ours := start(bash, "-name", nameArg(dir))
+	start(bash, "-name", nameArg(dir+"x"))            // another run directory
+	start(bash, "-name", nameArg("/elsewhere"+dir))   // a path that ends in this one
 	start(bash, "-serial", "file:"+dir+"/qmp.sock,x") // mentions the path
 	if sh, err := exec.LookPath("sh"); err == nil {
 		if real, _ := filepath.EvalSymlinks(sh); real != bash {
-			start(real, "-qmp", qmpArg(dir)) // another binary
+			start(real, "-name", nameArg(dir)) // another binary
 		}
 	}
 	// The processes start asynchronously; their cmdline is set by exec.
