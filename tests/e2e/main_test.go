@@ -86,12 +86,13 @@ func netnsNames() map[string]bool {
 
 // server is a running `wrenn server` process.
 type server struct {
-	tb     testing.TB
-	cmd    *exec.Cmd
-	url    string
-	client *http.Client
-	logs   *logBuffer
-	done   chan error
+	tb      testing.TB
+	cmd     *exec.Cmd
+	url     string
+	client  *http.Client
+	logs    *logBuffer
+	done    chan error
+	dataDir string
 }
 
 var listenLine = regexp.MustCompile(`wrenn server listening.* addr=(\S+)`)
@@ -137,7 +138,7 @@ func startServerAt(tb testing.TB, listen, dotEnv, dataDir string, env ...string)
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	s := &server{tb: tb, cmd: cmd, logs: &logBuffer{}, done: make(chan error, 1)}
+	s := &server{tb: tb, cmd: cmd, logs: &logBuffer{}, done: make(chan error, 1), dataDir: dataDir}
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
