@@ -21,6 +21,8 @@ var (
 	allowedAddr = netip.MustParseAddr("198.51.100.10")
 	otherAddr   = netip.MustParseAddr("198.51.100.11")
 	deniedAddr  = netip.MustParseAddr("198.51.100.12")
+	openedAddr  = netip.MustParseAddr("10.99.1.2") // in the range the operator opens
+	opened      = netip.MustParsePrefix("10.99.1.0/24")
 	testNames   = map[string]netip.Addr{
 		"allowed.test.":     allowedAddr,
 		"api.allowed.test.": allowedAddr,
@@ -39,7 +41,7 @@ func mustWorld(t *testing.T, inet do) (tcpPort, udpPort uint16) {
 		if err != nil {
 			return err
 		}
-		for _, a := range []netip.Addr{allowedAddr, otherAddr, deniedAddr} {
+		for _, a := range []netip.Addr{allowedAddr, otherAddr, deniedAddr, openedAddr} {
 			if err := netlink.AddrAdd(lo, &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(32, 32)}}); err != nil {
 				return err
 			}
@@ -76,7 +78,7 @@ func mustWorld(t *testing.T, inet do) (tcpPort, udpPort uint16) {
 			return err
 		}
 		port := uint16(0)
-		for _, a := range []netip.Addr{inetAddr, allowedAddr, otherAddr, deniedAddr, internalAddr} {
+		for _, a := range []netip.Addr{inetAddr, allowedAddr, otherAddr, deniedAddr, internalAddr, openedAddr} {
 			g, err := net.ListenPacket("udp4", netip.AddrPortFrom(a, port).String())
 			if err != nil {
 				return err
@@ -169,7 +171,9 @@ func udpEcho(from do, to netip.AddrPort) error {
 // of policy: what it lets through, what it drops, by TCP, UDP and ICMP,
 // and how names resolve.
 func TestEgressPolicy(t *testing.T) {
-	m := MustManager(t, testConfig(t))
+	c := testConfig(t)
+	c.Opened = []netip.Prefix{opened} // an internal mirror, say
+	m := MustManager(t, c)
 	inet := MustInternet(t)
 	tcpPort, udpPort := mustWorld(t, inet)
 	// The host routes the operator's "internal" network to the internet
@@ -195,13 +199,18 @@ func TestEgressPolicy(t *testing.T) {
 			name:    "default: the public internet, nothing private",
 			policy:  wrenn.DefaultNetwork,
 			resolve: map[string]string{"other.test": otherAddr.String(), "internal.test": internalAddr.String()},
-			reach:   []check{{otherAddr, true}, {allowedAddr, true}, {internalAddr, false}, {metadataAddr, false}, {uplinkAddr, false}},
+			reach:   []check{{otherAddr, true}, {allowedAddr, true}, {internalAddr, false}, {metadataAddr, false}, {uplinkAddr, false}, {openedAddr, true}},
 		},
 		{
 			name:    "no internet",
 			policy:  wrenn.Network{},
 			resolve: map[string]string{"other.test": "NXDOMAIN"},
-			reach:   []check{{otherAddr, false}, {allowedAddr, false}, {internalAddr, false}},
+			reach:   []check{{otherAddr, false}, {allowedAddr, false}, {internalAddr, false}, {openedAddr, false}},
+		},
+		{
+			name:   "deny an opened range",
+			policy: wrenn.Network{Internet: true, DenyOut: []string{opened.String()}},
+			reach:  []check{{openedAddr, false}, {otherAddr, true}},
 		},
 		{
 			name:   "allow a CIDR, no internet",
