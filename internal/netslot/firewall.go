@@ -56,11 +56,9 @@ func installHostFirewall(l scheme) error {
 		return err
 	}
 	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: l.name}
-	c.AddTable(t)
-	c.DelTable(t)
-	c.AddTable(t)
+	emptyTable(c, t)
 	blocked := &nftables.Set{Table: t, Name: setBlocked, KeyType: nftables.TypeIPAddr, Interval: true}
-	if err := c.AddSet(blocked, intervalElements(l.blocked)); err != nil {
+	if err := addSet(c, blocked, intervalElements(l.blocked)); err != nil {
 		return fmt.Errorf("host set %s: %w", setBlocked, err)
 	}
 	addChains(c, t, hostChains(l, blocked))
@@ -146,41 +144,27 @@ func nsChains(l scheme, s *Slot, sets map[string]*nftables.Set) []chainSpec {
 
 // installNamespaceFirewall creates the table inside s's namespace.
 func installNamespaceFirewall(l scheme, s *Slot) error {
-	fd, err := unix.Open(s.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open namespace: %w", err)
-	}
-	defer unix.Close(fd)
-	c, err := nftables.New(nftables.WithNetNSFd(fd))
-	if err != nil {
-		return err
-	}
-	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: nsTable}
-	c.AddTable(t)
-	sets, elems := nsSets(l, t)
-	if err := addSets(c, sets, elems); err != nil {
-		return err
-	}
-	addChains(c, t, nsChains(l, s, sets))
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("install namespace table: %w", err)
-	}
-	return nil
+	return withNamespaceConn(s, func(c *nftables.Conn) error {
+		t := &nftables.Table{Family: nftables.TableFamilyINet, Name: nsTable}
+		c.AddTable(t)
+		sets, elems := nsSets(l, t)
+		if err := addSets(c, sets, elems); err != nil {
+			return err
+		}
+		addChains(c, t, nsChains(l, s, sets))
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("install namespace table: %w", err)
+		}
+		return nil
+	})
 }
 
 // hasNamespaceFirewall checks that s's namespace still holds its table.
 func hasNamespaceFirewall(s *Slot) error {
-	fd, err := unix.Open(s.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open namespace: %w", err)
-	}
-	defer unix.Close(fd)
-	c, err := nftables.New(nftables.WithNetNSFd(fd))
-	if err != nil {
-		return err
-	}
-	if _, err := c.ListTableOfFamily(nsTable, nftables.TableFamilyINet); err != nil {
-		return fmt.Errorf("namespace table inet %s: %w", nsTable, err)
-	}
-	return nil
+	return withNamespaceConn(s, func(c *nftables.Conn) error {
+		if _, err := c.ListTableOfFamily(nsTable, nftables.TableFamilyINet); err != nil {
+			return fmt.Errorf("namespace table inet %s: %w", nsTable, err)
+		}
+		return nil
+	})
 }

@@ -3,6 +3,7 @@ package netslot
 import (
 	"fmt"
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -141,14 +142,14 @@ type chainSpec struct {
 	rules []rule
 }
 
-// replaceTable queues, on c, the atomic replacement of table t with chains:
-// adding, deleting and re-adding a table in one transaction is nft's idiom
-// for swapping its contents without a moment in which no rule applies.
-func replaceTable(c *nftables.Conn, t *nftables.Table, chains []chainSpec) {
+// emptyTable queues, on c, the emptying of table t, to be filled in the
+// same transaction: adding, deleting and re-adding a table in one
+// transaction is nft's idiom for swapping its contents without a moment in
+// which no rule applies.
+func emptyTable(c *nftables.Conn, t *nftables.Table) {
 	c.AddTable(t)
 	c.DelTable(t)
 	c.AddTable(t)
-	addChains(c, t, chains)
 }
 
 // addChains queues chains on c; a chainSpec without a hook is a regular
@@ -173,10 +174,24 @@ func addRules(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain, rules []r
 	}
 }
 
+// setIDs numbers the sets this process adds. google/nftables numbers a set
+// without an ID from a package counter it does not guard, which races when
+// slots are built concurrently; an ID only needs to be unique within its
+// batch, so ours come from an atomic counter instead.
+var setIDs atomic.Uint32
+
+// addSet queues set on c with its first elements.
+func addSet(c *nftables.Conn, set *nftables.Set, elems []nftables.SetElement) error {
+	if set.ID == 0 {
+		set.ID = setIDs.Add(1)
+	}
+	return c.AddSet(set, elems)
+}
+
 // addSets queues sets on c with their first elements.
 func addSets(c *nftables.Conn, sets map[string]*nftables.Set, elems map[string][]nftables.SetElement) error {
 	for name, set := range sets {
-		if err := c.AddSet(set, elems[name]); err != nil {
+		if err := addSet(c, set, elems[name]); err != nil {
 			return fmt.Errorf("add set %s: %w", name, err)
 		}
 	}

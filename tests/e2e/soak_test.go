@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -137,7 +138,8 @@ func settledHost(t testing.TB, dataDir string, pids ...int) (hostState, []string
 // openFiles lists what the processes pids hold open, but for the store's
 // connections (its pool grows to its bound when reads overlap) and
 // sockets (idle HTTP connections come and go): "pid→target", sorted (fd
-// numbers are reused in any order).
+// numbers are reused in any order). A warm pool member's files (the
+// console log the agent reads) are named "pool-*": members come and go.
 func openFiles(t testing.TB, pids ...int) []string {
 	t.Helper()
 	var out []string
@@ -152,12 +154,15 @@ func openFiles(t testing.TB, pids ...int) []string {
 			if strings.Contains(target, "wrenn.db") || strings.HasPrefix(target, "socket:") {
 				continue
 			}
+			target = poolDirName.ReplaceAllString(target, "/"+poolPrefix+"*/")
 			out = append(out, fmt.Sprintf("%d→%s", pid, target))
 		}
 	}
 	slices.Sort(out)
 	return out
 }
+
+var poolDirName = regexp.MustCompile(`/` + poolPrefix + `[a-z0-9]+/`)
 
 // rss is a process's resident memory in bytes.
 func rss(t testing.TB, pid int) int64 {
