@@ -18,9 +18,9 @@ import (
 // maxListEntries bounds a listing, on both sides: the host holds it whole.
 const maxListEntries = 100_000
 
-// listBatchBytes is about how much of a listing one message carries,
-// well under the frame limit whatever the names.
-const listBatchBytes = 256 << 10
+// listBatchBytes bounds how much of a listing one message carries, as
+// wireSize counts it: well under the frame limit whatever the names.
+const listBatchBytes = 160 << 10
 
 // entry is a wrenn.FileEntry on the wire.
 type entry struct {
@@ -36,9 +36,10 @@ type entry struct {
 	SymlinkTarget string `json:"symlink_target,omitempty"`
 }
 
-// wireSize is about how many bytes e takes encoded.
+// wireSize is at least how many bytes e takes encoded: JSON may spend
+// six bytes on one of a name (\u001f), and the rest is under 200.
 func (e *entry) wireSize() int {
-	return len(e.Name) + len(e.Path) + len(e.SymlinkTarget) + len(e.Owner) + len(e.Group) + 200
+	return 6*(len(e.Name)+len(e.Path)+len(e.SymlinkTarget)+len(e.Owner)+len(e.Group)) + 200
 }
 
 // absPath is the guest's path rule: absolute, then cleaned.
