@@ -2,9 +2,12 @@ package envd
 
 import (
 	"context"
+	"encoding/json"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -255,4 +258,42 @@ func BenchmarkListDir10k(b *testing.B) {
 			b.Fatalf("%d entries, %v", len(es), err)
 		}
 	}
+}
+
+// The hand-made encoding of a batch decodes to what it encodes.
+func TestAppendBatch(t *testing.T) {
+	t.Parallel()
+	batch := []entry{
+		{Name: "plain", Path: "/a/plain", Type: "file", Size: 7, Mode: 0o644, Permissions: "-rw-r--r--", Owner: "root", Group: "0", ModifiedNS: 1700000000123456789},
+		{Name: "q\"b\\c\x01\u00e9\xff", Path: "/a/q", Type: "symlink", SymlinkTarget: "t\n<&>", ModifiedNS: -1},
+	}
+	var m message
+	if err := json.Unmarshal(appendBatch(nil, batch), &m); err != nil {
+		t.Fatal(err)
+	}
+	want := slices.Clone(batch)
+	want[1].Name = "q\"b\\c\x01\u00e9\ufffd" // invalid UTF-8 is replaced, as encoding/json does
+	if m.Type != msgList || !reflect.DeepEqual(m.Entries, want) {
+		t.Errorf("decoded %+v\nwant %+v", m, want)
+	}
+}
+
+func BenchmarkAppendBatch(b *testing.B) {
+	batch := make([]entry, 10000)
+	for i := range batch {
+		batch[i] = entry{Name: "file-" + strconv.Itoa(i), Path: "/root/many/file-" + strconv.Itoa(i), Type: "file", Permissions: "-rw-r--r--", Owner: "root", Group: "root"}
+	}
+	b.Run("hand", func(b *testing.B) {
+		var buf []byte
+		for b.Loop() {
+			buf = appendBatch(buf[:0], batch)
+		}
+	})
+	b.Run("encoding/json", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := encodeJSON(message{Type: msgList, Entries: batch}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
