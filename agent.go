@@ -42,6 +42,24 @@ type Files interface {
 	ReadFile(ctx context.Context, id, path string) (io.ReadCloser, error)
 }
 
+// FileSystem lists and changes the file tree of a running sandbox. It is
+// an optional capability of an Agent, found by type assertion. Paths are
+// absolute; a missing path is an ENotFound error, an existing target an
+// EConflict one, and anything else the guest refuses EInvalid.
+type FileSystem interface {
+	// ListDir lists the directory path depth levels deep (1: its
+	// children only), each directory before what it holds.
+	ListDir(ctx context.Context, id, path string, depth int) ([]FileEntry, error)
+	// MakeDir creates the directory path, and its missing parents if
+	// parents is set.
+	MakeDir(ctx context.Context, id, path string, parents bool) (FileEntry, error)
+	// Remove removes path and, if it is a directory, everything in it.
+	Remove(ctx context.Context, id, path string) error
+	Stat(ctx context.Context, id, path string) (FileEntry, error)
+	// Move renames src to dst, which must not exist.
+	Move(ctx context.Context, id, src, dst string) (FileEntry, error)
+}
+
 // Snapshotter freezes sandboxes to disk and makes templates of them. It
 // is an optional capability of an Agent, found by type assertion.
 type Snapshotter interface {

@@ -82,3 +82,54 @@ func explain(sb *sandbox, err error) error {
 	}
 	return err
 }
+
+var _ wrenn.FileSystem = (*Manager)(nil)
+
+// ListDir lists a directory of a running sandbox.
+func (m *Manager) ListDir(ctx context.Context, id, path string, depth int) ([]wrenn.FileEntry, error) {
+	sb, c, err := m.client(id)
+	if err != nil {
+		return nil, err
+	}
+	es, err := c.ListDir(ctx, path, depth)
+	return es, explain(sb, err)
+}
+
+// MakeDir creates a directory in a running sandbox.
+func (m *Manager) MakeDir(ctx context.Context, id, path string, parents bool) (wrenn.FileEntry, error) {
+	sb, c, err := m.client(id)
+	if err != nil {
+		return wrenn.FileEntry{}, err
+	}
+	e, err := c.MakeDir(ctx, path, parents)
+	return e, explain(sb, err)
+}
+
+// Remove removes a path, recursively, in a running sandbox.
+func (m *Manager) Remove(ctx context.Context, id, path string) error {
+	sb, c, err := m.client(id)
+	if err != nil {
+		return err
+	}
+	return explain(sb, c.Remove(ctx, path))
+}
+
+// Stat describes a path in a running sandbox.
+func (m *Manager) Stat(ctx context.Context, id, path string) (wrenn.FileEntry, error) {
+	sb, c, err := m.client(id)
+	if err != nil {
+		return wrenn.FileEntry{}, err
+	}
+	e, err := c.Stat(ctx, path)
+	return e, explain(sb, err)
+}
+
+// Move renames a path in a running sandbox.
+func (m *Manager) Move(ctx context.Context, id, src, dst string) (wrenn.FileEntry, error) {
+	sb, c, err := m.client(id)
+	if err != nil {
+		return wrenn.FileEntry{}, err
+	}
+	e, err := c.Move(ctx, src, dst)
+	return e, explain(sb, err)
+}

@@ -65,6 +65,12 @@
 //	       'd'… 'z'                          ← j{type:ok} | j{type:error}
 //	read   j{op:read,path}                   ← j{type:ok,size} | j{type:error}
 //	                                         ← 'd'… then 'z' | j{type:error}
+//	list   j{op:list,path,depth}             ← j{type:entries,entries:[...]}… (batches)
+//	                                         ← j{type:ok} | j{type:error}
+//	mkdir  j{op:mkdir,path,parents}          ← j{type:ok,entry} | j{type:error}
+//	remove j{op:remove,path}                 ← j{type:ok} | j{type:error}
+//	stat   j{op:stat,path}                   ← j{type:ok,entry} | j{type:error}
+//	move   j{op:move,path,dest}              ← j{type:ok,entry} | j{type:error}
 //	detach j{op:detach}                      ← j{type:ok}, then the guest ends the
 //	                                           session and waits for a hello
 //

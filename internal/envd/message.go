@@ -13,6 +13,11 @@ const (
 	opExec  = "exec"
 	opWrite = "write"
 	opRead  = "read"
+	opList  = "list"
+	opMkdir = "mkdir"
+	opRm    = "remove"
+	opStat  = "stat"
+	opMove  = "move"
 	// opDetach ends the session at the host's request, before a snapshot:
 	// a guest restored from it is already waiting for a new host's hello.
 	opDetach = "detach"
@@ -26,6 +31,7 @@ const (
 	msgFailed = "failed" // the program could not be started
 	msgExit   = "exit"
 	msgStop   = "stop" // host → guest during exec: SIGTERM, then SIGKILL
+	msgList   = "entries"
 )
 
 // request is the first frame of every stream.
@@ -34,6 +40,11 @@ type request struct {
 	Init *initParams `json:"init,omitempty"`
 	Exec *execParams `json:"exec,omitempty"`
 	Path string      `json:"path,omitempty"`
+	// list: levels to descend (1: the directory's children); mkdir:
+	// parents; move: Dest.
+	Depth   int    `json:"depth,omitempty"`
+	Parents bool   `json:"parents,omitempty"`
+	Dest    string `json:"dest,omitempty"`
 }
 
 type initParams struct {
@@ -71,6 +82,10 @@ type message struct {
 	StderrTruncated bool  `json:"stderr_truncated,omitempty"`
 	// ok to read
 	Size int64 `json:"size,omitempty"`
+	// ok to mkdir, stat and move
+	Entry *entry `json:"entry,omitempty"`
+	// entries: a batch of a listing
+	Entries []entry `json:"entries,omitempty"`
 }
 
 // errorMessage encodes err for the host. Only *wrenn.Error keeps its code.

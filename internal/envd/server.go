@@ -159,6 +159,10 @@ func (s *server) handle(ctx context.Context, st *yamux.Stream, sess *yamux.Sessi
 		s.writeFile(ctx, p, req.Path)
 	case opRead:
 		s.readFile(ctx, p, req.Path)
+	case opList:
+		s.listDir(ctx, p, req.Path, req.Depth)
+	case opMkdir, opRm, opStat, opMove:
+		s.answerEntry(ctx, p, req)
 	default:
 		p.reply(wrenn.Errorf(wrenn.EInvalid, "unknown operation %q", req.Op))
 	}

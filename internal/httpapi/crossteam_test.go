@@ -43,6 +43,11 @@ func TestCrossTeam(t *testing.T) {
 					{"POST", "/v1/sandboxes/" + id + "/files/stream/read", map[string]any{"path": "/etc/hostname"}, nil},
 					{"POST", "/v1/sandboxes/" + id + "/files/write", multipart("/tmp/x"), hdr{"Content-Type": "multipart/form-data; boundary=b"}},
 					{"POST", "/v1/sandboxes/" + id + "/files/stream/write", multipart("/tmp/x"), hdr{"Content-Type": "multipart/form-data; boundary=b"}},
+					{"POST", "/v1/sandboxes/" + id + "/files/list", map[string]any{"path": "/"}, nil},
+					{"POST", "/v1/sandboxes/" + id + "/files/mkdir", map[string]any{"path": "/tmp/d"}, nil},
+					{"POST", "/v1/sandboxes/" + id + "/files/remove", map[string]any{"path": "/tmp"}, nil},
+					{"POST", "/v1/sandboxes/" + id + "/files/stat", map[string]any{"path": "/tmp"}, nil},
+					{"POST", "/v1/sandboxes/" + id + "/files/move", map[string]any{"source": "/tmp", "destination": "/t"}, nil},
 					{"POST", "/v1/snapshots", map[string]any{"sandbox_id": id}, nil},
 				} {
 					h := apiKey(keyB)

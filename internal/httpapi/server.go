@@ -95,6 +95,11 @@ func (s *Server) routes() http.Handler {
 		"/v1/sandboxes/{id}/files/read":         {"POST": key(s.downloadFile)},
 		"/v1/sandboxes/{id}/files/stream/write": {"POST": key(s.streamUploadFile)},
 		"/v1/sandboxes/{id}/files/stream/read":  {"POST": key(s.downloadFile)},
+		"/v1/sandboxes/{id}/files/list":         {"POST": key(s.listDir)},
+		"/v1/sandboxes/{id}/files/mkdir":        {"POST": key(s.makeDir)},
+		"/v1/sandboxes/{id}/files/remove":       {"POST": key(s.removePath)},
+		"/v1/sandboxes/{id}/files/stat":         {"POST": key(s.statPath)},
+		"/v1/sandboxes/{id}/files/move":         {"POST": key(s.movePath)},
 		"/v1/snapshots":                         {"POST": key(s.createSnapshot), "GET": key(s.listSnapshots)},
 		"/v1/snapshots/{name}":                  {"DELETE": key(s.deleteSnapshot)},
 	}

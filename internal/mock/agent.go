@@ -15,6 +15,7 @@ import (
 var (
 	_ wrenn.Agent        = (*Agent)(nil)
 	_ wrenn.Snapshotter  = (*Agent)(nil)
+	_ wrenn.FileSystem   = (*Agent)(nil)
 	_ control.HostLister = (*Agent)(nil)
 )
 
@@ -32,6 +33,11 @@ type Agent struct {
 	DeleteSnapshotFn func(ctx context.Context, teamID, name string) error
 	ListSnapshotsFn  func(ctx context.Context) ([]wrenn.Template, error)
 	ListSandboxesFn  func(ctx context.Context) ([]wrenn.SandboxState, error)
+	ListDirFn        func(ctx context.Context, id, path string, depth int) ([]wrenn.FileEntry, error)
+	MakeDirFn        func(ctx context.Context, id, path string, parents bool) (wrenn.FileEntry, error)
+	RemoveFn         func(ctx context.Context, id, path string) error
+	StatFn           func(ctx context.Context, id, path string) (wrenn.FileEntry, error)
+	MoveFn           func(ctx context.Context, id, src, dst string) (wrenn.FileEntry, error)
 }
 
 func (a *Agent) ListSandboxes(ctx context.Context) ([]wrenn.SandboxState, error) {
@@ -118,4 +124,39 @@ func (a *Agent) DeleteSnapshot(ctx context.Context, teamID, name string) error {
 		return unset("DeleteSnapshotFn")
 	}
 	return a.DeleteSnapshotFn(ctx, teamID, name)
+}
+
+func (a *Agent) ListDir(ctx context.Context, id, path string, depth int) ([]wrenn.FileEntry, error) {
+	if a.ListDirFn == nil {
+		return nil, unset("ListDirFn")
+	}
+	return a.ListDirFn(ctx, id, path, depth)
+}
+
+func (a *Agent) MakeDir(ctx context.Context, id, path string, parents bool) (wrenn.FileEntry, error) {
+	if a.MakeDirFn == nil {
+		return wrenn.FileEntry{}, unset("MakeDirFn")
+	}
+	return a.MakeDirFn(ctx, id, path, parents)
+}
+
+func (a *Agent) Remove(ctx context.Context, id, path string) error {
+	if a.RemoveFn == nil {
+		return unset("RemoveFn")
+	}
+	return a.RemoveFn(ctx, id, path)
+}
+
+func (a *Agent) Stat(ctx context.Context, id, path string) (wrenn.FileEntry, error) {
+	if a.StatFn == nil {
+		return wrenn.FileEntry{}, unset("StatFn")
+	}
+	return a.StatFn(ctx, id, path)
+}
+
+func (a *Agent) Move(ctx context.Context, id, src, dst string) (wrenn.FileEntry, error) {
+	if a.MoveFn == nil {
+		return wrenn.FileEntry{}, unset("MoveFn")
+	}
+	return a.MoveFn(ctx, id, src, dst)
 }

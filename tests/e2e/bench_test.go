@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -133,6 +134,28 @@ func BenchmarkFileReadRoundTrip(b *testing.B) {
 		samples = append(samples, time.Since(start))
 	}
 	reportQuantiles(b, "read", samples)
+}
+
+// BenchmarkFilesList10k: POST /v1/sandboxes/{id}/files/list of a guest
+// directory of 10,000 files (issue 11's target: 300 ms).
+func BenchmarkFilesList10k(b *testing.B) {
+	s, key := benchServer(b)
+	sb := s.create(key, map[string]any{})
+	b.Cleanup(func() { s.do("DELETE", "/v1/sandboxes/"+sb.ID, key, nil) })
+	if r := s.exec(key, sb.ID, "mkdir -p /root/many && cd /root/many && seq 10000 | xargs touch"); r.ExitCode != 0 {
+		b.Fatalf("make the files: %+v", r)
+	}
+	var samples []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		var out struct{ Entries []json.RawMessage }
+		s.must(200, "POST", "/v1/sandboxes/"+sb.ID+"/files/list", key, map[string]any{"path": "/root/many"}, &out)
+		samples = append(samples, time.Since(start))
+		if len(out.Entries) != 10000 {
+			b.Fatalf("%d entries, want 10000", len(out.Entries))
+		}
+	}
+	reportQuantiles(b, "list", samples)
 }
 
 // peakRSS returns a process's peak resident set in MiB since the last

@@ -1681,6 +1681,618 @@ func (x *SnapshotRef) GetCreatedAtUnixNs() int64 {
 	return 0
 }
 
+type FileEntry struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Name             string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Path             string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	Type             string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"` // file, directory, symlink
+	Size             int64                  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	Mode             uint32                 `protobuf:"varint,5,opt,name=mode,proto3" json:"mode,omitempty"`
+	Permissions      string                 `protobuf:"bytes,6,opt,name=permissions,proto3" json:"permissions,omitempty"`
+	Owner            string                 `protobuf:"bytes,7,opt,name=owner,proto3" json:"owner,omitempty"`
+	Group            string                 `protobuf:"bytes,8,opt,name=group,proto3" json:"group,omitempty"`
+	ModifiedAtUnixNs int64                  `protobuf:"varint,9,opt,name=modified_at_unix_ns,json=modifiedAtUnixNs,proto3" json:"modified_at_unix_ns,omitempty"`
+	SymlinkTarget    string                 `protobuf:"bytes,10,opt,name=symlink_target,json=symlinkTarget,proto3" json:"symlink_target,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *FileEntry) Reset() {
+	*x = FileEntry{}
+	mi := &file_agent_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileEntry) ProtoMessage() {}
+
+func (x *FileEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileEntry.ProtoReflect.Descriptor instead.
+func (*FileEntry) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *FileEntry) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FileEntry) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *FileEntry) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *FileEntry) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *FileEntry) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *FileEntry) GetPermissions() string {
+	if x != nil {
+		return x.Permissions
+	}
+	return ""
+}
+
+func (x *FileEntry) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *FileEntry) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *FileEntry) GetModifiedAtUnixNs() int64 {
+	if x != nil {
+		return x.ModifiedAtUnixNs
+	}
+	return 0
+}
+
+func (x *FileEntry) GetSymlinkTarget() string {
+	if x != nil {
+		return x.SymlinkTarget
+	}
+	return ""
+}
+
+type ListDirRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	Depth         int32                  `protobuf:"varint,3,opt,name=depth,proto3" json:"depth,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDirRequest) Reset() {
+	*x = ListDirRequest{}
+	mi := &file_agent_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDirRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDirRequest) ProtoMessage() {}
+
+func (x *ListDirRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDirRequest.ProtoReflect.Descriptor instead.
+func (*ListDirRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListDirRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *ListDirRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ListDirRequest) GetDepth() int32 {
+	if x != nil {
+		return x.Depth
+	}
+	return 0
+}
+
+type ListDirResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*FileEntry           `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDirResponse) Reset() {
+	*x = ListDirResponse{}
+	mi := &file_agent_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDirResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDirResponse) ProtoMessage() {}
+
+func (x *ListDirResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDirResponse.ProtoReflect.Descriptor instead.
+func (*ListDirResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListDirResponse) GetEntries() []*FileEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+type MakeDirRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	Parents       bool                   `protobuf:"varint,3,opt,name=parents,proto3" json:"parents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MakeDirRequest) Reset() {
+	*x = MakeDirRequest{}
+	mi := &file_agent_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MakeDirRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MakeDirRequest) ProtoMessage() {}
+
+func (x *MakeDirRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MakeDirRequest.ProtoReflect.Descriptor instead.
+func (*MakeDirRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *MakeDirRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *MakeDirRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *MakeDirRequest) GetParents() bool {
+	if x != nil {
+		return x.Parents
+	}
+	return false
+}
+
+type MakeDirResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entry         *FileEntry             `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MakeDirResponse) Reset() {
+	*x = MakeDirResponse{}
+	mi := &file_agent_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MakeDirResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MakeDirResponse) ProtoMessage() {}
+
+func (x *MakeDirResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MakeDirResponse.ProtoReflect.Descriptor instead.
+func (*MakeDirResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *MakeDirResponse) GetEntry() *FileEntry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+type RemoveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveRequest) Reset() {
+	*x = RemoveRequest{}
+	mi := &file_agent_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveRequest) ProtoMessage() {}
+
+func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
+func (*RemoveRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *RemoveRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *RemoveRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+type RemoveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveResponse) Reset() {
+	*x = RemoveResponse{}
+	mi := &file_agent_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveResponse) ProtoMessage() {}
+
+func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
+func (*RemoveResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{36}
+}
+
+type StatRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatRequest) Reset() {
+	*x = StatRequest{}
+	mi := &file_agent_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatRequest) ProtoMessage() {}
+
+func (x *StatRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatRequest.ProtoReflect.Descriptor instead.
+func (*StatRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *StatRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *StatRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+type StatResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entry         *FileEntry             `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatResponse) Reset() {
+	*x = StatResponse{}
+	mi := &file_agent_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatResponse) ProtoMessage() {}
+
+func (x *StatResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatResponse.ProtoReflect.Descriptor instead.
+func (*StatResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *StatResponse) GetEntry() *FileEntry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+type MoveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	Src           string                 `protobuf:"bytes,2,opt,name=src,proto3" json:"src,omitempty"`
+	Dst           string                 `protobuf:"bytes,3,opt,name=dst,proto3" json:"dst,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveRequest) Reset() {
+	*x = MoveRequest{}
+	mi := &file_agent_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveRequest) ProtoMessage() {}
+
+func (x *MoveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveRequest.ProtoReflect.Descriptor instead.
+func (*MoveRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *MoveRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *MoveRequest) GetSrc() string {
+	if x != nil {
+		return x.Src
+	}
+	return ""
+}
+
+func (x *MoveRequest) GetDst() string {
+	if x != nil {
+		return x.Dst
+	}
+	return ""
+}
+
+type MoveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entry         *FileEntry             `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveResponse) Reset() {
+	*x = MoveResponse{}
+	mi := &file_agent_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveResponse) ProtoMessage() {}
+
+func (x *MoveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveResponse.ProtoReflect.Descriptor instead.
+func (*MoveResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *MoveResponse) GetEntry() *FileEntry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
 type ExecStreamRequest_Stop struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1689,7 +2301,7 @@ type ExecStreamRequest_Stop struct {
 
 func (x *ExecStreamRequest_Stop) Reset() {
 	*x = ExecStreamRequest_Stop{}
-	mi := &file_agent_proto_msgTypes[31]
+	mi := &file_agent_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1701,7 +2313,7 @@ func (x *ExecStreamRequest_Stop) String() string {
 func (*ExecStreamRequest_Stop) ProtoMessage() {}
 
 func (x *ExecStreamRequest_Stop) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[31]
+	mi := &file_agent_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1840,7 +2452,51 @@ const file_agent_proto_rawDesc = "" +
 	"\vSnapshotRef\x12\x17\n" +
 	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
-	"\x12created_at_unix_ns\x18\x03 \x01(\x03R\x0fcreatedAtUnixNs2\x88\t\n" +
+	"\x12created_at_unix_ns\x18\x03 \x01(\x03R\x0fcreatedAtUnixNs\"\x93\x02\n" +
+	"\tFileEntry\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\x12\x12\n" +
+	"\x04mode\x18\x05 \x01(\rR\x04mode\x12 \n" +
+	"\vpermissions\x18\x06 \x01(\tR\vpermissions\x12\x14\n" +
+	"\x05owner\x18\a \x01(\tR\x05owner\x12\x14\n" +
+	"\x05group\x18\b \x01(\tR\x05group\x12-\n" +
+	"\x13modified_at_unix_ns\x18\t \x01(\x03R\x10modifiedAtUnixNs\x12%\n" +
+	"\x0esymlink_target\x18\n" +
+	" \x01(\tR\rsymlinkTarget\"Y\n" +
+	"\x0eListDirRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x14\n" +
+	"\x05depth\x18\x03 \x01(\x05R\x05depth\"F\n" +
+	"\x0fListDirResponse\x123\n" +
+	"\aentries\x18\x01 \x03(\v2\x19.wrenn.agent.v1.FileEntryR\aentries\"]\n" +
+	"\x0eMakeDirRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x18\n" +
+	"\aparents\x18\x03 \x01(\bR\aparents\"B\n" +
+	"\x0fMakeDirResponse\x12/\n" +
+	"\x05entry\x18\x01 \x01(\v2\x19.wrenn.agent.v1.FileEntryR\x05entry\"B\n" +
+	"\rRemoveRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\"\x10\n" +
+	"\x0eRemoveResponse\"@\n" +
+	"\vStatRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\"?\n" +
+	"\fStatResponse\x12/\n" +
+	"\x05entry\x18\x01 \x01(\v2\x19.wrenn.agent.v1.FileEntryR\x05entry\"P\n" +
+	"\vMoveRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x10\n" +
+	"\x03src\x18\x02 \x01(\tR\x03src\x12\x10\n" +
+	"\x03dst\x18\x03 \x01(\tR\x03dst\"?\n" +
+	"\fMoveResponse\x12/\n" +
+	"\x05entry\x18\x01 \x01(\v2\x19.wrenn.agent.v1.FileEntryR\x05entry2\xef\v\n" +
 	"\fAgentService\x12J\n" +
 	"\aGetHost\x12\x1e.wrenn.agent.v1.GetHostRequest\x1a\x1f.wrenn.agent.v1.GetHostResponse\x12\\\n" +
 	"\rCreateSandbox\x12$.wrenn.agent.v1.CreateSandboxRequest\x1a%.wrenn.agent.v1.CreateSandboxResponse\x12_\n" +
@@ -1855,7 +2511,12 @@ const file_agent_proto_rawDesc = "" +
 	"\rResumeSandbox\x12$.wrenn.agent.v1.ResumeSandboxRequest\x1a%.wrenn.agent.v1.ResumeSandboxResponse\x12_\n" +
 	"\x0eCreateSnapshot\x12%.wrenn.agent.v1.CreateSnapshotRequest\x1a&.wrenn.agent.v1.CreateSnapshotResponse\x12_\n" +
 	"\x0eDeleteSnapshot\x12%.wrenn.agent.v1.DeleteSnapshotRequest\x1a&.wrenn.agent.v1.DeleteSnapshotResponse\x12\\\n" +
-	"\rListSnapshots\x12$.wrenn.agent.v1.ListSnapshotsRequest\x1a%.wrenn.agent.v1.ListSnapshotsResponseB<Z:github.com/wrennhq/wrenn/internal/agentrpc/agentv1;agentv1b\x06proto3"
+	"\rListSnapshots\x12$.wrenn.agent.v1.ListSnapshotsRequest\x1a%.wrenn.agent.v1.ListSnapshotsResponse\x12J\n" +
+	"\aListDir\x12\x1e.wrenn.agent.v1.ListDirRequest\x1a\x1f.wrenn.agent.v1.ListDirResponse\x12J\n" +
+	"\aMakeDir\x12\x1e.wrenn.agent.v1.MakeDirRequest\x1a\x1f.wrenn.agent.v1.MakeDirResponse\x12G\n" +
+	"\x06Remove\x12\x1d.wrenn.agent.v1.RemoveRequest\x1a\x1e.wrenn.agent.v1.RemoveResponse\x12A\n" +
+	"\x04Stat\x12\x1b.wrenn.agent.v1.StatRequest\x1a\x1c.wrenn.agent.v1.StatResponse\x12A\n" +
+	"\x04Move\x12\x1b.wrenn.agent.v1.MoveRequest\x1a\x1c.wrenn.agent.v1.MoveResponseB<Z:github.com/wrennhq/wrenn/internal/agentrpc/agentv1;agentv1b\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -1869,7 +2530,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_agent_proto_goTypes = []any{
 	(*GetHostRequest)(nil),         // 0: wrenn.agent.v1.GetHostRequest
 	(*GetHostResponse)(nil),        // 1: wrenn.agent.v1.GetHostResponse
@@ -1901,49 +2562,74 @@ var file_agent_proto_goTypes = []any{
 	(*ListSnapshotsRequest)(nil),   // 27: wrenn.agent.v1.ListSnapshotsRequest
 	(*ListSnapshotsResponse)(nil),  // 28: wrenn.agent.v1.ListSnapshotsResponse
 	(*SnapshotRef)(nil),            // 29: wrenn.agent.v1.SnapshotRef
-	nil,                            // 30: wrenn.agent.v1.ExecRequest.EnvEntry
-	(*ExecStreamRequest_Stop)(nil), // 31: wrenn.agent.v1.ExecStreamRequest.Stop
+	(*FileEntry)(nil),              // 30: wrenn.agent.v1.FileEntry
+	(*ListDirRequest)(nil),         // 31: wrenn.agent.v1.ListDirRequest
+	(*ListDirResponse)(nil),        // 32: wrenn.agent.v1.ListDirResponse
+	(*MakeDirRequest)(nil),         // 33: wrenn.agent.v1.MakeDirRequest
+	(*MakeDirResponse)(nil),        // 34: wrenn.agent.v1.MakeDirResponse
+	(*RemoveRequest)(nil),          // 35: wrenn.agent.v1.RemoveRequest
+	(*RemoveResponse)(nil),         // 36: wrenn.agent.v1.RemoveResponse
+	(*StatRequest)(nil),            // 37: wrenn.agent.v1.StatRequest
+	(*StatResponse)(nil),           // 38: wrenn.agent.v1.StatResponse
+	(*MoveRequest)(nil),            // 39: wrenn.agent.v1.MoveRequest
+	(*MoveResponse)(nil),           // 40: wrenn.agent.v1.MoveResponse
+	nil,                            // 41: wrenn.agent.v1.ExecRequest.EnvEntry
+	(*ExecStreamRequest_Stop)(nil), // 42: wrenn.agent.v1.ExecStreamRequest.Stop
 }
 var file_agent_proto_depIdxs = []int32{
 	2,  // 0: wrenn.agent.v1.GetHostResponse.templates:type_name -> wrenn.agent.v1.BaseTemplate
 	4,  // 1: wrenn.agent.v1.CreateSandboxRequest.network:type_name -> wrenn.agent.v1.Network
 	10, // 2: wrenn.agent.v1.ListSandboxesResponse.sandboxes:type_name -> wrenn.agent.v1.SandboxState
-	30, // 3: wrenn.agent.v1.ExecRequest.env:type_name -> wrenn.agent.v1.ExecRequest.EnvEntry
+	41, // 3: wrenn.agent.v1.ExecRequest.env:type_name -> wrenn.agent.v1.ExecRequest.EnvEntry
 	11, // 4: wrenn.agent.v1.ExecStreamRequest.start:type_name -> wrenn.agent.v1.ExecRequest
-	31, // 5: wrenn.agent.v1.ExecStreamRequest.stop:type_name -> wrenn.agent.v1.ExecStreamRequest.Stop
+	42, // 5: wrenn.agent.v1.ExecStreamRequest.stop:type_name -> wrenn.agent.v1.ExecStreamRequest.Stop
 	4,  // 6: wrenn.agent.v1.ResumeSandboxRequest.network:type_name -> wrenn.agent.v1.Network
 	29, // 7: wrenn.agent.v1.ListSnapshotsResponse.snapshots:type_name -> wrenn.agent.v1.SnapshotRef
-	0,  // 8: wrenn.agent.v1.AgentService.GetHost:input_type -> wrenn.agent.v1.GetHostRequest
-	3,  // 9: wrenn.agent.v1.AgentService.CreateSandbox:input_type -> wrenn.agent.v1.CreateSandboxRequest
-	6,  // 10: wrenn.agent.v1.AgentService.DestroySandbox:input_type -> wrenn.agent.v1.DestroySandboxRequest
-	8,  // 11: wrenn.agent.v1.AgentService.ListSandboxes:input_type -> wrenn.agent.v1.ListSandboxesRequest
-	11, // 12: wrenn.agent.v1.AgentService.Exec:input_type -> wrenn.agent.v1.ExecRequest
-	13, // 13: wrenn.agent.v1.AgentService.ExecStream:input_type -> wrenn.agent.v1.ExecStreamRequest
-	15, // 14: wrenn.agent.v1.AgentService.WriteFile:input_type -> wrenn.agent.v1.WriteFileRequest
-	17, // 15: wrenn.agent.v1.AgentService.ReadFile:input_type -> wrenn.agent.v1.ReadFileRequest
-	19, // 16: wrenn.agent.v1.AgentService.PauseSandbox:input_type -> wrenn.agent.v1.PauseSandboxRequest
-	21, // 17: wrenn.agent.v1.AgentService.ResumeSandbox:input_type -> wrenn.agent.v1.ResumeSandboxRequest
-	23, // 18: wrenn.agent.v1.AgentService.CreateSnapshot:input_type -> wrenn.agent.v1.CreateSnapshotRequest
-	25, // 19: wrenn.agent.v1.AgentService.DeleteSnapshot:input_type -> wrenn.agent.v1.DeleteSnapshotRequest
-	27, // 20: wrenn.agent.v1.AgentService.ListSnapshots:input_type -> wrenn.agent.v1.ListSnapshotsRequest
-	1,  // 21: wrenn.agent.v1.AgentService.GetHost:output_type -> wrenn.agent.v1.GetHostResponse
-	5,  // 22: wrenn.agent.v1.AgentService.CreateSandbox:output_type -> wrenn.agent.v1.CreateSandboxResponse
-	7,  // 23: wrenn.agent.v1.AgentService.DestroySandbox:output_type -> wrenn.agent.v1.DestroySandboxResponse
-	9,  // 24: wrenn.agent.v1.AgentService.ListSandboxes:output_type -> wrenn.agent.v1.ListSandboxesResponse
-	12, // 25: wrenn.agent.v1.AgentService.Exec:output_type -> wrenn.agent.v1.ExecResponse
-	14, // 26: wrenn.agent.v1.AgentService.ExecStream:output_type -> wrenn.agent.v1.ExecEvent
-	16, // 27: wrenn.agent.v1.AgentService.WriteFile:output_type -> wrenn.agent.v1.WriteFileResponse
-	18, // 28: wrenn.agent.v1.AgentService.ReadFile:output_type -> wrenn.agent.v1.ReadFileResponse
-	20, // 29: wrenn.agent.v1.AgentService.PauseSandbox:output_type -> wrenn.agent.v1.PauseSandboxResponse
-	22, // 30: wrenn.agent.v1.AgentService.ResumeSandbox:output_type -> wrenn.agent.v1.ResumeSandboxResponse
-	24, // 31: wrenn.agent.v1.AgentService.CreateSnapshot:output_type -> wrenn.agent.v1.CreateSnapshotResponse
-	26, // 32: wrenn.agent.v1.AgentService.DeleteSnapshot:output_type -> wrenn.agent.v1.DeleteSnapshotResponse
-	28, // 33: wrenn.agent.v1.AgentService.ListSnapshots:output_type -> wrenn.agent.v1.ListSnapshotsResponse
-	21, // [21:34] is the sub-list for method output_type
-	8,  // [8:21] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	30, // 8: wrenn.agent.v1.ListDirResponse.entries:type_name -> wrenn.agent.v1.FileEntry
+	30, // 9: wrenn.agent.v1.MakeDirResponse.entry:type_name -> wrenn.agent.v1.FileEntry
+	30, // 10: wrenn.agent.v1.StatResponse.entry:type_name -> wrenn.agent.v1.FileEntry
+	30, // 11: wrenn.agent.v1.MoveResponse.entry:type_name -> wrenn.agent.v1.FileEntry
+	0,  // 12: wrenn.agent.v1.AgentService.GetHost:input_type -> wrenn.agent.v1.GetHostRequest
+	3,  // 13: wrenn.agent.v1.AgentService.CreateSandbox:input_type -> wrenn.agent.v1.CreateSandboxRequest
+	6,  // 14: wrenn.agent.v1.AgentService.DestroySandbox:input_type -> wrenn.agent.v1.DestroySandboxRequest
+	8,  // 15: wrenn.agent.v1.AgentService.ListSandboxes:input_type -> wrenn.agent.v1.ListSandboxesRequest
+	11, // 16: wrenn.agent.v1.AgentService.Exec:input_type -> wrenn.agent.v1.ExecRequest
+	13, // 17: wrenn.agent.v1.AgentService.ExecStream:input_type -> wrenn.agent.v1.ExecStreamRequest
+	15, // 18: wrenn.agent.v1.AgentService.WriteFile:input_type -> wrenn.agent.v1.WriteFileRequest
+	17, // 19: wrenn.agent.v1.AgentService.ReadFile:input_type -> wrenn.agent.v1.ReadFileRequest
+	19, // 20: wrenn.agent.v1.AgentService.PauseSandbox:input_type -> wrenn.agent.v1.PauseSandboxRequest
+	21, // 21: wrenn.agent.v1.AgentService.ResumeSandbox:input_type -> wrenn.agent.v1.ResumeSandboxRequest
+	23, // 22: wrenn.agent.v1.AgentService.CreateSnapshot:input_type -> wrenn.agent.v1.CreateSnapshotRequest
+	25, // 23: wrenn.agent.v1.AgentService.DeleteSnapshot:input_type -> wrenn.agent.v1.DeleteSnapshotRequest
+	27, // 24: wrenn.agent.v1.AgentService.ListSnapshots:input_type -> wrenn.agent.v1.ListSnapshotsRequest
+	31, // 25: wrenn.agent.v1.AgentService.ListDir:input_type -> wrenn.agent.v1.ListDirRequest
+	33, // 26: wrenn.agent.v1.AgentService.MakeDir:input_type -> wrenn.agent.v1.MakeDirRequest
+	35, // 27: wrenn.agent.v1.AgentService.Remove:input_type -> wrenn.agent.v1.RemoveRequest
+	37, // 28: wrenn.agent.v1.AgentService.Stat:input_type -> wrenn.agent.v1.StatRequest
+	39, // 29: wrenn.agent.v1.AgentService.Move:input_type -> wrenn.agent.v1.MoveRequest
+	1,  // 30: wrenn.agent.v1.AgentService.GetHost:output_type -> wrenn.agent.v1.GetHostResponse
+	5,  // 31: wrenn.agent.v1.AgentService.CreateSandbox:output_type -> wrenn.agent.v1.CreateSandboxResponse
+	7,  // 32: wrenn.agent.v1.AgentService.DestroySandbox:output_type -> wrenn.agent.v1.DestroySandboxResponse
+	9,  // 33: wrenn.agent.v1.AgentService.ListSandboxes:output_type -> wrenn.agent.v1.ListSandboxesResponse
+	12, // 34: wrenn.agent.v1.AgentService.Exec:output_type -> wrenn.agent.v1.ExecResponse
+	14, // 35: wrenn.agent.v1.AgentService.ExecStream:output_type -> wrenn.agent.v1.ExecEvent
+	16, // 36: wrenn.agent.v1.AgentService.WriteFile:output_type -> wrenn.agent.v1.WriteFileResponse
+	18, // 37: wrenn.agent.v1.AgentService.ReadFile:output_type -> wrenn.agent.v1.ReadFileResponse
+	20, // 38: wrenn.agent.v1.AgentService.PauseSandbox:output_type -> wrenn.agent.v1.PauseSandboxResponse
+	22, // 39: wrenn.agent.v1.AgentService.ResumeSandbox:output_type -> wrenn.agent.v1.ResumeSandboxResponse
+	24, // 40: wrenn.agent.v1.AgentService.CreateSnapshot:output_type -> wrenn.agent.v1.CreateSnapshotResponse
+	26, // 41: wrenn.agent.v1.AgentService.DeleteSnapshot:output_type -> wrenn.agent.v1.DeleteSnapshotResponse
+	28, // 42: wrenn.agent.v1.AgentService.ListSnapshots:output_type -> wrenn.agent.v1.ListSnapshotsResponse
+	32, // 43: wrenn.agent.v1.AgentService.ListDir:output_type -> wrenn.agent.v1.ListDirResponse
+	34, // 44: wrenn.agent.v1.AgentService.MakeDir:output_type -> wrenn.agent.v1.MakeDirResponse
+	36, // 45: wrenn.agent.v1.AgentService.Remove:output_type -> wrenn.agent.v1.RemoveResponse
+	38, // 46: wrenn.agent.v1.AgentService.Stat:output_type -> wrenn.agent.v1.StatResponse
+	40, // 47: wrenn.agent.v1.AgentService.Move:output_type -> wrenn.agent.v1.MoveResponse
+	30, // [30:48] is the sub-list for method output_type
+	12, // [12:30] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -1962,7 +2648,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -71,6 +71,16 @@ const (
 	// AgentServiceListSnapshotsProcedure is the fully-qualified name of the AgentService's
 	// ListSnapshots RPC.
 	AgentServiceListSnapshotsProcedure = "/wrenn.agent.v1.AgentService/ListSnapshots"
+	// AgentServiceListDirProcedure is the fully-qualified name of the AgentService's ListDir RPC.
+	AgentServiceListDirProcedure = "/wrenn.agent.v1.AgentService/ListDir"
+	// AgentServiceMakeDirProcedure is the fully-qualified name of the AgentService's MakeDir RPC.
+	AgentServiceMakeDirProcedure = "/wrenn.agent.v1.AgentService/MakeDir"
+	// AgentServiceRemoveProcedure is the fully-qualified name of the AgentService's Remove RPC.
+	AgentServiceRemoveProcedure = "/wrenn.agent.v1.AgentService/Remove"
+	// AgentServiceStatProcedure is the fully-qualified name of the AgentService's Stat RPC.
+	AgentServiceStatProcedure = "/wrenn.agent.v1.AgentService/Stat"
+	// AgentServiceMoveProcedure is the fully-qualified name of the AgentService's Move RPC.
+	AgentServiceMoveProcedure = "/wrenn.agent.v1.AgentService/Move"
 )
 
 // AgentServiceClient is a client for the wrenn.agent.v1.AgentService service.
@@ -99,6 +109,14 @@ type AgentServiceClient interface {
 	DeleteSnapshot(context.Context, *connect.Request[agentv1.DeleteSnapshotRequest]) (*connect.Response[agentv1.DeleteSnapshotResponse], error)
 	// ListSnapshots reports the snapshot templates whose files the agent holds.
 	ListSnapshots(context.Context, *connect.Request[agentv1.ListSnapshotsRequest]) (*connect.Response[agentv1.ListSnapshotsResponse], error)
+	// ListDir lists a directory depth levels deep (1: its children).
+	ListDir(context.Context, *connect.Request[agentv1.ListDirRequest]) (*connect.Response[agentv1.ListDirResponse], error)
+	MakeDir(context.Context, *connect.Request[agentv1.MakeDirRequest]) (*connect.Response[agentv1.MakeDirResponse], error)
+	// Remove removes a path, recursively.
+	Remove(context.Context, *connect.Request[agentv1.RemoveRequest]) (*connect.Response[agentv1.RemoveResponse], error)
+	Stat(context.Context, *connect.Request[agentv1.StatRequest]) (*connect.Response[agentv1.StatResponse], error)
+	// Move renames a path to one that does not exist.
+	Move(context.Context, *connect.Request[agentv1.MoveRequest]) (*connect.Response[agentv1.MoveResponse], error)
 }
 
 // NewAgentServiceClient constructs a client for the wrenn.agent.v1.AgentService service. By
@@ -190,6 +208,36 @@ func NewAgentServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(agentServiceMethods.ByName("ListSnapshots")),
 			connect.WithClientOptions(opts...),
 		),
+		listDir: connect.NewClient[agentv1.ListDirRequest, agentv1.ListDirResponse](
+			httpClient,
+			baseURL+AgentServiceListDirProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("ListDir")),
+			connect.WithClientOptions(opts...),
+		),
+		makeDir: connect.NewClient[agentv1.MakeDirRequest, agentv1.MakeDirResponse](
+			httpClient,
+			baseURL+AgentServiceMakeDirProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("MakeDir")),
+			connect.WithClientOptions(opts...),
+		),
+		remove: connect.NewClient[agentv1.RemoveRequest, agentv1.RemoveResponse](
+			httpClient,
+			baseURL+AgentServiceRemoveProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("Remove")),
+			connect.WithClientOptions(opts...),
+		),
+		stat: connect.NewClient[agentv1.StatRequest, agentv1.StatResponse](
+			httpClient,
+			baseURL+AgentServiceStatProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("Stat")),
+			connect.WithClientOptions(opts...),
+		),
+		move: connect.NewClient[agentv1.MoveRequest, agentv1.MoveResponse](
+			httpClient,
+			baseURL+AgentServiceMoveProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("Move")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -208,6 +256,11 @@ type agentServiceClient struct {
 	createSnapshot *connect.Client[agentv1.CreateSnapshotRequest, agentv1.CreateSnapshotResponse]
 	deleteSnapshot *connect.Client[agentv1.DeleteSnapshotRequest, agentv1.DeleteSnapshotResponse]
 	listSnapshots  *connect.Client[agentv1.ListSnapshotsRequest, agentv1.ListSnapshotsResponse]
+	listDir        *connect.Client[agentv1.ListDirRequest, agentv1.ListDirResponse]
+	makeDir        *connect.Client[agentv1.MakeDirRequest, agentv1.MakeDirResponse]
+	remove         *connect.Client[agentv1.RemoveRequest, agentv1.RemoveResponse]
+	stat           *connect.Client[agentv1.StatRequest, agentv1.StatResponse]
+	move           *connect.Client[agentv1.MoveRequest, agentv1.MoveResponse]
 }
 
 // GetHost calls wrenn.agent.v1.AgentService.GetHost.
@@ -275,6 +328,31 @@ func (c *agentServiceClient) ListSnapshots(ctx context.Context, req *connect.Req
 	return c.listSnapshots.CallUnary(ctx, req)
 }
 
+// ListDir calls wrenn.agent.v1.AgentService.ListDir.
+func (c *agentServiceClient) ListDir(ctx context.Context, req *connect.Request[agentv1.ListDirRequest]) (*connect.Response[agentv1.ListDirResponse], error) {
+	return c.listDir.CallUnary(ctx, req)
+}
+
+// MakeDir calls wrenn.agent.v1.AgentService.MakeDir.
+func (c *agentServiceClient) MakeDir(ctx context.Context, req *connect.Request[agentv1.MakeDirRequest]) (*connect.Response[agentv1.MakeDirResponse], error) {
+	return c.makeDir.CallUnary(ctx, req)
+}
+
+// Remove calls wrenn.agent.v1.AgentService.Remove.
+func (c *agentServiceClient) Remove(ctx context.Context, req *connect.Request[agentv1.RemoveRequest]) (*connect.Response[agentv1.RemoveResponse], error) {
+	return c.remove.CallUnary(ctx, req)
+}
+
+// Stat calls wrenn.agent.v1.AgentService.Stat.
+func (c *agentServiceClient) Stat(ctx context.Context, req *connect.Request[agentv1.StatRequest]) (*connect.Response[agentv1.StatResponse], error) {
+	return c.stat.CallUnary(ctx, req)
+}
+
+// Move calls wrenn.agent.v1.AgentService.Move.
+func (c *agentServiceClient) Move(ctx context.Context, req *connect.Request[agentv1.MoveRequest]) (*connect.Response[agentv1.MoveResponse], error) {
+	return c.move.CallUnary(ctx, req)
+}
+
 // AgentServiceHandler is an implementation of the wrenn.agent.v1.AgentService service.
 type AgentServiceHandler interface {
 	// GetHost describes the host: its accelerator and the base templates it can start.
@@ -301,6 +379,14 @@ type AgentServiceHandler interface {
 	DeleteSnapshot(context.Context, *connect.Request[agentv1.DeleteSnapshotRequest]) (*connect.Response[agentv1.DeleteSnapshotResponse], error)
 	// ListSnapshots reports the snapshot templates whose files the agent holds.
 	ListSnapshots(context.Context, *connect.Request[agentv1.ListSnapshotsRequest]) (*connect.Response[agentv1.ListSnapshotsResponse], error)
+	// ListDir lists a directory depth levels deep (1: its children).
+	ListDir(context.Context, *connect.Request[agentv1.ListDirRequest]) (*connect.Response[agentv1.ListDirResponse], error)
+	MakeDir(context.Context, *connect.Request[agentv1.MakeDirRequest]) (*connect.Response[agentv1.MakeDirResponse], error)
+	// Remove removes a path, recursively.
+	Remove(context.Context, *connect.Request[agentv1.RemoveRequest]) (*connect.Response[agentv1.RemoveResponse], error)
+	Stat(context.Context, *connect.Request[agentv1.StatRequest]) (*connect.Response[agentv1.StatResponse], error)
+	// Move renames a path to one that does not exist.
+	Move(context.Context, *connect.Request[agentv1.MoveRequest]) (*connect.Response[agentv1.MoveResponse], error)
 }
 
 // NewAgentServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -388,6 +474,36 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(agentServiceMethods.ByName("ListSnapshots")),
 		connect.WithHandlerOptions(opts...),
 	)
+	agentServiceListDirHandler := connect.NewUnaryHandler(
+		AgentServiceListDirProcedure,
+		svc.ListDir,
+		connect.WithSchema(agentServiceMethods.ByName("ListDir")),
+		connect.WithHandlerOptions(opts...),
+	)
+	agentServiceMakeDirHandler := connect.NewUnaryHandler(
+		AgentServiceMakeDirProcedure,
+		svc.MakeDir,
+		connect.WithSchema(agentServiceMethods.ByName("MakeDir")),
+		connect.WithHandlerOptions(opts...),
+	)
+	agentServiceRemoveHandler := connect.NewUnaryHandler(
+		AgentServiceRemoveProcedure,
+		svc.Remove,
+		connect.WithSchema(agentServiceMethods.ByName("Remove")),
+		connect.WithHandlerOptions(opts...),
+	)
+	agentServiceStatHandler := connect.NewUnaryHandler(
+		AgentServiceStatProcedure,
+		svc.Stat,
+		connect.WithSchema(agentServiceMethods.ByName("Stat")),
+		connect.WithHandlerOptions(opts...),
+	)
+	agentServiceMoveHandler := connect.NewUnaryHandler(
+		AgentServiceMoveProcedure,
+		svc.Move,
+		connect.WithSchema(agentServiceMethods.ByName("Move")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/wrenn.agent.v1.AgentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AgentServiceGetHostProcedure:
@@ -416,6 +532,16 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 			agentServiceDeleteSnapshotHandler.ServeHTTP(w, r)
 		case AgentServiceListSnapshotsProcedure:
 			agentServiceListSnapshotsHandler.ServeHTTP(w, r)
+		case AgentServiceListDirProcedure:
+			agentServiceListDirHandler.ServeHTTP(w, r)
+		case AgentServiceMakeDirProcedure:
+			agentServiceMakeDirHandler.ServeHTTP(w, r)
+		case AgentServiceRemoveProcedure:
+			agentServiceRemoveHandler.ServeHTTP(w, r)
+		case AgentServiceStatProcedure:
+			agentServiceStatHandler.ServeHTTP(w, r)
+		case AgentServiceMoveProcedure:
+			agentServiceMoveHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -475,4 +601,24 @@ func (UnimplementedAgentServiceHandler) DeleteSnapshot(context.Context, *connect
 
 func (UnimplementedAgentServiceHandler) ListSnapshots(context.Context, *connect.Request[agentv1.ListSnapshotsRequest]) (*connect.Response[agentv1.ListSnapshotsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.ListSnapshots is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) ListDir(context.Context, *connect.Request[agentv1.ListDirRequest]) (*connect.Response[agentv1.ListDirResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.ListDir is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) MakeDir(context.Context, *connect.Request[agentv1.MakeDirRequest]) (*connect.Response[agentv1.MakeDirResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.MakeDir is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) Remove(context.Context, *connect.Request[agentv1.RemoveRequest]) (*connect.Response[agentv1.RemoveResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.Remove is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) Stat(context.Context, *connect.Request[agentv1.StatRequest]) (*connect.Response[agentv1.StatResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.Stat is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) Move(context.Context, *connect.Request[agentv1.MoveRequest]) (*connect.Response[agentv1.MoveResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.Move is not implemented"))
 }
