@@ -187,6 +187,20 @@ func (s *Service) GetSandbox(ctx context.Context, teamID, id string) (*wrenn.San
 	return sb, nil
 }
 
+// PingSandbox records activity on the team's running sandbox, so its
+// inactivity timeout starts again. A sandbox that is not running is
+// EConflict.
+func (s *Service) PingSandbox(ctx context.Context, teamID, id string) error {
+	sb, err := s.sandboxes.GetSandbox(ctx, teamID, id)
+	if err != nil {
+		return err
+	}
+	if sb.Status != wrenn.StatusRunning {
+		return wrenn.Errorf(wrenn.EConflict, "sandbox is %s, not running", sb.Status)
+	}
+	return s.touch(ctx, sb)
+}
+
 // touchResolution bounds how often activity is written: a sandbox polled
 // in a loop is not a write per poll.
 const touchResolution = time.Second

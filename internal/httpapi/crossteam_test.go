@@ -38,6 +38,7 @@ func TestCrossTeam(t *testing.T) {
 					{"POST", "/v1/sandboxes/" + id + "/exec", map[string]any{"cmd": "echo"}, nil},
 					{"GET", "/v1/sandboxes/" + id + "/exec/stream", nil, nil},
 					{"POST", "/v1/sandboxes/" + id + "/pause", nil, nil},
+					{"POST", "/v1/sandboxes/" + id + "/ping", nil, nil},
 					{"POST", "/v1/sandboxes/" + id + "/resume", nil, nil},
 					{"POST", "/v1/sandboxes/" + id + "/files/read", map[string]any{"path": "/etc/hostname"}, nil},
 					{"POST", "/v1/sandboxes/" + id + "/files/stream/read", map[string]any{"path": "/etc/hostname"}, nil},

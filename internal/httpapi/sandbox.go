@@ -144,6 +144,14 @@ func (s *Server) destroySandbox(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+func (s *Server) pingSandbox(w http.ResponseWriter, r *http.Request) {
+	if err := s.control.PingSandbox(r.Context(), caller(r).TeamID, r.PathValue("id")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 func (s *Server) pauseSandbox(w http.ResponseWriter, r *http.Request) {
 	sb, err := s.control.PauseSandbox(r.Context(), caller(r).TeamID, r.PathValue("id"))
 	if err != nil {

@@ -118,13 +118,14 @@ func TestSandboxStates(t *testing.T) {
 	if got, _ := e.do("POST", p+"/resume", apiKey(key), nil); got != 409 {
 		t.Errorf("resume running = %d, want 409", got)
 	}
+	e.must(204, "POST", p+"/ping", apiKey(key), nil, nil)
 	var paused sandboxResp
 	e.must(200, "POST", p+"/pause", apiKey(key), nil, &paused)
 	if paused.Status != "paused" {
 		t.Errorf("after pause: %s", paused.Status)
 	}
 	for _, tc := range []struct{ method, path string }{
-		{"POST", p + "/pause"}, {"POST", p + "/exec"}, {"POST", p + "/files/read"},
+		{"POST", p + "/pause"}, {"POST", p + "/exec"}, {"POST", p + "/files/read"}, {"POST", p + "/ping"},
 	} {
 		body := map[string]any{"cmd": "true", "path": "/x"}
 		if got, out := e.do(tc.method, tc.path, apiKey(key), body); got != 409 || errCode(t, out) != "conflict" {

@@ -90,6 +90,7 @@ func (s *Server) routes() http.Handler {
 		"/v1/sandboxes/{id}/exec":               {"POST": key(s.exec)},
 		"/v1/sandboxes/{id}/exec/stream":        {"GET": key(s.execStream)},
 		"/v1/sandboxes/{id}/pause":              {"POST": key(s.pauseSandbox)},
+		"/v1/sandboxes/{id}/ping":               {"POST": key(s.pingSandbox)},
 		"/v1/sandboxes/{id}/resume":             {"POST": key(s.resumeSandbox)},
 		"/v1/sandboxes/{id}/files/write":        {"POST": key(s.uploadFile)},
 		"/v1/sandboxes/{id}/files/read":         {"POST": key(s.downloadFile)},
