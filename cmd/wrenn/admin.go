@@ -151,6 +151,17 @@ func adminQuotaCommand(open openStore) *cobra.Command {
 		return t.ID, nil
 	}
 
+	// report prints the team's limits, where each comes from, and what the
+	// team holds.
+	report := func(cmd *cobra.Command, db *store.DB, id string, def wrenn.Quota, o wrenn.QuotaOverride) error {
+		u, err := db.TeamUsage(cmd.Context(), id)
+		if err != nil {
+			return err
+		}
+		writeQuota(cmd.OutOrStdout(), id, def, o, u)
+		return nil
+	}
+
 	show := &cobra.Command{
 		Use:   "show",
 		Short: "Show a team's quota, where each limit comes from, and what the team holds",
@@ -173,12 +184,7 @@ func adminQuotaCommand(open openStore) *cobra.Command {
 			if err != nil {
 				return clientError(err)
 			}
-			u, err := db.TeamUsage(cmd.Context(), id)
-			if err != nil {
-				return err
-			}
-			writeQuota(cmd.OutOrStdout(), id, def.Quota, o, u)
-			return nil
+			return report(cmd, db, id, def.Quota, o)
 		},
 	}
 	teamFlags(show)
@@ -229,12 +235,7 @@ func adminQuotaCommand(open openStore) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			u, err := db.TeamUsage(cmd.Context(), id)
-			if err != nil {
-				return err
-			}
-			writeQuota(cmd.OutOrStdout(), id, def.Quota, o, u)
-			return nil
+			return report(cmd, db, id, def.Quota, o)
 		},
 	}
 	teamFlags(set)

@@ -43,14 +43,18 @@ const (
 	chainEgress   = "egress"
 )
 
+// nsSet is the namespace table's set name: blocks of addresses, or (the
+// *_names sets) addresses that each time out.
+func nsSet(t *nftables.Table, name string) *nftables.Set {
+	timed := name == setAllowNames || name == setDenyNames
+	return &nftables.Set{Table: t, Name: name, KeyType: nftables.TypeIPAddr, Interval: !timed, HasTimeout: timed}
+}
+
 // nsSets are the namespace table's sets, with blocked filled in.
 func nsSets(l scheme, t *nftables.Table) (map[string]*nftables.Set, map[string][]nftables.SetElement) {
 	sets := map[string]*nftables.Set{}
-	for _, name := range []string{setBlocked, setAllow, setDeny} {
-		sets[name] = &nftables.Set{Table: t, Name: name, KeyType: nftables.TypeIPAddr, Interval: true}
-	}
-	for _, name := range []string{setAllowNames, setDenyNames} {
-		sets[name] = &nftables.Set{Table: t, Name: name, KeyType: nftables.TypeIPAddr, HasTimeout: true}
+	for _, name := range []string{setBlocked, setAllow, setDeny, setAllowNames, setDenyNames} {
+		sets[name] = nsSet(t, name)
 	}
 	return sets, map[string][]nftables.SetElement{setBlocked: intervalElements(l.blocked)}
 }
@@ -161,14 +165,7 @@ func (m *Manager) SetEgress(ctx context.Context, s *Slot, n wrenn.Network) error
 	}
 	err = withNamespaceConn(s, func(c *nftables.Conn) error {
 		t := &nftables.Table{Family: nftables.TableFamilyINet, Name: nsTable}
-		sets := map[string]*nftables.Set{}
-		for _, name := range []string{setBlocked, setAllow, setDeny, setAllowNames, setDenyNames} {
-			set, err := c.GetSetByName(t, name)
-			if err != nil {
-				return fmt.Errorf("find set %s: %w", name, err)
-			}
-			sets[name] = set
-		}
+		sets, _ := nsSets(m.l, t) // by name: the slot's build made them
 		for name, ps := range map[string][]netip.Prefix{setAllow: p.allow, setDeny: p.deny} {
 			c.FlushSet(sets[name])
 			if els := intervalElements(prefixSet(ps...)); len(els) > 0 {
@@ -226,7 +223,7 @@ func (m *Manager) startResolver(s *Slot) error {
 				b := a.As4()
 				els[i] = nftables.SetElement{Key: b[:], Timeout: ttl}
 			}
-			if err := c.SetAddElements(&nftables.Set{Table: t, Name: set, KeyType: nftables.TypeIPAddr, HasTimeout: true}, els); err != nil {
+			if err := c.SetAddElements(nsSet(t, set), els); err != nil {
 				return err
 			}
 			return c.Flush()

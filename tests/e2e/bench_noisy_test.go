@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -44,19 +43,7 @@ func benchNoisy(b *testing.B, env ...string) {
 	defer s.do("DELETE", "/v1/sandboxes/"+quiet.ID, key, nil)
 	s.exec(key, quiet.ID, "true") // warm
 
-	roundTrips := func(b *testing.B) time.Duration {
-		var samples []time.Duration
-		for b.Loop() {
-			start := time.Now()
-			if r := s.exec(key, quiet.ID, "true"); r.ExitCode != 0 {
-				b.Fatalf("quiet exec: %+v", r)
-			}
-			samples = append(samples, time.Since(start))
-		}
-		reportQuantiles(b, "exec", samples)
-		sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
-		return samples[len(samples)/2]
-	}
+	roundTrips := func(b *testing.B) time.Duration { return execRoundTrips(b, s, key, quiet.ID) }
 
 	var idle time.Duration
 	b.Run("idle", func(b *testing.B) { idle = roundTrips(b) })
