@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -14,11 +17,12 @@ import (
 	"github.com/wrennhq/wrenn/api"
 )
 
-// TestExtendsContract keeps the embedded spec a superset of the customer's
-// contract in shared/, where a checkout has it beside it: every operation
-// of the contract is there unchanged (its path's parameters too), and so
-// is every component schema. Wrenn's own operations and schemas come on
-// top.
+// TestExtendsContract keeps the embedded spec a compatible extension of
+// the customer's contract in shared/, where a checkout has it beside it:
+// every operation of the contract is there (its path's parameters too),
+// and so is every component schema, each changed only in ways a client of
+// the contract cannot notice (extends). Wrenn's own operations and schemas
+// come on top.
 func TestExtendsContract(t *testing.T) {
 	src, err := os.ReadFile("../../shared/spec/openapi.yaml")
 	if errors.Is(err, fs.ErrNotExist) {
@@ -34,18 +38,18 @@ func TestExtendsContract(t *testing.T) {
 			t.Errorf("%s: missing", path)
 			continue
 		}
-		if !sameJSON(t, item.Parameters, got.Parameters) {
-			t.Errorf("%s: parameters differ from the contract", path)
+		if p := extends(t, item.Parameters, got.Parameters); p != "" {
+			t.Errorf("%s: parameters: %s", path, p)
 		}
 		for method, op := range item.Operations() {
-			if !sameJSON(t, op, got.GetOperation(method)) {
-				t.Errorf("%s %s differs from the contract", method, path)
+			if p := extends(t, op, got.GetOperation(method)); p != "" {
+				t.Errorf("%s %s: %s", method, path, p)
 			}
 		}
 	}
 	for name, schema := range seed.Components.Schemas {
-		if !sameJSON(t, schema, ours.Components.Schemas[name]) {
-			t.Errorf("schema %s differs from the contract", name)
+		if p := extends(t, schema, ours.Components.Schemas[name]); p != "" {
+			t.Errorf("schema %s: %s", name, p)
 		}
 	}
 	for name, scheme := range seed.Components.SecuritySchemes {
@@ -72,6 +76,99 @@ func mustLoad(tb testing.TB, data []byte) *openapi3.T {
 	return doc
 }
 
+// additive names the maps of a spec where an extension may add entries: a
+// new optional property, a new response status, a new media type. Every
+// other key of an object (required, additionalProperties, a bound) must be
+// as the contract has it, so that what it accepts and returns stays valid.
+var additive = map[string]bool{"properties": true, "responses": true, "content": true}
+
+// extends reports how ours fails to be a compatible extension of seed, or
+// "" if it is one: both as JSON, ours holds everything seed holds, adding
+// only entries of additive maps, descriptions, and parameters that are not
+// required.
+func extends(tb testing.TB, seed, ours any) string {
+	tb.Helper()
+	return extendsValue("", asJSON(tb, seed), asJSON(tb, ours))
+}
+
+func asJSON(tb testing.TB, v any) any {
+	tb.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out any
+	if err := json.Unmarshal(b, &out); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+func extendsValue(at string, seed, ours any) string {
+	switch s := seed.(type) {
+	case map[string]any:
+		o, ok := ours.(map[string]any)
+		if !ok {
+			return at + ": not an object"
+		}
+		for k, sv := range s {
+			ov, ok := o[k]
+			if !ok {
+				return at + "/" + k + ": missing"
+			}
+			if p := extendsValue(at+"/"+k, sv, ov); p != "" {
+				return p
+			}
+		}
+		key := at[strings.LastIndexByte(at, '/')+1:]
+		for k, ov := range o {
+			if _, ok := s[k]; ok || additive[key] || k == "description" {
+				continue
+			}
+			if m, isParam := ov.(map[string]any); isParam && key == "parameters" && m["required"] != true {
+				continue
+			}
+			return at + "/" + k + ": added"
+		}
+		return ""
+	case []any:
+		o, ok := ours.([]any)
+		if !ok {
+			return at + ": not an array"
+		}
+		if strings.HasSuffix(at, "/parameters") || at == "" {
+			// Parameters: the contract's, in order, then optional ones.
+			if len(o) < len(s) {
+				return at + ": parameters missing"
+			}
+			for i := range s {
+				if p := extendsValue(fmt.Sprintf("%s/%d", at, i), s[i], o[i]); p != "" {
+					return p
+				}
+			}
+			for _, extra := range o[len(s):] {
+				if m, _ := extra.(map[string]any); m["required"] == true {
+					return at + ": a required parameter added"
+				}
+			}
+			return ""
+		}
+		if len(o) != len(s) {
+			return at + ": changed"
+		}
+		for i := range s {
+			if p := extendsValue(fmt.Sprintf("%s/%d", at, i), s[i], o[i]); p != "" {
+				return p
+			}
+		}
+		return ""
+	}
+	if !reflect.DeepEqual(seed, ours) {
+		return fmt.Sprintf("%s: %v, the contract has %v", at, ours, seed)
+	}
+	return ""
+}
+
 // sameJSON compares two parts of specs as they encode: references as
 // references, not what they point to.
 func sameJSON(tb testing.TB, a, b any) bool {
@@ -85,4 +182,33 @@ func sameJSON(tb testing.TB, a, b any) bool {
 		tb.Fatal(err)
 	}
 	return bytes.Equal(ja, jb)
+}
+
+// TestExtendsCatchesBreaks: the extension rule lets through only changes a
+// client of the contract cannot notice.
+func TestExtendsCatchesBreaks(t *testing.T) {
+	seed := `{"type":"object","required":["cmd"],"properties":{"cmd":{"type":"string"}},"parameters":[{"name":"a","required":true}]}`
+	for _, tc := range []struct {
+		ours string
+		ok   bool
+	}{
+		{seed, true},
+		{`{"type":"object","required":["cmd"],"description":"x","properties":{"cmd":{"type":"string"},"envs":{"type":"object"}},"parameters":[{"name":"a","required":true},{"name":"b"}]}`, true},
+		{`{"type":"object","required":["cmd","envs"],"properties":{"cmd":{"type":"string"},"envs":{"type":"object"}},"parameters":[{"name":"a","required":true}]}`, false},
+		{`{"type":"object","required":["cmd"],"properties":{"cmd":{"type":"integer"}},"parameters":[{"name":"a","required":true}]}`, false},
+		{`{"type":"object","required":["cmd"],"additionalProperties":false,"properties":{"cmd":{"type":"string"}},"parameters":[{"name":"a","required":true}]}`, false},
+		{`{"type":"object","required":["cmd"],"properties":{"cmd":{"type":"string"}},"parameters":[{"name":"a","required":true},{"name":"b","required":true}]}`, false},
+		{`{"type":"object","required":["cmd"],"properties":{},"parameters":[{"name":"a","required":true}]}`, false},
+	} {
+		var s, o any
+		if err := json.Unmarshal([]byte(seed), &s); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(tc.ours), &o); err != nil {
+			t.Fatal(err)
+		}
+		if p := extendsValue("", s, o); (p == "") != tc.ok {
+			t.Errorf("%s: problem %q, want ok=%v", tc.ours, p, tc.ok)
+		}
+	}
 }
