@@ -87,17 +87,26 @@ const (
 
 // Sandbox is one microVM belonging to a team.
 type Sandbox struct {
-	ID           string
-	TeamID       string
-	Template     string
-	Status       SandboxStatus
-	VCPUs        int
-	MemoryMB     int
-	TimeoutSec   int // inactivity limit; 0 means none
-	GuestIP      string
-	HostIP       string
-	HostID       string // the host agent that owns the VM; empty until placed
-	Network      Network
+	ID         string
+	TeamID     string
+	Template   string
+	Status     SandboxStatus
+	VCPUs      int
+	MemoryMB   int
+	TimeoutSec int // inactivity limit; 0 means none
+	GuestIP    string
+	HostIP     string
+	HostID     string // the host agent that owns the VM; empty until placed
+	Network    Network
+	// AutoPause: inactivity pauses the sandbox rather than destroying it.
+	AutoPause bool
+	// AutoPaused: it was paused by its inactivity timeout, and the next
+	// operation on it resumes it.
+	AutoPaused bool
+	// Envs is the default environment of every command run in it.
+	Envs map[string]string
+	// Metadata is the team's own labels, returned and filterable.
+	Metadata     map[string]string
 	CreatedAt    time.Time
 	StartedAt    *time.Time
 	LastActiveAt *time.Time

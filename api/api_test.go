@@ -104,6 +104,21 @@ func asJSON(tb testing.TB, v any) any {
 	return out
 }
 
+// optionalOnly reports whether v is a list of parameters none of which is
+// required.
+func optionalOnly(v any) bool {
+	list, ok := v.([]any)
+	if !ok {
+		return false
+	}
+	for _, p := range list {
+		if m, _ := p.(map[string]any); m["required"] == true {
+			return false
+		}
+	}
+	return true
+}
+
 func extendsValue(at string, seed, ours any) string {
 	switch s := seed.(type) {
 	case map[string]any:
@@ -125,7 +140,7 @@ func extendsValue(at string, seed, ours any) string {
 			if _, ok := s[k]; ok || additive[key] || k == "description" {
 				continue
 			}
-			if m, isParam := ov.(map[string]any); isParam && key == "parameters" && m["required"] != true {
+			if k == "parameters" && optionalOnly(ov) {
 				continue
 			}
 			return at + "/" + k + ": added"
@@ -210,5 +225,16 @@ func TestExtendsCatchesBreaks(t *testing.T) {
 		if p := extendsValue("", s, o); (p == "") != tc.ok {
 			t.Errorf("%s: problem %q, want ok=%v", tc.ours, p, tc.ok)
 		}
+	}
+	op := map[string]any{"get": map[string]any{"summary": "list"}}
+	withParams := func(required bool) any {
+		return map[string]any{"get": map[string]any{"summary": "list",
+			"parameters": []any{map[string]any{"name": "status", "required": required}}}}
+	}
+	if p := extendsValue("", op, withParams(false)); p != "" {
+		t.Errorf("an optional parameter on an operation without any: %s", p)
+	}
+	if p := extendsValue("", op, withParams(true)); p == "" {
+		t.Error("a required parameter on an operation without any passed")
 	}
 }

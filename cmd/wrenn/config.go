@@ -38,6 +38,9 @@ type serverConfig struct {
 	// defaults.
 	ReconcileInterval time.Duration
 	SettleGrace       time.Duration
+	// StoppedRetention is how long a destroyed sandbox stays readable;
+	// 0 means the reconciler's default.
+	StoppedRetention time.Duration
 	// ConnsPerClient bounds the connections one client address holds.
 	ConnsPerClient int
 	// Network is the operator's say in sandboxes' egress policies.
@@ -60,7 +63,9 @@ const (
 	// long they may disagree before the reconciler acts.
 	envReconcileInterval = "WRENN_RECONCILE_INTERVAL"
 	envSettleGrace       = "WRENN_SETTLE_GRACE"
-	envConnsPerClient    = "WRENN_MAX_CONNS_PER_CLIENT"
+	// How long a destroyed sandbox stays readable, stopped.
+	envStoppedRetention = "WRENN_STOPPED_RETENTION"
+	envConnsPerClient   = "WRENN_MAX_CONNS_PER_CLIENT"
 )
 
 // envDuration reads a positive duration ("10s", "250ms") from key; unset

@@ -60,6 +60,9 @@ func serverCommand() *cobra.Command {
 			if cfg.SettleGrace, err = envDuration(envSettleGrace); err != nil {
 				return err
 			}
+			if cfg.StoppedRetention, err = envDuration(envStoppedRetention); err != nil {
+				return err
+			}
 			cfg.ConnsPerClient = httpapi.DefaultConnsPerClient
 			if v := os.Getenv(envConnsPerClient); v != "" {
 				if cfg.ConnsPerClient, err = strconv.Atoi(v); err != nil || cfg.ConnsPerClient < 1 {
@@ -139,13 +142,16 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		if err := registerBases(ctx, info, db, now); err != nil {
 			return err
 		}
-		go control.NewReconciler(control.ReconcilerConfig{Store: db, Host: agentClient, Now: now, Logger: log,
-			Interval: cfg.ReconcileInterval, SettleGrace: cfg.SettleGrace}).Run(ctx)
 	} else {
 		log.Warn("running without a host agent: sandbox operations answer 502")
 	}
 	controlSvc := control.NewService(control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: ctlAgent, HostID: hostID, Now: now, Logger: log,
 		Limits: cfg.Limits, Network: cfg.Network})
+	if agentClient != nil {
+		go control.NewReconciler(control.ReconcilerConfig{Store: db, Host: agentClient, Now: now, Logger: log,
+			Interval: cfg.ReconcileInterval, SettleGrace: cfg.SettleGrace,
+			AutoPause: controlSvc.AutoPause, StoppedRetention: cfg.StoppedRetention}).Run(ctx)
+	}
 	api := httpapi.New(httpapi.Config{Auth: authSvc, Control: controlSvc, Logger: log, MaxUploadBytes: cfg.MaxUploadBytes})
 
 	ln, err := net.Listen("tcp", cfg.Listen)

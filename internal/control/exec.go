@@ -41,6 +41,7 @@ func (s *Service) Exec(ctx context.Context, teamID, id string, p ExecParams) (*w
 	if err != nil {
 		return nil, err
 	}
+	req.Env = withDefaults(sb.Envs, req.Env)
 	defer s.busy(ctx, sb)()
 	res, err := agent.Exec(ctx, id, req)
 	if err != nil {
@@ -60,6 +61,7 @@ func (s *Service) StartExec(ctx context.Context, teamID, id string, p ExecParams
 	if err != nil {
 		return nil, err
 	}
+	req.Env = withDefaults(sb.Envs, req.Env)
 	done := s.busy(ctx, sb)
 	st, err := agent.StartExec(ctx, id, req)
 	if err != nil {

@@ -24,6 +24,9 @@ type ReconcileStore interface {
 	StopIdleSandbox(ctx context.Context, teamID, id string, idleSince, at time.Time) (*wrenn.Sandbox, error)
 	UpdateSandbox(ctx context.Context, sb *wrenn.Sandbox) error
 	GetTemplate(ctx context.Context, teamID, name string) (*wrenn.Template, error)
+	// DeleteStoppedBefore deletes the stopped sandboxes last updated
+	// before before.
+	DeleteStoppedBefore(ctx context.Context, before time.Time) (int64, error)
 }
 
 // ReconcilerConfig wires a Reconciler.
@@ -42,7 +45,17 @@ type ReconcilerConfig struct {
 	// reconciler acts: a pause, resume or snapshot in flight looks just
 	// like that until its record is written. 0 means 10 seconds.
 	SettleGrace time.Duration
+	// AutoPause pauses an idle sandbox whose timeout pauses it
+	// (Service.AutoPause); nil destroys idle sandboxes whatever they ask.
+	AutoPause func(ctx context.Context, sb *wrenn.Sandbox, idleSince, now time.Time)
+	// StoppedRetention is how long the record of a stopped sandbox is
+	// kept, to be read back, before it is deleted; 0 means
+	// DefaultStoppedRetention.
+	StoppedRetention time.Duration
 }
+
+// DefaultStoppedRetention is how long a destroyed sandbox stays readable.
+const DefaultStoppedRetention = 24 * time.Hour
 
 // DefaultReconcileInterval is how often the reconciler compares records
 // with what the host agent holds.
@@ -50,7 +63,8 @@ const DefaultReconcileInterval = 2 * time.Second
 
 // Reconciler keeps the records and the host in agreement: sandboxes whose
 // VM died become error and are cleaned up, idle sandboxes past their
-// timeout are destroyed and become stopped, and VMs and template files
+// timeout are paused or destroyed (as each asks) and become stopped, stopped records
+// are deleted after a retention period, and VMs and template files
 // nobody has a record of are destroyed. Where an operation's answer was
 // lost (an agent or a control plane died), the record wins: the client was
 // never told the operation happened, so a pause or resume the host made is
@@ -76,6 +90,9 @@ func NewReconciler(c ReconcilerConfig) *Reconciler {
 	}
 	if c.SettleGrace == 0 {
 		c.SettleGrace = 10 * time.Second
+	}
+	if c.StoppedRetention == 0 {
+		c.StoppedRetention = DefaultStoppedRetention
 	}
 	return &Reconciler{c: c, disagree: make(map[string]time.Time), silent: make(map[string]bool)}
 }
@@ -171,9 +188,16 @@ func (r *Reconciler) Once(ctx context.Context) error {
 			}
 		case sb.Status == wrenn.StatusPending && !held && now.Sub(sb.CreatedAt) > r.c.PendingGrace:
 			r.fail(ctx, sb, false, "its creation never finished")
+		case sb.Status == wrenn.StatusRunning && idle(sb, now) && sb.AutoPause && r.c.AutoPause != nil:
+			r.c.AutoPause(ctx, sb, now.Add(-time.Duration(sb.TimeoutSec)*time.Second), now)
 		case sb.Status == wrenn.StatusRunning && idle(sb, now):
 			r.expire(ctx, sb, now)
 		}
+	}
+	if n, err := r.c.Store.DeleteStoppedBefore(ctx, now.Add(-r.c.StoppedRetention)); err != nil {
+		r.c.Logger.WarnContext(ctx, "delete stopped sandboxes past their retention", slog.Any(attrError, err))
+	} else if n > 0 {
+		r.c.Logger.DebugContext(ctx, "deleted stopped sandboxes past their retention", slog.Int64("count", n))
 	}
 	r.silent = silent
 	r.sweepTemplates(ctx, lastingKey)

@@ -402,3 +402,64 @@ func TestReconcileSweepsTemplates(t *testing.T) {
 		})
 	}
 }
+
+// TestReconcileAutoPauseAndRetention: an idle sandbox whose timeout pauses
+// it is paused, not destroyed, and reads paused by its timeout; a stopped
+// record is deleted once past its retention.
+func TestReconcileAutoPauseAndRetention(t *testing.T) {
+	for _, engine := range storetest.Engines(t) {
+		t.Run(engine, func(t *testing.T) {
+			ctx := context.Background()
+			db := storetest.MustOpen(t, engine)
+			base := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+			now := base
+			clock := func() time.Time { return now }
+			host := &fakeHost{running: map[string]bool{"sb-idle": true, "sb-kill": true}, paused: map[string]bool{}}
+			if err := db.CreateAccount(ctx, &wrenn.User{ID: "usr-a", Email: "a@example.com", PasswordHash: "x", CreatedAt: base},
+				&wrenn.Team{ID: "team-a", Name: "a", CreatedAt: base}); err != nil {
+				t.Fatal(err)
+			}
+			log := slog.New(slog.NewTextHandler(io.Discard, nil))
+			svc := control.NewService(control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: host.agent(), Now: clock, Logger: log})
+			r := control.NewReconciler(control.ReconcilerConfig{Store: db, Host: host.agent(), Now: clock, Logger: log,
+				AutoPause: svc.AutoPause, StoppedRetention: time.Hour})
+			for id, autoPause := range map[string]bool{"sb-idle": true, "sb-kill": false} {
+				sb := &wrenn.Sandbox{ID: id, TeamID: "team-a", Template: "minimal", Status: wrenn.StatusRunning, VCPUs: 1, MemoryMB: 512,
+					TimeoutSec: 60, AutoPause: autoPause, CreatedAt: base, LastActiveAt: &base, LastUpdated: base}
+				if err := db.CreateSandbox(ctx, sb); err != nil {
+					t.Fatal(err)
+				}
+			}
+			now = base.Add(61 * time.Second)
+			if err := r.Once(ctx); err != nil {
+				t.Fatal(err)
+			}
+			idle, _ := db.GetSandbox(ctx, "team-a", "sb-idle")
+			if idle.Status != wrenn.StatusPaused || !idle.AutoPaused || !host.paused["sb-idle"] {
+				t.Errorf("idle auto-pause sandbox: %s, auto-paused %v, paused on host %v", idle.Status, idle.AutoPaused, host.paused["sb-idle"])
+			}
+			kill, _ := db.GetSandbox(ctx, "team-a", "sb-kill")
+			if kill.Status != wrenn.StatusStopped {
+				t.Errorf("idle sandbox without auto-pause: %s, want stopped", kill.Status)
+			}
+			// The next operation resumes the paused one.
+			if err := svc.PingSandbox(ctx, "team-a", "sb-idle"); wrenn.ErrorCode(err) != wrenn.EConflict {
+				t.Errorf("ping of an auto-paused sandbox: %v, want a conflict (ping does not resume)", err)
+			}
+			now = now.Add(59 * time.Minute)
+			if err := r.Once(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.GetSandbox(ctx, "team-a", "sb-kill"); err != nil {
+				t.Errorf("stopped record gone before its retention: %v", err)
+			}
+			now = now.Add(2 * time.Minute)
+			if err := r.Once(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.GetSandbox(ctx, "team-a", "sb-kill"); wrenn.ErrorCode(err) != wrenn.ENotFound {
+				t.Errorf("stopped record past its retention: %v, want not found", err)
+			}
+		})
+	}
+}

@@ -43,6 +43,12 @@ type CreateParams struct {
 	// Network is the sandbox's egress policy; nil takes the operator's
 	// default (Config.Network).
 	Network *wrenn.Network
+	// AutoPause: inactivity pauses the sandbox instead of destroying it.
+	AutoPause bool
+	// Envs is the default environment of the sandbox's commands;
+	// Metadata the team's labels for it.
+	Envs     map[string]string
+	Metadata map[string]string
 }
 
 func (p CreateParams) validate(l Limits) error {
@@ -51,6 +57,12 @@ func (p CreateParams) validate(l Limits) error {
 		return wrenn.Errorf(wrenn.EInvalid, "template must not be empty")
 	case p.TimeoutSec < 0 || p.TimeoutSec > MaxTimeoutSec:
 		return wrenn.Errorf(wrenn.EInvalid, "timeout_sec must be between 0 (no timeout) and %d (30 days)", MaxTimeoutSec)
+	}
+	if err := checkStringMap("envs", p.Envs, true); err != nil {
+		return err
+	}
+	if err := checkStringMap("metadata", p.Metadata, false); err != nil {
+		return err
 	}
 	return l.checkSizes(p.VCPUs, p.MemoryMB)
 }
@@ -111,6 +123,9 @@ func (s *Service) CreateSandbox(ctx context.Context, teamID string, p CreatePara
 		TimeoutSec:  p.TimeoutSec,
 		HostID:      s.hostID,
 		Network:     network,
+		AutoPause:   p.AutoPause,
+		Envs:        p.Envs,
+		Metadata:    p.Metadata,
 		CreatedAt:   now,
 		LastUpdated: now,
 	}
@@ -218,42 +233,58 @@ func (s *Service) touch(ctx context.Context, sb *wrenn.Sandbox) error {
 	return nil
 }
 
-// ListSandboxes returns the team's sandboxes.
-func (s *Service) ListSandboxes(ctx context.Context, teamID string) ([]*wrenn.Sandbox, error) {
-	return s.sandboxes.ListSandboxes(ctx, teamID)
-}
-
-// DestroySandbox frees the sandbox's resources and removes its record.
+// DestroySandbox frees the sandbox's resources. Its record stays, stopped,
+// for a retention period (ReconcilerConfig.StoppedRetention), so that it
+// can still be read; a sandbox already stopped is not found.
 func (s *Service) DestroySandbox(ctx context.Context, teamID, id string) error {
+	unlock := s.lifecycle.lock(id)
+	defer unlock()
 	sb, err := s.sandboxes.GetSandbox(ctx, teamID, id)
 	if err != nil {
 		return err
 	}
-	if sb.Status != wrenn.StatusStopped {
-		agent, err := s.needAgent()
-		if err != nil {
-			return err
-		}
-		if err := agent.DestroySandbox(ctx, id); err != nil {
-			return s.agentError(ctx, "destroy the sandbox", id, err)
-		}
+	if sb.Status == wrenn.StatusStopped {
+		return wrenn.Errorf(wrenn.ENotFound, "sandbox not found (it was destroyed)")
 	}
-	if err := s.sandboxes.DeleteSandbox(context.WithoutCancel(ctx), teamID, id); err != nil {
+	agent, err := s.needAgent()
+	if err != nil {
+		return err
+	}
+	if err := agent.DestroySandbox(ctx, id); err != nil {
+		return s.agentError(ctx, "destroy the sandbox", id, err)
+	}
+	if _, err := s.sandboxes.TransitionSandbox(context.WithoutCancel(ctx), teamID, id,
+		[]wrenn.SandboxStatus{wrenn.StatusPending, wrenn.StatusRunning, wrenn.StatusPaused, wrenn.StatusError},
+		wrenn.StatusStopped, s.nowUTC()); err != nil && wrenn.ErrorCode(err) != wrenn.EConflict {
 		return fmt.Errorf("destroy sandbox: %w", err)
 	}
 	s.log.InfoContext(ctx, "sandbox destroyed", slog.String(attrSandboxID, id), slog.String(attrTeamID, teamID))
 	return nil
 }
 
-// running returns the sandbox if it is running and marks it active;
-// otherwise a not-found or conflict error.
+// running returns the sandbox if it is running, or once it has resumed
+// it if its inactivity timeout paused it, and marks it active; otherwise
+// a not-found or conflict error.
 func (s *Service) running(ctx context.Context, teamID, id string) (*wrenn.Sandbox, wrenn.Agent, error) {
+	unlock := s.lifecycle.lock(id)
+	defer unlock()
 	sb, err := s.sandboxes.GetSandbox(ctx, teamID, id)
 	if err != nil {
 		return nil, nil, err
 	}
+	if sb.Status == wrenn.StatusPaused && sb.AutoPaused {
+		if sb, err = s.resumeLocked(ctx, teamID, id); err != nil {
+			return nil, nil, err
+		}
+		s.log.InfoContext(ctx, "resumed a sandbox its inactivity timeout paused", slog.String(attrSandboxID, id))
+	}
+	return s.runningRecord(ctx, sb)
+}
+
+// runningRecord is running for a record already read, without resuming.
+func (s *Service) runningRecord(ctx context.Context, sb *wrenn.Sandbox) (*wrenn.Sandbox, wrenn.Agent, error) {
 	if sb.Status != wrenn.StatusRunning {
-		return nil, nil, wrenn.Errorf(wrenn.EConflict, "sandbox is %s, not running", sb.Status)
+		return nil, nil, wrenn.Errorf(wrenn.EConflict, "sandbox is %s, not running", describe(sb))
 	}
 	agent, err := s.needAgent()
 	if err != nil {
@@ -268,7 +299,13 @@ func (s *Service) running(ctx context.Context, teamID, id string) (*wrenn.Sandbo
 // PauseSandbox snapshots a running sandbox to disk and releases its
 // running resources.
 func (s *Service) PauseSandbox(ctx context.Context, teamID, id string) (*wrenn.Sandbox, error) {
-	if _, _, err := s.running(ctx, teamID, id); err != nil {
+	unlock := s.lifecycle.lock(id)
+	defer unlock()
+	sb, err := s.sandboxes.GetSandbox(ctx, teamID, id)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := s.runningRecord(ctx, sb); err != nil {
 		return nil, err
 	}
 	agent, err := s.needSnapshotter()
@@ -278,7 +315,7 @@ func (s *Service) PauseSandbox(ctx context.Context, teamID, id string) (*wrenn.S
 	if err := agent.PauseSandbox(ctx, id); err != nil {
 		return nil, s.agentError(ctx, "pause the sandbox", id, err)
 	}
-	sb, err := s.sandboxes.TransitionSandbox(context.WithoutCancel(ctx), teamID, id,
+	sb, err = s.sandboxes.TransitionSandbox(context.WithoutCancel(ctx), teamID, id,
 		[]wrenn.SandboxStatus{wrenn.StatusRunning}, wrenn.StatusPaused, s.nowUTC())
 	if err != nil {
 		return nil, fmt.Errorf("record paused sandbox: %w", err)
@@ -291,6 +328,13 @@ func (s *Service) PauseSandbox(ctx context.Context, teamID, id string) (*wrenn.S
 // to running if the quota admits it, atomically with the count, before
 // the agent is asked, and back to paused if the agent cannot resume it.
 func (s *Service) ResumeSandbox(ctx context.Context, teamID, id string) (*wrenn.Sandbox, error) {
+	unlock := s.lifecycle.lock(id)
+	defer unlock()
+	return s.resumeLocked(ctx, teamID, id)
+}
+
+// resumeLocked is ResumeSandbox with the sandbox's lifecycle lock held.
+func (s *Service) resumeLocked(ctx context.Context, teamID, id string) (*wrenn.Sandbox, error) {
 	sb, err := s.sandboxes.GetSandbox(ctx, teamID, id)
 	if err != nil {
 		return nil, err

@@ -60,6 +60,9 @@ type Service struct {
 	after     func(time.Duration) <-chan time.Time
 	log       *slog.Logger
 	network   NetworkConfig
+	// lifecycle serialises the lifecycle changes of each sandbox
+	// (lifetime.go).
+	lifecycle keyedMutex
 }
 
 // NewService returns a Service.

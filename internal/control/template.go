@@ -28,6 +28,8 @@ func (s *Service) CreateSnapshot(ctx context.Context, teamID string, p SnapshotP
 	if err := wrenn.ValidateTemplateName(p.Name); err != nil {
 		return nil, err
 	}
+	unlock := s.lifecycle.lock(p.SandboxID)
+	defer unlock()
 	sb, err := s.sandboxes.GetSandbox(ctx, teamID, p.SandboxID)
 	if err != nil {
 		return nil, err

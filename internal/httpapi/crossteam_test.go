@@ -50,6 +50,10 @@ func TestCrossTeam(t *testing.T) {
 					{"POST", "/v1/sandboxes/" + id + "/files/stat", map[string]any{"path": "/tmp"}, nil},
 					{"POST", "/v1/sandboxes/" + id + "/files/move", map[string]any{"source": "/tmp", "destination": "/t"}, nil},
 					{"POST", "/v1/snapshots", map[string]any{"sandbox_id": id}, nil},
+					{"GET", "/v1/capsules/" + id, nil, nil},
+					{"DELETE", "/v1/capsules/" + id, nil, nil},
+					{"POST", "/v1/capsules/" + id + "/exec", map[string]any{"cmd": "echo"}, nil},
+					{"POST", "/v1/capsules/" + id + "/files/list", map[string]any{"path": "/"}, nil},
 				} {
 					h := apiKey(keyB)
 					for k, v := range tc.h {
@@ -86,9 +90,14 @@ func TestCrossTeam(t *testing.T) {
 			e.must(201, "POST", "/v1/snapshots", apiKey(keyB), map[string]any{"sandbox_id": own.ID, "name": "a-snap"}, nil)
 
 			// Team A still sees all of its own, untouched.
+			// The one the snapshot consumed is stopped: listed only when asked for.
 			e.must(200, "GET", "/v1/sandboxes", apiKey(keyA), nil, &sbs)
+			if len(sbs) != 2 {
+				t.Errorf("team A lists %d sandboxes, want 2", len(sbs))
+			}
+			e.must(200, "GET", "/v1/sandboxes?status=running,paused&status=stopped", apiKey(keyA), nil, &sbs)
 			if len(sbs) != 3 {
-				t.Errorf("team A lists %d sandboxes, want 3", len(sbs))
+				t.Errorf("team A lists %d sandboxes of any status, want 3", len(sbs))
 			}
 			var a []struct{ Name string }
 			e.must(200, "GET", "/v1/snapshots?type=snapshot", apiKey(keyA), nil, &a)

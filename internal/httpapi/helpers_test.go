@@ -31,6 +31,7 @@ type env struct {
 	client *http.Client
 	db     *store.DB
 	auth   *auth.Service
+	ctl    *control.Service
 }
 
 type envOptions struct {
@@ -74,7 +75,7 @@ func newEnv(tb testing.TB, engine string, o envOptions) *env {
 	}); err != nil {
 		tb.Fatal(err)
 	}
-	return &env{tb: tb, srv: srv, client: client, db: db, auth: authSvc}
+	return &env{tb: tb, srv: srv, client: client, db: db, auth: authSvc, ctl: ctl}
 }
 
 type hdr map[string]string

@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/wrennhq/wrenn"
@@ -31,6 +33,10 @@ type sandboxJSON struct {
 	// in the words of E2B's API, which users know.
 	AllowInternetAccess bool        `json:"allow_internet_access"`
 	Network             networkJSON `json:"network"`
+	// Beyond the contract: what inactivity does, and the team's labels.
+	// A sandbox's envs are not reported: they may hold secrets.
+	AutoPause bool              `json:"auto_pause"`
+	Metadata  map[string]string `json:"metadata"`
 }
 
 // networkJSON is the lists of an egress policy, as requested and reported.
@@ -44,6 +50,8 @@ func sandboxOut(sb *wrenn.Sandbox) sandboxJSON {
 		TimeoutSec: sb.TimeoutSec, GuestIP: sb.GuestIP, HostIP: sb.HostIP, CreatedAt: sb.CreatedAt,
 		StartedAt: sb.StartedAt, LastActiveAt: sb.LastActiveAt, LastUpdated: sb.LastUpdated,
 		AllowInternetAccess: sb.Network.Internet,
+		AutoPause:           sb.AutoPause,
+		Metadata:            orEmpty(sb.Metadata),
 		Network: networkJSON{
 			AllowOut: append([]string{}, sb.Network.AllowOut...),
 			DenyOut:  append([]string{}, sb.Network.DenyOut...),
@@ -95,17 +103,32 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) {
 		// Beyond the contract: an egress policy, as E2B asks for one.
 		AllowInternetAccess *bool        `json:"allow_internet_access"`
 		Network             *networkJSON `json:"network"`
+		// Beyond the contract: what inactivity does, the default
+		// environment of its commands, and labels, as E2B has them.
+		AutoPause *bool             `json:"auto_pause"`
+		Envs      map[string]string `json:"envs"`
+		Metadata  map[string]string `json:"metadata"`
 	}
 	if err := decodeJSON(w, r, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	// The later product's capsules pause when idle, and only when asked
+	// to (its timeout_sec defaults to 0); the seed's sandboxes are
+	// destroyed after 300 s.
+	timeout, autoPause := defaultTimeoutSec, false
+	if onCapsules(r) {
+		timeout, autoPause = 0, true
+	}
 	sb, err := s.control.CreateSandbox(r.Context(), caller(r).TeamID, control.CreateParams{
 		Template:   orDefault(req.Template, defaultTemplate),
 		VCPUs:      orZeroOrInvalid(req.VCPUs),
 		MemoryMB:   orZeroOrInvalid(req.MemoryMB),
-		TimeoutSec: orDefault(req.TimeoutSec, defaultTimeoutSec),
+		TimeoutSec: orDefault(req.TimeoutSec, timeout),
 		Network:    networkIn(req.AllowInternetAccess, req.Network, s.control.DefaultNetwork()),
+		AutoPause:  orDefault(req.AutoPause, autoPause),
+		Envs:       req.Envs,
+		Metadata:   req.Metadata,
 	})
 	if err != nil {
 		s.writeError(w, r, err)
@@ -115,7 +138,12 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request) {
-	sbs, err := s.control.ListSandboxes(r.Context(), caller(r).TeamID)
+	f, err := listFilter(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	sbs, err := s.control.ListSandboxes(r.Context(), caller(r).TeamID, f)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -168,4 +196,37 @@ func (s *Server) resumeSandbox(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, sandboxOut(sb))
+}
+
+func orEmpty(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+// listFilter reads a list's query: status, repeated or comma-separated
+// (none: all but stopped), and metadata as E2B encodes it, a query string
+// of its own ("team=a&env=prod", escaped once more).
+func listFilter(r *http.Request) (control.ListFilter, error) {
+	q := r.URL.Query()
+	var f control.ListFilter
+	for _, v := range q["status"] {
+		for st := range strings.SplitSeq(v, ",") {
+			if st = strings.TrimSpace(st); st != "" {
+				f.Statuses = append(f.Statuses, wrenn.SandboxStatus(st))
+			}
+		}
+	}
+	if m := q.Get("metadata"); m != "" {
+		pairs, err := url.ParseQuery(m)
+		if err != nil {
+			return f, wrenn.Errorf(wrenn.EInvalid, "metadata: want key=value pairs joined by &, URL-encoded: %v", err)
+		}
+		f.Metadata = make(map[string]string, len(pairs))
+		for k, vs := range pairs {
+			f.Metadata[k] = vs[len(vs)-1]
+		}
+	}
+	return f, nil
 }

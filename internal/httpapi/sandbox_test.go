@@ -141,8 +141,27 @@ func TestSandboxStates(t *testing.T) {
 		t.Errorf("after resume: %s", resumed.Status)
 	}
 	e.must(204, "DELETE", p, apiKey(key), nil, nil)
-	if got, _ := e.do("GET", p, apiKey(key), nil); got != 404 {
-		t.Errorf("get destroyed = %d, want 404", got)
+	var stopped sandboxResp
+	e.must(200, "GET", p, apiKey(key), nil, &stopped)
+	if stopped.Status != "stopped" {
+		t.Errorf("get destroyed: %s, want stopped", stopped.Status)
+	}
+	var list []sandboxResp
+	e.must(200, "GET", "/v1/sandboxes", apiKey(key), nil, &list)
+	if len(list) != 0 {
+		t.Errorf("list holds the destroyed sandbox: %+v", list)
+	}
+	e.must(200, "GET", "/v1/sandboxes?status=stopped", apiKey(key), nil, &list)
+	if len(list) != 1 || list[0].ID != sb.ID {
+		t.Errorf("list of stopped: %+v", list)
+	}
+	for _, tc := range []struct{ method, path string }{
+		{"POST", p + "/resume"}, {"POST", p + "/exec"}, {"POST", p + "/pause"}, {"POST", p + "/ping"},
+	} {
+		body := map[string]any{"cmd": "true"}
+		if got, out := e.do(tc.method, tc.path, apiKey(key), body); got != 409 {
+			t.Errorf("%s %s on stopped = %d %s, want 409", tc.method, tc.path, got, out)
+		}
 	}
 	if got, _ := e.do("DELETE", p, apiKey(key), nil); got != 404 {
 		t.Errorf("destroy twice = %d, want 404", got)

@@ -3,8 +3,10 @@ package httpapi
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -104,6 +106,14 @@ func (s *Server) routes() http.Handler {
 		"/v1/snapshots":                         {"POST": key(s.createSnapshot), "GET": key(s.listSnapshots)},
 		"/v1/snapshots/{name}":                  {"DELETE": key(s.deleteSnapshot)},
 	}
+	// /v1/capsules is the later product's name for the sandbox surface:
+	// every sandbox route is served there too, by the same handler
+	// (onCapsules tells the one place where the two differ).
+	for _, path := range slices.Collect(maps.Keys(table)) {
+		if rest, ok := strings.CutPrefix(path, sandboxesPrefix); ok {
+			table[capsulesPrefix+rest] = table[path]
+		}
+	}
 	for path, ms := range table {
 		allowed := make([]string, 0, len(ms))
 		for m, h := range ms {
@@ -123,6 +133,21 @@ func (s *Server) routes() http.Handler {
 		s.writeError(w, r, wrenn.Errorf(wrenn.ENotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})
 	return mux
+}
+
+// The sandbox surface and its alias.
+const (
+	sandboxesPrefix = "/v1/sandboxes"
+	capsulesPrefix  = "/v1/capsules"
+)
+
+// onCapsules reports whether r came in under /v1/capsules.
+func onCapsules(r *http.Request) bool {
+	pattern := r.Pattern
+	if _, path, ok := strings.Cut(pattern, " "); ok {
+		pattern = path // "METHOD /path"
+	}
+	return strings.HasPrefix(pattern, capsulesPrefix)
 }
 
 func (s *Server) serveSpec(w http.ResponseWriter, _ *http.Request) {

@@ -103,7 +103,7 @@ func (db *DB) ResumeSandboxWithin(ctx context.Context, teamID, id string, def wr
 			return err
 		}
 		// Read again under the team's lock: another resume may have won.
-		out, err = scanSandbox(c.queryRow(ctx, `UPDATE sandboxes SET status = ?, last_updated = ?
+		out, err = scanSandbox(c.queryRow(ctx, `UPDATE sandboxes SET status = ?, paused_by = '', last_updated = ?
 			WHERE team_id = ? AND id = ? AND status = ?
 			RETURNING `+sandboxColumns,
 			string(wrenn.StatusRunning), db.d.time(at), teamID, id, string(wrenn.StatusPaused)))

@@ -309,3 +309,59 @@ func TestStopIdleSandbox(t *testing.T) {
 		}
 	})
 }
+
+// TestPauseIdleSandbox: an idle sandbox's timeout pauses it, recorded as
+// paused by its timeout; any later transition forgets why.
+func TestPauseIdleSandbox(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, db *store.DB) {
+		ctx := t.Context()
+		_, team := mustAccount(t, db, "alice@example.com", base)
+		idle := mustSandbox(t, db, team.ID, wrenn.StatusRunning, base)
+		busy := mustSandbox(t, db, team.ID, wrenn.StatusRunning, base)
+		mustNoError(t, "touch", db.TouchSandbox(ctx, team.ID, busy.ID, at(2*time.Minute)))
+
+		got, err := db.PauseIdleSandbox(ctx, team.ID, idle.ID, at(time.Minute), at(time.Hour))
+		mustNoError(t, "pause idle", err)
+		if got.Status != wrenn.StatusPaused || !got.AutoPaused {
+			t.Errorf("paused idle: %s auto %v", got.Status, got.AutoPaused)
+		}
+		_, err = db.PauseIdleSandbox(ctx, team.ID, busy.ID, at(time.Minute), at(time.Hour))
+		wantError(t, err, wrenn.EConflict, "sandbox has been active")
+
+		resumed, err := db.ResumeSandboxWithin(ctx, team.ID, idle.ID, wrenn.Quota{}, at(2*time.Hour))
+		mustNoError(t, "resume", err)
+		if resumed.AutoPaused {
+			t.Error("resumed sandbox still reads paused by its timeout")
+		}
+		paused, err := db.TransitionSandbox(ctx, team.ID, idle.ID, []wrenn.SandboxStatus{wrenn.StatusRunning}, wrenn.StatusPaused, at(3*time.Hour))
+		mustNoError(t, "pause", err)
+		if paused.AutoPaused {
+			t.Error("a client's pause reads as the timeout's")
+		}
+	})
+}
+
+// TestStoppedRetention: list by status, and stopped records deleted once
+// past their retention, nothing else.
+func TestStoppedRetention(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, db *store.DB) {
+		ctx := t.Context()
+		_, team := mustAccount(t, db, "alice@example.com", base)
+		old := mustSandbox(t, db, team.ID, wrenn.StatusStopped, base)
+		recent := mustSandbox(t, db, team.ID, wrenn.StatusStopped, at(time.Hour))
+		running := mustSandbox(t, db, team.ID, wrenn.StatusRunning, base)
+
+		list, err := db.ListSandboxes(ctx, team.ID, wrenn.StatusStopped)
+		mustNoError(t, "list stopped", err)
+		mustEqual(t, "stopped", list, []*wrenn.Sandbox{recent, old})
+
+		n, err := db.DeleteStoppedBefore(ctx, at(time.Minute))
+		mustNoError(t, "delete", err)
+		if n != 1 {
+			t.Errorf("deleted %d, want 1", n)
+		}
+		list, err = db.ListSandboxes(ctx, team.ID)
+		mustNoError(t, "list", err)
+		mustEqual(t, "left", list, []*wrenn.Sandbox{recent, running})
+	})
+}

@@ -88,7 +88,8 @@ func mustSandbox(t *testing.T, db *store.DB, teamID string, status wrenn.Sandbox
 	sb := &wrenn.Sandbox{
 		ID: wrenn.NewID(wrenn.PrefixSandbox), TeamID: teamID, Template: "ubuntu", Status: status,
 		VCPUs: 2, MemoryMB: 512, TimeoutSec: 300, CreatedAt: created, LastUpdated: created,
-		Network: wrenn.Network{AllowOut: []string{"198.51.100.0/24", "pypi.org"}, DenyOut: []string{"*.example.com"}},
+		Network:   wrenn.Network{AllowOut: []string{"198.51.100.0/24", "pypi.org"}, DenyOut: []string{"*.example.com"}},
+		AutoPause: true, Envs: map[string]string{"LANG": "C.UTF-8"}, Metadata: map[string]string{"app": "x", "env": "dev"},
 	}
 	mustNoError(t, "create sandbox", db.CreateSandbox(t.Context(), sb))
 	return sb
