@@ -246,7 +246,7 @@ func (c *chaos) converge(i int, op chaosOp, target string, allowed []string) str
 // disagrees, or "".
 func (c *chaos) agreement(target string) (string, string) {
 	var records []sandbox
-	c.a.s.must(200, "GET", "/v1/sandboxes", c.key, nil, &records)
+	c.a.s.must(200, "GET", "/v1/sandboxes?status=pending,running,paused,stopped,error", c.key, nil, &records)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	held, err := c.rpc.ListSandboxes(ctx)

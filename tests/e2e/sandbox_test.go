@@ -66,8 +66,9 @@ func TestSandboxLifecycle(t *testing.T) {
 	t.Run("files", func(t *testing.T) { testFiles(t, s, key, sb.ID) })
 
 	s.must(204, "DELETE", "/v1/sandboxes/"+sb.ID, key, nil, nil)
-	if got, _ := s.do("GET", "/v1/sandboxes/"+sb.ID, key, nil); got != 404 {
-		t.Errorf("destroyed sandbox: GET = %d", got)
+	var gone sandbox
+	if s.must(200, "GET", "/v1/sandboxes/"+sb.ID, key, nil, &gone); gone.Status != "stopped" {
+		t.Errorf("destroyed sandbox reads %s, want stopped", gone.Status)
 	}
 	eventually(t, 30*time.Second, func() string { return before.diff(snapshotHost(t, dataDir)) })
 }
@@ -292,7 +293,7 @@ func TestInactivityAndLimits(t *testing.T) {
 	for {
 		s.exec(key, busy.ID, "true") // activity
 		var list []sandbox
-		s.must(200, "GET", "/v1/sandboxes", key, nil, &list)
+		s.must(200, "GET", "/v1/sandboxes?status=running,stopped", key, nil, &list)
 		status := ""
 		for _, sb := range list {
 			if sb.ID == idle.ID {
