@@ -1,6 +1,9 @@
 package wrenn
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Kinds of FileEntry.
 const (
@@ -27,4 +30,37 @@ type FileEntry struct {
 	Owner, Group  string
 	ModifiedAt    time.Time
 	SymlinkTarget string // the link's target; empty unless Type is FileTypeSymlink
+}
+
+// Kinds of FileEvent.
+const (
+	FileCreated = "create"
+	FileWritten = "write"
+	FileRemoved = "remove"
+	FileRenamed = "rename" // Path is the old name; the new one has its own create
+	FileChmod   = "chmod"
+)
+
+// FileEvent is one change a watch saw in a sandbox's file tree.
+type FileEvent struct {
+	Op   string // a File... kind constant above
+	Path string // absolute
+}
+
+// FileWatch is a watch on a directory of a running sandbox.
+type FileWatch interface {
+	// Recv returns the next change. It fails once the watch ends: the
+	// sandbox stopped, or the guest could not keep up (an ETooLarge error).
+	Recv() (FileEvent, error)
+	Close() error
+}
+
+// Watcher watches a sandbox's file tree. It is an optional capability of
+// an Agent, found by type assertion.
+type Watcher interface {
+	// WatchDir watches the directory path, and if recursive everything
+	// below it, directories made later included. It returns once the
+	// watch is in place: every change after that is seen. A missing path
+	// is an ENotFound error, a file EInvalid.
+	WatchDir(ctx context.Context, id, path string, recursive bool) (FileWatch, error)
 }

@@ -71,6 +71,11 @@
 //	remove j{op:remove,path}                 ← j{type:ok} | j{type:error}
 //	stat   j{op:stat,path}                   ← j{type:ok,entry} | j{type:error}
 //	move   j{op:move,path,dest}              ← j{type:ok,entry} | j{type:error}
+//	watch  j{op:watch,path,recursive}        ← j{type:ok} once in place | j{type:error}
+//	                                         ← j{type:events,events:[{op,path}]}… (batches)
+//	                                         ← j{type:error} if it fails (ETooLarge: the
+//	                                           guest could not keep up); the host closing
+//	                                           its side ends the watch
 //	detach j{op:detach}                      ← j{type:ok}, then the guest ends the
 //	                                           session and waits for a hello
 //

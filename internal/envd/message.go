@@ -18,6 +18,7 @@ const (
 	opRm    = "remove"
 	opStat  = "stat"
 	opMove  = "move"
+	opWatch = "watch"
 	// opDetach ends the session at the host's request, before a snapshot:
 	// a guest restored from it is already waiting for a new host's hello.
 	opDetach = "detach"
@@ -32,6 +33,7 @@ const (
 	msgExit   = "exit"
 	msgStop   = "stop" // host → guest during exec: SIGTERM, then SIGKILL
 	msgList   = "entries"
+	msgEvents = "events" // a batch of a watch's changes
 )
 
 // request is the first frame of every stream.
@@ -45,6 +47,8 @@ type request struct {
 	Depth   int    `json:"depth,omitempty"`
 	Parents bool   `json:"parents,omitempty"`
 	Dest    string `json:"dest,omitempty"`
+	// watch: everything below path too.
+	Recursive bool `json:"recursive,omitempty"`
 }
 
 type initParams struct {
@@ -86,6 +90,8 @@ type message struct {
 	Entry *entry `json:"entry,omitempty"`
 	// entries: a batch of a listing
 	Entries []entry `json:"entries,omitempty"`
+	// events: a batch of a watch's changes
+	Events []fsEvent `json:"events,omitempty"`
 }
 
 // errorMessage encodes err for the host. Only *wrenn.Error keeps its code.

@@ -163,6 +163,8 @@ func (s *server) handle(ctx context.Context, st *yamux.Stream, sess *yamux.Sessi
 		s.listDir(ctx, p, req.Path, req.Depth)
 	case opMkdir, opRm, opStat, opMove:
 		s.answerEntry(ctx, p, req)
+	case opWatch:
+		s.watchDir(ctx, p, req.Path, req.Recursive)
 	default:
 		p.reply(wrenn.Errorf(wrenn.EInvalid, "unknown operation %q", req.Op))
 	}

@@ -103,6 +103,7 @@ func (s *Server) routes() http.Handler {
 		"/v1/sandboxes/{id}/files/remove":       {"POST": key(s.removePath)},
 		"/v1/sandboxes/{id}/files/stat":         {"POST": key(s.statPath)},
 		"/v1/sandboxes/{id}/files/move":         {"POST": key(s.movePath)},
+		"/v1/sandboxes/{id}/files/watch":        {"GET": key(s.watchDir)},
 		"/v1/snapshots":                         {"POST": key(s.createSnapshot), "GET": key(s.listSnapshots)},
 		"/v1/snapshots/{name}":                  {"DELETE": key(s.deleteSnapshot)},
 	}

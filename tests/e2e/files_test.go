@@ -1,8 +1,16 @@
 package e2e
 
 import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
 )
 
 type fileEntry struct {
@@ -132,4 +140,102 @@ func TestFileSystem(t *testing.T) {
 		t.Errorf("another team's calls changed the sandbox: %+v", r)
 	}
 	s.must(204, "DELETE", "/v1/sandboxes/"+sb.ID, key, nil, nil)
+}
+
+// TestFileWatch: a watch through the public API sees the files an exec
+// creates, writes, renames and removes, below the directory too when
+// recursive; refusals come as statuses before the upgrade.
+func TestFileWatch(t *testing.T) {
+	s := startVMServer(t, shortTempDir(t))
+	key := s.account("watch@example.com")
+	other := s.account("watch-other@example.com")
+	sb := s.create(key, map[string]any{"timeout_sec": 600})
+	if r := s.exec(key, sb.ID, "mkdir -p /root/wt/sub"); r.ExitCode != 0 {
+		t.Fatalf("mkdir: %+v", r)
+	}
+	dial := func(query string) *websocket.Conn {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		ws, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(s.url, "http")+"/v1/sandboxes/"+sb.ID+"/files/watch?"+query,
+			&websocket.DialOptions{HTTPHeader: http.Header{"X-Api-Key": {key["X-API-Key"]}}})
+		if err != nil {
+			t.Fatalf("dial watch %s: %v (%v)", query, err, resp)
+		}
+		return ws
+	}
+	type event struct{ Type, Op, Path, Data string }
+	// collect reads events until every one of want has come, or 60 s.
+	collect := func(ws *websocket.Conn, want ...string) []string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		var seen []string
+		for {
+			missing := false
+			for _, w := range want {
+				missing = missing || !slices.Contains(seen, w)
+			}
+			if !missing {
+				return seen
+			}
+			var e event
+			if err := wsjson.Read(ctx, ws, &e); err != nil {
+				t.Fatalf("watch: %v; saw %v, want %v", err, seen, want)
+			}
+			if e.Type != "event" {
+				t.Fatalf("watch sent %+v", e)
+			}
+			seen = append(seen, e.Op+" "+e.Path)
+		}
+	}
+
+	rec := dial("path=/root/wt&recursive=true")
+	defer rec.CloseNow()
+	flat := dial("path=%2Froot%2Fwt")
+	defer flat.CloseNow()
+	if r := s.exec(key, sb.ID, "sh -c 'echo a > /root/wt/a; echo more >> /root/wt/a; mv /root/wt/a /root/wt/b; echo deep > /root/wt/sub/d; mkdir /root/wt/new; touch /root/wt/new/x; rm /root/wt/b'"); r.ExitCode != 0 {
+		t.Fatalf("changes: %+v", r)
+	}
+	collect(rec, "create /root/wt/a", "write /root/wt/a", "rename /root/wt/a", "create /root/wt/b",
+		"create /root/wt/sub/d", "create /root/wt/new", "create /root/wt/new/x", "remove /root/wt/b")
+	seen := collect(flat, "create /root/wt/a", "rename /root/wt/a", "remove /root/wt/b", "create /root/wt/new")
+	upload(t, s, key, sb.ID, "write", "/root/wt/up.bin", 100)
+	seen = append(seen, collect(flat, "create /root/wt/up.bin")...)
+	for _, e := range seen {
+		if strings.Contains(e, "/root/wt/sub/") || strings.Contains(e, "/root/wt/new/") || strings.Contains(e, ".envd-") {
+			t.Errorf("a watch that is not recursive saw %q", e)
+		}
+	}
+	flat.Close(websocket.StatusNormalClosure, "")
+
+	for _, tc := range []struct {
+		query string
+		h     hdr
+		code  int
+	}{
+		{"path=relative", key, 400},
+		{"path=/root/none", key, 404},
+		{"path=/etc/hostname", key, 400},
+		{"path=/root&recursive=maybe", key, 400},
+		{"path=/root", other, 404},
+	} {
+		if code, body := s.do("GET", "/v1/sandboxes/"+sb.ID+"/files/watch?"+tc.query, tc.h, nil); code != tc.code {
+			t.Errorf("%s: %d %s, want %d", tc.query, code, body, tc.code)
+		}
+	}
+	// Destroying the sandbox ends the watch with an error message.
+	s.must(204, "DELETE", "/v1/sandboxes/"+sb.ID, key, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		var e event
+		if err := wsjson.Read(ctx, rec, &e); err != nil {
+			var ce websocket.CloseError
+			if !errors.As(err, &ce) {
+				t.Errorf("watch of a destroyed sandbox: %v", err)
+			}
+			break
+		}
+	}
 }

@@ -81,6 +81,8 @@ const (
 	AgentServiceStatProcedure = "/wrenn.agent.v1.AgentService/Stat"
 	// AgentServiceMoveProcedure is the fully-qualified name of the AgentService's Move RPC.
 	AgentServiceMoveProcedure = "/wrenn.agent.v1.AgentService/Move"
+	// AgentServiceWatchDirProcedure is the fully-qualified name of the AgentService's WatchDir RPC.
+	AgentServiceWatchDirProcedure = "/wrenn.agent.v1.AgentService/WatchDir"
 )
 
 // AgentServiceClient is a client for the wrenn.agent.v1.AgentService service.
@@ -117,6 +119,9 @@ type AgentServiceClient interface {
 	Stat(context.Context, *connect.Request[agentv1.StatRequest]) (*connect.Response[agentv1.StatResponse], error)
 	// Move renames a path to one that does not exist.
 	Move(context.Context, *connect.Request[agentv1.MoveRequest]) (*connect.Response[agentv1.MoveResponse], error)
+	// WatchDir: an empty first message once the watch is in place, then
+	// batches of changes until the client cancels or the watch fails.
+	WatchDir(context.Context, *connect.Request[agentv1.WatchDirRequest]) (*connect.ServerStreamForClient[agentv1.WatchDirResponse], error)
 }
 
 // NewAgentServiceClient constructs a client for the wrenn.agent.v1.AgentService service. By
@@ -238,6 +243,12 @@ func NewAgentServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(agentServiceMethods.ByName("Move")),
 			connect.WithClientOptions(opts...),
 		),
+		watchDir: connect.NewClient[agentv1.WatchDirRequest, agentv1.WatchDirResponse](
+			httpClient,
+			baseURL+AgentServiceWatchDirProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("WatchDir")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -261,6 +272,7 @@ type agentServiceClient struct {
 	remove         *connect.Client[agentv1.RemoveRequest, agentv1.RemoveResponse]
 	stat           *connect.Client[agentv1.StatRequest, agentv1.StatResponse]
 	move           *connect.Client[agentv1.MoveRequest, agentv1.MoveResponse]
+	watchDir       *connect.Client[agentv1.WatchDirRequest, agentv1.WatchDirResponse]
 }
 
 // GetHost calls wrenn.agent.v1.AgentService.GetHost.
@@ -353,6 +365,11 @@ func (c *agentServiceClient) Move(ctx context.Context, req *connect.Request[agen
 	return c.move.CallUnary(ctx, req)
 }
 
+// WatchDir calls wrenn.agent.v1.AgentService.WatchDir.
+func (c *agentServiceClient) WatchDir(ctx context.Context, req *connect.Request[agentv1.WatchDirRequest]) (*connect.ServerStreamForClient[agentv1.WatchDirResponse], error) {
+	return c.watchDir.CallServerStream(ctx, req)
+}
+
 // AgentServiceHandler is an implementation of the wrenn.agent.v1.AgentService service.
 type AgentServiceHandler interface {
 	// GetHost describes the host: its accelerator and the base templates it can start.
@@ -387,6 +404,9 @@ type AgentServiceHandler interface {
 	Stat(context.Context, *connect.Request[agentv1.StatRequest]) (*connect.Response[agentv1.StatResponse], error)
 	// Move renames a path to one that does not exist.
 	Move(context.Context, *connect.Request[agentv1.MoveRequest]) (*connect.Response[agentv1.MoveResponse], error)
+	// WatchDir: an empty first message once the watch is in place, then
+	// batches of changes until the client cancels or the watch fails.
+	WatchDir(context.Context, *connect.Request[agentv1.WatchDirRequest], *connect.ServerStream[agentv1.WatchDirResponse]) error
 }
 
 // NewAgentServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -504,6 +524,12 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(agentServiceMethods.ByName("Move")),
 		connect.WithHandlerOptions(opts...),
 	)
+	agentServiceWatchDirHandler := connect.NewServerStreamHandler(
+		AgentServiceWatchDirProcedure,
+		svc.WatchDir,
+		connect.WithSchema(agentServiceMethods.ByName("WatchDir")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/wrenn.agent.v1.AgentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AgentServiceGetHostProcedure:
@@ -542,6 +568,8 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 			agentServiceStatHandler.ServeHTTP(w, r)
 		case AgentServiceMoveProcedure:
 			agentServiceMoveHandler.ServeHTTP(w, r)
+		case AgentServiceWatchDirProcedure:
+			agentServiceWatchDirHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -621,4 +649,8 @@ func (UnimplementedAgentServiceHandler) Stat(context.Context, *connect.Request[a
 
 func (UnimplementedAgentServiceHandler) Move(context.Context, *connect.Request[agentv1.MoveRequest]) (*connect.Response[agentv1.MoveResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.Move is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) WatchDir(context.Context, *connect.Request[agentv1.WatchDirRequest], *connect.ServerStream[agentv1.WatchDirResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.WatchDir is not implemented"))
 }
