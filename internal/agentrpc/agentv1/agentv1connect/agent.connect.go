@@ -81,6 +81,9 @@ const (
 	AgentServiceStatProcedure = "/wrenn.agent.v1.AgentService/Stat"
 	// AgentServiceMoveProcedure is the fully-qualified name of the AgentService's Move RPC.
 	AgentServiceMoveProcedure = "/wrenn.agent.v1.AgentService/Move"
+	// AgentServiceSandboxMetricsProcedure is the fully-qualified name of the AgentService's
+	// SandboxMetrics RPC.
+	AgentServiceSandboxMetricsProcedure = "/wrenn.agent.v1.AgentService/SandboxMetrics"
 )
 
 // AgentServiceClient is a client for the wrenn.agent.v1.AgentService service.
@@ -117,6 +120,9 @@ type AgentServiceClient interface {
 	Stat(context.Context, *connect.Request[agentv1.StatRequest]) (*connect.Response[agentv1.StatResponse], error)
 	// Move renames a path to one that does not exist.
 	Move(context.Context, *connect.Request[agentv1.MoveRequest]) (*connect.Response[agentv1.MoveResponse], error)
+	// SandboxMetrics reports a running or paused sandbox's samples of the
+	// last window (wrenn.Metrics).
+	SandboxMetrics(context.Context, *connect.Request[agentv1.SandboxMetricsRequest]) (*connect.Response[agentv1.SandboxMetricsResponse], error)
 }
 
 // NewAgentServiceClient constructs a client for the wrenn.agent.v1.AgentService service. By
@@ -238,6 +244,12 @@ func NewAgentServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(agentServiceMethods.ByName("Move")),
 			connect.WithClientOptions(opts...),
 		),
+		sandboxMetrics: connect.NewClient[agentv1.SandboxMetricsRequest, agentv1.SandboxMetricsResponse](
+			httpClient,
+			baseURL+AgentServiceSandboxMetricsProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("SandboxMetrics")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -261,6 +273,7 @@ type agentServiceClient struct {
 	remove         *connect.Client[agentv1.RemoveRequest, agentv1.RemoveResponse]
 	stat           *connect.Client[agentv1.StatRequest, agentv1.StatResponse]
 	move           *connect.Client[agentv1.MoveRequest, agentv1.MoveResponse]
+	sandboxMetrics *connect.Client[agentv1.SandboxMetricsRequest, agentv1.SandboxMetricsResponse]
 }
 
 // GetHost calls wrenn.agent.v1.AgentService.GetHost.
@@ -353,6 +366,11 @@ func (c *agentServiceClient) Move(ctx context.Context, req *connect.Request[agen
 	return c.move.CallUnary(ctx, req)
 }
 
+// SandboxMetrics calls wrenn.agent.v1.AgentService.SandboxMetrics.
+func (c *agentServiceClient) SandboxMetrics(ctx context.Context, req *connect.Request[agentv1.SandboxMetricsRequest]) (*connect.Response[agentv1.SandboxMetricsResponse], error) {
+	return c.sandboxMetrics.CallUnary(ctx, req)
+}
+
 // AgentServiceHandler is an implementation of the wrenn.agent.v1.AgentService service.
 type AgentServiceHandler interface {
 	// GetHost describes the host: its accelerator and the base templates it can start.
@@ -387,6 +405,9 @@ type AgentServiceHandler interface {
 	Stat(context.Context, *connect.Request[agentv1.StatRequest]) (*connect.Response[agentv1.StatResponse], error)
 	// Move renames a path to one that does not exist.
 	Move(context.Context, *connect.Request[agentv1.MoveRequest]) (*connect.Response[agentv1.MoveResponse], error)
+	// SandboxMetrics reports a running or paused sandbox's samples of the
+	// last window (wrenn.Metrics).
+	SandboxMetrics(context.Context, *connect.Request[agentv1.SandboxMetricsRequest]) (*connect.Response[agentv1.SandboxMetricsResponse], error)
 }
 
 // NewAgentServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -504,6 +525,12 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(agentServiceMethods.ByName("Move")),
 		connect.WithHandlerOptions(opts...),
 	)
+	agentServiceSandboxMetricsHandler := connect.NewUnaryHandler(
+		AgentServiceSandboxMetricsProcedure,
+		svc.SandboxMetrics,
+		connect.WithSchema(agentServiceMethods.ByName("SandboxMetrics")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/wrenn.agent.v1.AgentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AgentServiceGetHostProcedure:
@@ -542,6 +569,8 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 			agentServiceStatHandler.ServeHTTP(w, r)
 		case AgentServiceMoveProcedure:
 			agentServiceMoveHandler.ServeHTTP(w, r)
+		case AgentServiceSandboxMetricsProcedure:
+			agentServiceSandboxMetricsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -621,4 +650,8 @@ func (UnimplementedAgentServiceHandler) Stat(context.Context, *connect.Request[a
 
 func (UnimplementedAgentServiceHandler) Move(context.Context, *connect.Request[agentv1.MoveRequest]) (*connect.Response[agentv1.MoveResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.Move is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) SandboxMetrics(context.Context, *connect.Request[agentv1.SandboxMetricsRequest]) (*connect.Response[agentv1.SandboxMetricsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.SandboxMetrics is not implemented"))
 }
