@@ -46,6 +46,9 @@ type serverConfig struct {
 	Limits control.Limits
 	// SignupClosed refuses signups (WRENN_SIGNUP=closed).
 	SignupClosed bool
+	// StatsStep is how often the teams' stats are recorded; 0 means
+	// control.DefaultStatsStep.
+	StatsStep time.Duration
 }
 
 // Environment variables `wrenn server` reads.
@@ -61,6 +64,9 @@ const (
 	envReconcileInterval = "WRENN_RECONCILE_INTERVAL"
 	envSettleGrace       = "WRENN_SETTLE_GRACE"
 	envConnsPerClient    = "WRENN_MAX_CONNS_PER_CLIENT"
+	// How often the teams' running sandboxes are recorded for their
+	// stats and usage (issue 11).
+	envStatsStep = "WRENN_STATS_STEP"
 )
 
 // envDuration reads a positive duration ("10s", "250ms") from key; unset

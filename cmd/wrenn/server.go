@@ -60,6 +60,9 @@ func serverCommand() *cobra.Command {
 			if cfg.SettleGrace, err = envDuration(envSettleGrace); err != nil {
 				return err
 			}
+			if cfg.StatsStep, err = envDuration(envStatsStep); err != nil {
+				return err
+			}
 			cfg.ConnsPerClient = httpapi.DefaultConnsPerClient
 			if v := os.Getenv(envConnsPerClient); v != "" {
 				if cfg.ConnsPerClient, err = strconv.Atoi(v); err != nil || cfg.ConnsPerClient < 1 {
@@ -145,7 +148,8 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		log.Warn("running without a host agent: sandbox operations answer 502")
 	}
 	controlSvc := control.NewService(control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: ctlAgent, HostID: hostID, Now: now, Logger: log,
-		Limits: cfg.Limits, Network: cfg.Network})
+		Limits: cfg.Limits, Network: cfg.Network, Stats: db})
+	go control.NewStatsRecorder(control.StatsRecorderConfig{Store: db, Now: now, Step: cfg.StatsStep, Logger: log}).Run(ctx)
 	api := httpapi.New(httpapi.Config{Auth: authSvc, Control: controlSvc, Logger: log, MaxUploadBytes: cfg.MaxUploadBytes})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
