@@ -23,9 +23,11 @@ type sandboxMetrics struct {
 // real VM: the CPU share rises while the guest burns CPU, memory and
 // disk are plausible, a paused sandbox's metrics stay readable and stop
 // growing, a resumed one keeps its old points and adds new ones; bad
-// ranges are 400, another team's and a destroyed sandbox's 404.
+// ranges are 400, another team's and a destroyed sandbox's 404. The
+// team's stats and usage (recorded every second here) count the sandbox
+// while it runs and not while it is paused.
 func TestMetrics(t *testing.T) {
-	s := startVMServer(t, shortTempDir(t))
+	s := startVMServer(t, shortTempDir(t), "WRENN_STATS_STEP=1s")
 	key := s.account("metrics@example.com")
 	other := s.account("metrics-other@example.com")
 	sb := s.create(key, map[string]any{"template": "minimal", "vcpus": 1, "memory_mb": 512, "timeout_sec": 600})
@@ -76,6 +78,16 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 
+	checkStats(t, s, key, 1)
+	checkStats(t, s, other, 0)
+	var u usage
+	s.must(200, "GET", "/v1/sandboxes/usage", key, nil, &u)
+	today := u.Points[len(u.Points)-1]
+	if len(u.Points) != 31 || today.Date != time.Now().UTC().Format(time.DateOnly) || today.CPUMinutes <= 0 ||
+		today.RAMMBMinutes < 500*today.CPUMinutes || today.RAMMBMinutes > 520*today.CPUMinutes {
+		t.Fatalf("usage: %d points, today %+v", len(u.Points), today)
+	}
+
 	// Paused: readable, and nothing new.
 	s.must(200, "POST", "/v1/sandboxes/"+sb.ID+"/pause", key, nil, nil)
 	paused := get("10m")
@@ -85,6 +97,12 @@ func TestMetrics(t *testing.T) {
 		last(later.Points) != last(paused.Points) {
 		t.Fatalf("paused: %d points, then %d (last %+v, then %+v); had %d while running",
 			len(paused.Points), len(later.Points), last(paused.Points), last(later.Points), len(burned.Points))
+	}
+
+	var st stats
+	s.must(200, "GET", "/v1/sandboxes/stats", key, nil, &st)
+	if st.Current.RunningCount != 0 || st.Peaks.RunningCount != 1 {
+		t.Fatalf("stats while paused: %+v", st)
 	}
 
 	// Resumed: the old points stay, new ones come.
@@ -135,4 +153,46 @@ func last(pts []metricPoint) string {
 		return "none"
 	}
 	return fmt.Sprintf("%+v", pts[len(pts)-1])
+}
+
+type stats struct {
+	Range   string `json:"range"`
+	Current struct {
+		RunningCount     int `json:"running_count"`
+		VCPUsReserved    int `json:"vcpus_reserved"`
+		MemoryMBReserved int `json:"memory_mb_reserved"`
+	} `json:"current"`
+	Peaks struct {
+		RunningCount int `json:"running_count"`
+		VCPUs        int `json:"vcpus"`
+		MemoryMB     int `json:"memory_mb"`
+	} `json:"peaks"`
+	Series struct {
+		Labels  []time.Time `json:"labels"`
+		Running []int       `json:"running"`
+	} `json:"series"`
+}
+
+type usage struct {
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Points []struct {
+		Date         string  `json:"date"`
+		CPUMinutes   float64 `json:"cpu_minutes"`
+		RAMMBMinutes float64 `json:"ram_mb_minutes"`
+	} `json:"points"`
+}
+
+// checkStats checks that the team of key has n 1-vCPU, 512 MiB sandboxes
+// running now, at its peak and in the last minutes of the 5m series.
+func checkStats(t *testing.T, s *server, key hdr, n int) {
+	t.Helper()
+	var st stats
+	s.must(200, "GET", "/v1/sandboxes/stats?range=5m", key, nil, &st)
+	c, r := st.Current, st.Series.Running
+	if st.Range != "5m" || c.RunningCount != n || c.VCPUsReserved != n || c.MemoryMBReserved != 512*n ||
+		st.Peaks.RunningCount != n || st.Peaks.MemoryMB != 512*n || len(r) != 5 || len(st.Series.Labels) != 5 ||
+		max(r[3], r[4]) != n {
+		t.Fatalf("stats: %+v", st)
+	}
 }
