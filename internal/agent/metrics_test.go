@@ -138,6 +138,14 @@ func TestSamplerRealProcess(t *testing.T) {
 	if p.CPUPct < 30 || p.MemBytes < 1<<20 || p.DiskBytes < 1<<20 {
 		t.Fatalf("point %+v: want cpu >= 30%%, mem and disk >= 1 MiB", p)
 	}
+	// Saved, the points are what a new agent serves and goes on from.
+	if err := s.save("sb-x", target[0].dir); err != nil {
+		t.Fatal(err)
+	}
+	s2 := newSampler(time.Now, slog.New(slog.DiscardHandler))
+	if got := s2.window("sb-x", target[0].dir, time.Minute); len(got) != 1 || got[0] != p {
+		t.Fatalf("after a restart: %+v, want %+v", got, p)
+	}
 	// A process that is gone is dropped, not an error.
 	target[0].pid = 1 << 30
 	s.round(target)

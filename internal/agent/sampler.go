@@ -110,7 +110,7 @@ func newSampler(now func() time.Time, log *slog.Logger) *sampler {
 // round samples targets once.
 func (s *sampler) round(targets []sampleTarget) {
 	s.rounds++
-	now, mono := s.now().UTC(), time.Now()
+	now, mono := s.now().UTC().Truncate(time.Millisecond), time.Now() // ms: what metrics.json keeps
 	s.points = s.points[:0]
 	for _, t := range targets {
 		p, ok := s.read(t, mono)
