@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -22,12 +23,14 @@ type sandboxMetrics struct {
 // TestMetrics drives issue 11's metrics through the public API against a
 // real VM: the CPU share rises while the guest burns CPU, memory and
 // disk are plausible, a paused sandbox's metrics stay readable and stop
-// growing, a resumed one keeps its old points and adds new ones; bad
+// growing, also across a restart of the server and its agent, and a
+// resumed one keeps its old points and adds new ones; bad
 // ranges are 400, another team's and a destroyed sandbox's 404. The
 // team's stats and usage (recorded every second here) count the sandbox
 // while it runs and not while it is paused.
 func TestMetrics(t *testing.T) {
-	s := startVMServer(t, shortTempDir(t), "WRENN_STATS_STEP=1s")
+	dataDir := shortTempDir(t)
+	s := startVMServer(t, dataDir, "WRENN_STATS_STEP=1s")
 	key := s.account("metrics@example.com")
 	other := s.account("metrics-other@example.com")
 	sb := s.create(key, map[string]any{"template": "minimal", "vcpus": 1, "memory_mb": 512, "timeout_sec": 600})
@@ -99,6 +102,13 @@ func TestMetrics(t *testing.T) {
 			len(paused.Points), len(later.Points), last(paused.Points), last(later.Points), len(burned.Points))
 	}
 
+	// A new server and agent serve what the pause wrote.
+	s.stop()
+	s = startVMServer(t, dataDir, "WRENN_STATS_STEP=1s")
+	if restarted := get("10m"); !slices.Equal(restarted.Points, paused.Points) {
+		t.Fatalf("after a restart: %d points (last %s), want the paused %d (last %s)",
+			len(restarted.Points), last(restarted.Points), len(paused.Points), last(paused.Points))
+	}
 	var st stats
 	s.must(200, "GET", "/v1/sandboxes/stats", key, nil, &st)
 	if st.Current.RunningCount != 0 || st.Peaks.RunningCount != 1 {
