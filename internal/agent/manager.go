@@ -202,6 +202,7 @@ func (m *Manager) forget(sb *sandbox) {
 	defer m.mu.Unlock()
 	if m.sandboxes[sb.id] == sb {
 		delete(m.sandboxes, sb.id)
+		m.metrics.drop(sb.id)
 	}
 }
 

@@ -56,16 +56,18 @@ func tierFor(window time.Duration) int {
 	return len(tierSpecs) - 1
 }
 
-// ring keeps the last cap(buf) points.
+// ring keeps the last n points. Its buffer grows as points come, so a
+// short-lived sandbox holds little.
 type ring struct {
+	n     int
 	buf   []wrenn.MetricPoint
 	start int // index of the oldest point once full
 }
 
-func newRing(n int) ring { return ring{buf: make([]wrenn.MetricPoint, 0, n)} }
+func newRing(n int) ring { return ring{n: n} }
 
 func (r *ring) push(p wrenn.MetricPoint) {
-	if len(r.buf) < cap(r.buf) {
+	if len(r.buf) < r.n {
 		r.buf = append(r.buf, p)
 		return
 	}

@@ -39,7 +39,8 @@ var _ wrenn.Metrics = (*Manager)(nil)
 const clockTicks = 100
 
 // sweepEvery is how many rounds pass between drops of the series of
-// sandboxes the host no longer holds.
+// sandboxes the host no longer holds: a backstop for a round that adds a
+// point just after Manager.forget dropped one.
 const sweepEvery = 20
 
 // sampleTarget is one sandbox a round samples.
@@ -297,6 +298,13 @@ func (s *sampler) save(id string, dir layout.SandboxDir) error {
 		return nil
 	}
 	return ser.save(dir.Metrics())
+}
+
+// drop forgets id's series.
+func (s *sampler) drop(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.series, id)
 }
 
 // keepOnly drops the series of sandboxes not in held.
