@@ -49,6 +49,9 @@ type serverConfig struct {
 	Limits control.Limits
 	// SignupClosed refuses signups (WRENN_SIGNUP=closed).
 	SignupClosed bool
+	// StatsStep is how often the teams' stats are recorded; 0 means
+	// control.DefaultStatsStep.
+	StatsStep time.Duration
 }
 
 // Environment variables `wrenn server` reads.
@@ -66,6 +69,9 @@ const (
 	// How long a destroyed sandbox stays readable, stopped.
 	envStoppedRetention = "WRENN_STOPPED_RETENTION"
 	envConnsPerClient   = "WRENN_MAX_CONNS_PER_CLIENT"
+	// How often the teams' running sandboxes are recorded for their
+	// stats and usage (issue 11).
+	envStatsStep = "WRENN_STATS_STEP"
 )
 
 // envDuration reads a positive duration ("10s", "250ms") from key; unset

@@ -63,6 +63,9 @@ func serverCommand() *cobra.Command {
 			if cfg.StoppedRetention, err = envDuration(envStoppedRetention); err != nil {
 				return err
 			}
+			if cfg.StatsStep, err = envDuration(envStatsStep); err != nil {
+				return err
+			}
 			cfg.ConnsPerClient = httpapi.DefaultConnsPerClient
 			if v := os.Getenv(envConnsPerClient); v != "" {
 				if cfg.ConnsPerClient, err = strconv.Atoi(v); err != nil || cfg.ConnsPerClient < 1 {
@@ -146,7 +149,8 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		log.Warn("running without a host agent: sandbox operations answer 502")
 	}
 	controlSvc := control.NewService(control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: ctlAgent, HostID: hostID, Now: now, Logger: log,
-		Limits: cfg.Limits, Network: cfg.Network})
+		Limits: cfg.Limits, Network: cfg.Network, Stats: db})
+	go control.NewStatsRecorder(control.StatsRecorderConfig{Store: db, Now: now, Step: cfg.StatsStep, Logger: log}).Run(ctx)
 	if agentClient != nil {
 		go control.NewReconciler(control.ReconcilerConfig{Store: db, Host: agentClient, Now: now, Logger: log,
 			Interval: cfg.ReconcileInterval, SettleGrace: cfg.SettleGrace,

@@ -84,6 +84,10 @@ type Manager struct {
 	health *health
 	disk   *diskWatch
 	bg     background // persists and slot teardowns in flight
+
+	metrics     *sampler // sampler.go
+	metricsStop context.CancelFunc
+	metricsDone chan struct{}
 }
 
 // New returns a Manager. Call Adopt before serving, to take over VMs a
@@ -104,13 +108,20 @@ func New(c Config) *Manager {
 	m.pool = newPool(c.PoolSize, c.Logger, m)
 	m.health = newHealth(c.Health, m, c.Now)
 	m.disk = newDiskWatch(c.Admission, m.admit, m, c.Logger)
+	m.metrics = newSampler(c.Now, c.Logger)
+	ctx, stop := context.WithCancel(context.Background())
+	m.metricsStop, m.metricsDone = stop, make(chan struct{})
+	go m.metricsLoop(ctx, wrenn.MetricsInterval, m.metricsDone)
 	return m
 }
 
-// Close ends the warm pool, the health checks and the disk watch and waits for what runs
+// Close ends the metrics sampler (writing each running sandbox's metrics to
+// its run directory), the warm pool, the health checks and the disk watch and waits for what runs
 // in the background (flushes to disk, network slots being freed).
 // Sandboxes stay up for the next agent to adopt.
 func (m *Manager) Close() {
+	m.metricsStop()
+	<-m.metricsDone
 	m.health.close()
 	m.disk.close()
 	m.pool.close()
@@ -191,6 +202,7 @@ func (m *Manager) forget(sb *sandbox) {
 	defer m.mu.Unlock()
 	if m.sandboxes[sb.id] == sb {
 		delete(m.sandboxes, sb.id)
+		m.metrics.drop(sb.id)
 	}
 }
 

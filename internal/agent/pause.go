@@ -54,8 +54,10 @@ func (m *Manager) PauseSandbox(ctx context.Context, id string) error {
 	if !wasOwn {
 		logErr(sb.log, "drop template memory link", os.Remove(sb.dir.TemplateMemory()))
 	}
+	// What was sampled while it ran is kept with it (sampler.go).
+	logErr(sb.log, "save metrics", m.metrics.save(sb.id, sb.dir))
 	// The VM has quit: its disk overlay is whole in the page cache.
-	m.bg.persist(sb.log, sb.dir.Memory(), sb.dir.RootDisk(), sb.dir.State(), sb.dir.Path())
+	m.bg.persist(sb.log, sb.dir.Memory(), sb.dir.RootDisk(), sb.dir.State(), sb.dir.Metrics(), sb.dir.Path())
 	sb.log.Info("sandbox paused", slog.Duration("took", time.Since(start)))
 	return nil
 }

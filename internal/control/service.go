@@ -30,6 +30,9 @@ type Config struct {
 	Limits Limits
 	// Network is the operator's egress settings.
 	Network NetworkConfig
+	// Stats reads the teams' recorded stats and usage (stats.go); nil
+	// answers those requests with an internal error.
+	Stats StatsStore
 }
 
 // Limits are the operator's bounds. Zero sizes take the defaults; a zero
@@ -63,6 +66,7 @@ type Service struct {
 	// lifecycle serialises the lifecycle changes of each sandbox
 	// (lifetime.go).
 	lifecycle keyedMutex
+	stats     StatsStore
 }
 
 // NewService returns a Service.
@@ -77,7 +81,7 @@ func NewService(c Config) *Service {
 		c.Network.Default = &wrenn.DefaultNetwork
 	}
 	return &Service{sandboxes: c.Sandboxes, templates: c.Templates, quotas: c.Quotas, limits: c.Limits, agent: c.Agent, hostID: c.HostID, now: c.Now, after: after, log: c.Logger,
-		network: c.Network}
+		network: c.Network, stats: c.Stats}
 }
 
 // Log attribute keys.

@@ -62,7 +62,7 @@ func newEnv(tb testing.TB, engine string, o envOptions) *env {
 		SignupClosed: o.closed,
 	})
 	ctl := control.NewService(control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: o.agent, Now: time.Now, Logger: log,
-		Limits: o.limits})
+		Limits: o.limits, Stats: db})
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{Auth: authSvc, Control: ctl, Logger: log, MaxUploadBytes: o.maxUpload,
 		BodyGrace: o.bodyGrace}))
 	tb.Cleanup(srv.Close)

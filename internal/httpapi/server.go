@@ -106,6 +106,10 @@ func (s *Server) routes() http.Handler {
 		"/v1/sandboxes/{id}/files/watch":        {"GET": key(s.watchDir)},
 		"/v1/snapshots":                         {"POST": key(s.createSnapshot), "GET": key(s.listSnapshots)},
 		"/v1/snapshots/{name}":                  {"DELETE": key(s.deleteSnapshot)},
+		// Metrics, stats and usage (issue 11).
+		"/v1/sandboxes/{id}/metrics": {"GET": key(s.sandboxMetrics)},
+		"/v1/sandboxes/stats":        {"GET": key(s.sandboxStats)},
+		"/v1/sandboxes/usage":        {"GET": key(s.sandboxUsage)},
 	}
 	// /v1/capsules is the later product's name for the sandbox surface:
 	// every sandbox route is served there too, by the same handler
@@ -125,10 +129,22 @@ func (s *Server) routes() http.Handler {
 		allow := strings.Join(allowed, ", ")
 		// Any other method on a known path: 405 in the envelope, not the
 		// mux's plain text.
-		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		notAllowed := func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
 			s.writeError(w, r, wrenn.Errorf(wrenn.EMethodNotAllowed, "method %s is not allowed here; allowed: %s", r.Method, allow))
-		})
+		}
+		if !shadows(table, path) {
+			mux.HandleFunc(path, notAllowed)
+			continue
+		}
+		// A literal path beside a wildcard one (/v1/sandboxes/stats beside
+		// /v1/sandboxes/{id}): a pattern of every method would clash with
+		// the wildcard's methods, so each other method gets its own.
+		for _, m := range otherMethods {
+			if _, ok := ms[m]; !ok && (m != http.MethodHead || ms[http.MethodGet] == nil) {
+				mux.HandleFunc(m+" "+path, notAllowed)
+			}
+		}
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, wrenn.Errorf(wrenn.ENotFound, "no route for %s %s", r.Method, r.URL.Path))
@@ -149,6 +165,38 @@ func onCapsules(r *http.Request) bool {
 		pattern = path // "METHOD /path"
 	}
 	return strings.HasPrefix(pattern, capsulesPrefix)
+}
+
+// otherMethods are the methods a path answers 405 to when it has no
+// handler of theirs.
+var otherMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodOptions, http.MethodTrace, http.MethodConnect}
+
+// shadows reports whether another path of table has a wildcard segment
+// where path has a literal one and matches it otherwise, so that the two
+// overlap.
+func shadows(table map[string]methods, path string) bool {
+	segs := strings.Split(path, "/")
+	for other := range table {
+		osegs := strings.Split(other, "/")
+		if other == path || len(osegs) != len(segs) {
+			continue
+		}
+		overlap, wild := true, false
+		for i, o := range osegs {
+			switch {
+			case o == segs[i]:
+			case strings.HasPrefix(o, "{") && !strings.HasPrefix(segs[i], "{"):
+				wild = true
+			default:
+				overlap = false
+			}
+		}
+		if overlap && wild {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) serveSpec(w http.ResponseWriter, _ *http.Request) {

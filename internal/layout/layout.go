@@ -105,6 +105,9 @@ func (d SandboxDir) PIDFile() string    { return filepath.Join(string(d), "qemu.
 func (d SandboxDir) ConsoleLog() string { return filepath.Join(string(d), "console.log") }
 func (d SandboxDir) State() string      { return filepath.Join(string(d), "state.json") }
 
+// Metrics is the sandbox's metrics, written when it is paused.
+func (d SandboxDir) Metrics() string { return filepath.Join(string(d), "metrics.json") }
+
 // Memory is the guest RAM file the sandbox owns (shared with the VM).
 func (d SandboxDir) Memory() string { return filepath.Join(string(d), "mem") }
 

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/wrennhq/wrenn"
 	"github.com/wrennhq/wrenn/internal/control"
@@ -17,6 +18,7 @@ var (
 	_ wrenn.Snapshotter  = (*Agent)(nil)
 	_ wrenn.FileSystem   = (*Agent)(nil)
 	_ control.HostLister = (*Agent)(nil)
+	_ wrenn.Metrics      = (*Agent)(nil)
 )
 
 // Agent is a fake host agent.
@@ -38,6 +40,8 @@ type Agent struct {
 	RemoveFn         func(ctx context.Context, id, path string) error
 	StatFn           func(ctx context.Context, id, path string) (wrenn.FileEntry, error)
 	MoveFn           func(ctx context.Context, id, src, dst string) (wrenn.FileEntry, error)
+	// Metrics (issue 11).
+	SandboxMetricsFn func(ctx context.Context, id string, window time.Duration) ([]wrenn.MetricPoint, error)
 }
 
 func (a *Agent) ListSandboxes(ctx context.Context) ([]wrenn.SandboxState, error) {
@@ -159,4 +163,13 @@ func (a *Agent) Move(ctx context.Context, id, src, dst string) (wrenn.FileEntry,
 		return wrenn.FileEntry{}, unset("MoveFn")
 	}
 	return a.MoveFn(ctx, id, src, dst)
+}
+
+// Metrics (issue 11).
+
+func (a *Agent) SandboxMetrics(ctx context.Context, id string, window time.Duration) ([]wrenn.MetricPoint, error) {
+	if a.SandboxMetricsFn == nil {
+		return nil, unset("SandboxMetricsFn")
+	}
+	return a.SandboxMetricsFn(ctx, id, window)
 }

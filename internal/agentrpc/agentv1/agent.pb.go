@@ -2449,6 +2449,170 @@ func (x *WatchDirResponse) GetEvents() []*FileEvent {
 	return nil
 }
 
+type SandboxMetricsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	WindowMs      int64                  `protobuf:"varint,2,opt,name=window_ms,json=windowMs,proto3" json:"window_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SandboxMetricsRequest) Reset() {
+	*x = SandboxMetricsRequest{}
+	mi := &file_agent_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SandboxMetricsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SandboxMetricsRequest) ProtoMessage() {}
+
+func (x *SandboxMetricsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SandboxMetricsRequest.ProtoReflect.Descriptor instead.
+func (*SandboxMetricsRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *SandboxMetricsRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *SandboxMetricsRequest) GetWindowMs() int64 {
+	if x != nil {
+		return x.WindowMs
+	}
+	return 0
+}
+
+type SandboxMetricsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Points        []*MetricPoint         `protobuf:"bytes,1,rep,name=points,proto3" json:"points,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SandboxMetricsResponse) Reset() {
+	*x = SandboxMetricsResponse{}
+	mi := &file_agent_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SandboxMetricsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SandboxMetricsResponse) ProtoMessage() {}
+
+func (x *SandboxMetricsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SandboxMetricsResponse.ProtoReflect.Descriptor instead.
+func (*SandboxMetricsResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *SandboxMetricsResponse) GetPoints() []*MetricPoint {
+	if x != nil {
+		return x.Points
+	}
+	return nil
+}
+
+type MetricPoint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UnixMs        int64                  `protobuf:"varint,1,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
+	CpuPct        float64                `protobuf:"fixed64,2,opt,name=cpu_pct,json=cpuPct,proto3" json:"cpu_pct,omitempty"`
+	MemBytes      int64                  `protobuf:"varint,3,opt,name=mem_bytes,json=memBytes,proto3" json:"mem_bytes,omitempty"`
+	DiskBytes     int64                  `protobuf:"varint,4,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricPoint) Reset() {
+	*x = MetricPoint{}
+	mi := &file_agent_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricPoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricPoint) ProtoMessage() {}
+
+func (x *MetricPoint) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricPoint.ProtoReflect.Descriptor instead.
+func (*MetricPoint) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *MetricPoint) GetUnixMs() int64 {
+	if x != nil {
+		return x.UnixMs
+	}
+	return 0
+}
+
+func (x *MetricPoint) GetCpuPct() float64 {
+	if x != nil {
+		return x.CpuPct
+	}
+	return 0
+}
+
+func (x *MetricPoint) GetMemBytes() int64 {
+	if x != nil {
+		return x.MemBytes
+	}
+	return 0
+}
+
+func (x *MetricPoint) GetDiskBytes() int64 {
+	if x != nil {
+		return x.DiskBytes
+	}
+	return 0
+}
+
 type ExecStreamRequest_Stop struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2457,7 +2621,7 @@ type ExecStreamRequest_Stop struct {
 
 func (x *ExecStreamRequest_Stop) Reset() {
 	*x = ExecStreamRequest_Stop{}
-	mi := &file_agent_proto_msgTypes[45]
+	mi := &file_agent_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2469,7 +2633,7 @@ func (x *ExecStreamRequest_Stop) String() string {
 func (*ExecStreamRequest_Stop) ProtoMessage() {}
 
 func (x *ExecStreamRequest_Stop) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[45]
+	mi := &file_agent_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2662,7 +2826,19 @@ const file_agent_proto_rawDesc = "" +
 	"\x02op\x18\x01 \x01(\tR\x02op\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\"E\n" +
 	"\x10WatchDirResponse\x121\n" +
-	"\x06events\x18\x01 \x03(\v2\x19.wrenn.agent.v1.FileEventR\x06events2\xc0\f\n" +
+	"\x06events\x18\x01 \x03(\v2\x19.wrenn.agent.v1.FileEventR\x06events\"S\n" +
+	"\x15SandboxMetricsRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x1b\n" +
+	"\twindow_ms\x18\x02 \x01(\x03R\bwindowMs\"M\n" +
+	"\x16SandboxMetricsResponse\x123\n" +
+	"\x06points\x18\x01 \x03(\v2\x1b.wrenn.agent.v1.MetricPointR\x06points\"{\n" +
+	"\vMetricPoint\x12\x17\n" +
+	"\aunix_ms\x18\x01 \x01(\x03R\x06unixMs\x12\x17\n" +
+	"\acpu_pct\x18\x02 \x01(\x01R\x06cpuPct\x12\x1b\n" +
+	"\tmem_bytes\x18\x03 \x01(\x03R\bmemBytes\x12\x1d\n" +
+	"\n" +
+	"disk_bytes\x18\x04 \x01(\x03R\tdiskBytes2\xa1\r\n" +
 	"\fAgentService\x12J\n" +
 	"\aGetHost\x12\x1e.wrenn.agent.v1.GetHostRequest\x1a\x1f.wrenn.agent.v1.GetHostResponse\x12\\\n" +
 	"\rCreateSandbox\x12$.wrenn.agent.v1.CreateSandboxRequest\x1a%.wrenn.agent.v1.CreateSandboxResponse\x12_\n" +
@@ -2683,7 +2859,8 @@ const file_agent_proto_rawDesc = "" +
 	"\x06Remove\x12\x1d.wrenn.agent.v1.RemoveRequest\x1a\x1e.wrenn.agent.v1.RemoveResponse\x12A\n" +
 	"\x04Stat\x12\x1b.wrenn.agent.v1.StatRequest\x1a\x1c.wrenn.agent.v1.StatResponse\x12A\n" +
 	"\x04Move\x12\x1b.wrenn.agent.v1.MoveRequest\x1a\x1c.wrenn.agent.v1.MoveResponse\x12O\n" +
-	"\bWatchDir\x12\x1f.wrenn.agent.v1.WatchDirRequest\x1a .wrenn.agent.v1.WatchDirResponse0\x01B<Z:github.com/wrennhq/wrenn/internal/agentrpc/agentv1;agentv1b\x06proto3"
+	"\bWatchDir\x12\x1f.wrenn.agent.v1.WatchDirRequest\x1a .wrenn.agent.v1.WatchDirResponse0\x01\x12_\n" +
+	"\x0eSandboxMetrics\x12%.wrenn.agent.v1.SandboxMetricsRequest\x1a&.wrenn.agent.v1.SandboxMetricsResponseB<Z:github.com/wrennhq/wrenn/internal/agentrpc/agentv1;agentv1b\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -2697,7 +2874,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_agent_proto_goTypes = []any{
 	(*GetHostRequest)(nil),         // 0: wrenn.agent.v1.GetHostRequest
 	(*GetHostResponse)(nil),        // 1: wrenn.agent.v1.GetHostResponse
@@ -2743,16 +2920,19 @@ var file_agent_proto_goTypes = []any{
 	(*WatchDirRequest)(nil),        // 41: wrenn.agent.v1.WatchDirRequest
 	(*FileEvent)(nil),              // 42: wrenn.agent.v1.FileEvent
 	(*WatchDirResponse)(nil),       // 43: wrenn.agent.v1.WatchDirResponse
-	nil,                            // 44: wrenn.agent.v1.ExecRequest.EnvEntry
-	(*ExecStreamRequest_Stop)(nil), // 45: wrenn.agent.v1.ExecStreamRequest.Stop
+	(*SandboxMetricsRequest)(nil),  // 44: wrenn.agent.v1.SandboxMetricsRequest
+	(*SandboxMetricsResponse)(nil), // 45: wrenn.agent.v1.SandboxMetricsResponse
+	(*MetricPoint)(nil),            // 46: wrenn.agent.v1.MetricPoint
+	nil,                            // 47: wrenn.agent.v1.ExecRequest.EnvEntry
+	(*ExecStreamRequest_Stop)(nil), // 48: wrenn.agent.v1.ExecStreamRequest.Stop
 }
 var file_agent_proto_depIdxs = []int32{
 	2,  // 0: wrenn.agent.v1.GetHostResponse.templates:type_name -> wrenn.agent.v1.BaseTemplate
 	4,  // 1: wrenn.agent.v1.CreateSandboxRequest.network:type_name -> wrenn.agent.v1.Network
 	10, // 2: wrenn.agent.v1.ListSandboxesResponse.sandboxes:type_name -> wrenn.agent.v1.SandboxState
-	44, // 3: wrenn.agent.v1.ExecRequest.env:type_name -> wrenn.agent.v1.ExecRequest.EnvEntry
+	47, // 3: wrenn.agent.v1.ExecRequest.env:type_name -> wrenn.agent.v1.ExecRequest.EnvEntry
 	11, // 4: wrenn.agent.v1.ExecStreamRequest.start:type_name -> wrenn.agent.v1.ExecRequest
-	45, // 5: wrenn.agent.v1.ExecStreamRequest.stop:type_name -> wrenn.agent.v1.ExecStreamRequest.Stop
+	48, // 5: wrenn.agent.v1.ExecStreamRequest.stop:type_name -> wrenn.agent.v1.ExecStreamRequest.Stop
 	4,  // 6: wrenn.agent.v1.ResumeSandboxRequest.network:type_name -> wrenn.agent.v1.Network
 	29, // 7: wrenn.agent.v1.ListSnapshotsResponse.snapshots:type_name -> wrenn.agent.v1.SnapshotRef
 	30, // 8: wrenn.agent.v1.ListDirResponse.entries:type_name -> wrenn.agent.v1.FileEntry
@@ -2760,49 +2940,52 @@ var file_agent_proto_depIdxs = []int32{
 	30, // 10: wrenn.agent.v1.StatResponse.entry:type_name -> wrenn.agent.v1.FileEntry
 	30, // 11: wrenn.agent.v1.MoveResponse.entry:type_name -> wrenn.agent.v1.FileEntry
 	42, // 12: wrenn.agent.v1.WatchDirResponse.events:type_name -> wrenn.agent.v1.FileEvent
-	0,  // 13: wrenn.agent.v1.AgentService.GetHost:input_type -> wrenn.agent.v1.GetHostRequest
-	3,  // 14: wrenn.agent.v1.AgentService.CreateSandbox:input_type -> wrenn.agent.v1.CreateSandboxRequest
-	6,  // 15: wrenn.agent.v1.AgentService.DestroySandbox:input_type -> wrenn.agent.v1.DestroySandboxRequest
-	8,  // 16: wrenn.agent.v1.AgentService.ListSandboxes:input_type -> wrenn.agent.v1.ListSandboxesRequest
-	11, // 17: wrenn.agent.v1.AgentService.Exec:input_type -> wrenn.agent.v1.ExecRequest
-	13, // 18: wrenn.agent.v1.AgentService.ExecStream:input_type -> wrenn.agent.v1.ExecStreamRequest
-	15, // 19: wrenn.agent.v1.AgentService.WriteFile:input_type -> wrenn.agent.v1.WriteFileRequest
-	17, // 20: wrenn.agent.v1.AgentService.ReadFile:input_type -> wrenn.agent.v1.ReadFileRequest
-	19, // 21: wrenn.agent.v1.AgentService.PauseSandbox:input_type -> wrenn.agent.v1.PauseSandboxRequest
-	21, // 22: wrenn.agent.v1.AgentService.ResumeSandbox:input_type -> wrenn.agent.v1.ResumeSandboxRequest
-	23, // 23: wrenn.agent.v1.AgentService.CreateSnapshot:input_type -> wrenn.agent.v1.CreateSnapshotRequest
-	25, // 24: wrenn.agent.v1.AgentService.DeleteSnapshot:input_type -> wrenn.agent.v1.DeleteSnapshotRequest
-	27, // 25: wrenn.agent.v1.AgentService.ListSnapshots:input_type -> wrenn.agent.v1.ListSnapshotsRequest
-	31, // 26: wrenn.agent.v1.AgentService.ListDir:input_type -> wrenn.agent.v1.ListDirRequest
-	33, // 27: wrenn.agent.v1.AgentService.MakeDir:input_type -> wrenn.agent.v1.MakeDirRequest
-	35, // 28: wrenn.agent.v1.AgentService.Remove:input_type -> wrenn.agent.v1.RemoveRequest
-	37, // 29: wrenn.agent.v1.AgentService.Stat:input_type -> wrenn.agent.v1.StatRequest
-	39, // 30: wrenn.agent.v1.AgentService.Move:input_type -> wrenn.agent.v1.MoveRequest
-	41, // 31: wrenn.agent.v1.AgentService.WatchDir:input_type -> wrenn.agent.v1.WatchDirRequest
-	1,  // 32: wrenn.agent.v1.AgentService.GetHost:output_type -> wrenn.agent.v1.GetHostResponse
-	5,  // 33: wrenn.agent.v1.AgentService.CreateSandbox:output_type -> wrenn.agent.v1.CreateSandboxResponse
-	7,  // 34: wrenn.agent.v1.AgentService.DestroySandbox:output_type -> wrenn.agent.v1.DestroySandboxResponse
-	9,  // 35: wrenn.agent.v1.AgentService.ListSandboxes:output_type -> wrenn.agent.v1.ListSandboxesResponse
-	12, // 36: wrenn.agent.v1.AgentService.Exec:output_type -> wrenn.agent.v1.ExecResponse
-	14, // 37: wrenn.agent.v1.AgentService.ExecStream:output_type -> wrenn.agent.v1.ExecEvent
-	16, // 38: wrenn.agent.v1.AgentService.WriteFile:output_type -> wrenn.agent.v1.WriteFileResponse
-	18, // 39: wrenn.agent.v1.AgentService.ReadFile:output_type -> wrenn.agent.v1.ReadFileResponse
-	20, // 40: wrenn.agent.v1.AgentService.PauseSandbox:output_type -> wrenn.agent.v1.PauseSandboxResponse
-	22, // 41: wrenn.agent.v1.AgentService.ResumeSandbox:output_type -> wrenn.agent.v1.ResumeSandboxResponse
-	24, // 42: wrenn.agent.v1.AgentService.CreateSnapshot:output_type -> wrenn.agent.v1.CreateSnapshotResponse
-	26, // 43: wrenn.agent.v1.AgentService.DeleteSnapshot:output_type -> wrenn.agent.v1.DeleteSnapshotResponse
-	28, // 44: wrenn.agent.v1.AgentService.ListSnapshots:output_type -> wrenn.agent.v1.ListSnapshotsResponse
-	32, // 45: wrenn.agent.v1.AgentService.ListDir:output_type -> wrenn.agent.v1.ListDirResponse
-	34, // 46: wrenn.agent.v1.AgentService.MakeDir:output_type -> wrenn.agent.v1.MakeDirResponse
-	36, // 47: wrenn.agent.v1.AgentService.Remove:output_type -> wrenn.agent.v1.RemoveResponse
-	38, // 48: wrenn.agent.v1.AgentService.Stat:output_type -> wrenn.agent.v1.StatResponse
-	40, // 49: wrenn.agent.v1.AgentService.Move:output_type -> wrenn.agent.v1.MoveResponse
-	43, // 50: wrenn.agent.v1.AgentService.WatchDir:output_type -> wrenn.agent.v1.WatchDirResponse
-	32, // [32:51] is the sub-list for method output_type
-	13, // [13:32] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	46, // 13: wrenn.agent.v1.SandboxMetricsResponse.points:type_name -> wrenn.agent.v1.MetricPoint
+	0,  // 14: wrenn.agent.v1.AgentService.GetHost:input_type -> wrenn.agent.v1.GetHostRequest
+	3,  // 15: wrenn.agent.v1.AgentService.CreateSandbox:input_type -> wrenn.agent.v1.CreateSandboxRequest
+	6,  // 16: wrenn.agent.v1.AgentService.DestroySandbox:input_type -> wrenn.agent.v1.DestroySandboxRequest
+	8,  // 17: wrenn.agent.v1.AgentService.ListSandboxes:input_type -> wrenn.agent.v1.ListSandboxesRequest
+	11, // 18: wrenn.agent.v1.AgentService.Exec:input_type -> wrenn.agent.v1.ExecRequest
+	13, // 19: wrenn.agent.v1.AgentService.ExecStream:input_type -> wrenn.agent.v1.ExecStreamRequest
+	15, // 20: wrenn.agent.v1.AgentService.WriteFile:input_type -> wrenn.agent.v1.WriteFileRequest
+	17, // 21: wrenn.agent.v1.AgentService.ReadFile:input_type -> wrenn.agent.v1.ReadFileRequest
+	19, // 22: wrenn.agent.v1.AgentService.PauseSandbox:input_type -> wrenn.agent.v1.PauseSandboxRequest
+	21, // 23: wrenn.agent.v1.AgentService.ResumeSandbox:input_type -> wrenn.agent.v1.ResumeSandboxRequest
+	23, // 24: wrenn.agent.v1.AgentService.CreateSnapshot:input_type -> wrenn.agent.v1.CreateSnapshotRequest
+	25, // 25: wrenn.agent.v1.AgentService.DeleteSnapshot:input_type -> wrenn.agent.v1.DeleteSnapshotRequest
+	27, // 26: wrenn.agent.v1.AgentService.ListSnapshots:input_type -> wrenn.agent.v1.ListSnapshotsRequest
+	31, // 27: wrenn.agent.v1.AgentService.ListDir:input_type -> wrenn.agent.v1.ListDirRequest
+	33, // 28: wrenn.agent.v1.AgentService.MakeDir:input_type -> wrenn.agent.v1.MakeDirRequest
+	35, // 29: wrenn.agent.v1.AgentService.Remove:input_type -> wrenn.agent.v1.RemoveRequest
+	37, // 30: wrenn.agent.v1.AgentService.Stat:input_type -> wrenn.agent.v1.StatRequest
+	39, // 31: wrenn.agent.v1.AgentService.Move:input_type -> wrenn.agent.v1.MoveRequest
+	41, // 32: wrenn.agent.v1.AgentService.WatchDir:input_type -> wrenn.agent.v1.WatchDirRequest
+	44, // 33: wrenn.agent.v1.AgentService.SandboxMetrics:input_type -> wrenn.agent.v1.SandboxMetricsRequest
+	1,  // 34: wrenn.agent.v1.AgentService.GetHost:output_type -> wrenn.agent.v1.GetHostResponse
+	5,  // 35: wrenn.agent.v1.AgentService.CreateSandbox:output_type -> wrenn.agent.v1.CreateSandboxResponse
+	7,  // 36: wrenn.agent.v1.AgentService.DestroySandbox:output_type -> wrenn.agent.v1.DestroySandboxResponse
+	9,  // 37: wrenn.agent.v1.AgentService.ListSandboxes:output_type -> wrenn.agent.v1.ListSandboxesResponse
+	12, // 38: wrenn.agent.v1.AgentService.Exec:output_type -> wrenn.agent.v1.ExecResponse
+	14, // 39: wrenn.agent.v1.AgentService.ExecStream:output_type -> wrenn.agent.v1.ExecEvent
+	16, // 40: wrenn.agent.v1.AgentService.WriteFile:output_type -> wrenn.agent.v1.WriteFileResponse
+	18, // 41: wrenn.agent.v1.AgentService.ReadFile:output_type -> wrenn.agent.v1.ReadFileResponse
+	20, // 42: wrenn.agent.v1.AgentService.PauseSandbox:output_type -> wrenn.agent.v1.PauseSandboxResponse
+	22, // 43: wrenn.agent.v1.AgentService.ResumeSandbox:output_type -> wrenn.agent.v1.ResumeSandboxResponse
+	24, // 44: wrenn.agent.v1.AgentService.CreateSnapshot:output_type -> wrenn.agent.v1.CreateSnapshotResponse
+	26, // 45: wrenn.agent.v1.AgentService.DeleteSnapshot:output_type -> wrenn.agent.v1.DeleteSnapshotResponse
+	28, // 46: wrenn.agent.v1.AgentService.ListSnapshots:output_type -> wrenn.agent.v1.ListSnapshotsResponse
+	32, // 47: wrenn.agent.v1.AgentService.ListDir:output_type -> wrenn.agent.v1.ListDirResponse
+	34, // 48: wrenn.agent.v1.AgentService.MakeDir:output_type -> wrenn.agent.v1.MakeDirResponse
+	36, // 49: wrenn.agent.v1.AgentService.Remove:output_type -> wrenn.agent.v1.RemoveResponse
+	38, // 50: wrenn.agent.v1.AgentService.Stat:output_type -> wrenn.agent.v1.StatResponse
+	40, // 51: wrenn.agent.v1.AgentService.Move:output_type -> wrenn.agent.v1.MoveResponse
+	43, // 52: wrenn.agent.v1.AgentService.WatchDir:output_type -> wrenn.agent.v1.WatchDirResponse
+	45, // 53: wrenn.agent.v1.AgentService.SandboxMetrics:output_type -> wrenn.agent.v1.SandboxMetricsResponse
+	34, // [34:54] is the sub-list for method output_type
+	14, // [14:34] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -2821,7 +3004,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   46,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -83,6 +83,9 @@ const (
 	AgentServiceMoveProcedure = "/wrenn.agent.v1.AgentService/Move"
 	// AgentServiceWatchDirProcedure is the fully-qualified name of the AgentService's WatchDir RPC.
 	AgentServiceWatchDirProcedure = "/wrenn.agent.v1.AgentService/WatchDir"
+	// AgentServiceSandboxMetricsProcedure is the fully-qualified name of the AgentService's
+	// SandboxMetrics RPC.
+	AgentServiceSandboxMetricsProcedure = "/wrenn.agent.v1.AgentService/SandboxMetrics"
 )
 
 // AgentServiceClient is a client for the wrenn.agent.v1.AgentService service.
@@ -122,6 +125,9 @@ type AgentServiceClient interface {
 	// WatchDir: an empty first message once the watch is in place, then
 	// batches of changes until the client cancels or the watch fails.
 	WatchDir(context.Context, *connect.Request[agentv1.WatchDirRequest]) (*connect.ServerStreamForClient[agentv1.WatchDirResponse], error)
+	// SandboxMetrics reports a running or paused sandbox's samples of the
+	// last window (wrenn.Metrics).
+	SandboxMetrics(context.Context, *connect.Request[agentv1.SandboxMetricsRequest]) (*connect.Response[agentv1.SandboxMetricsResponse], error)
 }
 
 // NewAgentServiceClient constructs a client for the wrenn.agent.v1.AgentService service. By
@@ -249,6 +255,12 @@ func NewAgentServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(agentServiceMethods.ByName("WatchDir")),
 			connect.WithClientOptions(opts...),
 		),
+		sandboxMetrics: connect.NewClient[agentv1.SandboxMetricsRequest, agentv1.SandboxMetricsResponse](
+			httpClient,
+			baseURL+AgentServiceSandboxMetricsProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("SandboxMetrics")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -273,6 +285,7 @@ type agentServiceClient struct {
 	stat           *connect.Client[agentv1.StatRequest, agentv1.StatResponse]
 	move           *connect.Client[agentv1.MoveRequest, agentv1.MoveResponse]
 	watchDir       *connect.Client[agentv1.WatchDirRequest, agentv1.WatchDirResponse]
+	sandboxMetrics *connect.Client[agentv1.SandboxMetricsRequest, agentv1.SandboxMetricsResponse]
 }
 
 // GetHost calls wrenn.agent.v1.AgentService.GetHost.
@@ -370,6 +383,11 @@ func (c *agentServiceClient) WatchDir(ctx context.Context, req *connect.Request[
 	return c.watchDir.CallServerStream(ctx, req)
 }
 
+// SandboxMetrics calls wrenn.agent.v1.AgentService.SandboxMetrics.
+func (c *agentServiceClient) SandboxMetrics(ctx context.Context, req *connect.Request[agentv1.SandboxMetricsRequest]) (*connect.Response[agentv1.SandboxMetricsResponse], error) {
+	return c.sandboxMetrics.CallUnary(ctx, req)
+}
+
 // AgentServiceHandler is an implementation of the wrenn.agent.v1.AgentService service.
 type AgentServiceHandler interface {
 	// GetHost describes the host: its accelerator and the base templates it can start.
@@ -407,6 +425,9 @@ type AgentServiceHandler interface {
 	// WatchDir: an empty first message once the watch is in place, then
 	// batches of changes until the client cancels or the watch fails.
 	WatchDir(context.Context, *connect.Request[agentv1.WatchDirRequest], *connect.ServerStream[agentv1.WatchDirResponse]) error
+	// SandboxMetrics reports a running or paused sandbox's samples of the
+	// last window (wrenn.Metrics).
+	SandboxMetrics(context.Context, *connect.Request[agentv1.SandboxMetricsRequest]) (*connect.Response[agentv1.SandboxMetricsResponse], error)
 }
 
 // NewAgentServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -530,6 +551,12 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(agentServiceMethods.ByName("WatchDir")),
 		connect.WithHandlerOptions(opts...),
 	)
+	agentServiceSandboxMetricsHandler := connect.NewUnaryHandler(
+		AgentServiceSandboxMetricsProcedure,
+		svc.SandboxMetrics,
+		connect.WithSchema(agentServiceMethods.ByName("SandboxMetrics")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/wrenn.agent.v1.AgentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AgentServiceGetHostProcedure:
@@ -570,6 +597,8 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 			agentServiceMoveHandler.ServeHTTP(w, r)
 		case AgentServiceWatchDirProcedure:
 			agentServiceWatchDirHandler.ServeHTTP(w, r)
+		case AgentServiceSandboxMetricsProcedure:
+			agentServiceSandboxMetricsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -653,4 +682,8 @@ func (UnimplementedAgentServiceHandler) Move(context.Context, *connect.Request[a
 
 func (UnimplementedAgentServiceHandler) WatchDir(context.Context, *connect.Request[agentv1.WatchDirRequest], *connect.ServerStream[agentv1.WatchDirResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.WatchDir is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) SandboxMetrics(context.Context, *connect.Request[agentv1.SandboxMetricsRequest]) (*connect.Response[agentv1.SandboxMetricsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.SandboxMetrics is not implemented"))
 }
