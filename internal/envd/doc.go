@@ -78,6 +78,15 @@
 //	                                           its side ends the watch
 //	detach j{op:detach}                      ← j{type:ok}, then the guest ends the
 //	                                           session and waits for a hello
+//	spawn  j{op:spawn,exec:{...},tag}        ← j{type:ok,pid,tag} | j{type:error}
+//	procs  j{op:procs}                       ← j{type:procs,procs:[...]}… (batches)
+//	                                         ← j{type:ok}
+//	kill   j{op:kill,pid|tag,signal}         ← j{type:ok} once the leader has exited
+//	                                           | j{type:error}
+//	attach j{op:attach,pid|tag}              ← j{type:start,pid,tag} | j{type:error}
+//	                                         ← '1' / '2' chunks: what the guest holds,
+//	                                           then live output
+//	                                         ← j{type:exit,exit_code}
 //
 // The host closing its side of an exec stream (EOF on the guest) means the
 // host went away: the guest kills the command's process group. Closing its
