@@ -104,4 +104,29 @@
 // reported by a "failed" event (streamed exec). Blocking exec keeps at most
 // 16 MiB of each of stdout and stderr; what is dropped, and a timeout, are
 // noted on stderr.
+//
+// # Background processes
+//
+// spawn starts a command (as above, without a timeout) that belongs to
+// envd rather than to the stream: the stream ends with the answer, and the
+// process runs on whoever comes and goes. Its tag is the host's (text of
+// at most 128 bytes, without '/' or control characters, not a number) or
+// one envd makes up ("proc-" and 8 hex digits); a tag a running process
+// holds is refused (conflict), and a program that cannot be run is
+// invalid. envd keeps the last 1 MiB of each process's output, stdout and
+// stderr in the order they were read, and, once it has exited, its exit
+// code: for 10 minutes, and for at most the 64 processes that exited
+// last. The table holds at most 256 processes, running and exited; a
+// spawn past that is refused (quota_exceeded) while all of them run. kill
+// and attach select a process by pid when one is given, else by tag (the
+// process that last took it). kill sends the group SIGTERM and SIGKILL
+// 2 s later (signal "SIGTERM" or none), or SIGKILL at once ("SIGKILL"),
+// answers once the leader has exited, and then kills whatever is left of
+// the group; a process that has exited is not found. attach sends what
+// the log holds from its oldest byte, then output as it comes, then exit;
+// a reader that falls more than the window behind skips what left it. The
+// host closing an attach stream only ends the stream. The table lives as
+// long as the envd serving process, across sessions: a host agent that
+// restarts, or a VM restored from a snapshot, finds its processes, their
+// output and their tags; envd kills them when it stops serving.
 package envd

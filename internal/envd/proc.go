@@ -36,6 +36,10 @@ const (
 	maxProcEntry   = 64 << 10         // a background process's cmd and args, encoded
 	maxTag         = 128
 	procsBatch     = 256 << 10 // a batch of the listing, encoded, about
+	// killGracePeriod is kill's wait between SIGTERM and SIGKILL: short,
+	// since the API answers a kill once the process has exited, and the
+	// SDK gives up on an answer after 5 s.
+	killGracePeriod = 2 * time.Second
 )
 
 // procTable is the background processes of one envd.
@@ -173,7 +177,7 @@ func (s *server) startProcess(req request) (*bgProc, error) {
 	bp := &bgProc{
 		procEntry: procEntry{PID: pid, Tag: tag, Cmd: m.Cmd, Args: m.Args, Running: true},
 		seq:       t.seq,
-		pr:        &process{pid: pid, grace: s.stopGrace, log: log},
+		pr:        &process{pid: pid, grace: min(s.stopGrace, killGracePeriod), log: log},
 		out:       newOutputLog(wrenn.MaxProcessOutput),
 		done:      make(chan struct{}),
 	}
@@ -343,7 +347,7 @@ func (s *server) listProcs(ctx context.Context, p *peer) {
 const killGrace = 10 * time.Second
 
 // killProc ends a running process's group: SIGTERM, then SIGKILL after
-// the grace period, or SIGKILL at once. It answers once the leader has
+// killGracePeriod, or SIGKILL at once. It answers once the leader has
 // exited, and then kills what is left of the group.
 func (s *server) killProc(ctx context.Context, p *peer, req request) {
 	s.answer(ctx, p, s.endProcess(ctx, req.PID, req.Tag, req.Signal))
@@ -367,7 +371,7 @@ func (s *server) endProcess(ctx context.Context, pid int, tag, sig string) error
 	default:
 		return wrenn.Errorf(wrenn.EInvalid, "signal must be SIGTERM or SIGKILL")
 	}
-	t := time.NewTimer(s.stopGrace + killGrace)
+	t := time.NewTimer(bp.pr.grace + killGrace)
 	defer t.Stop()
 	select {
 	case <-bp.done:
