@@ -115,8 +115,10 @@
 // holds is refused (conflict), and a program that cannot be run is
 // invalid. envd keeps the last 1 MiB of each process's output, stdout and
 // stderr in the order they were read, and, once it has exited, its exit
-// code: for 10 minutes, and for at most the 64 processes that exited
-// last. The table holds at most 256 processes, running and exited; a
+// code: for 10 minutes, and for at most the 32 processes that exited
+// last. Unlike exec, envd does not cut off children that keep a process's
+// output open after it exits (a server started with &): what they print
+// goes on into its log until they close it. The table holds at most 256 processes, running and exited; a
 // spawn past that is refused (quota_exceeded) while all of them run. kill
 // and attach select a process by pid when one is given, else by tag (the
 // process that last took it). kill sends the group SIGTERM and SIGKILL

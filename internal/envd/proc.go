@@ -31,7 +31,7 @@ import (
 // Bounds of the process table.
 const (
 	maxProcs       = 256              // entries, running and exited
-	maxExitedProcs = 64               // exited entries kept
+	maxExitedProcs = 32               // exited entries kept
 	exitedKeep     = 10 * time.Minute // how long an exited entry is kept
 	maxProcEntry   = 64 << 10         // a background process's cmd and args, encoded
 	maxTag         = 128
@@ -60,6 +60,9 @@ type bgProc struct {
 	pr   *process
 	out  *outputLog
 	done chan struct{} // closed once the exit is recorded
+	// The read ends of its output, closed by endProcesses to stop reading
+	// from children that escaped its group.
+	outR, errR *os.File
 
 	exitedAt time.Time // set with Running false, under the table's mu
 }
@@ -180,6 +183,8 @@ func (s *server) startProcess(req request) (*bgProc, error) {
 		pr:        &process{pid: pid, grace: min(s.stopGrace, killGracePeriod), log: log},
 		out:       newOutputLog(wrenn.MaxProcessOutput),
 		done:      make(chan struct{}),
+		outR:      outR,
+		errR:      errR,
 	}
 	if old := t.byPID[pid]; old != nil {
 		t.remove(old) // an exited process whose pid came round again
@@ -194,7 +199,11 @@ func (s *server) startProcess(req request) (*bgProc, error) {
 }
 
 // watchProcess copies a background process's output into its log until
-// it exits, then records its exit.
+// it exits, then records its exit. Children that keep its output open (a
+// server it started with &) are not cut off, as exec cuts them off, with
+// EPIPE: their output goes on into the log until they close it, and the
+// exit is recorded once the leader has exited and the output that came
+// with it (within waitDelay) is in.
 func (s *server) watchProcess(bp *bgProc, cmd *exec.Cmd, outR, errR *os.File) {
 	defer outR.Close()
 	defer errR.Close()
@@ -203,12 +212,7 @@ func (s *server) watchProcess(bp *bgProc, cmd *exec.Cmd, outR, errR *os.File) {
 	pumps.Go(func() { copyOutput(bp.out, frameStderr, errR, bp.pr.log) })
 	werr := cmd.Wait()
 	bp.pr.exited()
-	// As for exec: children that kept the pipes get a moment, then EPIPE.
-	if !waitFor(&pumps, s.waitDelay) {
-		outR.Close()
-		errR.Close()
-		pumps.Wait()
-	}
+	waitFor(&pumps, s.waitDelay)
 	code := exitSignalBase + int(syscall.SIGKILL) // what little there is to say of a lost process
 	if cmd.ProcessState != nil {
 		code = exitCode(cmd.ProcessState)
@@ -222,6 +226,13 @@ func (s *server) watchProcess(bp *bgProc, cmd *exec.Cmd, outR, errR *os.File) {
 	bp.out.exit(code)
 	close(bp.done)
 	bp.pr.log.Debug("background process exited", slog.Int(attrCode, code))
+	// Drop the entry once it is past keeping, even if nobody asks again.
+	time.AfterFunc(exitedKeep+time.Second, func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.prune(time.Now())
+	})
+	pumps.Wait()
 }
 
 // copyOutput reads one of a process's outputs into its log.
@@ -438,14 +449,16 @@ func (s *server) attach(ctx context.Context, p *peer, req request) {
 	}
 }
 
-// endProcesses kills every background process and waits for their
-// goroutines: envd is stopping.
+// endProcesses kills every background process's group and waits for
+// their goroutines: envd is stopping.
 func (s *server) endProcesses() {
 	s.procs.mu.Lock()
 	for _, bp := range s.procs.byPID {
-		if bp.Running {
-			bp.pr.signal(syscall.SIGKILL)
+		if err := syscall.Kill(-bp.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			bp.pr.log.Warn("kill the process group", slog.Any(attrError, err))
 		}
+		bp.outR.Close()
+		bp.errR.Close()
 	}
 	s.procs.mu.Unlock()
 	s.procs.wg.Wait()

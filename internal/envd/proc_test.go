@@ -368,3 +368,26 @@ func TestOutputLog(t *testing.T) {
 		t.Errorf("after exit: %+v", r)
 	}
 }
+
+// TestProcessChildrenKeepOutput: a child that keeps the output open after
+// its parent exited goes on printing into the log, not into EPIPE.
+func TestProcessChildrenKeepOutput(t *testing.T) {
+	t.Parallel()
+	g := MustStart(t)
+	p := g.mustSpawn(t, wrenn.ProcessRequest{Cmd: `(sleep 0.8; echo late; exec sleep 60) & echo $!; exit 3`})
+	o := readUntil(t, g.mustAttach(t, wrenn.ProcessSelector{PID: p.PID}), nil)
+	if o.exitCode == nil || *o.exitCode != 3 {
+		t.Fatalf("exit %v", o.exitCode)
+	}
+	child, err := strconv.Atoi(strings.TrimSpace(o.stdout))
+	if err != nil {
+		t.Fatalf("stdout %q", o.stdout)
+	}
+	eventually(t, 5*time.Second, "the child's late output", func() bool {
+		o := readUntil(t, g.mustAttach(t, wrenn.ProcessSelector{PID: p.PID}), nil)
+		return strings.HasSuffix(o.stdout, "late\n") && o.exitCode != nil && *o.exitCode == 3
+	})
+	if processGone(child) {
+		t.Error("the child died")
+	}
+}
