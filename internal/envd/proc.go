@@ -113,7 +113,10 @@ func (s *server) spawn(ctx context.Context, p *peer, req request) {
 	}
 }
 
-func (s *server) startProcess(req request) (*bgProc, error) {
+// spawnCommand checks a spawn request and builds its command. A program
+// that cannot be run is the request's fault: there is no stream to report
+// it on as exec does.
+func spawnCommand(req request) (*exec.Cmd, error) {
 	m := req.Exec
 	if m == nil {
 		return nil, wrenn.Errorf(wrenn.EInvalid, "spawn needs parameters")
@@ -128,9 +131,15 @@ func (s *server) startProcess(req request) (*bgProc, error) {
 	if se, ok := errors.AsType[*startError](err); ok {
 		return nil, wrenn.Errorf(wrenn.EInvalid, "%s", se.msg)
 	}
+	return cmd, err
+}
+
+func (s *server) startProcess(req request) (*bgProc, error) {
+	cmd, err := spawnCommand(req)
 	if err != nil {
 		return nil, err
 	}
+	m := req.Exec
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("spawn: pipe: %w", err)
