@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -389,5 +390,58 @@ func TestProcessChildrenKeepOutput(t *testing.T) {
 	})
 	if processGone(child) {
 		t.Error("the child died")
+	}
+}
+
+// TestOutputLogProperties: whatever is written, in pieces of any size and
+// either stream, the log holds a suffix of it (from a rune's start, so
+// that text stays text), with each byte's stream, within its limit, and
+// always the latest write whole when it fits.
+func TestOutputLogProperties(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(1, 2))
+	pieces := []string{"a", "b", "\n", "é", "€", "\xff"} // whole runes, and a byte that is none
+	buf := make([]byte, outputChunkSize)
+	for round := range 200 {
+		limit := chunkCost + 1 + rng.IntN(8<<10)
+		l := newOutputLog(limit)
+		var ref []byte // each written byte, then its stream: pairs
+		for range 1 + rng.IntN(300) {
+			typ := byte('1' + rng.IntN(2))
+			var p []byte
+			for n := rng.IntN(800); len(p) < n; {
+				p = append(p, pieces[rng.IntN(len(pieces))]...)
+			}
+			l.write(typ, p)
+			for _, c := range p {
+				ref = append(ref, c, typ)
+			}
+			if l.cost > limit {
+				t.Fatalf("round %d: cost %d over the limit %d", round, l.cost, limit)
+			}
+			var got []byte
+			for off := int64(0); ; {
+				r := l.read(off, buf)
+				if r.n == 0 {
+					break
+				}
+				for _, c := range buf[:r.n] {
+					got = append(got, c, r.typ)
+				}
+				off = r.next
+			}
+			if !bytes.HasSuffix(ref, got) {
+				t.Fatalf("round %d: the log is not a suffix of what was written", round)
+			}
+			if start, end := l.held(); int(end-start)*2 != len(got) || int(end)*2 != len(ref) {
+				t.Fatalf("round %d: held [%d, %d) but read %d of %d bytes", round, start, end, len(got)/2, len(ref)/2)
+			}
+			if len(p)+chunkCost+utf8.UTFMax <= limit && len(got) < 2*len(p) {
+				t.Fatalf("round %d: the last write of %d bytes is not all held (%d)", round, len(p), len(got)/2)
+			}
+			if len(got) > 0 && !utf8.RuneStart(got[0]) {
+				t.Fatalf("round %d: the log starts inside a rune", round)
+			}
+		}
 	}
 }
