@@ -71,9 +71,10 @@ func (s *Service) processes(ctx context.Context, teamID, id string) (*wrenn.Sand
 	return sb, procs, nil
 }
 
-// StartProcess starts a background process: p as for Exec (its timeout
-// is ignored: a background process runs until it ends or is killed),
-// named tag, or a tag the guest makes up when tag is empty.
+// StartProcess starts a background process: p as for Exec, in the
+// sandbox's default environment as Exec is (its timeout is ignored: a
+// background process runs until it ends or is killed), named tag, or a
+// tag the guest makes up when tag is empty.
 func (s *Service) StartProcess(ctx context.Context, teamID, id string, p ExecParams, tag string) (wrenn.Process, error) {
 	p.TimeoutSec = 0
 	req, err := p.request()
@@ -88,7 +89,8 @@ func (s *Service) StartProcess(ctx context.Context, teamID, id string, p ExecPar
 		return wrenn.Process{}, err
 	}
 	defer s.busy(ctx, sb)()
-	proc, err := procs.StartProcess(ctx, id, wrenn.ProcessRequest{Cmd: req.Cmd, Args: req.Args, Env: req.Env, Dir: req.Dir, Tag: tag})
+	env := withDefaults(sb.Envs, req.Env) // the sandbox's envs, then the request's
+	proc, err := procs.StartProcess(ctx, id, wrenn.ProcessRequest{Cmd: req.Cmd, Args: req.Args, Env: env, Dir: req.Dir, Tag: tag})
 	if err != nil {
 		return wrenn.Process{}, s.agentError(ctx, "start the process", id, err)
 	}

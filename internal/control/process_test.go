@@ -62,12 +62,13 @@ func TestProcesses(t *testing.T) {
 	svc, db := mustService(t, storetest.Engines(t)[0], agent, func(c *control.Config) {
 		c.Now = func() time.Time { return now }
 	})
-	sb, err := svc.CreateSandbox(ctx, "team-a", control.CreateParams{Template: "minimal", TimeoutSec: 60})
+	sb, err := svc.CreateSandbox(ctx, "team-a", control.CreateParams{Template: "minimal", TimeoutSec: 60,
+		Envs: map[string]string{"A": "sandbox", "Z": "sandbox"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	p, err := svc.StartProcess(ctx, "team-a", sb.ID, control.ExecParams{Cmd: "serve", Env: map[string]string{"A": "b"}, Dir: "/srv", TimeoutSec: 30}, "web")
-	if err != nil || p.PID != 7 || got.Env["A"] != "b" || got.Dir != "/srv" || got.Tag != "web" {
+	if err != nil || p.PID != 7 || got.Env["A"] != "b" || got.Env["Z"] != "sandbox" || got.Dir != "/srv" || got.Tag != "web" {
 		t.Errorf("start: %+v, %v; agent got %+v", p, err, got)
 	}
 	if _, err := svc.StartProcess(ctx, "team-a", sb.ID, control.ExecParams{Cmd: "serve"}, "12"); wrenn.ErrorCode(err) != wrenn.EInvalid {
