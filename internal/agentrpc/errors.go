@@ -40,7 +40,7 @@ func toConnect(err error) error {
 		code = connect.CodeNotFound
 	case wrenn.EConflict:
 		code = connect.CodeFailedPrecondition
-	case wrenn.ETooLarge, wrenn.EHostFull:
+	case wrenn.ETooLarge, wrenn.EHostFull, wrenn.EQuotaExceeded:
 		code = connect.CodeResourceExhausted
 	case wrenn.EUnauthorized:
 		code = connect.CodeUnauthenticated
@@ -63,7 +63,7 @@ func fromConnect(err error) error {
 		return err
 	}
 	switch code := ce.Meta().Get(codeKey); code {
-	case wrenn.EInvalid, wrenn.ENotFound, wrenn.EConflict, wrenn.ETooLarge, wrenn.EHostFull:
+	case wrenn.EInvalid, wrenn.ENotFound, wrenn.EConflict, wrenn.ETooLarge, wrenn.EHostFull, wrenn.EQuotaExceeded:
 		return &wrenn.Error{Code: code, Message: ce.Message()}
 	}
 	return err

@@ -119,7 +119,7 @@ func (s *Service) needSnapshotter() (wrenn.Snapshotter, error) {
 // invalid), otherwise a 502 with the detail only in the log.
 func (s *Service) agentError(ctx context.Context, op, sandboxID string, err error) error {
 	switch wrenn.ErrorCode(err) {
-	case wrenn.ENotFound, wrenn.EConflict, wrenn.EInvalid, wrenn.ETooLarge, wrenn.EHostAgent, wrenn.EHostFull:
+	case wrenn.ENotFound, wrenn.EConflict, wrenn.EInvalid, wrenn.ETooLarge, wrenn.EHostAgent, wrenn.EHostFull, wrenn.EQuotaExceeded:
 		return err
 	}
 	if ctx.Err() != nil {

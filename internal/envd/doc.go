@@ -78,6 +78,15 @@
 //	                                           its side ends the watch
 //	detach j{op:detach}                      ← j{type:ok}, then the guest ends the
 //	                                           session and waits for a hello
+//	spawn  j{op:spawn,exec:{...},tag}        ← j{type:ok,pid,tag} | j{type:error}
+//	procs  j{op:procs}                       ← j{type:procs,procs:[...]}… (batches)
+//	                                         ← j{type:ok}
+//	kill   j{op:kill,pid|tag,signal}         ← j{type:ok} once the leader has exited
+//	                                           | j{type:error}
+//	attach j{op:attach,pid|tag}              ← j{type:start,pid,tag} | j{type:error}
+//	                                         ← '1' / '2' chunks: what the guest holds,
+//	                                           then live output
+//	                                         ← j{type:exit,exit_code}
 //
 // The host closing its side of an exec stream (EOF on the guest) means the
 // host went away: the guest kills the command's process group. Closing its
@@ -95,4 +104,31 @@
 // reported by a "failed" event (streamed exec). Blocking exec keeps at most
 // 16 MiB of each of stdout and stderr; what is dropped, and a timeout, are
 // noted on stderr.
+//
+// # Background processes
+//
+// spawn starts a command (as above, without a timeout) that belongs to
+// envd rather than to the stream: the stream ends with the answer, and the
+// process runs on whoever comes and goes. Its tag is the host's (text of
+// at most 128 bytes, without '/' or control characters, not a number) or
+// one envd makes up ("proc-" and 8 hex digits); a tag a running process
+// holds is refused (conflict), and a program that cannot be run is
+// invalid. envd keeps the last 1 MiB of each process's output, stdout and
+// stderr in the order they were read, and, once it has exited, its exit
+// code: for 10 minutes, and for at most the 32 processes that exited
+// last. Unlike exec, envd does not cut off children that keep a process's
+// output open after it exits (a server started with &): what they print
+// goes on into its log until they close it. The table holds at most 256 processes, running and exited; a
+// spawn past that is refused (quota_exceeded) while all of them run. kill
+// and attach select a process by pid when one is given, else by tag (the
+// process that last took it). kill sends the group SIGTERM and SIGKILL
+// 2 s later (signal "SIGTERM" or none), or SIGKILL at once ("SIGKILL"),
+// answers once the leader has exited, and then kills whatever is left of
+// the group; a process that has exited is not found. attach sends what
+// the log holds from its oldest byte, then output as it comes, then exit;
+// a reader that falls more than the window behind skips what left it. The
+// host closing an attach stream only ends the stream. The table lives as
+// long as the envd serving process, across sessions: a host agent that
+// restarts, or a VM restored from a snapshot, finds its processes, their
+// output and their tags; envd kills them when it stops serving.
 package envd

@@ -106,12 +106,21 @@ func withStopGrace(d time.Duration) guestOption { return func(s *server) { s.sto
 // both end with the test.
 func MustStart(tb testing.TB, opts ...guestOption) *testGuest {
 	tb.Helper()
-	host, guest := MustSocketpair(tb)
 	fs := &fakeSystem{}
 	srv := newServer(testLog(tb), fs.system())
 	for _, o := range opts {
 		o(srv)
 	}
+	tb.Cleanup(srv.endProcesses) // after every session's cleanup
+	c, host := connect(tb, srv)
+	return &testGuest{Client: c, sys: fs, host: host, srv: srv}
+}
+
+// connect serves a new session of srv in this process and connects a
+// client to it; both end with the test.
+func connect(tb testing.TB, srv *server) (*Client, net.Conn) {
+	tb.Helper()
+	host, guest := MustSocketpair(tb)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.serve(ctx, guest) }()
@@ -128,8 +137,18 @@ func MustStart(tb testing.TB, opts ...guestOption) *testGuest {
 			tb.Error("guest server did not return")
 		}
 	})
-	return &testGuest{Client: c, sys: fs, host: host, srv: srv}
+	return c, host
 }
+
+// MustReconnect is a new session with the same guest server, as a host
+// agent that restarted would have.
+func (g *testGuest) MustReconnect(tb testing.TB) *Client {
+	tb.Helper()
+	c, _ := connect(tb, g.srv)
+	return c
+}
+
+func withProcLimit(n int) guestOption { return func(s *server) { s.procs.limit = n } }
 
 // MustExec runs a command that must not fail to run.
 func (g *testGuest) MustExec(tb testing.TB, req wrenn.ExecRequest) *wrenn.ExecResult {

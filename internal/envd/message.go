@@ -22,6 +22,12 @@ const (
 	// opDetach ends the session at the host's request, before a snapshot:
 	// a guest restored from it is already waiting for a new host's hello.
 	opDetach = "detach"
+
+	// Background processes (proc.go).
+	opSpawn  = "spawn"
+	opProcs  = "procs"
+	opKill   = "kill"
+	opAttach = "attach"
 )
 
 // Message types of replies, exec events and exec control.
@@ -34,6 +40,7 @@ const (
 	msgStop   = "stop" // host → guest during exec: SIGTERM, then SIGKILL
 	msgList   = "entries"
 	msgEvents = "events" // a batch of a watch's changes
+	msgProcs  = "procs"  // a batch of the background process table
 )
 
 // request is the first frame of every stream.
@@ -49,6 +56,11 @@ type request struct {
 	Dest    string `json:"dest,omitempty"`
 	// watch: everything below path too.
 	Recursive bool `json:"recursive,omitempty"`
+	// Background processes: spawn's Tag (empty: make one up), and the
+	// selector of kill and attach (PID, else Tag); kill's Signal.
+	PID    int    `json:"pid,omitempty"`
+	Tag    string `json:"tag,omitempty"`
+	Signal string `json:"signal,omitempty"`
 }
 
 type initParams struct {
@@ -76,8 +88,9 @@ type message struct {
 	// error, failed
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`
-	// start
-	PID int `json:"pid,omitempty"`
+	// start; ok to spawn
+	PID int    `json:"pid,omitempty"`
+	Tag string `json:"tag,omitempty"`
 	// exit, failed
 	ExitCode        int   `json:"exit_code"`
 	DurationNS      int64 `json:"duration_ns,omitempty"`
@@ -92,6 +105,8 @@ type message struct {
 	Entries []entry `json:"entries,omitempty"`
 	// events: a batch of a watch's changes
 	Events []fsEvent `json:"events,omitempty"`
+	// procs: a batch of the background process table
+	Procs []procEntry `json:"procs,omitempty"`
 }
 
 // errorMessage encodes err for the host. Only *wrenn.Error keeps its code.
@@ -114,7 +129,7 @@ func (m message) guestError() error {
 		text = text[:maxErrorMessage]
 	}
 	switch m.Code {
-	case wrenn.EInvalid, wrenn.ENotFound, wrenn.EConflict, wrenn.ETooLarge:
+	case wrenn.EInvalid, wrenn.ENotFound, wrenn.EConflict, wrenn.ETooLarge, wrenn.EQuotaExceeded:
 		return &wrenn.Error{Code: m.Code, Message: text}
 	}
 	if text == "" {

@@ -67,6 +67,7 @@ func ServePort(ctx context.Context, name string, log *slog.Logger) error {
 
 // servePort serves sessions one after another on the port open opens.
 func (s *server) servePort(ctx context.Context, open func() (*portConn, error)) error {
+	defer s.endProcesses()
 	missing := false
 	for ctx.Err() == nil {
 		conn, err := open()
@@ -162,6 +163,7 @@ func ServeListener(ctx context.Context, ln net.Listener, log *slog.Logger) error
 }
 
 func (s *server) serveListener(ctx context.Context, ln net.Listener) error {
+	defer s.endProcesses()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	var wg sync.WaitGroup

@@ -20,7 +20,9 @@ import (
 // and returns only once every request it took has ended (the commands of
 // a host that went away are killed). It returns ctx.Err() if ctx ended it.
 func Serve(ctx context.Context, conn io.ReadWriteCloser, log *slog.Logger) error {
-	return newServer(log, hostSystem()).serve(ctx, conn)
+	s := newServer(log, hostSystem())
+	defer s.endProcesses()
+	return s.serve(ctx, conn)
 }
 
 // server is the guest side. Its system calls that change the machine are
@@ -30,6 +32,7 @@ type server struct {
 	sys       system
 	stopGrace time.Duration // Stop: SIGTERM, then SIGKILL after this
 	waitDelay time.Duration // output kept flowing after a command exits
+	procs     procTable     // background processes, which outlive sessions
 }
 
 func newServer(log *slog.Logger, sys system) *server {
@@ -165,6 +168,15 @@ func (s *server) handle(ctx context.Context, st *yamux.Stream, sess *yamux.Sessi
 		s.answerEntry(ctx, p, req)
 	case opWatch:
 		s.watchDir(ctx, p, req.Path, req.Recursive)
+	// Background processes (proc.go).
+	case opSpawn:
+		s.spawn(ctx, p, req)
+	case opProcs:
+		s.listProcs(ctx, p)
+	case opKill:
+		s.killProc(ctx, p, req)
+	case opAttach:
+		s.attach(ctx, p, req)
 	default:
 		p.reply(wrenn.Errorf(wrenn.EInvalid, "unknown operation %q", req.Op))
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"sync"
 	"time"
@@ -20,18 +21,28 @@ import (
 
 const defaultExecTimeoutSec = 30
 
-// execRequest is ExecRequest of the spec, plus env and cwd.
+// execRequest is ExecRequest of the spec. env is an older spelling of
+// envs, which wins where both name a variable.
 type execRequest struct {
 	Cmd        string            `json:"cmd"`
 	Args       []string          `json:"args"`
 	Env        map[string]string `json:"env"`
+	Envs       map[string]string `json:"envs"`
 	Cwd        string            `json:"cwd"`
 	TimeoutSec *int              `json:"timeout_sec"`
+	Background bool              `json:"background"`
+	Tag        string            `json:"tag"` // background only
 }
 
 // params is the request for the control plane, which checks it.
 func (e execRequest) params() control.ExecParams {
-	return control.ExecParams{Cmd: e.Cmd, Args: e.Args, Env: e.Env, Dir: e.Cwd,
+	env := e.Envs
+	if len(e.Env) > 0 {
+		env = make(map[string]string, len(e.Env)+len(e.Envs))
+		maps.Copy(env, e.Env)
+		maps.Copy(env, e.Envs)
+	}
+	return control.ExecParams{Cmd: e.Cmd, Args: e.Args, Env: env, Dir: e.Cwd,
 		TimeoutSec: orDefault(e.TimeoutSec, defaultExecTimeoutSec)}
 }
 
@@ -49,6 +60,10 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 	var req execRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		s.writeError(w, r, err)
+		return
+	}
+	if req.Background {
+		s.startBackground(w, r, req)
 		return
 	}
 	id := r.PathValue("id")
@@ -76,6 +91,7 @@ type streamMessage struct {
 	Cmd        string            `json:"cmd,omitempty"`
 	Args       []string          `json:"args,omitempty"`
 	Env        map[string]string `json:"env,omitempty"`
+	Envs       map[string]string `json:"envs,omitempty"`
 	Cwd        string            `json:"cwd,omitempty"`
 	TimeoutSec *int              `json:"timeout_sec,omitempty"`
 	// Server → client.
@@ -202,7 +218,7 @@ func readStart(ctx context.Context, conn *websocket.Conn) (control.ExecParams, e
 	if err != nil || m.Type != "start" {
 		return control.ExecParams{}, wrenn.Errorf(wrenn.EInvalid, `the first message must be {"type":"start","cmd":...}`)
 	}
-	return execRequest{Cmd: m.Cmd, Args: m.Args, Env: m.Env, Cwd: m.Cwd, TimeoutSec: m.TimeoutSec}.params(), nil
+	return execRequest{Cmd: m.Cmd, Args: m.Args, Env: m.Env, Envs: m.Envs, Cwd: m.Cwd, TimeoutSec: m.TimeoutSec}.params(), nil
 }
 
 // errClientGone is forwardEvents' answer when the client went away.

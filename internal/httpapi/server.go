@@ -110,6 +110,10 @@ func (s *Server) routes() http.Handler {
 		"/v1/sandboxes/{id}/metrics": {"GET": key(s.sandboxMetrics)},
 		"/v1/sandboxes/stats":        {"GET": key(s.sandboxStats)},
 		"/v1/sandboxes/usage":        {"GET": key(s.sandboxUsage)},
+		// Background processes (process.go).
+		"/v1/sandboxes/{id}/processes":                   {"GET": key(s.listProcesses)},
+		"/v1/sandboxes/{id}/processes/{selector}":        {"DELETE": key(s.killProcess)},
+		"/v1/sandboxes/{id}/processes/{selector}/stream": {"GET": key(s.processStream)},
 	}
 	// /v1/capsules is the later product's name for the sandbox surface:
 	// every sandbox route is served there too, by the same handler

@@ -42,6 +42,11 @@ type Agent struct {
 	MoveFn           func(ctx context.Context, id, src, dst string) (wrenn.FileEntry, error)
 	// Metrics (issue 11).
 	SandboxMetricsFn func(ctx context.Context, id string, window time.Duration) ([]wrenn.MetricPoint, error)
+	// Background processes (process.go).
+	StartProcessFn   func(ctx context.Context, id string, req wrenn.ProcessRequest) (wrenn.Process, error)
+	ListProcessesFn  func(ctx context.Context, id string) ([]wrenn.Process, error)
+	KillProcessFn    func(ctx context.Context, id string, sel wrenn.ProcessSelector, sig wrenn.Signal) error
+	ConnectProcessFn func(ctx context.Context, id string, sel wrenn.ProcessSelector) (wrenn.ProcessStream, error)
 }
 
 func (a *Agent) ListSandboxes(ctx context.Context) ([]wrenn.SandboxState, error) {

@@ -2613,6 +2613,507 @@ func (x *MetricPoint) GetDiskBytes() int64 {
 	return 0
 }
 
+type StartProcessRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	Cmd           string                 `protobuf:"bytes,2,opt,name=cmd,proto3" json:"cmd,omitempty"`
+	Args          []string               `protobuf:"bytes,3,rep,name=args,proto3" json:"args,omitempty"`
+	Env           map[string]string      `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Dir           string                 `protobuf:"bytes,5,opt,name=dir,proto3" json:"dir,omitempty"`
+	Tag           string                 `protobuf:"bytes,6,opt,name=tag,proto3" json:"tag,omitempty"` // empty: the guest makes one up
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartProcessRequest) Reset() {
+	*x = StartProcessRequest{}
+	mi := &file_agent_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartProcessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartProcessRequest) ProtoMessage() {}
+
+func (x *StartProcessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartProcessRequest.ProtoReflect.Descriptor instead.
+func (*StartProcessRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *StartProcessRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *StartProcessRequest) GetCmd() string {
+	if x != nil {
+		return x.Cmd
+	}
+	return ""
+}
+
+func (x *StartProcessRequest) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *StartProcessRequest) GetEnv() map[string]string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *StartProcessRequest) GetDir() string {
+	if x != nil {
+		return x.Dir
+	}
+	return ""
+}
+
+func (x *StartProcessRequest) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+type ProcessInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pid           int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	Tag           string                 `protobuf:"bytes,2,opt,name=tag,proto3" json:"tag,omitempty"`
+	Cmd           string                 `protobuf:"bytes,3,opt,name=cmd,proto3" json:"cmd,omitempty"`
+	Args          []string               `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`
+	Running       bool                   `protobuf:"varint,5,opt,name=running,proto3" json:"running,omitempty"`
+	ExitCode      int32                  `protobuf:"varint,6,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"` // once it has exited
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProcessInfo) Reset() {
+	*x = ProcessInfo{}
+	mi := &file_agent_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProcessInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProcessInfo) ProtoMessage() {}
+
+func (x *ProcessInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProcessInfo.ProtoReflect.Descriptor instead.
+func (*ProcessInfo) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ProcessInfo) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *ProcessInfo) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *ProcessInfo) GetCmd() string {
+	if x != nil {
+		return x.Cmd
+	}
+	return ""
+}
+
+func (x *ProcessInfo) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *ProcessInfo) GetRunning() bool {
+	if x != nil {
+		return x.Running
+	}
+	return false
+}
+
+func (x *ProcessInfo) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+type StartProcessResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Process       *ProcessInfo           `protobuf:"bytes,1,opt,name=process,proto3" json:"process,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartProcessResponse) Reset() {
+	*x = StartProcessResponse{}
+	mi := &file_agent_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartProcessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartProcessResponse) ProtoMessage() {}
+
+func (x *StartProcessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartProcessResponse.ProtoReflect.Descriptor instead.
+func (*StartProcessResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *StartProcessResponse) GetProcess() *ProcessInfo {
+	if x != nil {
+		return x.Process
+	}
+	return nil
+}
+
+type ListProcessesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProcessesRequest) Reset() {
+	*x = ListProcessesRequest{}
+	mi := &file_agent_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProcessesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProcessesRequest) ProtoMessage() {}
+
+func (x *ListProcessesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProcessesRequest.ProtoReflect.Descriptor instead.
+func (*ListProcessesRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ListProcessesRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+type ListProcessesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Processes     []*ProcessInfo         `protobuf:"bytes,1,rep,name=processes,proto3" json:"processes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProcessesResponse) Reset() {
+	*x = ListProcessesResponse{}
+	mi := &file_agent_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProcessesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProcessesResponse) ProtoMessage() {}
+
+func (x *ListProcessesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProcessesResponse.ProtoReflect.Descriptor instead.
+func (*ListProcessesResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ListProcessesResponse) GetProcesses() []*ProcessInfo {
+	if x != nil {
+		return x.Processes
+	}
+	return nil
+}
+
+// ProcessSelector names a process by pid when it is set, else by tag.
+type ProcessSelector struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pid           int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	Tag           string                 `protobuf:"bytes,2,opt,name=tag,proto3" json:"tag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProcessSelector) Reset() {
+	*x = ProcessSelector{}
+	mi := &file_agent_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProcessSelector) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProcessSelector) ProtoMessage() {}
+
+func (x *ProcessSelector) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProcessSelector.ProtoReflect.Descriptor instead.
+func (*ProcessSelector) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ProcessSelector) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *ProcessSelector) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+type KillProcessRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	Selector      *ProcessSelector       `protobuf:"bytes,2,opt,name=selector,proto3" json:"selector,omitempty"`
+	Signal        string                 `protobuf:"bytes,3,opt,name=signal,proto3" json:"signal,omitempty"` // SIGTERM (then SIGKILL) or SIGKILL
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KillProcessRequest) Reset() {
+	*x = KillProcessRequest{}
+	mi := &file_agent_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KillProcessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KillProcessRequest) ProtoMessage() {}
+
+func (x *KillProcessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KillProcessRequest.ProtoReflect.Descriptor instead.
+func (*KillProcessRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *KillProcessRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *KillProcessRequest) GetSelector() *ProcessSelector {
+	if x != nil {
+		return x.Selector
+	}
+	return nil
+}
+
+func (x *KillProcessRequest) GetSignal() string {
+	if x != nil {
+		return x.Signal
+	}
+	return ""
+}
+
+type KillProcessResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KillProcessResponse) Reset() {
+	*x = KillProcessResponse{}
+	mi := &file_agent_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KillProcessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KillProcessResponse) ProtoMessage() {}
+
+func (x *KillProcessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KillProcessResponse.ProtoReflect.Descriptor instead.
+func (*KillProcessResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{54}
+}
+
+type ConnectProcessRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	Selector      *ProcessSelector       `protobuf:"bytes,2,opt,name=selector,proto3" json:"selector,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnectProcessRequest) Reset() {
+	*x = ConnectProcessRequest{}
+	mi := &file_agent_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectProcessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectProcessRequest) ProtoMessage() {}
+
+func (x *ConnectProcessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectProcessRequest.ProtoReflect.Descriptor instead.
+func (*ConnectProcessRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ConnectProcessRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *ConnectProcessRequest) GetSelector() *ProcessSelector {
+	if x != nil {
+		return x.Selector
+	}
+	return nil
+}
+
 type ExecStreamRequest_Stop struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2621,7 +3122,7 @@ type ExecStreamRequest_Stop struct {
 
 func (x *ExecStreamRequest_Stop) Reset() {
 	*x = ExecStreamRequest_Stop{}
-	mi := &file_agent_proto_msgTypes[48]
+	mi := &file_agent_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2633,7 +3134,7 @@ func (x *ExecStreamRequest_Stop) String() string {
 func (*ExecStreamRequest_Stop) ProtoMessage() {}
 
 func (x *ExecStreamRequest_Stop) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[48]
+	mi := &file_agent_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2838,7 +3339,45 @@ const file_agent_proto_rawDesc = "" +
 	"\acpu_pct\x18\x02 \x01(\x01R\x06cpuPct\x12\x1b\n" +
 	"\tmem_bytes\x18\x03 \x01(\x03R\bmemBytes\x12\x1d\n" +
 	"\n" +
-	"disk_bytes\x18\x04 \x01(\x03R\tdiskBytes2\xa1\r\n" +
+	"disk_bytes\x18\x04 \x01(\x03R\tdiskBytes\"\xf6\x01\n" +
+	"\x13StartProcessRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x10\n" +
+	"\x03cmd\x18\x02 \x01(\tR\x03cmd\x12\x12\n" +
+	"\x04args\x18\x03 \x03(\tR\x04args\x12>\n" +
+	"\x03env\x18\x04 \x03(\v2,.wrenn.agent.v1.StartProcessRequest.EnvEntryR\x03env\x12\x10\n" +
+	"\x03dir\x18\x05 \x01(\tR\x03dir\x12\x10\n" +
+	"\x03tag\x18\x06 \x01(\tR\x03tag\x1a6\n" +
+	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8e\x01\n" +
+	"\vProcessInfo\x12\x10\n" +
+	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x10\n" +
+	"\x03tag\x18\x02 \x01(\tR\x03tag\x12\x10\n" +
+	"\x03cmd\x18\x03 \x01(\tR\x03cmd\x12\x12\n" +
+	"\x04args\x18\x04 \x03(\tR\x04args\x12\x18\n" +
+	"\arunning\x18\x05 \x01(\bR\arunning\x12\x1b\n" +
+	"\texit_code\x18\x06 \x01(\x05R\bexitCode\"M\n" +
+	"\x14StartProcessResponse\x125\n" +
+	"\aprocess\x18\x01 \x01(\v2\x1b.wrenn.agent.v1.ProcessInfoR\aprocess\"5\n" +
+	"\x14ListProcessesRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\"R\n" +
+	"\x15ListProcessesResponse\x129\n" +
+	"\tprocesses\x18\x01 \x03(\v2\x1b.wrenn.agent.v1.ProcessInfoR\tprocesses\"5\n" +
+	"\x0fProcessSelector\x12\x10\n" +
+	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x10\n" +
+	"\x03tag\x18\x02 \x01(\tR\x03tag\"\x88\x01\n" +
+	"\x12KillProcessRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12;\n" +
+	"\bselector\x18\x02 \x01(\v2\x1f.wrenn.agent.v1.ProcessSelectorR\bselector\x12\x16\n" +
+	"\x06signal\x18\x03 \x01(\tR\x06signal\"\x15\n" +
+	"\x13KillProcessResponse\"s\n" +
+	"\x15ConnectProcessRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12;\n" +
+	"\bselector\x18\x02 \x01(\v2\x1f.wrenn.agent.v1.ProcessSelectorR\bselector2\x88\x10\n" +
 	"\fAgentService\x12J\n" +
 	"\aGetHost\x12\x1e.wrenn.agent.v1.GetHostRequest\x1a\x1f.wrenn.agent.v1.GetHostResponse\x12\\\n" +
 	"\rCreateSandbox\x12$.wrenn.agent.v1.CreateSandboxRequest\x1a%.wrenn.agent.v1.CreateSandboxResponse\x12_\n" +
@@ -2860,7 +3399,11 @@ const file_agent_proto_rawDesc = "" +
 	"\x04Stat\x12\x1b.wrenn.agent.v1.StatRequest\x1a\x1c.wrenn.agent.v1.StatResponse\x12A\n" +
 	"\x04Move\x12\x1b.wrenn.agent.v1.MoveRequest\x1a\x1c.wrenn.agent.v1.MoveResponse\x12O\n" +
 	"\bWatchDir\x12\x1f.wrenn.agent.v1.WatchDirRequest\x1a .wrenn.agent.v1.WatchDirResponse0\x01\x12_\n" +
-	"\x0eSandboxMetrics\x12%.wrenn.agent.v1.SandboxMetricsRequest\x1a&.wrenn.agent.v1.SandboxMetricsResponseB<Z:github.com/wrennhq/wrenn/internal/agentrpc/agentv1;agentv1b\x06proto3"
+	"\x0eSandboxMetrics\x12%.wrenn.agent.v1.SandboxMetricsRequest\x1a&.wrenn.agent.v1.SandboxMetricsResponse\x12Y\n" +
+	"\fStartProcess\x12#.wrenn.agent.v1.StartProcessRequest\x1a$.wrenn.agent.v1.StartProcessResponse\x12\\\n" +
+	"\rListProcesses\x12$.wrenn.agent.v1.ListProcessesRequest\x1a%.wrenn.agent.v1.ListProcessesResponse\x12V\n" +
+	"\vKillProcess\x12\".wrenn.agent.v1.KillProcessRequest\x1a#.wrenn.agent.v1.KillProcessResponse\x12T\n" +
+	"\x0eConnectProcess\x12%.wrenn.agent.v1.ConnectProcessRequest\x1a\x19.wrenn.agent.v1.ExecEvent0\x01B<Z:github.com/wrennhq/wrenn/internal/agentrpc/agentv1;agentv1b\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -2874,7 +3417,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_agent_proto_goTypes = []any{
 	(*GetHostRequest)(nil),         // 0: wrenn.agent.v1.GetHostRequest
 	(*GetHostResponse)(nil),        // 1: wrenn.agent.v1.GetHostResponse
@@ -2923,16 +3466,26 @@ var file_agent_proto_goTypes = []any{
 	(*SandboxMetricsRequest)(nil),  // 44: wrenn.agent.v1.SandboxMetricsRequest
 	(*SandboxMetricsResponse)(nil), // 45: wrenn.agent.v1.SandboxMetricsResponse
 	(*MetricPoint)(nil),            // 46: wrenn.agent.v1.MetricPoint
-	nil,                            // 47: wrenn.agent.v1.ExecRequest.EnvEntry
-	(*ExecStreamRequest_Stop)(nil), // 48: wrenn.agent.v1.ExecStreamRequest.Stop
+	(*StartProcessRequest)(nil),    // 47: wrenn.agent.v1.StartProcessRequest
+	(*ProcessInfo)(nil),            // 48: wrenn.agent.v1.ProcessInfo
+	(*StartProcessResponse)(nil),   // 49: wrenn.agent.v1.StartProcessResponse
+	(*ListProcessesRequest)(nil),   // 50: wrenn.agent.v1.ListProcessesRequest
+	(*ListProcessesResponse)(nil),  // 51: wrenn.agent.v1.ListProcessesResponse
+	(*ProcessSelector)(nil),        // 52: wrenn.agent.v1.ProcessSelector
+	(*KillProcessRequest)(nil),     // 53: wrenn.agent.v1.KillProcessRequest
+	(*KillProcessResponse)(nil),    // 54: wrenn.agent.v1.KillProcessResponse
+	(*ConnectProcessRequest)(nil),  // 55: wrenn.agent.v1.ConnectProcessRequest
+	nil,                            // 56: wrenn.agent.v1.ExecRequest.EnvEntry
+	(*ExecStreamRequest_Stop)(nil), // 57: wrenn.agent.v1.ExecStreamRequest.Stop
+	nil,                            // 58: wrenn.agent.v1.StartProcessRequest.EnvEntry
 }
 var file_agent_proto_depIdxs = []int32{
 	2,  // 0: wrenn.agent.v1.GetHostResponse.templates:type_name -> wrenn.agent.v1.BaseTemplate
 	4,  // 1: wrenn.agent.v1.CreateSandboxRequest.network:type_name -> wrenn.agent.v1.Network
 	10, // 2: wrenn.agent.v1.ListSandboxesResponse.sandboxes:type_name -> wrenn.agent.v1.SandboxState
-	47, // 3: wrenn.agent.v1.ExecRequest.env:type_name -> wrenn.agent.v1.ExecRequest.EnvEntry
+	56, // 3: wrenn.agent.v1.ExecRequest.env:type_name -> wrenn.agent.v1.ExecRequest.EnvEntry
 	11, // 4: wrenn.agent.v1.ExecStreamRequest.start:type_name -> wrenn.agent.v1.ExecRequest
-	48, // 5: wrenn.agent.v1.ExecStreamRequest.stop:type_name -> wrenn.agent.v1.ExecStreamRequest.Stop
+	57, // 5: wrenn.agent.v1.ExecStreamRequest.stop:type_name -> wrenn.agent.v1.ExecStreamRequest.Stop
 	4,  // 6: wrenn.agent.v1.ResumeSandboxRequest.network:type_name -> wrenn.agent.v1.Network
 	29, // 7: wrenn.agent.v1.ListSnapshotsResponse.snapshots:type_name -> wrenn.agent.v1.SnapshotRef
 	30, // 8: wrenn.agent.v1.ListDirResponse.entries:type_name -> wrenn.agent.v1.FileEntry
@@ -2941,51 +3494,64 @@ var file_agent_proto_depIdxs = []int32{
 	30, // 11: wrenn.agent.v1.MoveResponse.entry:type_name -> wrenn.agent.v1.FileEntry
 	42, // 12: wrenn.agent.v1.WatchDirResponse.events:type_name -> wrenn.agent.v1.FileEvent
 	46, // 13: wrenn.agent.v1.SandboxMetricsResponse.points:type_name -> wrenn.agent.v1.MetricPoint
-	0,  // 14: wrenn.agent.v1.AgentService.GetHost:input_type -> wrenn.agent.v1.GetHostRequest
-	3,  // 15: wrenn.agent.v1.AgentService.CreateSandbox:input_type -> wrenn.agent.v1.CreateSandboxRequest
-	6,  // 16: wrenn.agent.v1.AgentService.DestroySandbox:input_type -> wrenn.agent.v1.DestroySandboxRequest
-	8,  // 17: wrenn.agent.v1.AgentService.ListSandboxes:input_type -> wrenn.agent.v1.ListSandboxesRequest
-	11, // 18: wrenn.agent.v1.AgentService.Exec:input_type -> wrenn.agent.v1.ExecRequest
-	13, // 19: wrenn.agent.v1.AgentService.ExecStream:input_type -> wrenn.agent.v1.ExecStreamRequest
-	15, // 20: wrenn.agent.v1.AgentService.WriteFile:input_type -> wrenn.agent.v1.WriteFileRequest
-	17, // 21: wrenn.agent.v1.AgentService.ReadFile:input_type -> wrenn.agent.v1.ReadFileRequest
-	19, // 22: wrenn.agent.v1.AgentService.PauseSandbox:input_type -> wrenn.agent.v1.PauseSandboxRequest
-	21, // 23: wrenn.agent.v1.AgentService.ResumeSandbox:input_type -> wrenn.agent.v1.ResumeSandboxRequest
-	23, // 24: wrenn.agent.v1.AgentService.CreateSnapshot:input_type -> wrenn.agent.v1.CreateSnapshotRequest
-	25, // 25: wrenn.agent.v1.AgentService.DeleteSnapshot:input_type -> wrenn.agent.v1.DeleteSnapshotRequest
-	27, // 26: wrenn.agent.v1.AgentService.ListSnapshots:input_type -> wrenn.agent.v1.ListSnapshotsRequest
-	31, // 27: wrenn.agent.v1.AgentService.ListDir:input_type -> wrenn.agent.v1.ListDirRequest
-	33, // 28: wrenn.agent.v1.AgentService.MakeDir:input_type -> wrenn.agent.v1.MakeDirRequest
-	35, // 29: wrenn.agent.v1.AgentService.Remove:input_type -> wrenn.agent.v1.RemoveRequest
-	37, // 30: wrenn.agent.v1.AgentService.Stat:input_type -> wrenn.agent.v1.StatRequest
-	39, // 31: wrenn.agent.v1.AgentService.Move:input_type -> wrenn.agent.v1.MoveRequest
-	41, // 32: wrenn.agent.v1.AgentService.WatchDir:input_type -> wrenn.agent.v1.WatchDirRequest
-	44, // 33: wrenn.agent.v1.AgentService.SandboxMetrics:input_type -> wrenn.agent.v1.SandboxMetricsRequest
-	1,  // 34: wrenn.agent.v1.AgentService.GetHost:output_type -> wrenn.agent.v1.GetHostResponse
-	5,  // 35: wrenn.agent.v1.AgentService.CreateSandbox:output_type -> wrenn.agent.v1.CreateSandboxResponse
-	7,  // 36: wrenn.agent.v1.AgentService.DestroySandbox:output_type -> wrenn.agent.v1.DestroySandboxResponse
-	9,  // 37: wrenn.agent.v1.AgentService.ListSandboxes:output_type -> wrenn.agent.v1.ListSandboxesResponse
-	12, // 38: wrenn.agent.v1.AgentService.Exec:output_type -> wrenn.agent.v1.ExecResponse
-	14, // 39: wrenn.agent.v1.AgentService.ExecStream:output_type -> wrenn.agent.v1.ExecEvent
-	16, // 40: wrenn.agent.v1.AgentService.WriteFile:output_type -> wrenn.agent.v1.WriteFileResponse
-	18, // 41: wrenn.agent.v1.AgentService.ReadFile:output_type -> wrenn.agent.v1.ReadFileResponse
-	20, // 42: wrenn.agent.v1.AgentService.PauseSandbox:output_type -> wrenn.agent.v1.PauseSandboxResponse
-	22, // 43: wrenn.agent.v1.AgentService.ResumeSandbox:output_type -> wrenn.agent.v1.ResumeSandboxResponse
-	24, // 44: wrenn.agent.v1.AgentService.CreateSnapshot:output_type -> wrenn.agent.v1.CreateSnapshotResponse
-	26, // 45: wrenn.agent.v1.AgentService.DeleteSnapshot:output_type -> wrenn.agent.v1.DeleteSnapshotResponse
-	28, // 46: wrenn.agent.v1.AgentService.ListSnapshots:output_type -> wrenn.agent.v1.ListSnapshotsResponse
-	32, // 47: wrenn.agent.v1.AgentService.ListDir:output_type -> wrenn.agent.v1.ListDirResponse
-	34, // 48: wrenn.agent.v1.AgentService.MakeDir:output_type -> wrenn.agent.v1.MakeDirResponse
-	36, // 49: wrenn.agent.v1.AgentService.Remove:output_type -> wrenn.agent.v1.RemoveResponse
-	38, // 50: wrenn.agent.v1.AgentService.Stat:output_type -> wrenn.agent.v1.StatResponse
-	40, // 51: wrenn.agent.v1.AgentService.Move:output_type -> wrenn.agent.v1.MoveResponse
-	43, // 52: wrenn.agent.v1.AgentService.WatchDir:output_type -> wrenn.agent.v1.WatchDirResponse
-	45, // 53: wrenn.agent.v1.AgentService.SandboxMetrics:output_type -> wrenn.agent.v1.SandboxMetricsResponse
-	34, // [34:54] is the sub-list for method output_type
-	14, // [14:34] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	58, // 14: wrenn.agent.v1.StartProcessRequest.env:type_name -> wrenn.agent.v1.StartProcessRequest.EnvEntry
+	48, // 15: wrenn.agent.v1.StartProcessResponse.process:type_name -> wrenn.agent.v1.ProcessInfo
+	48, // 16: wrenn.agent.v1.ListProcessesResponse.processes:type_name -> wrenn.agent.v1.ProcessInfo
+	52, // 17: wrenn.agent.v1.KillProcessRequest.selector:type_name -> wrenn.agent.v1.ProcessSelector
+	52, // 18: wrenn.agent.v1.ConnectProcessRequest.selector:type_name -> wrenn.agent.v1.ProcessSelector
+	0,  // 19: wrenn.agent.v1.AgentService.GetHost:input_type -> wrenn.agent.v1.GetHostRequest
+	3,  // 20: wrenn.agent.v1.AgentService.CreateSandbox:input_type -> wrenn.agent.v1.CreateSandboxRequest
+	6,  // 21: wrenn.agent.v1.AgentService.DestroySandbox:input_type -> wrenn.agent.v1.DestroySandboxRequest
+	8,  // 22: wrenn.agent.v1.AgentService.ListSandboxes:input_type -> wrenn.agent.v1.ListSandboxesRequest
+	11, // 23: wrenn.agent.v1.AgentService.Exec:input_type -> wrenn.agent.v1.ExecRequest
+	13, // 24: wrenn.agent.v1.AgentService.ExecStream:input_type -> wrenn.agent.v1.ExecStreamRequest
+	15, // 25: wrenn.agent.v1.AgentService.WriteFile:input_type -> wrenn.agent.v1.WriteFileRequest
+	17, // 26: wrenn.agent.v1.AgentService.ReadFile:input_type -> wrenn.agent.v1.ReadFileRequest
+	19, // 27: wrenn.agent.v1.AgentService.PauseSandbox:input_type -> wrenn.agent.v1.PauseSandboxRequest
+	21, // 28: wrenn.agent.v1.AgentService.ResumeSandbox:input_type -> wrenn.agent.v1.ResumeSandboxRequest
+	23, // 29: wrenn.agent.v1.AgentService.CreateSnapshot:input_type -> wrenn.agent.v1.CreateSnapshotRequest
+	25, // 30: wrenn.agent.v1.AgentService.DeleteSnapshot:input_type -> wrenn.agent.v1.DeleteSnapshotRequest
+	27, // 31: wrenn.agent.v1.AgentService.ListSnapshots:input_type -> wrenn.agent.v1.ListSnapshotsRequest
+	31, // 32: wrenn.agent.v1.AgentService.ListDir:input_type -> wrenn.agent.v1.ListDirRequest
+	33, // 33: wrenn.agent.v1.AgentService.MakeDir:input_type -> wrenn.agent.v1.MakeDirRequest
+	35, // 34: wrenn.agent.v1.AgentService.Remove:input_type -> wrenn.agent.v1.RemoveRequest
+	37, // 35: wrenn.agent.v1.AgentService.Stat:input_type -> wrenn.agent.v1.StatRequest
+	39, // 36: wrenn.agent.v1.AgentService.Move:input_type -> wrenn.agent.v1.MoveRequest
+	41, // 37: wrenn.agent.v1.AgentService.WatchDir:input_type -> wrenn.agent.v1.WatchDirRequest
+	44, // 38: wrenn.agent.v1.AgentService.SandboxMetrics:input_type -> wrenn.agent.v1.SandboxMetricsRequest
+	47, // 39: wrenn.agent.v1.AgentService.StartProcess:input_type -> wrenn.agent.v1.StartProcessRequest
+	50, // 40: wrenn.agent.v1.AgentService.ListProcesses:input_type -> wrenn.agent.v1.ListProcessesRequest
+	53, // 41: wrenn.agent.v1.AgentService.KillProcess:input_type -> wrenn.agent.v1.KillProcessRequest
+	55, // 42: wrenn.agent.v1.AgentService.ConnectProcess:input_type -> wrenn.agent.v1.ConnectProcessRequest
+	1,  // 43: wrenn.agent.v1.AgentService.GetHost:output_type -> wrenn.agent.v1.GetHostResponse
+	5,  // 44: wrenn.agent.v1.AgentService.CreateSandbox:output_type -> wrenn.agent.v1.CreateSandboxResponse
+	7,  // 45: wrenn.agent.v1.AgentService.DestroySandbox:output_type -> wrenn.agent.v1.DestroySandboxResponse
+	9,  // 46: wrenn.agent.v1.AgentService.ListSandboxes:output_type -> wrenn.agent.v1.ListSandboxesResponse
+	12, // 47: wrenn.agent.v1.AgentService.Exec:output_type -> wrenn.agent.v1.ExecResponse
+	14, // 48: wrenn.agent.v1.AgentService.ExecStream:output_type -> wrenn.agent.v1.ExecEvent
+	16, // 49: wrenn.agent.v1.AgentService.WriteFile:output_type -> wrenn.agent.v1.WriteFileResponse
+	18, // 50: wrenn.agent.v1.AgentService.ReadFile:output_type -> wrenn.agent.v1.ReadFileResponse
+	20, // 51: wrenn.agent.v1.AgentService.PauseSandbox:output_type -> wrenn.agent.v1.PauseSandboxResponse
+	22, // 52: wrenn.agent.v1.AgentService.ResumeSandbox:output_type -> wrenn.agent.v1.ResumeSandboxResponse
+	24, // 53: wrenn.agent.v1.AgentService.CreateSnapshot:output_type -> wrenn.agent.v1.CreateSnapshotResponse
+	26, // 54: wrenn.agent.v1.AgentService.DeleteSnapshot:output_type -> wrenn.agent.v1.DeleteSnapshotResponse
+	28, // 55: wrenn.agent.v1.AgentService.ListSnapshots:output_type -> wrenn.agent.v1.ListSnapshotsResponse
+	32, // 56: wrenn.agent.v1.AgentService.ListDir:output_type -> wrenn.agent.v1.ListDirResponse
+	34, // 57: wrenn.agent.v1.AgentService.MakeDir:output_type -> wrenn.agent.v1.MakeDirResponse
+	36, // 58: wrenn.agent.v1.AgentService.Remove:output_type -> wrenn.agent.v1.RemoveResponse
+	38, // 59: wrenn.agent.v1.AgentService.Stat:output_type -> wrenn.agent.v1.StatResponse
+	40, // 60: wrenn.agent.v1.AgentService.Move:output_type -> wrenn.agent.v1.MoveResponse
+	43, // 61: wrenn.agent.v1.AgentService.WatchDir:output_type -> wrenn.agent.v1.WatchDirResponse
+	45, // 62: wrenn.agent.v1.AgentService.SandboxMetrics:output_type -> wrenn.agent.v1.SandboxMetricsResponse
+	49, // 63: wrenn.agent.v1.AgentService.StartProcess:output_type -> wrenn.agent.v1.StartProcessResponse
+	51, // 64: wrenn.agent.v1.AgentService.ListProcesses:output_type -> wrenn.agent.v1.ListProcessesResponse
+	54, // 65: wrenn.agent.v1.AgentService.KillProcess:output_type -> wrenn.agent.v1.KillProcessResponse
+	14, // 66: wrenn.agent.v1.AgentService.ConnectProcess:output_type -> wrenn.agent.v1.ExecEvent
+	43, // [43:67] is the sub-list for method output_type
+	19, // [19:43] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -3004,7 +3570,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   49,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

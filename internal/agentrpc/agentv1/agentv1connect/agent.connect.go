@@ -86,6 +86,18 @@ const (
 	// AgentServiceSandboxMetricsProcedure is the fully-qualified name of the AgentService's
 	// SandboxMetrics RPC.
 	AgentServiceSandboxMetricsProcedure = "/wrenn.agent.v1.AgentService/SandboxMetrics"
+	// AgentServiceStartProcessProcedure is the fully-qualified name of the AgentService's StartProcess
+	// RPC.
+	AgentServiceStartProcessProcedure = "/wrenn.agent.v1.AgentService/StartProcess"
+	// AgentServiceListProcessesProcedure is the fully-qualified name of the AgentService's
+	// ListProcesses RPC.
+	AgentServiceListProcessesProcedure = "/wrenn.agent.v1.AgentService/ListProcesses"
+	// AgentServiceKillProcessProcedure is the fully-qualified name of the AgentService's KillProcess
+	// RPC.
+	AgentServiceKillProcessProcedure = "/wrenn.agent.v1.AgentService/KillProcess"
+	// AgentServiceConnectProcessProcedure is the fully-qualified name of the AgentService's
+	// ConnectProcess RPC.
+	AgentServiceConnectProcessProcedure = "/wrenn.agent.v1.AgentService/ConnectProcess"
 )
 
 // AgentServiceClient is a client for the wrenn.agent.v1.AgentService service.
@@ -128,6 +140,14 @@ type AgentServiceClient interface {
 	// SandboxMetrics reports a running or paused sandbox's samples of the
 	// last window (wrenn.Metrics).
 	SandboxMetrics(context.Context, *connect.Request[agentv1.SandboxMetricsRequest]) (*connect.Response[agentv1.SandboxMetricsResponse], error)
+	// StartProcess starts a background process, which runs on after the call.
+	StartProcess(context.Context, *connect.Request[agentv1.StartProcessRequest]) (*connect.Response[agentv1.StartProcessResponse], error)
+	// ListProcesses reports the running processes and those lately exited.
+	ListProcesses(context.Context, *connect.Request[agentv1.ListProcessesRequest]) (*connect.Response[agentv1.ListProcessesResponse], error)
+	// KillProcess ends a process's group; it returns once its leader has exited.
+	KillProcess(context.Context, *connect.Request[agentv1.KillProcessRequest]) (*connect.Response[agentv1.KillProcessResponse], error)
+	// ConnectProcess streams a process's held output, then live output, then its exit.
+	ConnectProcess(context.Context, *connect.Request[agentv1.ConnectProcessRequest]) (*connect.ServerStreamForClient[agentv1.ExecEvent], error)
 }
 
 // NewAgentServiceClient constructs a client for the wrenn.agent.v1.AgentService service. By
@@ -261,6 +281,30 @@ func NewAgentServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(agentServiceMethods.ByName("SandboxMetrics")),
 			connect.WithClientOptions(opts...),
 		),
+		startProcess: connect.NewClient[agentv1.StartProcessRequest, agentv1.StartProcessResponse](
+			httpClient,
+			baseURL+AgentServiceStartProcessProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("StartProcess")),
+			connect.WithClientOptions(opts...),
+		),
+		listProcesses: connect.NewClient[agentv1.ListProcessesRequest, agentv1.ListProcessesResponse](
+			httpClient,
+			baseURL+AgentServiceListProcessesProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("ListProcesses")),
+			connect.WithClientOptions(opts...),
+		),
+		killProcess: connect.NewClient[agentv1.KillProcessRequest, agentv1.KillProcessResponse](
+			httpClient,
+			baseURL+AgentServiceKillProcessProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("KillProcess")),
+			connect.WithClientOptions(opts...),
+		),
+		connectProcess: connect.NewClient[agentv1.ConnectProcessRequest, agentv1.ExecEvent](
+			httpClient,
+			baseURL+AgentServiceConnectProcessProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("ConnectProcess")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -286,6 +330,10 @@ type agentServiceClient struct {
 	move           *connect.Client[agentv1.MoveRequest, agentv1.MoveResponse]
 	watchDir       *connect.Client[agentv1.WatchDirRequest, agentv1.WatchDirResponse]
 	sandboxMetrics *connect.Client[agentv1.SandboxMetricsRequest, agentv1.SandboxMetricsResponse]
+	startProcess   *connect.Client[agentv1.StartProcessRequest, agentv1.StartProcessResponse]
+	listProcesses  *connect.Client[agentv1.ListProcessesRequest, agentv1.ListProcessesResponse]
+	killProcess    *connect.Client[agentv1.KillProcessRequest, agentv1.KillProcessResponse]
+	connectProcess *connect.Client[agentv1.ConnectProcessRequest, agentv1.ExecEvent]
 }
 
 // GetHost calls wrenn.agent.v1.AgentService.GetHost.
@@ -388,6 +436,26 @@ func (c *agentServiceClient) SandboxMetrics(ctx context.Context, req *connect.Re
 	return c.sandboxMetrics.CallUnary(ctx, req)
 }
 
+// StartProcess calls wrenn.agent.v1.AgentService.StartProcess.
+func (c *agentServiceClient) StartProcess(ctx context.Context, req *connect.Request[agentv1.StartProcessRequest]) (*connect.Response[agentv1.StartProcessResponse], error) {
+	return c.startProcess.CallUnary(ctx, req)
+}
+
+// ListProcesses calls wrenn.agent.v1.AgentService.ListProcesses.
+func (c *agentServiceClient) ListProcesses(ctx context.Context, req *connect.Request[agentv1.ListProcessesRequest]) (*connect.Response[agentv1.ListProcessesResponse], error) {
+	return c.listProcesses.CallUnary(ctx, req)
+}
+
+// KillProcess calls wrenn.agent.v1.AgentService.KillProcess.
+func (c *agentServiceClient) KillProcess(ctx context.Context, req *connect.Request[agentv1.KillProcessRequest]) (*connect.Response[agentv1.KillProcessResponse], error) {
+	return c.killProcess.CallUnary(ctx, req)
+}
+
+// ConnectProcess calls wrenn.agent.v1.AgentService.ConnectProcess.
+func (c *agentServiceClient) ConnectProcess(ctx context.Context, req *connect.Request[agentv1.ConnectProcessRequest]) (*connect.ServerStreamForClient[agentv1.ExecEvent], error) {
+	return c.connectProcess.CallServerStream(ctx, req)
+}
+
 // AgentServiceHandler is an implementation of the wrenn.agent.v1.AgentService service.
 type AgentServiceHandler interface {
 	// GetHost describes the host: its accelerator and the base templates it can start.
@@ -428,6 +496,14 @@ type AgentServiceHandler interface {
 	// SandboxMetrics reports a running or paused sandbox's samples of the
 	// last window (wrenn.Metrics).
 	SandboxMetrics(context.Context, *connect.Request[agentv1.SandboxMetricsRequest]) (*connect.Response[agentv1.SandboxMetricsResponse], error)
+	// StartProcess starts a background process, which runs on after the call.
+	StartProcess(context.Context, *connect.Request[agentv1.StartProcessRequest]) (*connect.Response[agentv1.StartProcessResponse], error)
+	// ListProcesses reports the running processes and those lately exited.
+	ListProcesses(context.Context, *connect.Request[agentv1.ListProcessesRequest]) (*connect.Response[agentv1.ListProcessesResponse], error)
+	// KillProcess ends a process's group; it returns once its leader has exited.
+	KillProcess(context.Context, *connect.Request[agentv1.KillProcessRequest]) (*connect.Response[agentv1.KillProcessResponse], error)
+	// ConnectProcess streams a process's held output, then live output, then its exit.
+	ConnectProcess(context.Context, *connect.Request[agentv1.ConnectProcessRequest], *connect.ServerStream[agentv1.ExecEvent]) error
 }
 
 // NewAgentServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -557,6 +633,30 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(agentServiceMethods.ByName("SandboxMetrics")),
 		connect.WithHandlerOptions(opts...),
 	)
+	agentServiceStartProcessHandler := connect.NewUnaryHandler(
+		AgentServiceStartProcessProcedure,
+		svc.StartProcess,
+		connect.WithSchema(agentServiceMethods.ByName("StartProcess")),
+		connect.WithHandlerOptions(opts...),
+	)
+	agentServiceListProcessesHandler := connect.NewUnaryHandler(
+		AgentServiceListProcessesProcedure,
+		svc.ListProcesses,
+		connect.WithSchema(agentServiceMethods.ByName("ListProcesses")),
+		connect.WithHandlerOptions(opts...),
+	)
+	agentServiceKillProcessHandler := connect.NewUnaryHandler(
+		AgentServiceKillProcessProcedure,
+		svc.KillProcess,
+		connect.WithSchema(agentServiceMethods.ByName("KillProcess")),
+		connect.WithHandlerOptions(opts...),
+	)
+	agentServiceConnectProcessHandler := connect.NewServerStreamHandler(
+		AgentServiceConnectProcessProcedure,
+		svc.ConnectProcess,
+		connect.WithSchema(agentServiceMethods.ByName("ConnectProcess")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/wrenn.agent.v1.AgentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AgentServiceGetHostProcedure:
@@ -599,6 +699,14 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 			agentServiceWatchDirHandler.ServeHTTP(w, r)
 		case AgentServiceSandboxMetricsProcedure:
 			agentServiceSandboxMetricsHandler.ServeHTTP(w, r)
+		case AgentServiceStartProcessProcedure:
+			agentServiceStartProcessHandler.ServeHTTP(w, r)
+		case AgentServiceListProcessesProcedure:
+			agentServiceListProcessesHandler.ServeHTTP(w, r)
+		case AgentServiceKillProcessProcedure:
+			agentServiceKillProcessHandler.ServeHTTP(w, r)
+		case AgentServiceConnectProcessProcedure:
+			agentServiceConnectProcessHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -686,4 +794,20 @@ func (UnimplementedAgentServiceHandler) WatchDir(context.Context, *connect.Reque
 
 func (UnimplementedAgentServiceHandler) SandboxMetrics(context.Context, *connect.Request[agentv1.SandboxMetricsRequest]) (*connect.Response[agentv1.SandboxMetricsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.SandboxMetrics is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) StartProcess(context.Context, *connect.Request[agentv1.StartProcessRequest]) (*connect.Response[agentv1.StartProcessResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.StartProcess is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) ListProcesses(context.Context, *connect.Request[agentv1.ListProcessesRequest]) (*connect.Response[agentv1.ListProcessesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.ListProcesses is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) KillProcess(context.Context, *connect.Request[agentv1.KillProcessRequest]) (*connect.Response[agentv1.KillProcessResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.KillProcess is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) ConnectProcess(context.Context, *connect.Request[agentv1.ConnectProcessRequest], *connect.ServerStream[agentv1.ExecEvent]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.ConnectProcess is not implemented"))
 }
