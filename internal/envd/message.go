@@ -21,6 +21,8 @@ const (
 	// opDetach ends the session at the host's request, before a snapshot:
 	// a guest restored from it is already waiting for a new host's hello.
 	opDetach = "detach"
+	// Terminals (pty.go).
+	opPty = "pty"
 )
 
 // Message types of replies, exec events and exec control.
@@ -32,6 +34,10 @@ const (
 	msgExit   = "exit"
 	msgStop   = "stop" // host → guest during exec: SIGTERM, then SIGKILL
 	msgList   = "entries"
+	// Terminals (pty.go).
+	msgStarted = "started" // guest → host: the terminal's tag and pid
+	msgResize  = "resize"  // host → guest: cols, rows
+	msgKill    = "kill"    // host → guest: SIGKILL to the terminal's session
 )
 
 // request is the first frame of every stream.
@@ -45,6 +51,8 @@ type request struct {
 	Depth   int    `json:"depth,omitempty"`
 	Parents bool   `json:"parents,omitempty"`
 	Dest    string `json:"dest,omitempty"`
+	// pty: start a terminal, or attach to the one tagged.
+	Pty *ptyParams `json:"pty,omitempty"`
 }
 
 type initParams struct {
@@ -86,6 +94,22 @@ type message struct {
 	Entry *entry `json:"entry,omitempty"`
 	// entries: a batch of a listing
 	Entries []entry `json:"entries,omitempty"`
+	// started: the terminal's tag (and PID); resize: its new size.
+	Tag  string `json:"tag,omitempty"`
+	Cols int    `json:"cols,omitempty"`
+	Rows int    `json:"rows,omitempty"`
+}
+
+// ptyParams starts a terminal (Tag empty) or names one to attach to.
+type ptyParams struct {
+	Tag  string            `json:"tag,omitempty"`
+	Cmd  string            `json:"cmd,omitempty"`
+	Args []string          `json:"args,omitempty"`
+	Env  map[string]string `json:"env,omitempty"`
+	Dir  string            `json:"dir,omitempty"`
+	User string            `json:"user,omitempty"`
+	Cols int               `json:"cols,omitempty"`
+	Rows int               `json:"rows,omitempty"`
 }
 
 // errorMessage encodes err for the host. Only *wrenn.Error keeps its code.

@@ -25,6 +25,7 @@ const (
 	attrSession  = "session"
 	attrClock    = "clock"
 	attrHostname = "hostname"
+	attrTag      = "tag"
 )
 
 // Session tuning. The window bounds what one stream buffers on the receiving
