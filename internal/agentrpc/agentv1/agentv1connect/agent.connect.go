@@ -81,6 +81,8 @@ const (
 	AgentServiceStatProcedure = "/wrenn.agent.v1.AgentService/Stat"
 	// AgentServiceMoveProcedure is the fully-qualified name of the AgentService's Move RPC.
 	AgentServiceMoveProcedure = "/wrenn.agent.v1.AgentService/Move"
+	// AgentServiceTerminalProcedure is the fully-qualified name of the AgentService's Terminal RPC.
+	AgentServiceTerminalProcedure = "/wrenn.agent.v1.AgentService/Terminal"
 )
 
 // AgentServiceClient is a client for the wrenn.agent.v1.AgentService service.
@@ -117,6 +119,12 @@ type AgentServiceClient interface {
 	Stat(context.Context, *connect.Request[agentv1.StatRequest]) (*connect.Response[agentv1.StatResponse], error)
 	// Move renames a path to one that does not exist.
 	Move(context.Context, *connect.Request[agentv1.MoveRequest]) (*connect.Response[agentv1.MoveResponse], error)
+	// Terminal attaches to a terminal in a running sandbox, starting it
+	// first unless the open message names one by its tag. The first client
+	// message is an open; later ones carry input, a resize or a kill. The
+	// first event is "started"; closing the request side detaches, and the
+	// terminal keeps running in the guest.
+	Terminal(context.Context) *connect.BidiStreamForClient[agentv1.TerminalRequest, agentv1.TerminalEvent]
 }
 
 // NewAgentServiceClient constructs a client for the wrenn.agent.v1.AgentService service. By
@@ -238,6 +246,12 @@ func NewAgentServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(agentServiceMethods.ByName("Move")),
 			connect.WithClientOptions(opts...),
 		),
+		terminal: connect.NewClient[agentv1.TerminalRequest, agentv1.TerminalEvent](
+			httpClient,
+			baseURL+AgentServiceTerminalProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("Terminal")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -261,6 +275,7 @@ type agentServiceClient struct {
 	remove         *connect.Client[agentv1.RemoveRequest, agentv1.RemoveResponse]
 	stat           *connect.Client[agentv1.StatRequest, agentv1.StatResponse]
 	move           *connect.Client[agentv1.MoveRequest, agentv1.MoveResponse]
+	terminal       *connect.Client[agentv1.TerminalRequest, agentv1.TerminalEvent]
 }
 
 // GetHost calls wrenn.agent.v1.AgentService.GetHost.
@@ -353,6 +368,11 @@ func (c *agentServiceClient) Move(ctx context.Context, req *connect.Request[agen
 	return c.move.CallUnary(ctx, req)
 }
 
+// Terminal calls wrenn.agent.v1.AgentService.Terminal.
+func (c *agentServiceClient) Terminal(ctx context.Context) *connect.BidiStreamForClient[agentv1.TerminalRequest, agentv1.TerminalEvent] {
+	return c.terminal.CallBidiStream(ctx)
+}
+
 // AgentServiceHandler is an implementation of the wrenn.agent.v1.AgentService service.
 type AgentServiceHandler interface {
 	// GetHost describes the host: its accelerator and the base templates it can start.
@@ -387,6 +407,12 @@ type AgentServiceHandler interface {
 	Stat(context.Context, *connect.Request[agentv1.StatRequest]) (*connect.Response[agentv1.StatResponse], error)
 	// Move renames a path to one that does not exist.
 	Move(context.Context, *connect.Request[agentv1.MoveRequest]) (*connect.Response[agentv1.MoveResponse], error)
+	// Terminal attaches to a terminal in a running sandbox, starting it
+	// first unless the open message names one by its tag. The first client
+	// message is an open; later ones carry input, a resize or a kill. The
+	// first event is "started"; closing the request side detaches, and the
+	// terminal keeps running in the guest.
+	Terminal(context.Context, *connect.BidiStream[agentv1.TerminalRequest, agentv1.TerminalEvent]) error
 }
 
 // NewAgentServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -504,6 +530,12 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(agentServiceMethods.ByName("Move")),
 		connect.WithHandlerOptions(opts...),
 	)
+	agentServiceTerminalHandler := connect.NewBidiStreamHandler(
+		AgentServiceTerminalProcedure,
+		svc.Terminal,
+		connect.WithSchema(agentServiceMethods.ByName("Terminal")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/wrenn.agent.v1.AgentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AgentServiceGetHostProcedure:
@@ -542,6 +574,8 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 			agentServiceStatHandler.ServeHTTP(w, r)
 		case AgentServiceMoveProcedure:
 			agentServiceMoveHandler.ServeHTTP(w, r)
+		case AgentServiceTerminalProcedure:
+			agentServiceTerminalHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -621,4 +655,8 @@ func (UnimplementedAgentServiceHandler) Stat(context.Context, *connect.Request[a
 
 func (UnimplementedAgentServiceHandler) Move(context.Context, *connect.Request[agentv1.MoveRequest]) (*connect.Response[agentv1.MoveResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.Move is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) Terminal(context.Context, *connect.BidiStream[agentv1.TerminalRequest, agentv1.TerminalEvent]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.Terminal is not implemented"))
 }
