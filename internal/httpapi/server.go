@@ -103,6 +103,8 @@ func (s *Server) routes() http.Handler {
 		"/v1/sandboxes/{id}/files/move":         {"POST": key(s.movePath)},
 		"/v1/snapshots":                         {"POST": key(s.createSnapshot), "GET": key(s.listSnapshots)},
 		"/v1/snapshots/{name}":                  {"DELETE": key(s.deleteSnapshot)},
+		// Terminals (issue 11).
+		"/v1/sandboxes/{id}/pty": {"GET": key(s.ptySession)},
 	}
 	for path, ms := range table {
 		allowed := make([]string, 0, len(ms))
