@@ -94,8 +94,11 @@
 // which gets started, that output, then output as it comes. One host is
 // attached at a time: a new one cuts the old off with j{type:error,
 // code:conflict}. Output on its way to a host that goes away is lost.
-// kill sends SIGKILL to the program's process group and every process of
-// its session. When the program exits the attached host gets its exit and
+// Input waits for the program apart from the stream, so a resize or kill
+// never waits behind it; input past 256 frames that the program has not
+// read is dropped, as a terminal with a full input buffer drops what is
+// typed. kill sends SIGKILL to the program's process group and every
+// process of its session. When the program exits the attached host gets its exit and
 // the terminal is gone; with none attached it waits 5 minutes for one. A
 // guest has at most 32 terminals.
 //

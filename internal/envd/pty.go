@@ -1,6 +1,7 @@
 package envd
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 
 	"github.com/wrennhq/wrenn"
 )
@@ -135,16 +137,21 @@ func (s *server) terminal(ctx context.Context, p *peer, req *ptyParams) {
 	a := &attachment{p: p}
 	t.attach(a)
 	defer t.detach(a)
-	buf := make([]byte, 0, outputChunkSize)
+	input := t.writeInput(ctx)
+	defer close(input)
 	for {
-		typ, payload, err := readFrame(p.r, buf)
+		typ, payload, err := readFrame(p.r, nil)
 		if err != nil {
 			return // the host detached or went away
 		}
 		switch typ {
 		case frameData:
-			if _, err := t.ptmx.Write(payload); err != nil {
-				t.log.DebugContext(ctx, "terminal input", slog.Any(attrError, err))
+			select {
+			case input <- payload:
+			default:
+				// As a terminal whose input buffer is full discards what
+				// is typed, rather than stop reading the host's stream.
+				t.log.DebugContext(ctx, "terminal input dropped: the program does not read it", slog.Int(attrBytes, len(payload)))
 			}
 		case frameJSON:
 			var m message
@@ -163,6 +170,29 @@ func (s *server) terminal(ctx context.Context, p *peer, req *ptyParams) {
 			}
 		}
 	}
+}
+
+// inputQueue is how many input frames may wait for a program that does
+// not read its terminal; past them, input is dropped.
+const inputQueue = 256
+
+// writeInput types what is sent on the channel it returns into the
+// terminal, apart from the stream, so that a program that does not read
+// its input cannot hold up a resize or a kill. It ends when the channel is
+// closed or the terminal is.
+func (t *terminal) writeInput(ctx context.Context) chan<- []byte {
+	in := make(chan []byte, inputQueue)
+	go func() {
+		for b := range in {
+			if _, err := t.ptmx.Write(b); err != nil {
+				t.log.DebugContext(ctx, "terminal input", slog.Any(attrError, err))
+				for range in { // the terminal is closed: drop the rest
+				}
+				return
+			}
+		}
+	}()
+	return in
 }
 
 func (ts *terminals) get(tag string) (*terminal, error) {
@@ -226,6 +256,12 @@ func (ts *terminals) start(log *slog.Logger, req *ptyParams) (*terminal, error) 
 		if se, ok := errors.AsType[*startError](startFailure(cmd.Args[0], err)); ok {
 			return nil, wrenn.Errorf(wrenn.EInvalid, "%s", se.msg)
 		}
+		return nil, fmt.Errorf("start terminal: %w", err)
+	}
+	if ptmx, err = pollable(ptmx); err != nil {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+		ts.release(tag)
 		return nil, fmt.Errorf("start terminal: %w", err)
 	}
 	t := &terminal{tag: tag, pid: cmd.Process.Pid, ptmx: ptmx, ts: ts,
@@ -352,10 +388,35 @@ func (t *terminal) resize(cols, rows int) error {
 	if err != nil {
 		return err
 	}
-	if err := pty.Setsize(t.ptmx, &pty.Winsize{Cols: uint16(cols), Rows: uint16(rows)}); err != nil {
+	rc, err := t.ptmx.SyscallConn()
+	if err == nil {
+		cerr := rc.Control(func(fd uintptr) {
+			err = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Col: uint16(cols), Row: uint16(rows)})
+		})
+		err = cmp.Or(cerr, err)
+	}
+	if err != nil {
 		return fmt.Errorf("resize terminal: %w", err)
 	}
 	return nil
+}
+
+// pollable returns f's descriptor as a file in Go's poller, closing f.
+// creack/pty leaves the terminal's master side in blocking mode, where a
+// read or write that waits cannot be interrupted by closing it: a program
+// that never reads its input, or background jobs that keep the terminal
+// open, would hold goroutines forever.
+func pollable(f *os.File) (*os.File, error) {
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("dup terminal: %w", err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("terminal: %w", err)
+	}
+	return os.NewFile(uintptr(fd), "/dev/ptmx"), nil
 }
 
 // attach makes a the terminal's host: it gets the started message, the

@@ -258,3 +258,34 @@ func must(tb testing.TB, err error) {
 		tb.Fatal(err)
 	}
 }
+
+// A program that never reads its terminal cannot hold up a kill behind
+// the input waiting for it.
+func TestTerminalKillPastUnreadInput(t *testing.T) {
+	g := mustStartTerminals(t)
+	term, _ := mustOpenTerminal(t, g, wrenn.TerminalRequest{Cmd: "sleep", Args: []string{"60"}})
+	r := readTerminal(term)
+	line := bytes.Repeat([]byte("x"), 1000)
+	for range 200 {
+		must(t, term.Input(append(line, '\n')))
+	}
+	must(t, term.Kill())
+	if code := r.waitExit(t); code != 128+9 {
+		t.Errorf("exit code %d", code)
+	}
+}
+
+// A program that exits leaving a background process holding the terminal
+// open still has its exit reported, after a short drain.
+func TestTerminalExitWithBackgroundHolder(t *testing.T) {
+	g := mustStartTerminals(t)
+	term, _ := mustOpenTerminal(t, g, wrenn.TerminalRequest{Cmd: "sh", Args: []string{"-c", `trap "" HUP; sleep 3 & echo left; exit 4`}})
+	r := readTerminal(term)
+	start := time.Now()
+	if code := r.waitExit(t); code != 4 || !strings.Contains(r.output(), "left") {
+		t.Errorf("exit %d, output %q", code, r.output())
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the exit took %s", d)
+	}
+}
