@@ -24,6 +24,7 @@ type ptyMessage struct {
 	Cols     int               `json:"cols,omitempty"`
 	Rows     int               `json:"rows,omitempty"`
 	Envs     map[string]string `json:"envs,omitempty"`
+	Cwd      string            `json:"cwd,omitempty"`
 	Tag      string            `json:"tag,omitempty"`
 	PID      int               `json:"pid,omitempty"`
 	Data     string            `json:"data,omitempty"`
@@ -231,6 +232,26 @@ func TestTerminal(t *testing.T) {
 		c.expectFatal("No such file", websocket.StatusNormalClosure)
 	})
 
+	// What the Python SDK's own tests do: a command that exits at once,
+	// and a shell with envs and a cwd.
+	t.Run("sdk", func(t *testing.T) {
+		c := s.mustDialPty(t, key, sb.ID)
+		c.send(ptyMessage{Type: "start", Cmd: "/bin/echo", Args: []string{"immediate"}, Cols: 80, Rows: 24})
+		c.mustNext("started")
+		if code := c.waitExit(); code != 0 || !strings.Contains(c.out.String(), "immediate") {
+			t.Errorf("echo: exit %d, output %q", code, c.out.String())
+		}
+		c = s.mustDialPty(t, key, sb.ID)
+		c.send(ptyMessage{Type: "start", Cmd: "/bin/sh", Cols: 80, Rows: 24, Envs: map[string]string{"MY_VAR": "hello_env"}, Cwd: "/tmp"})
+		c.mustNext("started")
+		c.input("echo $MY_VAR $(pwd)\n")
+		c.waitFor(0, "hello_env /tmp")
+		c.input("exit\n")
+		if code := c.waitExit(); code != 0 {
+			t.Errorf("sh: exit %d", code)
+		}
+	})
+
 	c := s.mustDialPty(t, key, sb.ID)
 	tag, pid := startShell(c)
 	mark := c.out.Len()
@@ -247,8 +268,8 @@ func TestTerminal(t *testing.T) {
 	c.input("kill %1; sleep 0.5\n") // bash reports the job before its next prompt
 	mark = c.waitFor(mark, "Terminated")
 	// top draws its screen with escape sequences for the terminal.
-	c.input("top -d 1 -n 1\n")
-	mark = c.waitFor(mark, "load average")
+	c.input("top -d 1 -n 1; echo top-$((1+1))\n")
+	mark = c.waitFor(c.waitFor(mark, "load average"), "top-2") // top has exited: it reads keys
 	if !strings.Contains(c.out.String(), "\x1b[") {
 		t.Errorf("top drew no escape sequences: %q", c.out.String())
 	}
