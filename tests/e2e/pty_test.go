@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -377,4 +378,52 @@ func BenchmarkTerminalEcho(b *testing.B) {
 	reportQuantiles(b, "echo", samples)
 	c.send(ptyMessage{Type: "kill"})
 	c.waitExit()
+}
+
+// TestTerminalSurvivesAgentRestart: the host agent killed as a crash
+// would, and started again, finds the sandbox's terminal still there: the
+// terminal lives in the guest, not in the agent.
+func TestTerminalSurvivesAgentRestart(t *testing.T) {
+	a := startApart(t, "pty-restart-token")
+	s := a.s
+	key := s.account("pty-restart@example.com")
+	sb := s.create(key, map[string]any{"template": "minimal", "timeout_sec": 600})
+	t.Cleanup(func() { s.do("DELETE", "/v1/sandboxes/"+sb.ID, key, nil) })
+	c := s.mustDialPty(t, key, sb.ID)
+	tag, pid := startShell(c)
+	c.input("BAR=kept42; echo set-$((6*7))\n")
+	c.waitFor(0, "set-42")
+
+	a.restartAgent()
+	// The connection through the killed agent ends, with a fatal error
+	// or just closed.
+	for {
+		m, err := c.next(60 * time.Second)
+		if err != nil {
+			break
+		}
+		if m.Type == "error" && (m.Fatal == nil || !*m.Fatal) {
+			t.Errorf("the agent's death should be fatal: %+v", m)
+		}
+	}
+	var c2 *ptyClient
+	eventually(t, 60*time.Second, func() string {
+		c2 = s.mustDialPty(t, key, sb.ID)
+		c2.send(ptyMessage{Type: "connect", Tag: tag})
+		m, err := c2.next(30 * time.Second)
+		if err != nil || m.Type != "started" {
+			return fmt.Sprintf("connect after the restart: %+v %v", m, err)
+		}
+		if m.Tag != tag || m.PID != pid {
+			t.Fatalf("connected to %+v, want %s pid %d", m, tag, pid)
+		}
+		return ""
+	})
+	c2.input("echo got-$BAR\n")
+	c2.waitFor(0, "got-kept42")
+	c2.send(ptyMessage{Type: "kill"})
+	if code := c2.waitExit(); code != 137 {
+		t.Errorf("killed: %d", code)
+	}
+	s.must(204, "DELETE", "/v1/sandboxes/"+sb.ID, key, nil, nil)
 }
