@@ -361,9 +361,11 @@ func BenchmarkTerminalEcho(b *testing.B) {
 	b.Cleanup(func() { s.do("DELETE", "/v1/sandboxes/"+sb.ID, key, nil) })
 	c := s.mustDialPty(b, key, sb.ID)
 	startShell(c)
-	c.input("PS1='$ '; echo ready\n")
-	c.waitFor(c.waitFor(0, "ready\r\n"), "$ ")
-	time.Sleep(500 * time.Millisecond) // the shell settles at its prompt
+	// Typed ahead, the line is echoed before the shell's first prompt and
+	// again after it, so what shows the shell is back at its prompt is
+	// output that no echo holds.
+	c.input("PS1='$ '; echo ready-$((40+2))\n")
+	c.waitFor(c.waitFor(0, "ready-42"), "$ ")
 	samples := make([]time.Duration, 0, 2*b.N)
 	keystroke := func(k, echo string) {
 		start := time.Now()
