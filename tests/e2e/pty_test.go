@@ -277,10 +277,12 @@ func TestTerminal(t *testing.T) {
 
 	// A dropped WebSocket: the shell runs on, and what it prints meanwhile
 	// is there for the reconnect, to the same shell.
-	c.input("sleep 1; echo late-$FOO\n")
+	// (Output on its way to a connection that drops is lost: the echo
+	// comes well after the drop has reached the guest.)
+	c.input("sleep 2; echo late-$FOO\n")
 	time.Sleep(200 * time.Millisecond)
 	c.ws.CloseNow()
-	time.Sleep(2 * time.Second)
+	time.Sleep(4 * time.Second)
 	c = s.mustDialPty(t, key, sb.ID)
 	c.send(ptyMessage{Type: "connect", Tag: tag})
 	if m := c.mustNext("started"); m.Tag != tag || m.PID != pid {
