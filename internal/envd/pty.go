@@ -320,7 +320,9 @@ func terminalCommand(req *ptyParams) (*exec.Cmd, error) {
 	}
 	if u != nil {
 		env["HOME"], env["USER"], env["LOGNAME"] = u.HomeDir, u.Username, u.Username
-		if p.Dir == "" {
+		if fi, err := os.Stat(u.HomeDir); p.Dir == "" && (err != nil || !fi.IsDir()) {
+			p.Dir = "/" // a system user's home, such as nobody's /nonexistent
+		} else if p.Dir == "" {
 			p.Dir = u.HomeDir
 		}
 	}

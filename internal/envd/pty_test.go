@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"os/user"
 	"strings"
 	"sync"
 	"testing"
@@ -287,5 +289,29 @@ func TestTerminalExitWithBackgroundHolder(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("the exit took %s", d)
+	}
+}
+
+// A terminal for another user runs as that user, in its home or, for a
+// user without one, in /.
+func TestTerminalUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run as another user")
+	}
+	g := mustStartTerminals(t)
+	term, _ := mustOpenTerminal(t, g, wrenn.TerminalRequest{Cmd: "sh", Args: []string{"-c", `echo "id=$(id -u) user=$USER home=$HOME pwd=$(pwd)"`}, User: "nobody"})
+	r := readTerminal(term)
+	r.waitExit(t)
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody here")
+	}
+	dir := u.HomeDir
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		dir = "/"
+	}
+	want := "id=" + u.Uid + " user=nobody home=" + u.HomeDir + " pwd=" + dir + "\r\n"
+	if !strings.Contains(r.output(), want) {
+		t.Errorf("output %q, want %q", r.output(), want)
 	}
 }

@@ -26,6 +26,7 @@ type ptyMessage struct {
 	Rows     int               `json:"rows,omitempty"`
 	Envs     map[string]string `json:"envs,omitempty"`
 	Cwd      string            `json:"cwd,omitempty"`
+	User     string            `json:"user,omitempty"`
 	Tag      string            `json:"tag,omitempty"`
 	PID      int               `json:"pid,omitempty"`
 	Data     string            `json:"data,omitempty"`
@@ -251,6 +252,17 @@ func TestTerminal(t *testing.T) {
 		if code := c.waitExit(); code != 0 {
 			t.Errorf("sh: exit %d", code)
 		}
+		// 0.1.5's user: the template's users (minimal has root and the
+		// system's own, such as nobody).
+		c = s.mustDialPty(t, key, sb.ID)
+		c.send(ptyMessage{Type: "start", Cmd: "/bin/sh", Args: []string{"-c", "echo $(id -un)@$(pwd)"}, User: "nobody"})
+		c.mustNext("started")
+		if code := c.waitExit(); code != 0 || !strings.Contains(c.out.String(), "nobody@/") {
+			t.Errorf("as nobody: exit %d, output %q", code, c.out.String())
+		}
+		c = s.mustDialPty(t, key, sb.ID)
+		c.send(ptyMessage{Type: "start", User: "no-such-user"})
+		c.expectFatal("no-such-user", websocket.StatusNormalClosure)
 	})
 
 	c := s.mustDialPty(t, key, sb.ID)
