@@ -98,9 +98,11 @@
 // never waits behind it; input past 256 frames that the program has not
 // read is dropped, as a terminal with a full input buffer drops what is
 // typed. kill sends SIGKILL to the program's process group and every
-// process of its session. When the program exits the attached host gets its exit and
-// the terminal is gone; with none attached it waits 5 minutes for one. A
-// guest has at most 32 terminals.
+// process of its session. When the program exits, the attached host gets
+// its exit and the terminal is gone; with none attached it waits 5 minutes
+// for one. A guest has at most 32 terminals. A user other than root runs
+// with its uid, gid, groups and HOME, in its home (or / without one). A
+// guest from before terminals answers the pty op with an EInvalid error.
 //
 // # Commands
 //
