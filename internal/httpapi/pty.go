@@ -18,7 +18,8 @@ import (
 )
 
 // ptyPingInterval is how often the server sends "ping" on an idle or busy
-// terminal, as 0.1.5 does, so that proxies keep the connection open.
+// terminal by default, as 0.1.5 does, so that proxies keep the connection
+// open.
 const ptyPingInterval = 30 * time.Second
 
 // ptyClientMessage is PtyClientMessage of the contract.
@@ -88,7 +89,7 @@ func (s *Server) ptySession(w http.ResponseWriter, r *http.Request) {
 		defer t.Close() // detach: the forwarder's Recv ends
 		readPtyInput(ctx, log, conn, t)
 	})
-	wg.Go(func() { pingPty(ctx, conn, gone) })
+	wg.Go(func() { pingPty(ctx, conn, gone, s.ptyPing) })
 	defer cancel() // ends the pings, before wg.Wait
 
 	err = forwardPty(ctx, conn, t)
@@ -199,8 +200,8 @@ func forwardPty(ctx context.Context, conn *websocket.Conn, t wrenn.Terminal) err
 	}
 }
 
-func pingPty(ctx context.Context, conn *websocket.Conn, gone <-chan struct{}) {
-	tick := time.NewTicker(ptyPingInterval)
+func pingPty(ctx context.Context, conn *websocket.Conn, gone <-chan struct{}, every time.Duration) {
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		select {

@@ -105,7 +105,7 @@ func TestPtyEndpoint(t *testing.T) {
 		}
 		return last, nil
 	}
-	e := newEnv(t, engine, envOptions{agent: h})
+	e := newEnv(t, engine, envOptions{agent: h, ptyPing: 100 * time.Millisecond})
 	key := e.newKey(e.signup("pty@example.com").Token)
 	otherKey := e.newKey(e.signup("pty-other@example.com").Token)
 	var sb sandboxResp
@@ -124,18 +124,24 @@ func TestPtyEndpoint(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	read := func(c *websocket.Conn) (ptyMsg, error) {
+	pings := 0
+	read := func(c *websocket.Conn) (ptyMsg, error) { // the next message but a ping
 		t.Helper()
-		_, b, err := c.Read(ctx)
-		if err != nil {
-			return ptyMsg{}, err
+		for {
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				return ptyMsg{}, err
+			}
+			spectest.CheckMessage(t, "PtyServerMessage", b)
+			var m ptyMsg
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			if m.Type != "ping" {
+				return m, nil
+			}
+			pings++
 		}
-		spectest.CheckMessage(t, "PtyServerMessage", b)
-		var m ptyMsg
-		if err := json.Unmarshal(b, &m); err != nil {
-			t.Fatal(err)
-		}
-		return m, nil
 	}
 	expectFatal := func(c *websocket.Conn, code websocket.StatusCode) {
 		t.Helper()
@@ -202,6 +208,13 @@ func TestPtyEndpoint(t *testing.T) {
 		t.Errorf("bad input: %+v %v", m, err)
 	}
 	send(c, map[string]string{"type": "pong"}) // ignored
+	for pings == 0 {                           // sent every 100 ms here
+		send(c, ptyMsg{Type: "input", Data: base64.StdEncoding.EncodeToString([]byte("x"))})
+		if m, err := read(c); err != nil || m.Type != "output" {
+			t.Fatalf("waiting for a ping: %+v %v", m, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	term.mu.Lock()
 	if len(term.sizes) != 1 || term.sizes[0] != [2]int{120, 40} {
 		t.Errorf("sizes %v", term.sizes)

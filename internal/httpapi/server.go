@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -40,6 +41,9 @@ type Config struct {
 	// (edge.go); 0 means DefaultBodyGrace and DefaultMinBodyRate.
 	BodyGrace   time.Duration
 	MinBodyRate int64
+	// PtyPingInterval is how often a terminal's WebSocket gets a ping;
+	// 0 means every 30 seconds, as 0.1.5 sends them.
+	PtyPingInterval time.Duration
 }
 
 // Server is the public API.
@@ -52,6 +56,7 @@ type Server struct {
 
 	bodyGrace   time.Duration
 	minBodyRate int64
+	ptyPing     time.Duration
 }
 
 // New returns a Server with its routes.
@@ -67,6 +72,7 @@ func New(c Config) *Server {
 	if s.minBodyRate <= 0 {
 		s.minBodyRate = DefaultMinBodyRate
 	}
+	s.ptyPing = cmp.Or(c.PtyPingInterval, ptyPingInterval)
 	s.handler = s.recoverer(s.logRequests(s.paceBodies(s.routes())))
 	return s
 }
