@@ -87,11 +87,36 @@
 //	                                         ← '1' / '2' chunks: what the guest holds,
 //	                                           then live output
 //	                                         ← j{type:exit,exit_code}
+//	pty    j{op:pty,pty:{cmd,...}|{tag}}     ← j{type:started,tag,pid} | j{type:error}
+//	       'd' (input), j{type:resize,cols,  ← '1' (output) as it comes,
+//	       rows}, j{type:kill}, any order      then j{type:exit,exit_code}
 //
 // The host closing its side of an exec stream (EOF on the guest) means the
 // host went away: the guest kills the command's process group. Closing its
 // side of a write stream before 'z' aborts the upload: the guest removes the
 // temporary file and answers j{type:error}.
+//
+// # Terminals
+//
+// A pty stream starts a terminal (no tag) or attaches to the one tagged
+// ("pty-" and 8 hex digits). A terminal is a program on a pseudo-terminal
+// in a session of its own (job control works; TERM defaults to
+// xterm-256color), kept by the envd process rather than the session, so it
+// outlives the stream, the session and a snapshot of the VM. The host
+// closing its side of a pty stream detaches: the program keeps running and
+// its output is kept (the latest 256 KiB) for the next host to attach,
+// which gets started, that output, then output as it comes. One host is
+// attached at a time: a new one cuts the old off with j{type:error,
+// code:conflict}. Output on its way to a host that goes away is lost.
+// Input waits for the program apart from the stream, so a resize or kill
+// never waits behind it; input past 256 frames that the program has not
+// read is dropped, as a terminal with a full input buffer drops what is
+// typed. kill sends SIGKILL to the program's process group and every
+// process of its session. When the program exits, the attached host gets
+// its exit and the terminal is gone; with none attached it waits 5 minutes
+// for one. A guest has at most 32 terminals. A user other than root runs
+// with its uid, gid, groups and HOME, in its home (or / without one). A
+// guest from before terminals answers the pty op with an EInvalid error.
 //
 // # Commands
 //

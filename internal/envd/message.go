@@ -28,6 +28,8 @@ const (
 	opProcs  = "procs"
 	opKill   = "kill"
 	opAttach = "attach"
+	// Terminals (pty.go).
+	opPty = "pty"
 )
 
 // Message types of replies, exec events and exec control.
@@ -41,6 +43,10 @@ const (
 	msgList   = "entries"
 	msgEvents = "events" // a batch of a watch's changes
 	msgProcs  = "procs"  // a batch of the background process table
+	// Terminals (pty.go).
+	msgStarted = "started" // guest → host: the terminal's tag and pid
+	msgResize  = "resize"  // host → guest: cols, rows
+	msgKill    = "kill"    // host → guest: SIGKILL to the terminal's session
 )
 
 // request is the first frame of every stream.
@@ -61,6 +67,8 @@ type request struct {
 	PID    int    `json:"pid,omitempty"`
 	Tag    string `json:"tag,omitempty"`
 	Signal string `json:"signal,omitempty"`
+	// pty: start a terminal, or attach to the one tagged.
+	Pty *ptyParams `json:"pty,omitempty"`
 }
 
 type initParams struct {
@@ -88,8 +96,9 @@ type message struct {
 	// error, failed
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`
-	// start; ok to spawn
-	PID int    `json:"pid,omitempty"`
+	// start, started; ok to spawn
+	PID int `json:"pid,omitempty"`
+	// ok to spawn; started: the terminal's tag
 	Tag string `json:"tag,omitempty"`
 	// exit, failed
 	ExitCode        int   `json:"exit_code"`
@@ -107,6 +116,21 @@ type message struct {
 	Events []fsEvent `json:"events,omitempty"`
 	// procs: a batch of the background process table
 	Procs []procEntry `json:"procs,omitempty"`
+	// resize: a terminal's new size.
+	Cols int `json:"cols,omitempty"`
+	Rows int `json:"rows,omitempty"`
+}
+
+// ptyParams starts a terminal (Tag empty) or names one to attach to.
+type ptyParams struct {
+	Tag  string            `json:"tag,omitempty"`
+	Cmd  string            `json:"cmd,omitempty"`
+	Args []string          `json:"args,omitempty"`
+	Env  map[string]string `json:"env,omitempty"`
+	Dir  string            `json:"dir,omitempty"`
+	User string            `json:"user,omitempty"`
+	Cols int               `json:"cols,omitempty"`
+	Rows int               `json:"rows,omitempty"`
 }
 
 // errorMessage encodes err for the host. Only *wrenn.Error keeps its code.

@@ -33,13 +33,15 @@ type server struct {
 	stopGrace time.Duration // Stop: SIGTERM, then SIGKILL after this
 	waitDelay time.Duration // output kept flowing after a command exits
 	procs     procTable     // background processes, which outlive sessions
+	terms     *terminals    // shared by every session: terminals outlive them
 }
 
 func newServer(log *slog.Logger, sys system) *server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &server{log: log, sys: sys, stopGrace: 5 * time.Second, waitDelay: 500 * time.Millisecond}
+	return &server{log: log, sys: sys, stopGrace: 5 * time.Second, waitDelay: 500 * time.Millisecond,
+		terms: &terminals{byTag: map[string]*terminal{}}}
 }
 
 func (s *server) serve(ctx context.Context, conn io.ReadWriteCloser) error {
@@ -177,6 +179,8 @@ func (s *server) handle(ctx context.Context, st *yamux.Stream, sess *yamux.Sessi
 		s.killProc(ctx, p, req)
 	case opAttach:
 		s.attach(ctx, p, req)
+	case opPty:
+		s.terminal(ctx, p, req.Pty)
 	default:
 		p.reply(wrenn.Errorf(wrenn.EInvalid, "unknown operation %q", req.Op))
 	}

@@ -43,6 +43,7 @@ type envOptions struct {
 	bodyGrace  time.Duration // 0: the default
 	limits     control.Limits
 	closed     bool // signup
+	ptyPing    time.Duration
 }
 
 func newEnv(tb testing.TB, engine string, o envOptions) *env {
@@ -64,7 +65,7 @@ func newEnv(tb testing.TB, engine string, o envOptions) *env {
 	ctl := control.NewService(control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: o.agent, Now: time.Now, Logger: log,
 		Limits: o.limits, Stats: db})
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{Auth: authSvc, Control: ctl, Logger: log, MaxUploadBytes: o.maxUpload,
-		BodyGrace: o.bodyGrace}))
+		BodyGrace: o.bodyGrace, PtyPingInterval: o.ptyPing}))
 	tb.Cleanup(srv.Close)
 	client := srv.Client()
 	if !o.noValidate {

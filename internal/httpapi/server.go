@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -42,6 +43,9 @@ type Config struct {
 	// (edge.go); 0 means DefaultBodyGrace and DefaultMinBodyRate.
 	BodyGrace   time.Duration
 	MinBodyRate int64
+	// PtyPingInterval is how often a terminal's WebSocket gets a ping;
+	// 0 means every 30 seconds, as 0.1.5 sends them.
+	PtyPingInterval time.Duration
 }
 
 // Server is the public API.
@@ -54,6 +58,7 @@ type Server struct {
 
 	bodyGrace   time.Duration
 	minBodyRate int64
+	ptyPing     time.Duration
 }
 
 // New returns a Server with its routes.
@@ -69,6 +74,7 @@ func New(c Config) *Server {
 	if s.minBodyRate <= 0 {
 		s.minBodyRate = DefaultMinBodyRate
 	}
+	s.ptyPing = cmp.Or(c.PtyPingInterval, ptyPingInterval)
 	s.handler = s.recoverer(s.logRequests(s.paceBodies(s.routes())))
 	return s
 }
@@ -114,6 +120,8 @@ func (s *Server) routes() http.Handler {
 		"/v1/sandboxes/{id}/processes":                   {"GET": key(s.listProcesses)},
 		"/v1/sandboxes/{id}/processes/{selector}":        {"DELETE": key(s.killProcess)},
 		"/v1/sandboxes/{id}/processes/{selector}/stream": {"GET": key(s.processStream)},
+		// Terminals (issue 11).
+		"/v1/sandboxes/{id}/pty": {"GET": key(s.ptySession)},
 	}
 	// /v1/capsules is the later product's name for the sandbox surface:
 	// every sandbox route is served there too, by the same handler

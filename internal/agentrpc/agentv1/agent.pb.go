@@ -3114,6 +3114,357 @@ func (x *ConnectProcessRequest) GetSelector() *ProcessSelector {
 	return nil
 }
 
+type TerminalRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*TerminalRequest_Open
+	//	*TerminalRequest_Input
+	//	*TerminalRequest_Resize
+	//	*TerminalRequest_Kill_
+	Msg           isTerminalRequest_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalRequest) Reset() {
+	*x = TerminalRequest{}
+	mi := &file_agent_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalRequest) ProtoMessage() {}
+
+func (x *TerminalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalRequest.ProtoReflect.Descriptor instead.
+func (*TerminalRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *TerminalRequest) GetMsg() isTerminalRequest_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *TerminalRequest) GetOpen() *TerminalOpen {
+	if x != nil {
+		if x, ok := x.Msg.(*TerminalRequest_Open); ok {
+			return x.Open
+		}
+	}
+	return nil
+}
+
+func (x *TerminalRequest) GetInput() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*TerminalRequest_Input); ok {
+			return x.Input
+		}
+	}
+	return nil
+}
+
+func (x *TerminalRequest) GetResize() *TerminalSize {
+	if x != nil {
+		if x, ok := x.Msg.(*TerminalRequest_Resize); ok {
+			return x.Resize
+		}
+	}
+	return nil
+}
+
+func (x *TerminalRequest) GetKill() *TerminalRequest_Kill {
+	if x != nil {
+		if x, ok := x.Msg.(*TerminalRequest_Kill_); ok {
+			return x.Kill
+		}
+	}
+	return nil
+}
+
+type isTerminalRequest_Msg interface {
+	isTerminalRequest_Msg()
+}
+
+type TerminalRequest_Open struct {
+	Open *TerminalOpen `protobuf:"bytes,1,opt,name=open,proto3,oneof"`
+}
+
+type TerminalRequest_Input struct {
+	Input []byte `protobuf:"bytes,2,opt,name=input,proto3,oneof"`
+}
+
+type TerminalRequest_Resize struct {
+	Resize *TerminalSize `protobuf:"bytes,3,opt,name=resize,proto3,oneof"`
+}
+
+type TerminalRequest_Kill_ struct {
+	Kill *TerminalRequest_Kill `protobuf:"bytes,4,opt,name=kill,proto3,oneof"`
+}
+
+func (*TerminalRequest_Open) isTerminalRequest_Msg() {}
+
+func (*TerminalRequest_Input) isTerminalRequest_Msg() {}
+
+func (*TerminalRequest_Resize) isTerminalRequest_Msg() {}
+
+func (*TerminalRequest_Kill_) isTerminalRequest_Msg() {}
+
+// TerminalOpen names a terminal by tag, or describes one to start.
+type TerminalOpen struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	Tag           string                 `protobuf:"bytes,2,opt,name=tag,proto3" json:"tag,omitempty"`
+	Cmd           string                 `protobuf:"bytes,3,opt,name=cmd,proto3" json:"cmd,omitempty"`
+	Args          []string               `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`
+	Env           map[string]string      `protobuf:"bytes,5,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Dir           string                 `protobuf:"bytes,6,opt,name=dir,proto3" json:"dir,omitempty"`
+	User          string                 `protobuf:"bytes,7,opt,name=user,proto3" json:"user,omitempty"`
+	Cols          int32                  `protobuf:"varint,8,opt,name=cols,proto3" json:"cols,omitempty"`
+	Rows          int32                  `protobuf:"varint,9,opt,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalOpen) Reset() {
+	*x = TerminalOpen{}
+	mi := &file_agent_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalOpen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalOpen) ProtoMessage() {}
+
+func (x *TerminalOpen) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalOpen.ProtoReflect.Descriptor instead.
+func (*TerminalOpen) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *TerminalOpen) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *TerminalOpen) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *TerminalOpen) GetCmd() string {
+	if x != nil {
+		return x.Cmd
+	}
+	return ""
+}
+
+func (x *TerminalOpen) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *TerminalOpen) GetEnv() map[string]string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *TerminalOpen) GetDir() string {
+	if x != nil {
+		return x.Dir
+	}
+	return ""
+}
+
+func (x *TerminalOpen) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *TerminalOpen) GetCols() int32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
+func (x *TerminalOpen) GetRows() int32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+type TerminalSize struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cols          int32                  `protobuf:"varint,1,opt,name=cols,proto3" json:"cols,omitempty"`
+	Rows          int32                  `protobuf:"varint,2,opt,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalSize) Reset() {
+	*x = TerminalSize{}
+	mi := &file_agent_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalSize) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalSize) ProtoMessage() {}
+
+func (x *TerminalSize) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalSize.ProtoReflect.Descriptor instead.
+func (*TerminalSize) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *TerminalSize) GetCols() int32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
+func (x *TerminalSize) GetRows() int32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+type TerminalEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"` // started, output, exit
+	Tag           string                 `protobuf:"bytes,2,opt,name=tag,proto3" json:"tag,omitempty"`
+	Pid           int32                  `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
+	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	ExitCode      int32                  `protobuf:"varint,5,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalEvent) Reset() {
+	*x = TerminalEvent{}
+	mi := &file_agent_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalEvent) ProtoMessage() {}
+
+func (x *TerminalEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalEvent.ProtoReflect.Descriptor instead.
+func (*TerminalEvent) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *TerminalEvent) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *TerminalEvent) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *TerminalEvent) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *TerminalEvent) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *TerminalEvent) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
 type ExecStreamRequest_Stop struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -3122,7 +3473,7 @@ type ExecStreamRequest_Stop struct {
 
 func (x *ExecStreamRequest_Stop) Reset() {
 	*x = ExecStreamRequest_Stop{}
-	mi := &file_agent_proto_msgTypes[57]
+	mi := &file_agent_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3134,7 +3485,7 @@ func (x *ExecStreamRequest_Stop) String() string {
 func (*ExecStreamRequest_Stop) ProtoMessage() {}
 
 func (x *ExecStreamRequest_Stop) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[57]
+	mi := &file_agent_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3148,6 +3499,42 @@ func (x *ExecStreamRequest_Stop) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ExecStreamRequest_Stop.ProtoReflect.Descriptor instead.
 func (*ExecStreamRequest_Stop) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{13, 0}
+}
+
+type TerminalRequest_Kill struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalRequest_Kill) Reset() {
+	*x = TerminalRequest_Kill{}
+	mi := &file_agent_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalRequest_Kill) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalRequest_Kill) ProtoMessage() {}
+
+func (x *TerminalRequest_Kill) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalRequest_Kill.ProtoReflect.Descriptor instead.
+func (*TerminalRequest_Kill) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{56, 0}
 }
 
 var File_agent_proto protoreflect.FileDescriptor
@@ -3377,7 +3764,37 @@ const file_agent_proto_rawDesc = "" +
 	"\x15ConnectProcessRequest\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12;\n" +
-	"\bselector\x18\x02 \x01(\v2\x1f.wrenn.agent.v1.ProcessSelectorR\bselector2\x88\x10\n" +
+	"\bselector\x18\x02 \x01(\v2\x1f.wrenn.agent.v1.ProcessSelectorR\bselector\"\xe0\x01\n" +
+	"\x0fTerminalRequest\x122\n" +
+	"\x04open\x18\x01 \x01(\v2\x1c.wrenn.agent.v1.TerminalOpenH\x00R\x04open\x12\x16\n" +
+	"\x05input\x18\x02 \x01(\fH\x00R\x05input\x126\n" +
+	"\x06resize\x18\x03 \x01(\v2\x1c.wrenn.agent.v1.TerminalSizeH\x00R\x06resize\x12:\n" +
+	"\x04kill\x18\x04 \x01(\v2$.wrenn.agent.v1.TerminalRequest.KillH\x00R\x04kill\x1a\x06\n" +
+	"\x04KillB\x05\n" +
+	"\x03msg\"\xa4\x02\n" +
+	"\fTerminalOpen\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x10\n" +
+	"\x03tag\x18\x02 \x01(\tR\x03tag\x12\x10\n" +
+	"\x03cmd\x18\x03 \x01(\tR\x03cmd\x12\x12\n" +
+	"\x04args\x18\x04 \x03(\tR\x04args\x127\n" +
+	"\x03env\x18\x05 \x03(\v2%.wrenn.agent.v1.TerminalOpen.EnvEntryR\x03env\x12\x10\n" +
+	"\x03dir\x18\x06 \x01(\tR\x03dir\x12\x12\n" +
+	"\x04user\x18\a \x01(\tR\x04user\x12\x12\n" +
+	"\x04cols\x18\b \x01(\x05R\x04cols\x12\x12\n" +
+	"\x04rows\x18\t \x01(\x05R\x04rows\x1a6\n" +
+	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"6\n" +
+	"\fTerminalSize\x12\x12\n" +
+	"\x04cols\x18\x01 \x01(\x05R\x04cols\x12\x12\n" +
+	"\x04rows\x18\x02 \x01(\x05R\x04rows\"x\n" +
+	"\rTerminalEvent\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x10\n" +
+	"\x03tag\x18\x02 \x01(\tR\x03tag\x12\x10\n" +
+	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12\x1b\n" +
+	"\texit_code\x18\x05 \x01(\x05R\bexitCode2\xd8\x10\n" +
 	"\fAgentService\x12J\n" +
 	"\aGetHost\x12\x1e.wrenn.agent.v1.GetHostRequest\x1a\x1f.wrenn.agent.v1.GetHostResponse\x12\\\n" +
 	"\rCreateSandbox\x12$.wrenn.agent.v1.CreateSandboxRequest\x1a%.wrenn.agent.v1.CreateSandboxResponse\x12_\n" +
@@ -3403,7 +3820,8 @@ const file_agent_proto_rawDesc = "" +
 	"\fStartProcess\x12#.wrenn.agent.v1.StartProcessRequest\x1a$.wrenn.agent.v1.StartProcessResponse\x12\\\n" +
 	"\rListProcesses\x12$.wrenn.agent.v1.ListProcessesRequest\x1a%.wrenn.agent.v1.ListProcessesResponse\x12V\n" +
 	"\vKillProcess\x12\".wrenn.agent.v1.KillProcessRequest\x1a#.wrenn.agent.v1.KillProcessResponse\x12T\n" +
-	"\x0eConnectProcess\x12%.wrenn.agent.v1.ConnectProcessRequest\x1a\x19.wrenn.agent.v1.ExecEvent0\x01B<Z:github.com/wrennhq/wrenn/internal/agentrpc/agentv1;agentv1b\x06proto3"
+	"\x0eConnectProcess\x12%.wrenn.agent.v1.ConnectProcessRequest\x1a\x19.wrenn.agent.v1.ExecEvent0\x01\x12N\n" +
+	"\bTerminal\x12\x1f.wrenn.agent.v1.TerminalRequest\x1a\x1d.wrenn.agent.v1.TerminalEvent(\x010\x01B<Z:github.com/wrennhq/wrenn/internal/agentrpc/agentv1;agentv1b\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -3417,7 +3835,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_agent_proto_goTypes = []any{
 	(*GetHostRequest)(nil),         // 0: wrenn.agent.v1.GetHostRequest
 	(*GetHostResponse)(nil),        // 1: wrenn.agent.v1.GetHostResponse
@@ -3475,17 +3893,23 @@ var file_agent_proto_goTypes = []any{
 	(*KillProcessRequest)(nil),     // 53: wrenn.agent.v1.KillProcessRequest
 	(*KillProcessResponse)(nil),    // 54: wrenn.agent.v1.KillProcessResponse
 	(*ConnectProcessRequest)(nil),  // 55: wrenn.agent.v1.ConnectProcessRequest
-	nil,                            // 56: wrenn.agent.v1.ExecRequest.EnvEntry
-	(*ExecStreamRequest_Stop)(nil), // 57: wrenn.agent.v1.ExecStreamRequest.Stop
-	nil,                            // 58: wrenn.agent.v1.StartProcessRequest.EnvEntry
+	(*TerminalRequest)(nil),        // 56: wrenn.agent.v1.TerminalRequest
+	(*TerminalOpen)(nil),           // 57: wrenn.agent.v1.TerminalOpen
+	(*TerminalSize)(nil),           // 58: wrenn.agent.v1.TerminalSize
+	(*TerminalEvent)(nil),          // 59: wrenn.agent.v1.TerminalEvent
+	nil,                            // 60: wrenn.agent.v1.ExecRequest.EnvEntry
+	(*ExecStreamRequest_Stop)(nil), // 61: wrenn.agent.v1.ExecStreamRequest.Stop
+	nil,                            // 62: wrenn.agent.v1.StartProcessRequest.EnvEntry
+	(*TerminalRequest_Kill)(nil),   // 63: wrenn.agent.v1.TerminalRequest.Kill
+	nil,                            // 64: wrenn.agent.v1.TerminalOpen.EnvEntry
 }
 var file_agent_proto_depIdxs = []int32{
 	2,  // 0: wrenn.agent.v1.GetHostResponse.templates:type_name -> wrenn.agent.v1.BaseTemplate
 	4,  // 1: wrenn.agent.v1.CreateSandboxRequest.network:type_name -> wrenn.agent.v1.Network
 	10, // 2: wrenn.agent.v1.ListSandboxesResponse.sandboxes:type_name -> wrenn.agent.v1.SandboxState
-	56, // 3: wrenn.agent.v1.ExecRequest.env:type_name -> wrenn.agent.v1.ExecRequest.EnvEntry
+	60, // 3: wrenn.agent.v1.ExecRequest.env:type_name -> wrenn.agent.v1.ExecRequest.EnvEntry
 	11, // 4: wrenn.agent.v1.ExecStreamRequest.start:type_name -> wrenn.agent.v1.ExecRequest
-	57, // 5: wrenn.agent.v1.ExecStreamRequest.stop:type_name -> wrenn.agent.v1.ExecStreamRequest.Stop
+	61, // 5: wrenn.agent.v1.ExecStreamRequest.stop:type_name -> wrenn.agent.v1.ExecStreamRequest.Stop
 	4,  // 6: wrenn.agent.v1.ResumeSandboxRequest.network:type_name -> wrenn.agent.v1.Network
 	29, // 7: wrenn.agent.v1.ListSnapshotsResponse.snapshots:type_name -> wrenn.agent.v1.SnapshotRef
 	30, // 8: wrenn.agent.v1.ListDirResponse.entries:type_name -> wrenn.agent.v1.FileEntry
@@ -3494,64 +3918,70 @@ var file_agent_proto_depIdxs = []int32{
 	30, // 11: wrenn.agent.v1.MoveResponse.entry:type_name -> wrenn.agent.v1.FileEntry
 	42, // 12: wrenn.agent.v1.WatchDirResponse.events:type_name -> wrenn.agent.v1.FileEvent
 	46, // 13: wrenn.agent.v1.SandboxMetricsResponse.points:type_name -> wrenn.agent.v1.MetricPoint
-	58, // 14: wrenn.agent.v1.StartProcessRequest.env:type_name -> wrenn.agent.v1.StartProcessRequest.EnvEntry
+	62, // 14: wrenn.agent.v1.StartProcessRequest.env:type_name -> wrenn.agent.v1.StartProcessRequest.EnvEntry
 	48, // 15: wrenn.agent.v1.StartProcessResponse.process:type_name -> wrenn.agent.v1.ProcessInfo
 	48, // 16: wrenn.agent.v1.ListProcessesResponse.processes:type_name -> wrenn.agent.v1.ProcessInfo
 	52, // 17: wrenn.agent.v1.KillProcessRequest.selector:type_name -> wrenn.agent.v1.ProcessSelector
 	52, // 18: wrenn.agent.v1.ConnectProcessRequest.selector:type_name -> wrenn.agent.v1.ProcessSelector
-	0,  // 19: wrenn.agent.v1.AgentService.GetHost:input_type -> wrenn.agent.v1.GetHostRequest
-	3,  // 20: wrenn.agent.v1.AgentService.CreateSandbox:input_type -> wrenn.agent.v1.CreateSandboxRequest
-	6,  // 21: wrenn.agent.v1.AgentService.DestroySandbox:input_type -> wrenn.agent.v1.DestroySandboxRequest
-	8,  // 22: wrenn.agent.v1.AgentService.ListSandboxes:input_type -> wrenn.agent.v1.ListSandboxesRequest
-	11, // 23: wrenn.agent.v1.AgentService.Exec:input_type -> wrenn.agent.v1.ExecRequest
-	13, // 24: wrenn.agent.v1.AgentService.ExecStream:input_type -> wrenn.agent.v1.ExecStreamRequest
-	15, // 25: wrenn.agent.v1.AgentService.WriteFile:input_type -> wrenn.agent.v1.WriteFileRequest
-	17, // 26: wrenn.agent.v1.AgentService.ReadFile:input_type -> wrenn.agent.v1.ReadFileRequest
-	19, // 27: wrenn.agent.v1.AgentService.PauseSandbox:input_type -> wrenn.agent.v1.PauseSandboxRequest
-	21, // 28: wrenn.agent.v1.AgentService.ResumeSandbox:input_type -> wrenn.agent.v1.ResumeSandboxRequest
-	23, // 29: wrenn.agent.v1.AgentService.CreateSnapshot:input_type -> wrenn.agent.v1.CreateSnapshotRequest
-	25, // 30: wrenn.agent.v1.AgentService.DeleteSnapshot:input_type -> wrenn.agent.v1.DeleteSnapshotRequest
-	27, // 31: wrenn.agent.v1.AgentService.ListSnapshots:input_type -> wrenn.agent.v1.ListSnapshotsRequest
-	31, // 32: wrenn.agent.v1.AgentService.ListDir:input_type -> wrenn.agent.v1.ListDirRequest
-	33, // 33: wrenn.agent.v1.AgentService.MakeDir:input_type -> wrenn.agent.v1.MakeDirRequest
-	35, // 34: wrenn.agent.v1.AgentService.Remove:input_type -> wrenn.agent.v1.RemoveRequest
-	37, // 35: wrenn.agent.v1.AgentService.Stat:input_type -> wrenn.agent.v1.StatRequest
-	39, // 36: wrenn.agent.v1.AgentService.Move:input_type -> wrenn.agent.v1.MoveRequest
-	41, // 37: wrenn.agent.v1.AgentService.WatchDir:input_type -> wrenn.agent.v1.WatchDirRequest
-	44, // 38: wrenn.agent.v1.AgentService.SandboxMetrics:input_type -> wrenn.agent.v1.SandboxMetricsRequest
-	47, // 39: wrenn.agent.v1.AgentService.StartProcess:input_type -> wrenn.agent.v1.StartProcessRequest
-	50, // 40: wrenn.agent.v1.AgentService.ListProcesses:input_type -> wrenn.agent.v1.ListProcessesRequest
-	53, // 41: wrenn.agent.v1.AgentService.KillProcess:input_type -> wrenn.agent.v1.KillProcessRequest
-	55, // 42: wrenn.agent.v1.AgentService.ConnectProcess:input_type -> wrenn.agent.v1.ConnectProcessRequest
-	1,  // 43: wrenn.agent.v1.AgentService.GetHost:output_type -> wrenn.agent.v1.GetHostResponse
-	5,  // 44: wrenn.agent.v1.AgentService.CreateSandbox:output_type -> wrenn.agent.v1.CreateSandboxResponse
-	7,  // 45: wrenn.agent.v1.AgentService.DestroySandbox:output_type -> wrenn.agent.v1.DestroySandboxResponse
-	9,  // 46: wrenn.agent.v1.AgentService.ListSandboxes:output_type -> wrenn.agent.v1.ListSandboxesResponse
-	12, // 47: wrenn.agent.v1.AgentService.Exec:output_type -> wrenn.agent.v1.ExecResponse
-	14, // 48: wrenn.agent.v1.AgentService.ExecStream:output_type -> wrenn.agent.v1.ExecEvent
-	16, // 49: wrenn.agent.v1.AgentService.WriteFile:output_type -> wrenn.agent.v1.WriteFileResponse
-	18, // 50: wrenn.agent.v1.AgentService.ReadFile:output_type -> wrenn.agent.v1.ReadFileResponse
-	20, // 51: wrenn.agent.v1.AgentService.PauseSandbox:output_type -> wrenn.agent.v1.PauseSandboxResponse
-	22, // 52: wrenn.agent.v1.AgentService.ResumeSandbox:output_type -> wrenn.agent.v1.ResumeSandboxResponse
-	24, // 53: wrenn.agent.v1.AgentService.CreateSnapshot:output_type -> wrenn.agent.v1.CreateSnapshotResponse
-	26, // 54: wrenn.agent.v1.AgentService.DeleteSnapshot:output_type -> wrenn.agent.v1.DeleteSnapshotResponse
-	28, // 55: wrenn.agent.v1.AgentService.ListSnapshots:output_type -> wrenn.agent.v1.ListSnapshotsResponse
-	32, // 56: wrenn.agent.v1.AgentService.ListDir:output_type -> wrenn.agent.v1.ListDirResponse
-	34, // 57: wrenn.agent.v1.AgentService.MakeDir:output_type -> wrenn.agent.v1.MakeDirResponse
-	36, // 58: wrenn.agent.v1.AgentService.Remove:output_type -> wrenn.agent.v1.RemoveResponse
-	38, // 59: wrenn.agent.v1.AgentService.Stat:output_type -> wrenn.agent.v1.StatResponse
-	40, // 60: wrenn.agent.v1.AgentService.Move:output_type -> wrenn.agent.v1.MoveResponse
-	43, // 61: wrenn.agent.v1.AgentService.WatchDir:output_type -> wrenn.agent.v1.WatchDirResponse
-	45, // 62: wrenn.agent.v1.AgentService.SandboxMetrics:output_type -> wrenn.agent.v1.SandboxMetricsResponse
-	49, // 63: wrenn.agent.v1.AgentService.StartProcess:output_type -> wrenn.agent.v1.StartProcessResponse
-	51, // 64: wrenn.agent.v1.AgentService.ListProcesses:output_type -> wrenn.agent.v1.ListProcessesResponse
-	54, // 65: wrenn.agent.v1.AgentService.KillProcess:output_type -> wrenn.agent.v1.KillProcessResponse
-	14, // 66: wrenn.agent.v1.AgentService.ConnectProcess:output_type -> wrenn.agent.v1.ExecEvent
-	43, // [43:67] is the sub-list for method output_type
-	19, // [19:43] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	57, // 19: wrenn.agent.v1.TerminalRequest.open:type_name -> wrenn.agent.v1.TerminalOpen
+	58, // 20: wrenn.agent.v1.TerminalRequest.resize:type_name -> wrenn.agent.v1.TerminalSize
+	63, // 21: wrenn.agent.v1.TerminalRequest.kill:type_name -> wrenn.agent.v1.TerminalRequest.Kill
+	64, // 22: wrenn.agent.v1.TerminalOpen.env:type_name -> wrenn.agent.v1.TerminalOpen.EnvEntry
+	0,  // 23: wrenn.agent.v1.AgentService.GetHost:input_type -> wrenn.agent.v1.GetHostRequest
+	3,  // 24: wrenn.agent.v1.AgentService.CreateSandbox:input_type -> wrenn.agent.v1.CreateSandboxRequest
+	6,  // 25: wrenn.agent.v1.AgentService.DestroySandbox:input_type -> wrenn.agent.v1.DestroySandboxRequest
+	8,  // 26: wrenn.agent.v1.AgentService.ListSandboxes:input_type -> wrenn.agent.v1.ListSandboxesRequest
+	11, // 27: wrenn.agent.v1.AgentService.Exec:input_type -> wrenn.agent.v1.ExecRequest
+	13, // 28: wrenn.agent.v1.AgentService.ExecStream:input_type -> wrenn.agent.v1.ExecStreamRequest
+	15, // 29: wrenn.agent.v1.AgentService.WriteFile:input_type -> wrenn.agent.v1.WriteFileRequest
+	17, // 30: wrenn.agent.v1.AgentService.ReadFile:input_type -> wrenn.agent.v1.ReadFileRequest
+	19, // 31: wrenn.agent.v1.AgentService.PauseSandbox:input_type -> wrenn.agent.v1.PauseSandboxRequest
+	21, // 32: wrenn.agent.v1.AgentService.ResumeSandbox:input_type -> wrenn.agent.v1.ResumeSandboxRequest
+	23, // 33: wrenn.agent.v1.AgentService.CreateSnapshot:input_type -> wrenn.agent.v1.CreateSnapshotRequest
+	25, // 34: wrenn.agent.v1.AgentService.DeleteSnapshot:input_type -> wrenn.agent.v1.DeleteSnapshotRequest
+	27, // 35: wrenn.agent.v1.AgentService.ListSnapshots:input_type -> wrenn.agent.v1.ListSnapshotsRequest
+	31, // 36: wrenn.agent.v1.AgentService.ListDir:input_type -> wrenn.agent.v1.ListDirRequest
+	33, // 37: wrenn.agent.v1.AgentService.MakeDir:input_type -> wrenn.agent.v1.MakeDirRequest
+	35, // 38: wrenn.agent.v1.AgentService.Remove:input_type -> wrenn.agent.v1.RemoveRequest
+	37, // 39: wrenn.agent.v1.AgentService.Stat:input_type -> wrenn.agent.v1.StatRequest
+	39, // 40: wrenn.agent.v1.AgentService.Move:input_type -> wrenn.agent.v1.MoveRequest
+	41, // 41: wrenn.agent.v1.AgentService.WatchDir:input_type -> wrenn.agent.v1.WatchDirRequest
+	44, // 42: wrenn.agent.v1.AgentService.SandboxMetrics:input_type -> wrenn.agent.v1.SandboxMetricsRequest
+	47, // 43: wrenn.agent.v1.AgentService.StartProcess:input_type -> wrenn.agent.v1.StartProcessRequest
+	50, // 44: wrenn.agent.v1.AgentService.ListProcesses:input_type -> wrenn.agent.v1.ListProcessesRequest
+	53, // 45: wrenn.agent.v1.AgentService.KillProcess:input_type -> wrenn.agent.v1.KillProcessRequest
+	55, // 46: wrenn.agent.v1.AgentService.ConnectProcess:input_type -> wrenn.agent.v1.ConnectProcessRequest
+	56, // 47: wrenn.agent.v1.AgentService.Terminal:input_type -> wrenn.agent.v1.TerminalRequest
+	1,  // 48: wrenn.agent.v1.AgentService.GetHost:output_type -> wrenn.agent.v1.GetHostResponse
+	5,  // 49: wrenn.agent.v1.AgentService.CreateSandbox:output_type -> wrenn.agent.v1.CreateSandboxResponse
+	7,  // 50: wrenn.agent.v1.AgentService.DestroySandbox:output_type -> wrenn.agent.v1.DestroySandboxResponse
+	9,  // 51: wrenn.agent.v1.AgentService.ListSandboxes:output_type -> wrenn.agent.v1.ListSandboxesResponse
+	12, // 52: wrenn.agent.v1.AgentService.Exec:output_type -> wrenn.agent.v1.ExecResponse
+	14, // 53: wrenn.agent.v1.AgentService.ExecStream:output_type -> wrenn.agent.v1.ExecEvent
+	16, // 54: wrenn.agent.v1.AgentService.WriteFile:output_type -> wrenn.agent.v1.WriteFileResponse
+	18, // 55: wrenn.agent.v1.AgentService.ReadFile:output_type -> wrenn.agent.v1.ReadFileResponse
+	20, // 56: wrenn.agent.v1.AgentService.PauseSandbox:output_type -> wrenn.agent.v1.PauseSandboxResponse
+	22, // 57: wrenn.agent.v1.AgentService.ResumeSandbox:output_type -> wrenn.agent.v1.ResumeSandboxResponse
+	24, // 58: wrenn.agent.v1.AgentService.CreateSnapshot:output_type -> wrenn.agent.v1.CreateSnapshotResponse
+	26, // 59: wrenn.agent.v1.AgentService.DeleteSnapshot:output_type -> wrenn.agent.v1.DeleteSnapshotResponse
+	28, // 60: wrenn.agent.v1.AgentService.ListSnapshots:output_type -> wrenn.agent.v1.ListSnapshotsResponse
+	32, // 61: wrenn.agent.v1.AgentService.ListDir:output_type -> wrenn.agent.v1.ListDirResponse
+	34, // 62: wrenn.agent.v1.AgentService.MakeDir:output_type -> wrenn.agent.v1.MakeDirResponse
+	36, // 63: wrenn.agent.v1.AgentService.Remove:output_type -> wrenn.agent.v1.RemoveResponse
+	38, // 64: wrenn.agent.v1.AgentService.Stat:output_type -> wrenn.agent.v1.StatResponse
+	40, // 65: wrenn.agent.v1.AgentService.Move:output_type -> wrenn.agent.v1.MoveResponse
+	43, // 66: wrenn.agent.v1.AgentService.WatchDir:output_type -> wrenn.agent.v1.WatchDirResponse
+	45, // 67: wrenn.agent.v1.AgentService.SandboxMetrics:output_type -> wrenn.agent.v1.SandboxMetricsResponse
+	49, // 68: wrenn.agent.v1.AgentService.StartProcess:output_type -> wrenn.agent.v1.StartProcessResponse
+	51, // 69: wrenn.agent.v1.AgentService.ListProcesses:output_type -> wrenn.agent.v1.ListProcessesResponse
+	54, // 70: wrenn.agent.v1.AgentService.KillProcess:output_type -> wrenn.agent.v1.KillProcessResponse
+	14, // 71: wrenn.agent.v1.AgentService.ConnectProcess:output_type -> wrenn.agent.v1.ExecEvent
+	59, // 72: wrenn.agent.v1.AgentService.Terminal:output_type -> wrenn.agent.v1.TerminalEvent
+	48, // [48:73] is the sub-list for method output_type
+	23, // [23:48] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -3564,13 +3994,19 @@ func file_agent_proto_init() {
 		(*ExecStreamRequest_Stop_)(nil),
 	}
 	file_agent_proto_msgTypes[24].OneofWrappers = []any{}
+	file_agent_proto_msgTypes[56].OneofWrappers = []any{
+		(*TerminalRequest_Open)(nil),
+		(*TerminalRequest_Input)(nil),
+		(*TerminalRequest_Resize)(nil),
+		(*TerminalRequest_Kill_)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   59,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

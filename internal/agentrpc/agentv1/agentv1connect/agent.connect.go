@@ -98,6 +98,8 @@ const (
 	// AgentServiceConnectProcessProcedure is the fully-qualified name of the AgentService's
 	// ConnectProcess RPC.
 	AgentServiceConnectProcessProcedure = "/wrenn.agent.v1.AgentService/ConnectProcess"
+	// AgentServiceTerminalProcedure is the fully-qualified name of the AgentService's Terminal RPC.
+	AgentServiceTerminalProcedure = "/wrenn.agent.v1.AgentService/Terminal"
 )
 
 // AgentServiceClient is a client for the wrenn.agent.v1.AgentService service.
@@ -148,6 +150,12 @@ type AgentServiceClient interface {
 	KillProcess(context.Context, *connect.Request[agentv1.KillProcessRequest]) (*connect.Response[agentv1.KillProcessResponse], error)
 	// ConnectProcess streams a process's held output, then live output, then its exit.
 	ConnectProcess(context.Context, *connect.Request[agentv1.ConnectProcessRequest]) (*connect.ServerStreamForClient[agentv1.ExecEvent], error)
+	// Terminal attaches to a terminal in a running sandbox, starting it
+	// first unless the open message names one by its tag. The first client
+	// message is an open; later ones carry input, a resize or a kill. The
+	// first event is "started"; closing the request side detaches, and the
+	// terminal keeps running in the guest.
+	Terminal(context.Context) *connect.BidiStreamForClient[agentv1.TerminalRequest, agentv1.TerminalEvent]
 }
 
 // NewAgentServiceClient constructs a client for the wrenn.agent.v1.AgentService service. By
@@ -305,6 +313,12 @@ func NewAgentServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(agentServiceMethods.ByName("ConnectProcess")),
 			connect.WithClientOptions(opts...),
 		),
+		terminal: connect.NewClient[agentv1.TerminalRequest, agentv1.TerminalEvent](
+			httpClient,
+			baseURL+AgentServiceTerminalProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("Terminal")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -334,6 +348,7 @@ type agentServiceClient struct {
 	listProcesses  *connect.Client[agentv1.ListProcessesRequest, agentv1.ListProcessesResponse]
 	killProcess    *connect.Client[agentv1.KillProcessRequest, agentv1.KillProcessResponse]
 	connectProcess *connect.Client[agentv1.ConnectProcessRequest, agentv1.ExecEvent]
+	terminal       *connect.Client[agentv1.TerminalRequest, agentv1.TerminalEvent]
 }
 
 // GetHost calls wrenn.agent.v1.AgentService.GetHost.
@@ -456,6 +471,11 @@ func (c *agentServiceClient) ConnectProcess(ctx context.Context, req *connect.Re
 	return c.connectProcess.CallServerStream(ctx, req)
 }
 
+// Terminal calls wrenn.agent.v1.AgentService.Terminal.
+func (c *agentServiceClient) Terminal(ctx context.Context) *connect.BidiStreamForClient[agentv1.TerminalRequest, agentv1.TerminalEvent] {
+	return c.terminal.CallBidiStream(ctx)
+}
+
 // AgentServiceHandler is an implementation of the wrenn.agent.v1.AgentService service.
 type AgentServiceHandler interface {
 	// GetHost describes the host: its accelerator and the base templates it can start.
@@ -504,6 +524,12 @@ type AgentServiceHandler interface {
 	KillProcess(context.Context, *connect.Request[agentv1.KillProcessRequest]) (*connect.Response[agentv1.KillProcessResponse], error)
 	// ConnectProcess streams a process's held output, then live output, then its exit.
 	ConnectProcess(context.Context, *connect.Request[agentv1.ConnectProcessRequest], *connect.ServerStream[agentv1.ExecEvent]) error
+	// Terminal attaches to a terminal in a running sandbox, starting it
+	// first unless the open message names one by its tag. The first client
+	// message is an open; later ones carry input, a resize or a kill. The
+	// first event is "started"; closing the request side detaches, and the
+	// terminal keeps running in the guest.
+	Terminal(context.Context, *connect.BidiStream[agentv1.TerminalRequest, agentv1.TerminalEvent]) error
 }
 
 // NewAgentServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -657,6 +683,12 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(agentServiceMethods.ByName("ConnectProcess")),
 		connect.WithHandlerOptions(opts...),
 	)
+	agentServiceTerminalHandler := connect.NewBidiStreamHandler(
+		AgentServiceTerminalProcedure,
+		svc.Terminal,
+		connect.WithSchema(agentServiceMethods.ByName("Terminal")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/wrenn.agent.v1.AgentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AgentServiceGetHostProcedure:
@@ -707,6 +739,8 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 			agentServiceKillProcessHandler.ServeHTTP(w, r)
 		case AgentServiceConnectProcessProcedure:
 			agentServiceConnectProcessHandler.ServeHTTP(w, r)
+		case AgentServiceTerminalProcedure:
+			agentServiceTerminalHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -810,4 +844,8 @@ func (UnimplementedAgentServiceHandler) KillProcess(context.Context, *connect.Re
 
 func (UnimplementedAgentServiceHandler) ConnectProcess(context.Context, *connect.Request[agentv1.ConnectProcessRequest], *connect.ServerStream[agentv1.ExecEvent]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.ConnectProcess is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) Terminal(context.Context, *connect.BidiStream[agentv1.TerminalRequest, agentv1.TerminalEvent]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("wrenn.agent.v1.AgentService.Terminal is not implemented"))
 }
