@@ -49,7 +49,7 @@ func recipes() map[string]recipe {
 				Suite:    debianSuite,
 				Variant:  "minbase",
 				Sources:  debianSources(),
-				Packages: []string{"bash", "coreutils", "procps", "iproute2", "curl", "ca-certificates", "python3", "git"},
+				Packages: []string{"bash", "coreutils", "procps", "iproute2", "curl", "ca-certificates", "python3", "git", "vim-tiny"},
 			},
 			Files:     baseFiles("wrenn"),
 			MinSize:   2 * gib,

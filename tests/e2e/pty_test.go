@@ -203,7 +203,7 @@ func startShell(c *ptyClient) (string, int) {
 
 // TestTerminal drives issue 11's terminals through the public API against
 // a real guest: bash on a terminal (TERM, stty size after a resize, job
-// control, top), a dropped WebSocket reconnected by tag to the same shell,
+// control, top, vi), a dropped WebSocket reconnected by tag to the same shell,
 // output printed while nobody was connected, a pause and resume survived,
 // two terminals at once, kill and exit; and the refusals: another team's
 // sandbox, a bad first message, an unknown tag.
@@ -286,6 +286,14 @@ func TestTerminal(t *testing.T) {
 	if !strings.Contains(c.out.String(), "\x1b[") {
 		t.Errorf("top drew no escape sequences: %q", c.out.String())
 	}
+	// vi takes the screen (the alternate one, as TERM says), edits and
+	// writes a file, and gives the screen back.
+	c.input("vi -u NONE /root/vi.txt\n")
+	mark = c.waitFor(mark, "\x1b[?1049h")
+	c.input("ihello-vi\x1b:wq\r")
+	mark = c.waitFor(mark, "\x1b[?1049l")
+	c.input("cat /root/vi.txt\n")
+	mark = c.waitFor(mark, "hello-vi\r\n")
 
 	// A dropped WebSocket: the shell runs on, and what it prints meanwhile
 	// is there for the reconnect, to the same shell.
