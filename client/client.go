@@ -95,6 +95,11 @@ func (c *Client) send(ctx context.Context, method, u, contentType string, body i
 	if err != nil {
 		return nil, err
 	}
+	if _, ok := body.(*io.PipeReader); ok {
+		// Streamed: say so, so that no transport wrapper takes a length of
+		// 0 at its word and reads the body whole first.
+		req.ContentLength = -1
+	}
 	c.header(req.Header)
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
