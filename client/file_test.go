@@ -159,8 +159,7 @@ func (r *countingReader) Read(p []byte) (int, error) {
 
 // TestUploadStreams: a 64 MiB upload is never held whole: what the
 // reader has produced stays within socket buffers (at most a quarter of
-// it) of what the agent has
-// consumed, all the way through.
+// it) of what the agent has consumed, all the way through.
 func TestUploadStreams(t *testing.T) {
 	const size = 64 << 20
 	src := &countingReader{}
