@@ -104,7 +104,6 @@ func (c *Client) send(ctx context.Context, method, u, contentType string, body i
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, err

@@ -44,17 +44,25 @@ type events struct {
 	done bool // after the exit event or an error: Recv answers io.EOF
 }
 
+// finish marks the stream failed and lets its connection go at once, so
+// that a stream read to its end holds nothing even if never closed.
+func (s *events) finish() {
+	s.done = true
+	s.ws.close()
+}
+
 // Recv returns the next event. After the exit event it returns io.EOF; a
 // stream the server ends with an error message returns an *Error of
 // CodeStream; a stream whose context ended, the context's error.
 func (s *events) Recv() (ExecEvent, error) {
 	for {
 		if s.done {
+			s.ws.drain()
 			return ExecEvent{}, io.EOF
 		}
 		b, err := s.ws.read()
 		if err != nil {
-			s.done = true
+			s.finish()
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF // closed before the exit event
 			}
@@ -62,7 +70,7 @@ func (s *events) Recv() (ExecEvent, error) {
 		}
 		var m streamMessage
 		if err := json.Unmarshal(b, &m); err != nil {
-			s.done = true
+			s.finish()
 			return ExecEvent{}, fmt.Errorf("stream message: %w", err)
 		}
 		ev := ExecEvent{Type: ExecEventType(m.Type)}
@@ -74,17 +82,17 @@ func (s *events) Recv() (ExecEvent, error) {
 		case EventStdout, EventStderr:
 			if m.Data != nil {
 				if ev.Data, err = decodeData(*m.Data, m.Encoding); err != nil {
-					s.done = true
+					s.finish()
 					return ExecEvent{}, fmt.Errorf("stream %s: %w", m.Type, err)
 				}
 			}
 		case EventExit:
-			s.done = true
+			s.done = true // the server closes next: the next Recv waits for it
 			if m.ExitCode != nil {
 				ev.ExitCode = *m.ExitCode
 			}
 		case "error":
-			s.done = true
+			s.finish()
 			msg := ""
 			if m.Data != nil {
 				msg = *m.Data

@@ -108,6 +108,12 @@ func (c *Client) openTerminal(ctx context.Context, id string, first any) (*Termi
 	}
 }
 
+// finish marks the attachment ended and lets its connection go.
+func (t *Terminal) finish() {
+	t.done = true
+	t.ws.close()
+}
+
 // next reads the next message.
 func (t *Terminal) next() (ptyMessage, error) {
 	b, err := t.ws.read()
@@ -130,23 +136,24 @@ func (t *Terminal) next() (ptyMessage, error) {
 func (t *Terminal) Recv() (TerminalEvent, error) {
 	for {
 		if t.done {
+			t.ws.drain()
 			return TerminalEvent{}, io.EOF
 		}
 		m, err := t.next()
 		if err != nil {
-			t.done = true
+			t.finish()
 			return TerminalEvent{}, err
 		}
 		switch m.Type {
 		case "output":
 			data, err := base64.StdEncoding.DecodeString(deref(m.Data))
 			if err != nil {
-				t.done = true
+				t.finish()
 				return TerminalEvent{}, fmt.Errorf("terminal output: %w", err)
 			}
 			return TerminalEvent{Type: TerminalOutput, Data: data}, nil
 		case "exit":
-			t.done = true
+			t.done = true // the server closes next: the next Recv waits for it
 			ev := TerminalEvent{Type: TerminalExit}
 			if m.ExitCode != nil {
 				ev.ExitCode = *m.ExitCode
@@ -154,7 +161,7 @@ func (t *Terminal) Recv() (TerminalEvent, error) {
 			return ev, nil
 		case "error":
 			if m.Fatal != nil && *m.Fatal {
-				t.done = true
+				t.finish()
 				return TerminalEvent{}, &Error{Code: CodeStream, Message: deref(m.Data)}
 			}
 			return TerminalEvent{Type: TerminalError, Message: deref(m.Data)}, nil

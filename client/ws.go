@@ -95,6 +95,28 @@ func (w *wsConn) write(v any) error {
 	return nil
 }
 
+// drainTimeout bounds how long drain waits for the server to close.
+const drainTimeout = 5 * time.Second
+
+// drain reads what is left until the server closes (after a stream's
+// last event), then lets the connection go. Only the first call waits.
+func (w *wsConn) drain() {
+	w.mu.Lock()
+	closed := w.closed
+	w.mu.Unlock()
+	if closed {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	for {
+		if _, _, err := w.conn.Read(ctx); err != nil {
+			break
+		}
+	}
+	w.close()
+}
+
 // close drops the connection at once.
 func (w *wsConn) close() error {
 	w.stop()
