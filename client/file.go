@@ -120,6 +120,17 @@ func (c *Client) ReadFile(ctx context.Context, id, name string) (io.ReadCloser, 
 	return resp.Body, nil
 }
 
+// ReadFileBytes reads the whole file at the absolute path in a sandbox,
+// through the non-streaming endpoint; use ReadFile for large files.
+func (c *Client) ReadFileBytes(ctx context.Context, id, name string) ([]byte, error) {
+	resp, err := c.sendJSON(ctx, http.MethodPost, sandboxPath(id, "/files/read"), pathBody{name})
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}
+
 type pathBody struct {
 	Path string `json:"path"`
 }

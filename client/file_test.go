@@ -88,7 +88,12 @@ func TestFiles(t *testing.T) {
 			t.Errorf("ReadFile(%s) = %q, %v", name, b, err)
 		}
 	}
-	_, err := c.ReadFile(ctx, sb.ID, "/root/none")
+	if b, err := c.ReadFileBytes(ctx, sb.ID, "/root/small.txt"); err != nil || string(b) != "small" {
+		t.Errorf("ReadFileBytes = %q, %v", b, err)
+	}
+	_, err := c.ReadFileBytes(ctx, sb.ID, "/root/none")
+	wantCode(t, err, 404, client.CodeNotFound)
+	_, err = c.ReadFile(ctx, sb.ID, "/root/none")
 	wantCode(t, err, 404, client.CodeNotFound)
 	err = c.WriteFile(ctx, sb.ID, "relative", []byte("x"))
 	wantCode(t, err, 400, client.CodeInvalid)
