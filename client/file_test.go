@@ -100,6 +100,13 @@ func TestFiles(t *testing.T) {
 	err = c.UploadFile(ctx, "sb-nothere", "/root/x", strings.NewReader("x"))
 	wantCode(t, err, 404, client.CodeNotFound)
 
+	// A reader that fails fails the upload, with its error.
+	boom := errors.New("disk on fire")
+	err = c.UploadFile(ctx, sb.ID, "/root/broken", io.MultiReader(strings.NewReader("part"), iotestErr{boom}))
+	if !errors.Is(err, boom) {
+		t.Errorf("failed reader: %v", err)
+	}
+
 	es, err := c.ListDir(ctx, sb.ID, "/root", 2)
 	if err != nil || len(es) != 2 || depth != 2 {
 		t.Fatalf("ListDir = %+v, %v (depth %d)", es, err, depth)
@@ -201,3 +208,7 @@ func TestUploadStreams(t *testing.T) {
 	}
 	t.Logf("the reader was at most %d KiB ahead of the agent", maxAhead>>10)
 }
+
+type iotestErr struct{ err error }
+
+func (r iotestErr) Read([]byte) (int, error) { return 0, r.err }
