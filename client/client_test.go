@@ -253,3 +253,27 @@ func TestErrorBody(t *testing.T) {
 		t.Fatalf("stream err = %#v", err)
 	}
 }
+
+// TestHeaders: credentials and the user agent go on every request, the
+// base URL's path is kept, and ids are escaped into paths.
+func TestHeaders(t *testing.T) {
+	var got *http.Request
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"id":"sb-1","status":"running"}`))
+	}))
+	defer srv.Close()
+	c, err := client.New(srv.URL+"/api/", client.WithAPIKey("wrn_key"), client.WithToken("jwt"), client.WithUserAgent("wrenn-cli/1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := c.GetSandbox(context.Background(), "a/b")
+	if err != nil || sb.ID != "sb-1" {
+		t.Fatalf("GetSandbox = %+v, %v", sb, err)
+	}
+	if got.Header.Get("X-API-Key") != "wrn_key" || got.Header.Get("Authorization") != "Bearer jwt" ||
+		got.Header.Get("User-Agent") != "wrenn-cli/1" || got.URL.EscapedPath() != "/api/v1/sandboxes/a%2Fb" {
+		t.Errorf("request %s %v", got.URL.EscapedPath(), got.Header)
+	}
+}
