@@ -60,6 +60,18 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
+// With returns a copy of c with opts applied on top of c's, as after a
+// login: c.With(client.WithToken(session.Token)).
+func (c *Client) With(opts ...Option) *Client {
+	d := *c
+	u := *c.base
+	d.base = &u
+	for _, o := range opts {
+		o(&d)
+	}
+	return &d
+}
+
 // BaseURL returns the server's address as given to New.
 func (c *Client) BaseURL() string { return c.base.String() }
 

@@ -70,15 +70,16 @@ func (e *env) client(opts ...client.Option) *client.Client {
 func (e *env) account(email string) *client.Client {
 	e.tb.Helper()
 	ctx := context.Background()
-	s, err := e.client().Signup(ctx, email, "correct horse")
+	anon := e.client()
+	s, err := anon.Signup(ctx, email, "correct horse")
 	if err != nil {
 		e.tb.Fatal(err)
 	}
-	k, err := e.client(client.WithToken(s.Token)).CreateAPIKey(ctx, "test")
+	k, err := anon.With(client.WithToken(s.Token)).CreateAPIKey(ctx, "test")
 	if err != nil {
 		e.tb.Fatal(err)
 	}
-	return e.client(client.WithAPIKey(k.Key))
+	return anon.With(client.WithAPIKey(k.Key))
 }
 
 // sandbox creates a sandbox with c.
