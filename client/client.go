@@ -33,9 +33,16 @@ func WithAPIKey(key string) Option { return func(c *Client) { c.apiKey = key } }
 func WithToken(jwt string) Option { return func(c *Client) { c.token = jwt } }
 
 // WithHTTPClient sends requests, WebSocket handshakes included, through hc
-// instead of http.DefaultClient. Its Timeout, if any, bounds whole
-// requests, downloads and streams included; prefer contexts.
-func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.http = hc } }
+// instead of http.DefaultClient (nil keeps it). Its Timeout, if any,
+// bounds whole requests, a download's body included, and a WebSocket's
+// handshake but not the stream after it; prefer contexts.
+func WithHTTPClient(hc *http.Client) Option {
+	return func(c *Client) {
+		if hc != nil {
+			c.http = hc
+		}
+	}
+}
 
 // WithUserAgent sets the User-Agent of every request.
 func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua } }
