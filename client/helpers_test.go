@@ -1,0 +1,136 @@
+package client_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/wrennhq/wrenn"
+	"github.com/wrennhq/wrenn/client"
+	"github.com/wrennhq/wrenn/internal/auth"
+	"github.com/wrennhq/wrenn/internal/control"
+	"github.com/wrennhq/wrenn/internal/httpapi"
+	"github.com/wrennhq/wrenn/internal/mock"
+	"github.com/wrennhq/wrenn/internal/spectest"
+	"github.com/wrennhq/wrenn/internal/store/storetest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// env is the real API server, over a real SQLite store and a fake host
+// agent, served on a loopback port.
+type env struct {
+	tb  testing.TB
+	srv *httptest.Server
+	hc  *http.Client // checks every exchange against api/openapi.yaml
+}
+
+func newEnv(tb testing.TB, agent wrenn.Agent) *env {
+	tb.Helper()
+	db := storetest.MustOpen(tb, storetest.Engines(tb)[0])
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	authSvc := auth.NewService(auth.Config{
+		Accounts: db, Keys: db,
+		Hasher: auth.NewHasher(auth.PasswordParams{Time: 1, Memory: 1024, Threads: 1}, 4),
+		Tokens: auth.NewTokens([]byte(strings.Repeat("k", 32)), time.Now),
+		Now:    time.Now, Logger: log,
+	})
+	ctl := control.NewService(control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: agent, Now: time.Now,
+		Logger: log, Stats: db})
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Auth: authSvc, Control: ctl, Logger: log}))
+	tb.Cleanup(srv.Close)
+	if err := db.PutTemplate(context.Background(), &wrenn.Template{
+		Name: "minimal", Type: wrenn.TemplateBase, SizeBytes: 1 << 20, CreatedAt: time.Now().UTC(),
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	hc := srv.Client()
+	hc.Transport = spectest.Transport(tb, hc.Transport)
+	return &env{tb: tb, srv: srv, hc: hc}
+}
+
+// client returns a client of the server with opts.
+func (e *env) client(opts ...client.Option) *client.Client {
+	e.tb.Helper()
+	c, err := client.New(e.srv.URL, append([]client.Option{client.WithHTTPClient(e.hc)}, opts...)...)
+	if err != nil {
+		e.tb.Fatal(err)
+	}
+	return c
+}
+
+// account signs up email and returns a client with an API key of its team.
+func (e *env) account(email string) *client.Client {
+	e.tb.Helper()
+	ctx := context.Background()
+	anon := e.client()
+	s, err := anon.Signup(ctx, email, "correct horse")
+	if err != nil {
+		e.tb.Fatal(err)
+	}
+	k, err := anon.With(client.WithToken(s.Token)).CreateAPIKey(ctx, "test")
+	if err != nil {
+		e.tb.Fatal(err)
+	}
+	return anon.With(client.WithAPIKey(k.Key))
+}
+
+// sandbox creates a sandbox with c.
+func sandbox(tb testing.TB, c *client.Client) *client.Sandbox {
+	tb.Helper()
+	sb, err := c.CreateSandbox(context.Background(), client.CreateSandboxRequest{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return sb
+}
+
+// wantCode fails tb unless err is an *Error of code and status.
+func wantCode(tb testing.TB, err error, status int, code string) {
+	tb.Helper()
+	e, ok := err.(*client.Error)
+	if !ok {
+		tb.Fatalf("err = %v (%T), want *client.Error %d %s", err, err, status, code)
+	}
+	if e.Status != status || e.Code != code || e.Message == "" {
+		tb.Fatalf("err = %+v, want status %d code %s and a message", e, status, code)
+	}
+}
+
+// fakeHost is a mock agent that runs nothing, for the control plane's and
+// the client's logic (never for end-to-end tests).
+func fakeHost() *mock.Agent {
+	return &mock.Agent{
+		CreateSandboxFn: func(context.Context, wrenn.SandboxSpec) (wrenn.SandboxNet, error) {
+			return wrenn.SandboxNet{GuestIP: "169.254.0.21", HostIP: "169.254.0.22"}, nil
+		},
+		DestroySandboxFn: func(context.Context, string) error { return nil },
+		ExecFn: func(_ context.Context, _ string, req wrenn.ExecRequest) (*wrenn.ExecResult, error) {
+			return &wrenn.ExecResult{Stdout: []byte(strings.Join(req.Args, " ")), ExitCode: 0}, nil
+		},
+		PauseSandboxFn: func(context.Context, string) error { return nil },
+		ResumeSandboxFn: func(context.Context, wrenn.SandboxSpec) (wrenn.SandboxNet, error) {
+			return wrenn.SandboxNet{GuestIP: "169.254.0.21", HostIP: "169.254.0.22"}, nil
+		},
+		CreateSnapshotFn: func(_ context.Context, _ string, t *wrenn.Template) error {
+			v, m := 1, 512
+			t.VCPUs, t.MemoryMB, t.SizeBytes = &v, &m, 4096
+			return nil
+		},
+		DeleteSnapshotFn: func(context.Context, string, string) error { return nil },
+		WriteFileFn: func(_ context.Context, _, _ string, r io.Reader) error {
+			_, err := io.Copy(io.Discard, r)
+			return err
+		},
+		ReadFileFn: func(context.Context, string, string) (io.ReadCloser, error) {
+			return io.NopCloser(strings.NewReader("contents")), nil
+		},
+	}
+}
