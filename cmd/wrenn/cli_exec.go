@@ -51,6 +51,9 @@ func execCommand() *cobra.Command {
 			stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
 			for ev, err := range st.Events() {
 				if err != nil {
+					if cmd.Context().Err() != nil {
+						return exitCodeError{130} // interrupted: the command was stopped
+					}
 					return explain(err, "running a command in sandbox "+args[0])
 				}
 				switch ev.Type {

@@ -137,3 +137,32 @@ func TestCompletionScripts(t *testing.T) {
 		}
 	}
 }
+
+func TestUnreachableServerSaysWhatToDo(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", dir)
+	t.Setenv("HOME", dir)
+	t.Setenv(envCLIURL, "http://127.0.0.1:1")
+	t.Setenv(envCLIAPIKey, "wrn_whatever")
+	root := rootCommand()
+	root.SetArgs([]string{"sandbox", "ls"})
+	root.SetOut(&bytes.Buffer{})
+	err := root.Execute()
+	if err == nil || !strings.Contains(err.Error(), "is the server running") {
+		t.Errorf("%v, want a hint about the server", err)
+	}
+}
+
+func TestCpNeedsOneSandboxSide(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", dir)
+	t.Setenv("HOME", dir)
+	for _, args := range [][]string{{"a", "b"}, {"sb-1:/a", "sb-2:/b"}} {
+		root := rootCommand()
+		root.SetArgs(append([]string{"cp"}, args...))
+		root.SetOut(&bytes.Buffer{})
+		if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "one side must be in a sandbox") {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+}

@@ -96,6 +96,18 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("keys ls: %+v", keys)
 	}
 
+	// An API-key profile, and a key the server refuses.
+	u2 := newCLIUser(t)
+	if _, errs, code := u2.run("", "login", "--url", s.url, "--api-key", "wrn_not-a-key"); code == 0 || !strings.Contains(errs, "wrenn login") {
+		t.Fatalf("bad key: exit %d, %q", code, errs)
+	}
+	u2.must("login", "--url", s.url, "--api-key", key)
+	var none []struct{ ID string }
+	u2.json(&none, "sandbox", "ls")
+	if len(none) != 0 {
+		t.Fatalf("new team's sandboxes: %+v", none)
+	}
+
 	// Sandboxes.
 	var sb struct {
 		ID       string            `json:"id"`
@@ -147,6 +159,24 @@ func TestCLI(t *testing.T) {
 	rest, _ := io.ReadAll(pipe)
 	if err := cmd.Wait(); err != nil || string(rest) != "second\n" {
 		t.Fatalf("rest %q %v", rest, err)
+	}
+
+	// Interrupted, exec stops the command and exits 130.
+	cmd = exec.Command(wrennBin, "exec", sb.ID, "--", "sh", "-c", "echo started; sleep 60")
+	cmd.Env = u.env
+	pipe, _ = cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(pipe, make([]byte, 8)); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Process.Signal(os.Interrupt)
+	start = time.Now()
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 || time.Since(start) > 10*time.Second {
+		t.Errorf("interrupted exec: %v after %v, want exit status 130 at once", err, time.Since(start))
 	}
 
 	// cp both ways.
