@@ -83,6 +83,25 @@ func loginCommand() *cobra.Command {
 	return cmd
 }
 
+// logoutCommand is `wrenn logout`: the stored profile removed.
+func logoutCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "logout",
+		Short: "Forget the stored server and credentials",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path, err := configPath()
+			if err != nil {
+				return err
+			}
+			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			return nil
+		},
+	}
+}
+
 // readLoginPassword takes the password from the environment, the terminal
 // without echo, or one line of in.
 func readLoginPassword(in io.Reader, prompt io.Writer) (string, error) {

@@ -107,6 +107,10 @@ func TestCLI(t *testing.T) {
 	if len(none) != 0 {
 		t.Fatalf("new team's sandboxes: %+v", none)
 	}
+	u2.must("logout")
+	if _, errs, code := u2.run("", "sandbox", "ls"); code == 0 || !strings.Contains(errs, "wrenn login") {
+		t.Fatalf("after logout: exit %d, %q", code, errs)
+	}
 
 	// Sandboxes.
 	var sb struct {
@@ -258,6 +262,20 @@ func testCLICopy(t *testing.T, u *cliUser, id string, size int) {
 	}
 	if got := h.Sum(nil); !bytes.Equal(got, want) {
 		t.Fatalf("copied back %x, want %x", got, want)
+	}
+	if size <= 32<<20 {
+		// On a terminal, a progress bar on stderr that reaches 100%.
+		cmd := exec.Command(wrennBin, "cp", id+":/root/big.bin", filepath.Join(dir, "again.bin"))
+		cmd.Env = u.env
+		f, err := pty.Start(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shown, _ := io.ReadAll(f) // until wrenn exits and the pty closes
+		f.Close()
+		if err := cmd.Wait(); err != nil || !strings.Contains(string(shown), "100%") {
+			t.Errorf("cp on a terminal: %v, showed %q", err, shown)
+		}
 	}
 	u.must("exec", id, "--", "rm", "/root/big.bin")
 	if _, errs, code := u.run("", "cp", id+":/root/no-such", dir); code == 0 || errs == "" {
