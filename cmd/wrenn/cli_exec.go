@@ -75,6 +75,9 @@ func execCommand() *cobra.Command {
 			return errors.New("the command's stream ended without its exit")
 		},
 	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return fmt.Errorf("%w (put the command after --: wrenn exec ID -- CMD ARGS...)", err)
+	})
 	cmd.Flags().StringArrayVarP(&envs, "env", "e", nil, "KEY=VALUE added to the environment (repeatable)")
 	cmd.Flags().StringVarP(&cwd, "cwd", "w", "", "working directory (relative to /root)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "longest the command may run, like 10m (default: the server's, 30s)")

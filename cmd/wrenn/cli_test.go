@@ -166,3 +166,13 @@ func TestCpNeedsOneSandboxSide(t *testing.T) {
 		}
 	}
 }
+
+func TestExecFlagsNeedDashes(t *testing.T) {
+	root := rootCommand()
+	root.SetArgs([]string{"exec", "sb-1", "ls", "-la"})
+	root.SetOut(&bytes.Buffer{})
+	root.SetErr(&bytes.Buffer{})
+	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "wrenn exec ID -- CMD") {
+		t.Errorf("%v, want a hint to use --", err)
+	}
+}
