@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -21,6 +22,10 @@ func main() {
 	err := rootCommand().ExecuteContext(ctx)
 	stop()
 	if err != nil {
+		var ec exitCodeError
+		if errors.As(err, &ec) {
+			os.Exit(ec.code)
+		}
 		fmt.Fprintln(os.Stderr, "wrenn:", err)
 		os.Exit(1)
 	}
@@ -37,5 +42,8 @@ func rootCommand() *cobra.Command {
 	root.AddCommand(imageCommand())
 	root.AddCommand(agentCommand())
 	root.AddCommand(adminCommand())
+	// The user's commands, through the Go SDK (cli*.go).
+	root.AddCommand(loginCommand(), logoutCommand(), keysCommand(), sandboxCommand(), execCommand(),
+		cpCommand(), snapshotCommand(), shellCommand())
 	return root
 }
