@@ -108,11 +108,18 @@ func decodeMessage(cl *call, n int, m *message) error {
 
 // Stream is one streamed command. Recv is for one goroutine; Stop and
 // Close may be called from any.
-type Stream struct {
-	cl    *call
-	first *wrenn.ExecEvent // start or failed, returned by the first Recv
-	done  atomic.Bool      // the last event has been received
-	err   error            // sticky error of Recv
+type Stream struct{ events }
+
+// events reads a command's events off a call: a first event the opening
+// answer gave, output chunks as they come, then its exit. A streamed
+// command (Stream) and an attached background process (ProcessStream)
+// read the same frames.
+type events struct {
+	cl     *call
+	first  *wrenn.ExecEvent // start or failed, returned by the first Recv
+	done   atomic.Bool      // the last event has been received
+	err    error            // sticky error of Recv
+	during string           // what the call is, for errors ("exec")
 }
 
 // StartExec starts a command and returns its events. It returns once the
@@ -133,7 +140,7 @@ func (c *Client) StartExec(ctx context.Context, req wrenn.ExecRequest) (*Stream,
 		cl.close()
 		return nil, err
 	}
-	s := &Stream{cl: cl}
+	s := &Stream{events{cl: cl, during: "exec"}}
 	switch m.Type {
 	case msgStart:
 		s.first = &wrenn.ExecEvent{Type: wrenn.ExecStarted, PID: m.PID}
@@ -149,7 +156,7 @@ func (c *Client) StartExec(ctx context.Context, req wrenn.ExecRequest) (*Stream,
 // Recv returns the next event: start (or failed), output chunks as they
 // come, then exit. After exit or failed it returns io.EOF. A stream cut off
 // before its exit event is an error, never io.EOF.
-func (s *Stream) Recv() (wrenn.ExecEvent, error) {
+func (s *events) Recv() (wrenn.ExecEvent, error) {
 	if s.first != nil {
 		ev := *s.first
 		s.first = nil
@@ -176,7 +183,7 @@ func (s *Stream) Recv() (wrenn.ExecEvent, error) {
 	return ev, err
 }
 
-func (s *Stream) next() (wrenn.ExecEvent, error) {
+func (s *events) next() (wrenn.ExecEvent, error) {
 	cl := s.cl
 	typ, n, err := readHeader(cl.r)
 	if err != nil {
@@ -184,6 +191,9 @@ func (s *Stream) next() (wrenn.ExecEvent, error) {
 	}
 	switch typ {
 	case frameStdout, frameStderr:
+		if n > outputChunkSize {
+			return wrenn.ExecEvent{}, cl.fail(fmt.Errorf("%w: %d-byte output chunk", errBadFrame, n))
+		}
 		data, err := readPayload(cl.r, nil, n)
 		if err != nil {
 			return wrenn.ExecEvent{}, cl.fail(err)
@@ -204,10 +214,10 @@ func (s *Stream) next() (wrenn.ExecEvent, error) {
 		s.finish()
 		return wrenn.ExecEvent{Type: wrenn.ExecExited, ExitCode: m.ExitCode}, nil
 	}
-	return wrenn.ExecEvent{}, cl.fail(fmt.Errorf("%w: %q during exec", errBadFrame, typ))
+	return wrenn.ExecEvent{}, cl.fail(fmt.Errorf("%w: %q during %s", errBadFrame, typ, s.during))
 }
 
-func (s *Stream) finish() {
+func (s *events) finish() {
 	s.done.Store(true)
 	s.cl.close()
 }

@@ -3,8 +3,6 @@ package envd
 import (
 	"context"
 	"fmt"
-	"io"
-	"sync/atomic"
 
 	"github.com/wrennhq/wrenn"
 )
@@ -93,12 +91,7 @@ func (c *Client) Kill(ctx context.Context, sel wrenn.ProcessSelector, sig wrenn.
 
 // ProcessStream is a background process's output, as Attach returns it.
 // Recv is for one goroutine; Close may be called from any.
-type ProcessStream struct {
-	cl    *call
-	first *wrenn.ExecEvent
-	done  atomic.Bool
-	err   error
-}
+type ProcessStream struct{ events }
 
 // Attach streams a background process's output: a start event, what the
 // guest holds of its output (the last wrenn.MaxProcessOutput bytes), then
@@ -122,64 +115,8 @@ func (c *Client) Attach(ctx context.Context, sel wrenn.ProcessSelector) (*Proces
 		cl.close()
 		return nil, cl.check(m)
 	}
-	return &ProcessStream{cl: cl, first: &wrenn.ExecEvent{Type: wrenn.ExecStarted, PID: m.PID}}, nil
-}
-
-// Recv returns the next event: start, output chunks, then exit; then
-// io.EOF. A stream cut off before the exit event is an error.
-func (s *ProcessStream) Recv() (wrenn.ExecEvent, error) {
-	if s.first != nil {
-		ev := *s.first
-		s.first = nil
-		return ev, nil
-	}
-	if s.done.Load() {
-		return wrenn.ExecEvent{}, io.EOF
-	}
-	if s.err != nil {
-		return wrenn.ExecEvent{}, s.err
-	}
-	ev, err := s.next()
-	if err != nil {
-		s.err = err
-		s.cl.close()
-	}
-	return ev, err
-}
-
-func (s *ProcessStream) next() (wrenn.ExecEvent, error) {
-	cl := s.cl
-	typ, n, err := readHeader(cl.r)
-	if err != nil {
-		return wrenn.ExecEvent{}, cl.fail(noEOF(err))
-	}
-	switch typ {
-	case frameStdout, frameStderr:
-		if n > outputChunkSize {
-			return wrenn.ExecEvent{}, cl.fail(fmt.Errorf("%w: %d-byte output chunk", errBadFrame, n))
-		}
-		data, err := readPayload(cl.r, nil, n)
-		if err != nil {
-			return wrenn.ExecEvent{}, cl.fail(err)
-		}
-		t := wrenn.ExecStdout
-		if typ == frameStderr {
-			t = wrenn.ExecStderr
-		}
-		return wrenn.ExecEvent{Type: t, Data: data}, nil
-	case frameJSON:
-		var m message
-		if err := decodeMessage(cl, n, &m); err != nil {
-			return wrenn.ExecEvent{}, err
-		}
-		if m.Type != msgExit {
-			return wrenn.ExecEvent{}, cl.check(m)
-		}
-		s.done.Store(true)
-		s.cl.close()
-		return wrenn.ExecEvent{Type: wrenn.ExecExited, ExitCode: m.ExitCode}, nil
-	}
-	return wrenn.ExecEvent{}, cl.fail(fmt.Errorf("%w: %q while attached", errBadFrame, typ))
+	return &ProcessStream{events{cl: cl, during: "attach",
+		first: &wrenn.ExecEvent{Type: wrenn.ExecStarted, PID: m.PID}}}, nil
 }
 
 // Close stops streaming; the process runs on.
