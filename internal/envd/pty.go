@@ -432,9 +432,11 @@ func (t *terminal) attach(a *attachment) {
 	t.backlog = nil
 	exited, code := t.exited, t.exitCode
 	if t.linger != nil && exited {
-		// The exit is delivered now: the terminal goes.
+		// The exit is delivered now: the terminal goes, from the table
+		// before the exit is sent, so one who has it cannot find it.
 		if t.linger.Stop() {
-			defer t.drop()
+			t.ts.remove(t)
+			defer t.ts.wg.Done()
 		}
 		t.linger = nil
 	}
@@ -556,10 +558,13 @@ func (t *terminal) wait(cmd *exec.Cmd, read <-chan struct{}) {
 		return
 	}
 	t.mu.Unlock()
+	// Gone from the table before the exit is sent: a host that has the
+	// exit does not find the terminal.
+	t.ts.remove(t)
 	if a != nil {
 		a.send(message{Type: msgExit, ExitCode: code})
 	}
-	t.drop()
+	t.ts.wg.Done()
 }
 
 // drop forgets the terminal, whose program has exited.

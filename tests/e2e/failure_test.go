@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -129,6 +130,11 @@ func TestLeaks(t *testing.T) {
 		if d := before.diff(snapshotHost(t, dataDir)); d != "" {
 			return "host not settled: " + d
 		}
+		// What the agent holds open settles too: a pool member starting
+		// or a sandbox's metrics probe still open is not the baseline.
+		if now := fds(); !slices.Equal(fdKinds(beforeFDs), fdKinds(now)) {
+			return fmt.Sprintf("agent fds not settled: %v, then %v", beforeFDs, now)
+		}
 		return ""
 	})
 	for i := range 50 {
@@ -152,4 +158,19 @@ func TestLeaks(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// fdKinds is what fds point at, socket numbers left out, sorted: the
+// shape of what a process holds open, not which connections.
+func fdKinds(fds []string) []string {
+	out := make([]string, len(fds))
+	for i, fd := range fds {
+		_, target, _ := strings.Cut(fd, "→")
+		if strings.HasPrefix(target, "socket:") {
+			target = "socket"
+		}
+		out[i] = target
+	}
+	slices.Sort(out)
+	return out
 }
