@@ -21,6 +21,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/httpapi"
 	"github.com/wrennhq/wrenn/internal/layout"
 	"github.com/wrennhq/wrenn/internal/store"
+	"github.com/wrennhq/wrenn/web"
 )
 
 func serverCommand() *cobra.Command {
@@ -156,7 +157,13 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			Interval: cfg.ReconcileInterval, SettleGrace: cfg.SettleGrace,
 			AutoPause: controlSvc.AutoPause, StoppedRetention: cfg.StoppedRetention}).Run(ctx)
 	}
-	api := httpapi.New(httpapi.Config{Auth: authSvc, Control: controlSvc, Logger: log, MaxUploadBytes: cfg.MaxUploadBytes})
+	// The web console (issue 12), embedded in this binary.
+	console := web.New()
+	if !console.Built() {
+		log.Warn("this binary was built without the web console; / says how to build it (build_console in scripts/lib.sh)")
+	}
+	api := httpapi.New(httpapi.Config{Auth: authSvc, Control: controlSvc, Logger: log, MaxUploadBytes: cfg.MaxUploadBytes,
+		Console: console})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -44,6 +44,7 @@ type envOptions struct {
 	limits     control.Limits
 	closed     bool // signup
 	ptyPing    time.Duration
+	console    http.Handler // the web console (console_test.go)
 }
 
 func newEnv(tb testing.TB, engine string, o envOptions) *env {
@@ -65,7 +66,7 @@ func newEnv(tb testing.TB, engine string, o envOptions) *env {
 	ctl := control.NewService(control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: o.agent, Now: time.Now, Logger: log,
 		Limits: o.limits, Stats: db})
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{Auth: authSvc, Control: ctl, Logger: log, MaxUploadBytes: o.maxUpload,
-		BodyGrace: o.bodyGrace, PtyPingInterval: o.ptyPing}))
+		BodyGrace: o.bodyGrace, PtyPingInterval: o.ptyPing, Console: o.console}))
 	tb.Cleanup(srv.Close)
 	client := srv.Client()
 	if !o.noValidate {
