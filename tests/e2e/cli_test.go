@@ -112,6 +112,19 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("after logout: exit %d, %q", code, errs)
 	}
 
+	// A new user signs up from the CLI; an email taken says so.
+	u3 := newCLIUser(t)
+	if _, errs, code := u3.run("signup-password-1\n", "signup", "--url", s.url, "--email", "cli-new@example.com"); code != 0 {
+		t.Fatalf("signup: exit %d, %s", code, errs)
+	}
+	if k := strings.TrimSpace(u3.must("keys", "create", "first", "--save")); !strings.HasPrefix(k, "wrn_") {
+		t.Fatalf("new user's key %q", k)
+	}
+	u3.json(&none, "sandbox", "ls")
+	if _, errs, code := u3.run("signup-password-1\n", "signup", "--email", "cli-new@example.com"); code == 0 || !strings.Contains(errs, "already") {
+		t.Fatalf("second signup: exit %d, %q", code, errs)
+	}
+
 	// Sandboxes.
 	var sb struct {
 		ID       string            `json:"id"`
