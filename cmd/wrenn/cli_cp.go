@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/wrennhq/wrenn/client"
 )
 
 // remotePath is one side of `wrenn cp`: ID:/path in a sandbox, or a local
@@ -39,7 +42,8 @@ func cpCommand() *cobra.Command {
 		Short: "Copy a file to or from a sandbox (ID:/path names the sandbox side)",
 		Example: "  wrenn cp data.csv sb-123:/root/data.csv\n" +
 			"  wrenn cp sb-123:/root/out.txt ./out.txt",
-		Args: cobra.ExactArgs(2),
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: completeCpArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			src, err := parseCpArg(args[0])
 			if err != nil {
@@ -114,6 +118,66 @@ func cpCommand() *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
 	return cmd
+}
+
+// completeCpArg completes either side of cp: a running sandbox's ID as
+// "ID:/", then paths in that sandbox, listed through the API a directory
+// at a time; local paths otherwise. It never resumes a paused sandbox.
+func completeCpArg(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	if len(args) >= 2 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	c, _, err := newAPIClient(needAPIKey)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveDefault
+	}
+	ctx := cmd.Context()
+	id, p, remote := strings.Cut(toComplete, ":")
+	if !remote {
+		if strings.ContainsAny(toComplete, "/.") {
+			return nil, cobra.ShellCompDirectiveDefault
+		}
+		list, err := c.ListSandboxes(ctx, client.ListOptions{})
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveDefault
+		}
+		var out []string
+		for _, s := range list {
+			if s.Status == client.StatusRunning && strings.HasPrefix(s.ID, toComplete) {
+				out = append(out, s.ID+":/")
+			}
+		}
+		if len(out) == 0 { // a local file, then
+			return nil, cobra.ShellCompDirectiveDefault
+		}
+		return out, cobra.ShellCompDirectiveNoSpace | cobra.ShellCompDirectiveNoFileComp
+	}
+	if sb, err := c.GetSandbox(ctx, id); err != nil || sb.Status != client.StatusRunning {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	dir := p
+	if !strings.HasSuffix(dir, "/") {
+		dir = path.Dir(dir)
+	}
+	if !strings.HasPrefix(dir, "/") {
+		dir = "/"
+	}
+	entries, err := c.ListDir(ctx, id, dir, 1)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var out []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Path, p) {
+			continue
+		}
+		if e.Type == client.FileTypeDirectory {
+			out = append(out, id+":"+e.Path+"/")
+		} else {
+			out = append(out, id+":"+e.Path)
+		}
+	}
+	return out, cobra.ShellCompDirectiveNoSpace | cobra.ShellCompDirectiveNoFileComp
 }
 
 func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }

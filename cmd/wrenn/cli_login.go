@@ -83,6 +83,57 @@ func loginCommand() *cobra.Command {
 	return cmd
 }
 
+// signupCommand is `wrenn signup`: a new account (and its team), logged in
+// as `wrenn login --email` would.
+func signupCommand() *cobra.Command {
+	var url, email string
+	cmd := &cobra.Command{
+		Use:   "signup --url URL --email EMAIL",
+		Short: "Make an account on a server and log in to it",
+		Long: "Make an account (and its team) on a server and store the session, as `wrenn login --email` does.\n" +
+			"The password (8 characters or more) is read from " + envCLIPass + ", the terminal (not echoed) or one line of stdin.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := loadProfile()
+			if err != nil {
+				return err
+			}
+			if url != "" {
+				p.URL = strings.TrimRight(url, "/")
+			}
+			if p.URL == "" {
+				return errors.New("no server: give --url URL (like http://localhost:8080)")
+			}
+			if email == "" {
+				return errors.New("give --email EMAIL: the account's email")
+			}
+			c, err := client.New(p.URL, client.WithUserAgent("wrenn-cli"))
+			if err != nil {
+				return fmt.Errorf("server URL %q: %w", p.URL, err)
+			}
+			pw, err := readLoginPassword(cmd.InOrStdin(), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			s, err := c.Signup(cmd.Context(), email, pw)
+			if err != nil {
+				return explain(err, "signing up")
+			}
+			p.Email, p.Token, p.APIKey = s.Email, s.Token, ""
+			path, err := saveProfile(p)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "Signed up and logged in to %s as %s; saved in %s\n", p.URL, s.Email, path)
+			fmt.Fprintln(cmd.ErrOrStderr(), "Next: `wrenn keys create NAME --save` makes an API key for sandbox commands.")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&url, "url", "", "the server's address, like http://localhost:8080 (env "+envCLIURL+")")
+	cmd.Flags().StringVar(&email, "email", "", "the new account's email")
+	return cmd
+}
+
 // logoutCommand is `wrenn logout`: the stored profile removed.
 func logoutCommand() *cobra.Command {
 	return &cobra.Command{

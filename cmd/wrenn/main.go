@@ -43,7 +43,7 @@ func rootCommand() *cobra.Command {
 	root.AddCommand(agentCommand())
 	root.AddCommand(adminCommand())
 	// The user's commands, through the Go SDK (cli*.go).
-	root.AddCommand(loginCommand(), logoutCommand(), keysCommand(), sandboxCommand(), execCommand(),
+	root.AddCommand(signupCommand(), loginCommand(), logoutCommand(), keysCommand(), sandboxCommand(), execCommand(),
 		cpCommand(), snapshotCommand(), shellCommand())
 	return root
 }

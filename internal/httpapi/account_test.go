@@ -155,7 +155,11 @@ func testAccounts(t *testing.T, e *env) {
 			{"keys with basic auth", "GET", "/v1/api-keys", hdr{"Authorization": "Basic YTpi"}},
 			{"keys with an API key", "GET", "/v1/api-keys", apiKey(key)},
 			{"sandboxes without key", "GET", "/v1/sandboxes", nil},
-			{"sandboxes with a JWT", "GET", "/v1/sandboxes", bearer(a.Token)},
+			// A login's JWT is good for sandboxes (TestBrowserCredentials);
+			// bad ones are not.
+			{"sandboxes with an expired token", "GET", "/v1/sandboxes", bearer(expiredTok)},
+			{"sandboxes with a forged token", "GET", "/v1/sandboxes", bearer(forged)},
+			{"sandboxes with alg none", "GET", "/v1/sandboxes", bearer(none)},
 			{"sandboxes with a bad key", "GET", "/v1/sandboxes", apiKey("wrn_" + strings.Repeat("0", 64))},
 			{"sandboxes with a short key", "GET", "/v1/sandboxes", apiKey("wrn_abc")},
 			{"snapshots without key", "GET", "/v1/snapshots", nil},

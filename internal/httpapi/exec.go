@@ -118,7 +118,7 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	conn, err := websocket.Accept(w, r, nil)
+	conn, err := acceptWS(w, r)
 	if err != nil {
 		return // Accept has answered the client
 	}

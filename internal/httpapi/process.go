@@ -99,7 +99,7 @@ func (s *Server) processStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer st.Close()
-	conn, err := websocket.Accept(w, r, nil)
+	conn, err := acceptWS(w, r)
 	if err != nil {
 		return // Accept has answered the client
 	}

@@ -50,7 +50,7 @@ func (s *Server) watchDir(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer watch.Close()
-	conn, err := websocket.Accept(w, r, nil)
+	conn, err := acceptWS(w, r)
 	if err != nil {
 		return // Accept has answered the client
 	}

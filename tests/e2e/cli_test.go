@@ -112,6 +112,19 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("after logout: exit %d, %q", code, errs)
 	}
 
+	// A new user signs up from the CLI; an email taken says so.
+	u3 := newCLIUser(t)
+	if _, errs, code := u3.run("signup-password-1\n", "signup", "--url", s.url, "--email", "cli-new@example.com"); code != 0 {
+		t.Fatalf("signup: exit %d, %s", code, errs)
+	}
+	if k := strings.TrimSpace(u3.must("keys", "create", "first", "--save")); !strings.HasPrefix(k, "wrn_") {
+		t.Fatalf("new user's key %q", k)
+	}
+	u3.json(&none, "sandbox", "ls")
+	if _, errs, code := u3.run("signup-password-1\n", "signup", "--email", "cli-new@example.com"); code == 0 || !strings.Contains(errs, "already") {
+		t.Fatalf("second signup: exit %d, %q", code, errs)
+	}
+
 	// Sandboxes.
 	var sb struct {
 		ID       string            `json:"id"`
@@ -186,13 +199,23 @@ func TestCLI(t *testing.T) {
 	// cp both ways.
 	t.Run("cp", func(t *testing.T) { testCLICopy(t, u, sb.ID, 32<<20) })
 	t.Run("cp 256MiB", func(t *testing.T) {
-		if testing.Short() || os.Getenv("WRENN_LONG") != "1" {
-			t.Skip("WRENN_LONG=1 copies 256 MiB")
+		if testing.Short() {
+			t.Skip("copies 256 MiB each way")
 		}
 		testCLICopy(t, u, sb.ID, 256<<20)
 	})
 
 	t.Run("shell", func(t *testing.T) { testCLIShell(t, u, sb.ID) })
+
+	// Completion of cp's sandbox side: the ID, then paths in the sandbox.
+	u.must("exec", sb.ID, "--", "sh", "-c", "mkdir -p /root/compl/sub && touch /root/compl/a.txt")
+	if out := u.must("__complete", "cp", "./x", sb.ID[:4]); !strings.Contains(out, sb.ID+":/\n") {
+		t.Errorf("completing an ID:\n%s", out)
+	}
+	if out := u.must("__complete", "cp", "./x", sb.ID+":/root/compl/"); !strings.Contains(out, sb.ID+":/root/compl/a.txt\n") ||
+		!strings.Contains(out, sb.ID+":/root/compl/sub/\n") {
+		t.Errorf("completing a path:\n%s", out)
+	}
 
 	// pause and resume.
 	u.json(&got, "sandbox", "pause", sb.ID)
