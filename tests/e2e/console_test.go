@@ -186,6 +186,12 @@ func TestConsole(t *testing.T) {
 	b.wait("the terminal to reconnect", `document.querySelector('#terminal-state')?.dataset.state === 'connected'`)
 	b.terminalRun("echo back-$((40+2))", "back-42")
 
+	// The terminal's fallback for servers without the pty endpoint (forced
+	// here): a line mode over the exec stream, each line one command.
+	b.navigate("/sandboxes/" + id + "?terminal=exec")
+	b.wait("the line-mode terminal", `(s => s && s.dataset.state === 'connected' && s.dataset.mode === 'exec')(document.querySelector('#terminal-state'))`)
+	b.terminalRun("echo line-$((6*7))", "line-42")
+
 	// Templates.
 	b.click("#nav-snapshots")
 	b.wait("the templates", `document.querySelector('[data-testid=template-row][data-name=minimal][data-type=base]')`)
@@ -307,6 +313,10 @@ func newBrowser(t *testing.T, chrome, base, shots string) *browser {
 	b := &browser{t: t, ctx: ctx, base: base, shots: shots}
 	if _, err := chromedp.Call(ctx, log.Enable, cdp.Empty{}); err != nil {
 		t.Fatalf("start chromium: %v", err)
+	}
+	// Screenshots of the page itself, 1280x800, whatever the window's frame takes.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
+		t.Fatalf("set the viewport: %v", err)
 	}
 	exceptions := chromedp.Events(ctx, runtime.ExceptionThrown)
 	entries := chromedp.Events(ctx, log.EntryAdded)

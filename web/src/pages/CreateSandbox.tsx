@@ -83,7 +83,7 @@ export function CreateSandboxPage() {
                 if (t.memory_mb) setMemory(String(t.memory_mb));
               }
             }}>
-              {!templates.data && <option value="minimal">minimal</option>}
+              {(!templates.data || !templates.data.some((t) => t.name === template)) && <option value={template}>{template}</option>}
               {templates.data?.map((t) => (
                 <option value={t.name} key={t.name}>
                   {t.name} {t.type === "snapshot" ? "(snapshot)" : ""}

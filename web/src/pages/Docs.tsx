@@ -10,15 +10,19 @@ export function DocsPage() {
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
     try {
-      SwaggerUIBundle({
+      const ui = SwaggerUIBundle({
         domNode: el.current,
         url: "/openapi.yaml",
         deepLinking: false,
         docExpansion: "list",
         defaultModelsExpandDepth: 0,
         tryItOutEnabled: false,
+        // Signed in: "Try it out" goes as this user.
+        onComplete: () => {
+          const s = loadSession();
+          if (s) (ui as { preauthorizeApiKey: (k: string, v: string) => void }).preauthorizeApiKey("bearerAuth", s.token);
+        },
         // Talk to this server, whatever the spec's servers say.
-        onComplete: () => undefined,
         requestInterceptor: (req: { url: string; headers: Record<string, string> }) => {
           const u = new URL(req.url, location.origin);
           if (u.origin !== location.origin) req.url = location.origin + u.pathname + u.search;
