@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -30,8 +31,9 @@ const envConsoleShots = "WRENN_CONSOLE_SCREENSHOTS"
 // TestConsole drives the web console in a real headless Chromium against
 // a real server with real VMs, as a user would: sign up, a wrong password,
 // log in, create an API key, create a sandbox, type into its terminal,
-// upload a file, read its metrics, pause and resume it, destroy it, and
-// read the API reference. Each step is checked on the page, and against
+// upload a file, read its metrics, pause and resume it, destroy it,
+// snapshot a second one to a template and delete that, and read the API
+// reference. Each step is checked on the page, and against
 // the API where the page could be wrong in a way it would not show.
 func TestConsole(t *testing.T) {
 	chrome := requireChromium(t)
@@ -156,7 +158,7 @@ func TestConsole(t *testing.T) {
 
 	// Metrics: a chart of the sandbox's points.
 	b.click("#tab-metrics")
-	b.wait("the metrics chart", `document.querySelector('#metrics-chart canvas') && +document.querySelector('#metrics-chart').dataset.points >= 2`)
+	b.wait("the metrics chart", `document.querySelector('#metrics-chart canvas') && +document.querySelector('#metrics-chart').dataset.points >= 5`)
 	if cpu := b.text("#metric-cpu .tile-value"); !regexp.MustCompile(`^\d+\.\d %$`).MatchString(cpu) {
 		t.Fatalf("the CPU tile reads %q", cpu)
 	}
@@ -192,11 +194,6 @@ func TestConsole(t *testing.T) {
 	b.wait("the line-mode terminal", `(s => s && s.dataset.state === 'connected' && s.dataset.mode === 'exec')(document.querySelector('#terminal-state'))`)
 	b.terminalRun("echo line-$((6*7))", "line-42")
 
-	// Templates.
-	b.click("#nav-snapshots")
-	b.wait("the templates", `document.querySelector('[data-testid=template-row][data-name=minimal][data-type=base]')`)
-	b.shot("10-snapshots")
-
 	// Destroy: gone from the list, stopped in the API.
 	b.navigate("/sandboxes/" + id)
 	b.waitStatus("running")
@@ -208,6 +205,36 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("after destroy the API has the sandbox %s", sb.Status)
 	}
 	destroyed = true
+
+	// Snapshot: a second sandbox (made through the API) becomes a template
+	// from its page; the templates page lists it beside the base, and
+	// deletes it.
+	var sb2 sandbox
+	s.must(201, "POST", "/v1/sandboxes", hdr{"X-API-Key": key}, map[string]any{"template": "minimal"}, &sb2)
+	defer s.do("DELETE", "/v1/sandboxes/"+sb2.ID, hdr{"X-API-Key": key}, nil) // consumed by the snapshot unless it failed
+	b.navigate("/sandboxes/" + sb2.ID)
+	b.waitStatus("running")
+	b.click(".page-header [data-testid=sb-snapshot]")
+	b.typeInto("#snapshot-name", "console-snap")
+	b.click("#snapshot-submit")
+	b.wait("the snapshot in the templates", `location.pathname === '/snapshots' && document.querySelector('[data-testid=template-row][data-name=console-snap][data-type=snapshot]')`)
+	if row := b.text(`[data-testid=template-row][data-name=console-snap]`); !strings.Contains(row, "1 vCPU · 512 MiB") {
+		t.Fatalf("the snapshot's row reads %q", row)
+	}
+	b.wait("the base template", `document.querySelector('[data-testid=template-row][data-name=minimal][data-type=base]')`)
+	b.shot("10-snapshots")
+	b.click(`[data-testid=template-row][data-name=console-snap] [data-testid=template-delete]`)
+	b.click("#confirm-ok")
+	b.wait("the snapshot gone", `document.querySelector('#snapshots-empty') && !document.querySelector('[data-testid=template-row][data-name=console-snap]')`)
+	var templates []struct {
+		Name string `json:"name"`
+	}
+	s.must(200, "GET", "/v1/snapshots", hdr{"X-API-Key": key}, nil, &templates)
+	for _, tpl := range templates {
+		if tpl.Name == "console-snap" {
+			t.Fatal("the API still lists the snapshot the console deleted")
+		}
+	}
 
 	// The API reference, rendered from the server's own /openapi.yaml.
 	b.click("#nav-docs")
@@ -405,9 +432,16 @@ func (b *browser) typeInto(sel, text string) {
 	b.run(chromedp.SendKeys(chromedp.CSS(sel), text))
 }
 
+// clear empties a field as a user deleting its text would: with an input
+// event, which the page's state follows.
 func (b *browser) clear(sel string) {
 	b.t.Helper()
-	b.run(chromedp.Clear(chromedp.CSS(sel)))
+	b.wait("to clear "+sel, fmt.Sprintf(`(e => {
+		if (!e) return false;
+		e.value = '';
+		e.dispatchEvent(new Event('input', {bubbles: true}));
+		return true;
+	})(document.querySelector(%q))`, sel))
 }
 
 func (b *browser) text(sel string) string {
@@ -468,11 +502,29 @@ func (b *browser) waitStatus(status string) {
 }
 
 // terminalRun types cmd into the terminal and waits for a line of its
-// output that reads want, on the screen xterm.js drew.
+// output that reads want, on the screen xterm.js drew. The text goes in
+// as a keyboard's input events would bring it, and Enter as a key press.
 func (b *browser) terminalRun(cmd, want string) {
 	b.t.Helper()
+	b.wait("a prompt on the terminal", `(() => {
+		const rows = document.querySelector('#terminal .xterm-rows');
+		return rows && [...rows.children].some(r => /[#$]$/.test(r.textContent.replace(/\u00a0/g, ' ').trim()));
+	})()`)
 	b.click("#terminal")
-	b.run(chromedp.SendKeys(chromedp.CSS("#terminal .xterm-helper-textarea"), cmd+"\r"))
+	b.wait("the terminal's focus", `(t => t && (t.focus(), document.activeElement === t))(document.querySelector('#terminal .xterm-helper-textarea'))`)
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	enter := input.DispatchKeyEventParams{Key: "Enter", Code: "Enter", WindowsVirtualKeyCode: 13, NativeVirtualKeyCode: 13}
+	down, up := enter, enter
+	down.Type, up.Type = input.DispatchKeyEventTypeRawKeyDown, input.DispatchKeyEventTypeKeyUp
+	if _, err := chromedp.Call(ctx, input.InsertText, input.InsertTextParams{Text: cmd}); err != nil {
+		b.fail("type %q: %v", cmd, err)
+	}
+	for _, ev := range []input.DispatchKeyEventParams{down, up} {
+		if _, err := chromedp.Call(ctx, input.DispatchKeyEvent, ev); err != nil {
+			b.fail("press Enter: %v", err)
+		}
+	}
 	b.wait(fmt.Sprintf("%q on the terminal", want), fmt.Sprintf(`(() => {
 		const rows = document.querySelector('#terminal .xterm-rows');
 		return rows && [...rows.children].some(r => r.textContent.replace(/\u00a0/g, ' ').trim() === %q);

@@ -9,7 +9,9 @@ const ranges = ["5m", "10m", "1h", "2h", "6h", "12h", "24h"];
 /** MetricsView charts a sandbox's CPU and memory (GET /v1/sandboxes/{id}/metrics). */
 export function MetricsView(props: { sandboxId: string; active: boolean; visible: boolean }) {
   const [range, setRange] = useState("10m");
-  const m = usePoll(() => api.metrics(props.sandboxId, range), props.active && props.visible ? 5000 : 0, [
+  // The finest ranges hold every 500 ms sample: refresh them often.
+  const every = range === "5m" || range === "10m" ? 2000 : 15000;
+  const m = usePoll(() => api.metrics(props.sandboxId, range), props.active && props.visible ? every : 0, [
     props.sandboxId,
     range,
     props.active,
@@ -34,7 +36,7 @@ export function MetricsView(props: { sandboxId: string; active: boolean; visible
         </select>
       </div>
       <ErrorLine error={m.error} id="metrics-error" />
-      {m.data && props.visible && <Chart data={m.data} />}
+      {m.data && props.visible && <Chart data={m.data} range={range} />}
     </div>
   );
 }
@@ -48,9 +50,13 @@ function Tile(props: { label: string; value: string; id: string }) {
   );
 }
 
-function Chart(props: { data: SandboxMetrics }) {
+const rangeSeconds: Record<string, number> = { "5m": 300, "10m": 600, "1h": 3600, "2h": 7200, "6h": 21600, "12h": 43200, "24h": 86400 };
+
+function Chart(props: { data: SandboxMetrics; range: string }) {
   const el = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
+  const range = useRef(props.range);
+  range.current = props.range;
 
   const series = (d: SandboxMetrics): uPlot.AlignedData => [
     d.points.map((p) => p.timestamp_unix),
@@ -65,7 +71,17 @@ function Chart(props: { data: SandboxMetrics }) {
         width: width(),
         height: 300,
         cursor: { drag: { x: false, y: false } },
-        scales: { cpu: { range: [0, 100] }, mem: { range: (_u, _min, max) => [0, Math.max(64, max * 1.15)] } },
+        scales: {
+          // The range asked for, or less while the sandbox is younger (a minute at least).
+          x: {
+            time: true,
+            range: (u) => {
+              const now = Date.now() / 1000;
+              const first = (u.data[0] as number[])[0] ?? now;
+              return [Math.max(now - (rangeSeconds[range.current] ?? 600), Math.min(first, now - 60)), now];
+            },
+          },
+          cpu: { range: [0, 100] }, mem: { range: (_u, _min, max) => [0, Math.max(64, max * 1.15)] } },
         axes: [
           { stroke: "#5b6776", grid: { stroke: "#eef1f4" } },
           { scale: "cpu", label: "CPU %", stroke: "#1f6f5c", grid: { stroke: "#eef1f4" } },

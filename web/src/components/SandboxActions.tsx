@@ -37,6 +37,7 @@ export function SandboxActions(props: {
   const small = props.compact ? " btn-small" : "";
   const live = sb.status === "running";
   return (
+    <div>
     <div class="sb-actions">
       {sb.status === "running" && (
         <button class={`btn${small}`} data-testid="sb-pause" disabled={!!busy} onClick={() => run("pausing", () => api.pauseSandbox(sb.id))}>
@@ -58,7 +59,8 @@ export function SandboxActions(props: {
           {busy === "destroying" ? "Destroying…" : "Destroy"}
         </button>
       )}
-      {error && <ErrorLine error={error} />}
+    </div>
+      {error && <div class="action-error"><ErrorLine error={error} /></div>}
       {confirmDestroy && (
         <Confirm
           title="Destroy sandbox"

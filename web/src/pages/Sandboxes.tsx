@@ -86,7 +86,7 @@ function Row(props: { sb: Sandbox; busy: string | null; setBusy: (b: string | nu
       <td class="nowrap">
         {sb.vcpus} vCPU · {sb.memory_mb} MiB
       </td>
-      <td class="nowrap">{sb.timeout_sec ? `${sb.timeout_sec}s, then ${sb.auto_pause ? "pause" : "destroy"}` : "none"}</td>
+      <td class="nowrap">{sb.timeout_sec ? `${sb.timeout_sec}s → ${sb.auto_pause ? "pause" : "destroy"}` : "none"}</td>
       <td>
         {meta.length === 0 ? (
           <span class="muted">—</span>
