@@ -93,6 +93,22 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("the key the console showed does not work: %d %s", code, body)
 	}
 	b.shot("03-keys")
+	// A second key, deleted: gone from the page and from the API.
+	b.clear("#key-name")
+	b.typeInto("#key-name", "short-lived")
+	b.click("#key-create")
+	b.wait("the second key", `[...document.querySelectorAll('[data-testid=key-row]')].some(r => r.textContent.includes('short-lived'))`)
+	b.click(`[data-testid=key-row][data-name=short-lived] [data-testid=key-delete]`)
+	b.wait("the delete dialog", `document.querySelector('#confirm-dialog')?.textContent.includes('short-lived')`)
+	b.click("#confirm-ok")
+	b.wait("the second key gone", `![...document.querySelectorAll('[data-testid=key-row]')].some(r => r.textContent.includes('short-lived')) && document.querySelectorAll('[data-testid=key-row]').length === 1`)
+	var keys []struct {
+		Name string `json:"name"`
+	}
+	s.must(200, "GET", "/v1/api-keys", hdr{"Authorization": "Bearer " + b.value("the session", `JSON.parse(localStorage.getItem('wrenn.session')).token`)}, nil, &keys)
+	if len(keys) != 1 || keys[0].Name != "laptop" {
+		t.Fatalf("after the delete the API lists keys %+v", keys)
+	}
 
 	// Create a sandbox through the form.
 	b.click("#nav-sandboxes")
@@ -155,6 +171,11 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("files/read of the upload = %d, %d bytes; want the 3 MiB sent", code, len(got))
 	}
 	b.shot("06-files")
+	// Up to /, then back down into root/ by its link.
+	b.click("#files-up")
+	b.wait("the listing of /", `document.querySelector('#files-path').value === '/' && document.querySelector('[data-testid=file-entry][data-name=etc][data-type=directory]')`)
+	b.click(`[data-testid=file-entry][data-name=root] .file-dir`)
+	b.wait("the listing of /root again", `document.querySelector('#files-path').value === '/root' && document.querySelector('[data-testid=file-entry][data-name="console-upload.bin"]')`)
 
 	// Metrics: a chart of the sandbox's points.
 	b.click("#tab-metrics")

@@ -78,7 +78,7 @@ export function KeysPage() {
           </thead>
           <tbody>
             {keys.data?.map((k) => (
-              <tr key={k.id} data-testid="key-row" data-id={k.id}>
+              <tr key={k.id} data-testid="key-row" data-id={k.id} data-name={k.name}>
                 <td class="strong">{k.name}</td>
                 <td>
                   <code>{k.key_prefix}</code>
