@@ -61,20 +61,34 @@ func normHostTimes(h *wrenn.Host) {
 
 // CreateHost records h, with its registration token's hash if it has one.
 // Its tags are not written (a new host has none). Times are normalised to
-// UTC microseconds, as stored. An ID or token hash already recorded is
-// EConflict.
+// UTC microseconds, as stored. A TeamID that names no team is EInvalid; an
+// ID or token hash already recorded is EConflict.
 func (db *DB) CreateHost(ctx context.Context, h *wrenn.Host) error {
 	normHostTimes(h)
-	_, err := db.w.exec(ctx, `INSERT INTO hosts (`+hostColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		h.ID, string(h.Type), nullString(h.TeamID), nullString(h.Provider), nullString(h.AvailabilityZone), nullString(h.Arch),
-		nullInt(h.CPUCores), nullInt(h.MemoryMB), nullInt(h.DiskGB), nullString(h.Address),
-		string(h.Status), h.Draining, db.d.nullTime(h.LastHeartbeatAt), nullBytes(h.TokenHash), db.d.nullTime(h.TokenExpiresAt),
-		h.CreatedBy, db.d.time(h.CreatedAt), db.d.time(h.UpdatedAt))
-	if db.d.isUniqueViolation(err) {
-		return conflict("host already exists")
-	}
+	err := db.tx(ctx, func(c conn) error {
+		if h.TeamID != "" {
+			// Teams are never deleted, so a team found here is there at the insert.
+			var one int
+			err := c.queryRow(ctx, `SELECT 1 FROM teams WHERE id = ?`, h.TeamID).Scan(&one)
+			if errors.Is(err, sql.ErrNoRows) {
+				return wrenn.Errorf(wrenn.EInvalid, "team_id names no team")
+			}
+			if err != nil {
+				return fmt.Errorf("find team: %w", err)
+			}
+		}
+		_, err := c.exec(ctx, `INSERT INTO hosts (`+hostColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			h.ID, string(h.Type), nullString(h.TeamID), nullString(h.Provider), nullString(h.AvailabilityZone), nullString(h.Arch),
+			nullInt(h.CPUCores), nullInt(h.MemoryMB), nullInt(h.DiskGB), nullString(h.Address),
+			string(h.Status), h.Draining, db.d.nullTime(h.LastHeartbeatAt), nullBytes(h.TokenHash), db.d.nullTime(h.TokenExpiresAt),
+			h.CreatedBy, db.d.time(h.CreatedAt), db.d.time(h.UpdatedAt))
+		if db.d.isUniqueViolation(err) {
+			return conflict("host already exists")
+		}
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("create host: %w", err)
+		return wrapUnlessDomain("create host", err)
 	}
 	if h.Tags == nil {
 		h.Tags = []string{}

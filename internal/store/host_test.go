@@ -78,6 +78,8 @@ func TestHostRecord(t *testing.T) {
 		dup.ID = wrenn.NewID(wrenn.PrefixHost)
 		dup.TokenHash = hashOf("tok-1")
 		wantError(t, db.CreateHost(ctx, &dup), wrenn.EConflict, "host already exists")
+		dup.TokenHash, dup.TeamID = hashOf("tok-3"), "team-none"
+		wantError(t, db.CreateHost(ctx, &dup), wrenn.EInvalid, "team_id names no team")
 		mustCount(t, db, map[string]int{"hosts": 2})
 	})
 }
