@@ -370,3 +370,40 @@ func TestMemberRole(t *testing.T) {
 		}
 	})
 }
+
+// TestAdminMigration: on a store that has accounts when migration 6 comes,
+// its earliest user becomes the platform admin, and no one else.
+func TestAdminMigration(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, db *store.DB) {
+		ctx := t.Context()
+		mustNoError(t, "migrate down to 5", db.MigrateTo(ctx, 5))
+		ids := map[string]string{}
+		for i, email := range []string{"later@example.com", "earliest@example.com", "latest@example.com"} {
+			created := map[int]time.Duration{0: time.Hour, 1: 0, 2: 2 * time.Hour}[i]
+			ids[email] = wrenn.NewID(wrenn.PrefixUser)
+			mustNoError(t, "insert user", db.ExecSQL(ctx, `INSERT INTO users (id, email, email_lower, password_hash, created_at) VALUES (?, ?, ?, ?, ?)`,
+				ids[email], email, email, "h", timeArg(db, at(created))))
+		}
+		mustNoError(t, "migrate up", db.MigrateTo(ctx, 6))
+		for email, id := range ids {
+			admin, err := db.IsAdmin(ctx, id)
+			mustNoError(t, "is admin", err)
+			if want := email == "earliest@example.com"; admin != want {
+				t.Errorf("%s: admin %v, want %v", email, admin, want)
+			}
+		}
+		// A later account is not the first: no admin.
+		u, _ := mustAccount(t, db, "new@example.com", at(3*time.Hour))
+		if u.IsAdmin {
+			t.Error("an account made after the migration became an admin")
+		}
+	})
+}
+
+// timeArg is a timestamp as the engine stores it, for raw inserts.
+func timeArg(db *store.DB, t time.Time) any {
+	if db.Engine() == store.EngineSQLite {
+		return t.UTC().Format("2006-01-02T15:04:05.000000Z")
+	}
+	return t
+}
