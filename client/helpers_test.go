@@ -22,9 +22,11 @@ import (
 	"github.com/wrennhq/wrenn/client"
 	"github.com/wrennhq/wrenn/internal/auth"
 	"github.com/wrennhq/wrenn/internal/control"
+	"github.com/wrennhq/wrenn/internal/fleet"
 	"github.com/wrennhq/wrenn/internal/httpapi"
 	"github.com/wrennhq/wrenn/internal/mock"
 	"github.com/wrennhq/wrenn/internal/spectest"
+	"github.com/wrennhq/wrenn/internal/store"
 	"github.com/wrennhq/wrenn/internal/store/storetest"
 )
 
@@ -73,6 +75,7 @@ type env struct {
 	tb  testing.TB
 	srv *httptest.Server
 	hc  *http.Client // checks every exchange against api/openapi.yaml
+	db  *store.DB
 }
 
 func newEnv(tb testing.TB, agent wrenn.Agent) *env {
@@ -87,7 +90,8 @@ func newEnv(tb testing.TB, agent wrenn.Agent) *env {
 	})
 	ctl := control.NewService(control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: agent, Now: time.Now,
 		Logger: log, Stats: db})
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{Auth: authSvc, Control: ctl, Logger: log}))
+	hosts := fleet.New(fleet.Config{Hosts: db, Roles: db, Now: time.Now, Logger: log})
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Auth: authSvc, Control: ctl, Logger: log, Hosts: hosts}))
 	tb.Cleanup(srv.Close)
 	if err := db.PutTemplate(context.Background(), &wrenn.Template{
 		Name: "minimal", Type: wrenn.TemplateBase, SizeBytes: 1 << 20, CreatedAt: time.Now().UTC(),
@@ -96,7 +100,7 @@ func newEnv(tb testing.TB, agent wrenn.Agent) *env {
 	}
 	hc := srv.Client()
 	hc.Transport = coverTransport{tb, spectest.Transport(tb, hc.Transport)}
-	return &env{tb: tb, srv: srv, hc: hc}
+	return &env{tb: tb, srv: srv, hc: hc, db: db}
 }
 
 // client returns a client of the server with opts.

@@ -18,6 +18,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/agentrpc"
 	"github.com/wrennhq/wrenn/internal/auth"
 	"github.com/wrennhq/wrenn/internal/control"
+	"github.com/wrennhq/wrenn/internal/fleet"
 	"github.com/wrennhq/wrenn/internal/httpapi"
 	"github.com/wrennhq/wrenn/internal/layout"
 	"github.com/wrennhq/wrenn/internal/store"
@@ -157,13 +158,15 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			Interval: cfg.ReconcileInterval, SettleGrace: cfg.SettleGrace,
 			AutoPause: controlSvc.AutoPause, StoppedRetention: cfg.StoppedRetention}).Run(ctx)
 	}
+	// The registry of hosts (issue 13); agents do not join it yet.
+	hosts := fleet.New(fleet.Config{Hosts: db, Roles: db, Now: now, Logger: log})
 	// The web console (issue 12), embedded in this binary.
 	console := web.New()
 	if !console.Built() {
 		log.Warn("this binary was built without the web console; / says how to build it (build_console in scripts/lib.sh)")
 	}
 	api := httpapi.New(httpapi.Config{Auth: authSvc, Control: controlSvc, Logger: log, MaxUploadBytes: cfg.MaxUploadBytes,
-		Console: console})
+		Hosts: hosts, Console: console})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
