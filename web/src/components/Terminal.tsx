@@ -143,6 +143,17 @@ class Controller {
     }
   }
 
+  /**
+   * focusUnlessBusy focuses the terminal when it comes up, unless the
+   * user is typing somewhere else (a dialog, a form) by then: a session
+   * starts asynchronously and must not take their keystrokes.
+   */
+  private focusUnlessBusy() {
+    const active = document.activeElement;
+    const el = this.term.element;
+    if (!active || active === document.body || (el && el.contains(active))) this.term.focus();
+  }
+
   live(): boolean {
     return this.ws !== null || (this.mode === "exec" && this.state === "connected");
   }
@@ -189,7 +200,7 @@ class Controller {
           this.sink.tag(this.tag);
           this.setState("connected");
           this.send({ type: "resize", cols: this.term.cols, rows: this.term.rows });
-          this.term.focus();
+          this.focusUnlessBusy();
           break;
         case "output":
           if (m.data) this.term.write(base64ToBytes(m.data));
