@@ -165,14 +165,17 @@ export class Socket {
       ws.onopen = () => settle();
       refused?.then((e) => settle(e));
       let failedOnce = false;
-      const failed = () => {
+      const failed = (ev: unknown) => {
         if (failedOnce) {
           return; // error and close both come
         }
         failedOnce = true;
         if (refused) {
-          // `ws` reports the refusal through unexpected-response.
-          setTimeout(() => settle(new Error(`wrenn: WebSocket to ${httpUrl} failed`)), 1000);
+          // `ws` reports a refusal through unexpected-response, which wins;
+          // anything else (no connection at all) is its error event's.
+          const why = (ev as { message?: string } | undefined)?.message;
+          const err = new Error(`wrenn: WebSocket to ${httpUrl} failed${why ? ": " + why : ""}`);
+          setTimeout(() => settle(err), 100);
           return;
         }
         // A browser says nothing of why a handshake failed: ask the route
