@@ -22,6 +22,9 @@ const (
 	EHostFull         = "host_full"              // the host cannot fit the sandbox now; the message names what it lacks
 	EHostAgent        = "host_agent_error"       // the host agent failed or cannot be reached
 	EInternal         = "internal"               // a fault of ours; details are only logged
+	// EHostHasSandboxes: a host delete without force, refused while
+	// sandboxes live on the host (HostBusyError names them).
+	EHostHasSandboxes = "host_has_sandboxes"
 )
 
 // Error is the one error type that carries a code to clients. Its message

@@ -50,7 +50,10 @@ type User struct {
 	ID           string
 	Email        string // stored as given; unique regardless of case
 	PasswordHash string // PHC-encoded memory-hard hash, never the password
-	CreatedAt    time.Time
+	// IsAdmin: a platform admin, who manages the fleet's hosts. The first
+	// account made on a server is one; `wrenn admin user promote` makes more.
+	IsAdmin   bool
+	CreatedAt time.Time
 }
 
 // Team owns API keys, sandboxes and snapshot templates. Every user has a
@@ -60,6 +63,9 @@ type Team struct {
 	Name      string
 	CreatedAt time.Time
 }
+
+// RoleOwner is the role a user holds in the team made with their account.
+const RoleOwner = "owner"
 
 // APIKey authorizes sandbox work for one team. Only the SHA-256 of the
 // plaintext key is kept.

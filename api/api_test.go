@@ -168,6 +168,11 @@ func extendsValue(at string, seed, ours any) string {
 			}
 			return ""
 		}
+		if strings.HasSuffix(at, "/security") && len(o) > len(s) {
+			// Security requirements are alternatives: the contract's, then
+			// more ways in (a JWT beside an API key).
+			o = o[:len(s)]
+		}
 		if len(o) != len(s) {
 			return at + ": changed"
 		}
@@ -197,6 +202,30 @@ func sameJSON(tb testing.TB, a, b any) bool {
 		tb.Fatal(err)
 	}
 	return bytes.Equal(ja, jb)
+}
+
+// TestExtendsSecurity: more ways to authenticate extend an operation;
+// dropping or changing the contract's does not.
+func TestExtendsSecurity(t *testing.T) {
+	seed := `{"security":[{"apiKeyAuth":[]}]}`
+	for ours, ok := range map[string]bool{
+		seed: true,
+		`{"security":[{"apiKeyAuth":[]},{"bearerAuth":[]}]}`: true,
+		`{"security":[{"bearerAuth":[]}]}`:                   false,
+		`{"security":[{"bearerAuth":[]},{"apiKeyAuth":[]}]}`: false,
+		`{"security":[]}`: false,
+	} {
+		var s, o any
+		if err := json.Unmarshal([]byte(seed), &s); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(ours), &o); err != nil {
+			t.Fatal(err)
+		}
+		if got := extendsValue("", s, o); (got == "") != ok {
+			t.Errorf("%s: %q, want ok=%v", ours, got, ok)
+		}
+	}
 }
 
 // TestExtendsCatchesBreaks: the extension rule lets through only changes a

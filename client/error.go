@@ -26,6 +26,7 @@ const (
 	CodeHostFull         = "host_full"              // 503: no room for the sandbox now
 	CodeHostAgent        = "host_agent_error"       // 502: the host agent failed
 	CodeInternal         = "internal"               // 500
+	CodeHostHasSandboxes = "host_has_sandboxes"     // 409: a host delete without force; see SandboxIDs
 
 	// CodeStream is the client's own: a WebSocket stream ended with the
 	// server's "error" message, whose words are the Message. Status is 0.
@@ -42,6 +43,8 @@ type Error struct {
 	Message string
 	// RetryAfter is the Retry-After header of a 429, if any.
 	RetryAfter time.Duration
+	// SandboxIDs, of CodeHostHasSandboxes, names the sandboxes on the host.
+	SandboxIDs []string
 }
 
 func (e *Error) Error() string {
@@ -89,12 +92,13 @@ func errorFrom(resp *http.Response) *Error {
 func parseError(status int, body []byte) *Error {
 	var env struct {
 		Error *struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
+			Code       string   `json:"code"`
+			Message    string   `json:"message"`
+			SandboxIDs []string `json:"sandbox_ids"`
 		} `json:"error"`
 	}
 	if json.Unmarshal(body, &env) == nil && env.Error != nil && env.Error.Code != "" {
-		return &Error{Status: status, Code: env.Error.Code, Message: env.Error.Message}
+		return &Error{Status: status, Code: env.Error.Code, Message: env.Error.Message, SandboxIDs: env.Error.SandboxIDs}
 	}
 	msg := strings.TrimSpace(string(body))
 	if len(msg) > 200 {

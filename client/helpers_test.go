@@ -2,27 +2,72 @@ package client_test
 
 import (
 	"context"
+	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/wrennhq/wrenn"
+	"github.com/wrennhq/wrenn/api"
 	"github.com/wrennhq/wrenn/client"
 	"github.com/wrennhq/wrenn/internal/auth"
 	"github.com/wrennhq/wrenn/internal/control"
+	"github.com/wrennhq/wrenn/internal/fleet"
 	"github.com/wrennhq/wrenn/internal/httpapi"
 	"github.com/wrennhq/wrenn/internal/mock"
 	"github.com/wrennhq/wrenn/internal/spectest"
+	"github.com/wrennhq/wrenn/internal/store"
 	"github.com/wrennhq/wrenn/internal/store/storetest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain checks, after a full run, that the tests reached every
+// operation of the contract through the client, and that no goroutine
+// outlives them.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 && flag.Lookup("test.run").Value.String() == "" && flag.Lookup("test.skip").Value.String() == "" {
+		for _, op := range regexp.MustCompile(`(?m)^\s+operationId:\s*(\S+)`).FindAllSubmatch(api.OpenAPI, -1) {
+			if _, ok := covered.Load(string(op[1])); !ok {
+				fmt.Fprintf(os.Stderr, "no test reached operation %s through the client\n", op[1])
+				code = 1
+			}
+		}
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// covered holds the operationId of every operation an exchange of the
+// tests reached.
+var covered sync.Map
+
+// coverTransport notes the operation of each request it sends.
+type coverTransport struct {
+	tb   testing.TB
+	base http.RoundTripper
+}
+
+func (t coverTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if route, _, err := spectest.Router(t.tb).FindRoute(req); err == nil {
+		covered.Store(route.Operation.OperationID, true)
+	}
+	return t.base.RoundTrip(req)
+}
 
 // env is the real API server, over a real SQLite store and a fake host
 // agent, served on a loopback port.
@@ -30,6 +75,7 @@ type env struct {
 	tb  testing.TB
 	srv *httptest.Server
 	hc  *http.Client // checks every exchange against api/openapi.yaml
+	db  *store.DB
 }
 
 func newEnv(tb testing.TB, agent wrenn.Agent) *env {
@@ -44,7 +90,8 @@ func newEnv(tb testing.TB, agent wrenn.Agent) *env {
 	})
 	ctl := control.NewService(control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: agent, Now: time.Now,
 		Logger: log, Stats: db})
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{Auth: authSvc, Control: ctl, Logger: log}))
+	hosts := fleet.New(fleet.Config{Hosts: db, Roles: db, Now: time.Now, Logger: log})
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Auth: authSvc, Control: ctl, Logger: log, Hosts: hosts}))
 	tb.Cleanup(srv.Close)
 	if err := db.PutTemplate(context.Background(), &wrenn.Template{
 		Name: "minimal", Type: wrenn.TemplateBase, SizeBytes: 1 << 20, CreatedAt: time.Now().UTC(),
@@ -52,8 +99,8 @@ func newEnv(tb testing.TB, agent wrenn.Agent) *env {
 		tb.Fatal(err)
 	}
 	hc := srv.Client()
-	hc.Transport = spectest.Transport(tb, hc.Transport)
-	return &env{tb: tb, srv: srv, hc: hc}
+	hc.Transport = coverTransport{tb, spectest.Transport(tb, hc.Transport)}
+	return &env{tb: tb, srv: srv, hc: hc, db: db}
 }
 
 // client returns a client of the server with opts.

@@ -43,7 +43,7 @@ func adminCommand() *cobra.Command {
 	var dataDir string
 	cmd := &cobra.Command{
 		Use:   "admin",
-		Short: "Operator tasks on Wrenn's store: users and team quotas",
+		Short: "Operator tasks on Wrenn's store: users, platform admins and team quotas",
 		Long: "Operator tasks on the store `wrenn server` uses: the SQLite file in the data directory, or\n" +
 			"the PostgreSQL database of " + envDatabase + " when it is set (the environment and ./.env are read as the server reads them).",
 	}
@@ -71,9 +71,11 @@ func adminCommand() *cobra.Command {
 type openStore func(ctx context.Context) (*store.DB, error)
 
 func adminUserCommand(open openStore) *cobra.Command {
-	user := &cobra.Command{Use: "user", Short: "Manage user accounts"}
+	user := &cobra.Command{Use: "user", Short: "Manage user accounts and platform admins",
+		Long: "Manage user accounts. Platform admins manage the fleet's hosts (/v1/hosts); the first account\n" +
+			"made on a server is one."}
 	var email string
-	var passwordStdin bool
+	var passwordStdin, admin bool
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create a user and their team, as signup does (signup may be closed)",
@@ -98,15 +100,49 @@ func adminUserCommand(open openStore) *cobra.Command {
 			if err != nil {
 				return clientError(err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "user_id=%s team_id=%s email=%s\n", u.ID, t.ID, u.Email)
+			if admin && !u.IsAdmin {
+				if u, err = db.SetAdmin(cmd.Context(), u.Email, true); err != nil {
+					return fmt.Errorf("user %s was created, but not made an admin: %w", email, clientError(err))
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "user_id=%s team_id=%s email=%s admin=%t\n", u.ID, t.ID, u.Email, u.IsAdmin)
 			return nil
 		},
 	}
 	create.Flags().StringVar(&email, "email", "", "the user's email address")
 	create.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input (its first line)")
+	create.Flags().BoolVar(&admin, "admin", false, "make the user a platform admin")
 	_ = create.MarkFlagRequired("email")
-	user.AddCommand(create)
+	user.AddCommand(create, adminSetCommand(open, true), adminSetCommand(open, false))
 	return user
+}
+
+// adminSetCommand is `wrenn admin user promote EMAIL` (admin) or `demote
+// EMAIL`: the user is a platform admin, or no longer one, from their next
+// request on (whatever their login's JWT).
+func adminSetCommand(open openStore, admin bool) *cobra.Command {
+	use, short := "promote EMAIL", "Make a user a platform admin"
+	if !admin {
+		use, short = "demote EMAIL", "Make a user no longer a platform admin"
+	}
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			db, err := open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			u, err := db.SetAdmin(cmd.Context(), args[0], admin)
+			if err != nil {
+				return clientError(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "user_id=%s email=%s admin=%t\n", u.ID, u.Email, u.IsAdmin)
+			return nil
+		},
+	}
 }
 
 // readPassword reads the first line of r.

@@ -18,6 +18,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/agentrpc"
 	"github.com/wrennhq/wrenn/internal/auth"
 	"github.com/wrennhq/wrenn/internal/control"
+	"github.com/wrennhq/wrenn/internal/fleet"
 	"github.com/wrennhq/wrenn/internal/httpapi"
 	"github.com/wrennhq/wrenn/internal/layout"
 	"github.com/wrennhq/wrenn/internal/store"
@@ -156,7 +157,10 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			Interval: cfg.ReconcileInterval, SettleGrace: cfg.SettleGrace,
 			AutoPause: controlSvc.AutoPause, StoppedRetention: cfg.StoppedRetention}).Run(ctx)
 	}
-	api := httpapi.New(httpapi.Config{Auth: authSvc, Control: controlSvc, Logger: log, MaxUploadBytes: cfg.MaxUploadBytes})
+	// The registry of hosts (issue 13); agents do not join it yet.
+	hosts := fleet.New(fleet.Config{Hosts: db, Roles: db, Now: now, Logger: log})
+	api := httpapi.New(httpapi.Config{Auth: authSvc, Control: controlSvc, Logger: log, MaxUploadBytes: cfg.MaxUploadBytes,
+		Hosts: hosts})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

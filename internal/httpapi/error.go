@@ -26,7 +26,7 @@ func statusOf(code string) int {
 		return http.StatusNotFound
 	case wrenn.EMethodNotAllowed:
 		return http.StatusMethodNotAllowed
-	case wrenn.EConflict:
+	case wrenn.EConflict, wrenn.EHostHasSandboxes:
 		return http.StatusConflict
 	case wrenn.ETooLarge:
 		return http.StatusRequestEntityTooLarge

@@ -15,6 +15,7 @@ import (
 	"github.com/wrennhq/wrenn"
 	"github.com/wrennhq/wrenn/internal/auth"
 	"github.com/wrennhq/wrenn/internal/control"
+	"github.com/wrennhq/wrenn/internal/fleet"
 	"github.com/wrennhq/wrenn/internal/httpapi"
 	"github.com/wrennhq/wrenn/internal/mock"
 	"github.com/wrennhq/wrenn/internal/spectest"
@@ -32,6 +33,7 @@ type env struct {
 	db     *store.DB
 	auth   *auth.Service
 	ctl    *control.Service
+	hosts  *fleet.Service
 }
 
 type envOptions struct {
@@ -44,12 +46,16 @@ type envOptions struct {
 	limits     control.Limits
 	closed     bool // signup
 	ptyPing    time.Duration
+	logTo      io.Writer // nil: logs are discarded; else every level is written here
 }
 
 func newEnv(tb testing.TB, engine string, o envOptions) *env {
 	tb.Helper()
 	db := storetest.MustOpen(tb, engine)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if o.logTo != nil {
+		log = slog.New(slog.NewTextHandler(o.logTo, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	params := testPasswordParams
 	if o.params != nil {
 		params = *o.params
@@ -64,8 +70,9 @@ func newEnv(tb testing.TB, engine string, o envOptions) *env {
 	})
 	ctl := control.NewService(control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: o.agent, Now: time.Now, Logger: log,
 		Limits: o.limits, Stats: db})
+	hosts := fleet.New(fleet.Config{Hosts: db, Roles: db, Now: time.Now, Logger: log})
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{Auth: authSvc, Control: ctl, Logger: log, MaxUploadBytes: o.maxUpload,
-		BodyGrace: o.bodyGrace, PtyPingInterval: o.ptyPing}))
+		BodyGrace: o.bodyGrace, PtyPingInterval: o.ptyPing, Hosts: hosts}))
 	tb.Cleanup(srv.Close)
 	client := srv.Client()
 	if !o.noValidate {
@@ -76,7 +83,7 @@ func newEnv(tb testing.TB, engine string, o envOptions) *env {
 	}); err != nil {
 		tb.Fatal(err)
 	}
-	return &env{tb: tb, srv: srv, client: client, db: db, auth: authSvc, ctl: ctl}
+	return &env{tb: tb, srv: srv, client: client, db: db, auth: authSvc, ctl: ctl, hosts: hosts}
 }
 
 type hdr map[string]string

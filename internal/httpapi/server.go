@@ -16,6 +16,7 @@ import (
 	"github.com/wrennhq/wrenn/api"
 	"github.com/wrennhq/wrenn/internal/auth"
 	"github.com/wrennhq/wrenn/internal/control"
+	"github.com/wrennhq/wrenn/internal/fleet"
 )
 
 // Log attribute keys.
@@ -46,6 +47,9 @@ type Config struct {
 	// PtyPingInterval is how often a terminal's WebSocket gets a ping;
 	// 0 means every 30 seconds, as 0.1.5 sends them.
 	PtyPingInterval time.Duration
+	// Hosts is the registry of hosts (issue 13); nil leaves /v1/hosts
+	// unserved.
+	Hosts *fleet.Service
 }
 
 // Server is the public API.
@@ -59,12 +63,13 @@ type Server struct {
 	bodyGrace   time.Duration
 	minBodyRate int64
 	ptyPing     time.Duration
+	hosts       *fleet.Service
 }
 
 // New returns a Server with its routes.
 func New(c Config) *Server {
 	s := &Server{auth: c.Auth, control: c.Control, log: c.Logger, maxUpload: c.MaxUploadBytes,
-		bodyGrace: c.BodyGrace, minBodyRate: c.MinBodyRate}
+		bodyGrace: c.BodyGrace, minBodyRate: c.MinBodyRate, hosts: c.Hosts}
 	if s.maxUpload <= 0 {
 		s.maxUpload = DefaultMaxUploadBytes
 	}
@@ -122,6 +127,20 @@ func (s *Server) routes() http.Handler {
 		"/v1/sandboxes/{id}/processes/{selector}/stream": {"GET": key(s.processStream)},
 		// Terminals (issue 11).
 		"/v1/sandboxes/{id}/pty": {"GET": key(s.ptySession)},
+	}
+	// Hosts (issue 13, hosts.go): the registry of hosts, for logged-in
+	// users; drain and undrain are our extension of 0.1.5.
+	if s.hosts != nil {
+		maps.Copy(table, map[string]methods{
+			"/v1/hosts":                     {"POST": jwt(s.createHost), "GET": jwt(s.listHosts)},
+			"/v1/hosts/{id}":                {"GET": jwt(s.getHost), "DELETE": jwt(s.deleteHost)},
+			"/v1/hosts/{id}/token":          {"POST": jwt(s.regenerateHostToken)},
+			"/v1/hosts/{id}/delete-preview": {"GET": jwt(s.hostDeletePreview)},
+			"/v1/hosts/{id}/tags":           {"GET": jwt(s.listHostTags), "POST": jwt(s.addHostTag)},
+			"/v1/hosts/{id}/tags/{tag}":     {"DELETE": jwt(s.removeHostTag)},
+			"/v1/hosts/{id}/drain":          {"POST": jwt(s.drainHost)},
+			"/v1/hosts/{id}/undrain":        {"POST": jwt(s.undrainHost)},
+		})
 	}
 	// /v1/capsules is the later product's name for the sandbox surface:
 	// every sandbox route is served there too, by the same handler

@@ -45,3 +45,29 @@ func (db *DB) SQLitePragma(ctx context.Context, name string) (write, read string
 	}
 	return write, read, nil
 }
+
+// MigrateTo moves the schema down or up to version, so tests can check
+// what a migration does to data recorded before it.
+func (db *DB) MigrateTo(ctx context.Context, version int64) error {
+	p, err := migrator(db.w.pool, db.d)
+	if err != nil {
+		return err
+	}
+	cur, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if version < cur {
+		_, err = p.DownTo(ctx, version)
+	} else {
+		_, err = p.UpTo(ctx, version)
+	}
+	return err
+}
+
+// ExecSQL runs a statement (in SQLite's spelling, ? placeholders) on the
+// write pool, for writing rows as an older schema had them.
+func (db *DB) ExecSQL(ctx context.Context, q string, args ...any) error {
+	_, err := db.w.exec(ctx, q, args...)
+	return err
+}

@@ -80,9 +80,22 @@ func (db *DB) Engine() string { return db.d.engine }
 
 // migrate applies the engine's embedded migrations that pool has not had.
 func migrate(ctx context.Context, pool *sql.DB, d dialect) error {
+	p, err := migrator(pool, d)
+	if err != nil {
+		return err
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("apply migrations: %w", err)
+	}
+	return nil
+}
+
+// migrator returns the goose provider of the engine's embedded migrations
+// on pool.
+func migrator(pool *sql.DB, d dialect) (*goose.Provider, error) {
 	fsys, err := fs.Sub(migrationFiles, "migrations/"+d.engine)
 	if err != nil {
-		return fmt.Errorf("migrations for %s: %w", d.engine, err)
+		return nil, fmt.Errorf("migrations for %s: %w", d.engine, err)
 	}
 	opts := []goose.ProviderOption{
 		goose.WithDisableGlobalRegistry(true),
@@ -95,18 +108,15 @@ func migrate(ctx context.Context, pool *sql.DB, d dialect) error {
 		// an advisory lock makes one migrate while the others wait.
 		locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
 		if err != nil {
-			return fmt.Errorf("migration lock: %w", err)
+			return nil, fmt.Errorf("migration lock: %w", err)
 		}
 		opts = append(opts, goose.WithSessionLocker(locker))
 	}
 	p, err := goose.NewProvider(gd, pool, fsys, opts...)
 	if err != nil {
-		return fmt.Errorf("migration provider: %w", err)
+		return nil, fmt.Errorf("migration provider: %w", err)
 	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("apply migrations: %w", err)
-	}
-	return nil
+	return p, nil
 }
 
 // tx runs fn in one transaction on the write pool, committing if fn returns
