@@ -1,3 +1,4 @@
+import { Hosts } from "./hosts.js";
 import { Transport, type WrennOptions } from "./http.js";
 import { Sandbox } from "./sandbox.js";
 import type {
@@ -33,12 +34,16 @@ export interface ListSandboxesOptions extends CallOptions {
  * AbortSignal; every error the API answers is thrown as a WrennError.
  */
 export class Wrenn {
+  /** The registry of hosts (needs a token). */
+  readonly hosts: Hosts;
+
   private readonly t: Transport;
   private readonly opts: WrennOptions;
 
   constructor(opts: WrennOptions) {
     this.opts = { ...opts };
     this.t = new Transport(opts);
+    this.hosts = new Hosts(this.t);
   }
 
   /** The server's address. */

@@ -1,6 +1,6 @@
 import type { components } from "./schema.js";
 
-type Envelope = components["schemas"]["Error"];
+type Envelope = components["schemas"]["Error"] | components["schemas"]["HostHasCapsulesError"];
 
 /** Error codes of the API's error envelope; stable, so match on them. */
 export const ErrorCode = {
@@ -17,6 +17,8 @@ export const ErrorCode = {
   HostFull: "host_full", // 503
   HostAgent: "host_agent_error", // 502
   Internal: "internal", // 500
+  /** 409: a host delete without force while sandboxes live on it; see sandboxIds. */
+  HostHasSandboxes: "host_has_sandboxes",
   /** The SDK's own: a WebSocket stream ended with the server's error message (status 0). */
   Stream: "stream_error",
 } as const;
@@ -34,12 +36,15 @@ export class WrennError extends Error {
   readonly code: string;
   /** The Retry-After of a 429, in seconds, if the server sent one. */
   readonly retryAfter: number | undefined;
+  /** Of "host_has_sandboxes": the sandboxes on the host. */
+  readonly sandboxIds: string[] | undefined;
 
-  constructor(status: number, code: string, message: string, retryAfter?: number) {
+  constructor(status: number, code: string, message: string, retryAfter?: number, sandboxIds?: string[]) {
     super(message);
     this.status = status;
     this.code = code;
     this.retryAfter = retryAfter;
+    this.sandboxIds = sandboxIds;
   }
 
   get isNotFound(): boolean {
@@ -81,7 +86,8 @@ export function parseError(
   try {
     const env = JSON.parse(body) as Envelope;
     if (env.error?.code) {
-      return new WrennError(status, env.error.code, env.error.message ?? "", retryAfter);
+      const ids = "sandbox_ids" in env.error ? env.error.sandbox_ids : undefined;
+      return new WrennError(status, env.error.code, env.error.message ?? "", retryAfter, ids);
     }
   } catch {
     // not the envelope

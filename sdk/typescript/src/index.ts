@@ -3,6 +3,7 @@
 export { Wrenn, type ListSandboxesOptions } from "./client.js";
 export { WrennError, ErrorCode } from "./error.js";
 export { Files, type UploadData } from "./files.js";
+export { Hosts } from "./hosts.js";
 export type { Transport, WrennOptions, WebSocketConstructorLike } from "./http.js";
 export { Sandbox, type Command, type ExecResult } from "./sandbox.js";
 export { EventStream, ExecStream, ProcessStream, type ExecEvent, type StreamResult } from "./stream.js";

@@ -800,6 +800,225 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/hosts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List hosts
+         * @description Admins see all hosts. Non-admins see only BYOC hosts belonging to
+         *     their team (the one their login acts in). Oldest first.
+         */
+        get: operations["listHosts"];
+        put?: never;
+        /**
+         * Create a host
+         * @description Creates a new host record, `pending` until its agent registers, and
+         *     returns a one-time registration token: shown only here (the server
+         *     keeps its SHA-256), valid for 1 hour, and replaced by
+         *     `POST /v1/hosts/{id}/token`. Regular hosts can only be created by
+         *     platform admins. BYOC hosts can be created by admins, or by an owner
+         *     of the team for the team their login acts in.
+         *
+         *     Agents do not join yet: registration (`wrenn agent --join`),
+         *     heartbeats and placement on registered hosts are to come, so every
+         *     host stays `pending` for now.
+         */
+        post: operations["createHost"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/hosts/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        /**
+         * Get host details
+         * @description A host the caller does not see (another team's, or a regular host
+         *     for a non-admin) is not found.
+         */
+        get: operations["getHost"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a host
+         * @description Admins can delete any host. Team owners can delete BYOC hosts
+         *     belonging to their team; other members of the team get 403, and
+         *     everyone else 404 (they do not see the host). Without `?force=true`,
+         *     returns 409 while sandboxes live on the host (every one recorded on
+         *     it that is not stopped, paused ones included), naming them. With
+         *     `?force=true`, destroys them with the host: until agents join, no
+         *     host's agent is reachable, so they are recorded stopped.
+         */
+        delete: operations["deleteHost"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/hosts/{id}/token": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Regenerate registration token
+         * @description Issues a new registration token for a host still in "pending" status;
+         *     the earlier token stops working at once. Use this when a previous
+         *     registration attempt failed after consuming the original token, or
+         *     the token expired or leaked. Same permission model as host deletion.
+         */
+        post: operations["regenerateHostToken"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/hosts/{id}/delete-preview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        /**
+         * Preview host deletion
+         * @description Returns the host and the IDs of the sandboxes that would be
+         *     destroyed if it were deleted with `?force=true`. No state is
+         *     modified. Same permission model as host deletion.
+         */
+        get: operations["getHostDeletePreview"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/hosts/{id}/tags": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        /**
+         * List host tags
+         * @description The host's tags, sorted; anyone who sees the host may list them.
+         */
+        get: operations["listHostTags"];
+        put?: never;
+        /**
+         * Add a tag to a host
+         * @description A tag is 1 to 64 letters, digits and `. _ : = -`, starting with a
+         *     letter or digit; a host has at most 64. Adding a tag the host has is
+         *     no change. Same permission model as host deletion.
+         */
+        post: operations["addHostTag"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/hosts/{id}/tags/{tag}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                tag: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Remove a tag from a host
+         * @description Removing a tag the host does not have is no change. Same permission model as host deletion.
+         */
+        delete: operations["removeHostTag"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/hosts/{id}/drain": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Drain a host
+         * @description Wrenn's extension (0.1.5 has the status `draining` but no operation
+         *     that sets it): no new sandboxes go to the host; those it has stay.
+         *     An online host that drains reads `draining`; the drain is a flag
+         *     (`draining`) beside the host's status, so a draining host that stops
+         *     answering reads `unreachable` and drains again when it is back.
+         *     Draining a host that drains is no change. Same permission model as
+         *     host deletion.
+         */
+        post: operations["drainHost"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/hosts/{id}/undrain": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * End a host's drain
+         * @description Wrenn's extension: the host takes new sandboxes again. Ending the
+         *     drain of a host that does not drain is no change. Same permission
+         *     model as host deletion.
+         */
+        post: operations["undrainHost"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1138,6 +1357,76 @@ export interface components {
             exit_code?: number;
             /** @description error: the server closes the connection after it */
             fatal?: boolean;
+        };
+        CreateHostRequest: {
+            /**
+             * @description Host type. Regular hosts are shared; BYOC hosts belong to a team.
+             * @enum {string}
+             */
+            type: "regular" | "byoc";
+            /** @description Required for BYOC hosts (and refused for regular ones). */
+            team_id?: string;
+            /** @description Cloud provider (e.g. aws, gcp, hetzner, bare-metal). */
+            provider?: string;
+            /** @description Availability zone (e.g. us-east, eu-west). */
+            availability_zone?: string;
+        };
+        CreateHostResponse: {
+            host?: components["schemas"]["Host"];
+            /** @description One-time registration token for the host agent. Expires in 1 hour. Shown only here; the server keeps its SHA-256. */
+            registration_token?: string;
+            /**
+             * Format: date-time
+             * @description When registration_token expires (Wrenn's extension).
+             */
+            registration_token_expires_at?: string;
+        };
+        Host: {
+            id?: string;
+            /** @enum {string} */
+            type?: "regular" | "byoc";
+            team_id?: string | null;
+            provider?: string | null;
+            availability_zone?: string | null;
+            /** @description Null until the host's agent registers, as are cpu_cores, memory_mb, disk_gb and address. */
+            arch?: string | null;
+            cpu_cores?: number | null;
+            memory_mb?: number | null;
+            disk_gb?: number | null;
+            address?: string | null;
+            /**
+             * @description `draining` is an online host whose `draining` is true.
+             * @enum {string}
+             */
+            status?: "pending" | "online" | "offline" | "draining" | "unreachable";
+            /** @description Wrenn's extension: the host takes no new sandboxes (POST /v1/hosts/{id}/drain), whatever its status. */
+            draining?: boolean;
+            /** @description Wrenn's extension: the host's tags, sorted. */
+            tags?: string[];
+            /** Format: date-time */
+            last_heartbeat_at?: string | null;
+            created_by?: string;
+            /** Format: date-time */
+            created_at?: string;
+            /** Format: date-time */
+            updated_at?: string;
+        };
+        HostDeletePreview: {
+            host?: components["schemas"]["Host"];
+            /** @description IDs of sandboxes that would be destroyed on force-delete. */
+            sandbox_ids?: string[];
+        };
+        HostHasCapsulesError: {
+            error: {
+                /** @example host_has_sandboxes */
+                code: string;
+                message: string;
+                /** @description IDs of active sandboxes blocking deletion. */
+                sandbox_ids: string[];
+            };
+        };
+        AddTagRequest: {
+            tag: string;
         };
     };
     responses: never;
@@ -2493,6 +2782,475 @@ export interface operations {
             };
             /** @description Sandbox not running */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listHosts: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description List of hosts */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Host"][];
+                };
+            };
+            /** @description Missing or invalid JWT */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createHost: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateHostRequest"];
+            };
+        };
+        responses: {
+            /** @description Host created with registration token */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreateHostResponse"];
+                };
+            };
+            /** @description Invalid request (type, a BYOC host without team_id or with an unknown one, a label too long) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing or invalid JWT */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Insufficient permissions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getHost: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Host details */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Host"];
+                };
+            };
+            /** @description Host not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    deleteHost: {
+        parameters: {
+            query?: {
+                /** @description If true, destroy all sandboxes on the host before deleting. */
+                force?: boolean;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Host deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description force is neither true nor false */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Insufficient permissions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Host not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Host has active sandboxes (only when force is not set) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HostHasCapsulesError"];
+                };
+            };
+        };
+    };
+    regenerateHostToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description New registration token issued */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreateHostResponse"];
+                };
+            };
+            /** @description Insufficient permissions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Host not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Host is not in pending status */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getHostDeletePreview: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deletion preview */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HostDeletePreview"];
+                };
+            };
+            /** @description Insufficient permissions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Host not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listHostTags: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description List of tags */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": string[];
+                };
+            };
+            /** @description Host not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    addHostTag: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AddTagRequest"];
+            };
+        };
+        responses: {
+            /** @description Tag added */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Invalid tag, or the host has 64 already */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Insufficient permissions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Host not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    removeHostTag: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                tag: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Tag removed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not a valid tag */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Insufficient permissions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Host not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    drainHost: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The host, draining */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Host"];
+                };
+            };
+            /** @description Insufficient permissions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Host not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    undrainHost: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The host, no longer draining */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Host"];
+                };
+            };
+            /** @description Insufficient permissions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Host not found */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

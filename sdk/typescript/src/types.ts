@@ -52,6 +52,12 @@ export type TerminalOptions = Omit<
   "type" | "tag" | "data"
 >;
 export type PtyClientMessage = Schemas["PtyClientMessage"];
+/** A machine in the host registry. */
+export type Host = Schemas["Host"];
+export type CreateHostRequest = Schemas["CreateHostRequest"];
+/** A host with its one-time registration token. */
+export type HostToken = Schemas["CreateHostResponse"];
+export type HostDeletePreview = Schemas["HostDeletePreview"];
 export type PtyServerMessage = Schemas["PtyServerMessage"];
 
 /** Options every call takes. */

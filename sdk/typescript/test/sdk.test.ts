@@ -147,6 +147,37 @@ describe("Wrenn TypeScript SDK", { skip: baseUrl === "" ? "WRENN_API_URL is not 
     assert.deepEqual(await stranger.listSandboxes(), []);
   });
 
+  test("hosts", async () => {
+    const acct = anon.with({ token });
+    const session = await anon.login(email, password);
+    const made = await acct.hosts.create({ type: "byoc", team_id: session.team_id ?? "", provider: "tssdk" });
+    const id = made.host?.id ?? "";
+    assert.equal(made.host?.status, "pending");
+    assert.ok((made.registration_token ?? "").length > 0);
+    assert.ok((await acct.hosts.list()).some((h) => h.id === id));
+    assert.equal((await acct.hosts.get(id)).provider, "tssdk");
+    await acct.hosts.addTag(id, "gpu");
+    await acct.hosts.addTag(id, "arm");
+    assert.deepEqual(await acct.hosts.listTags(id), ["arm", "gpu"]);
+    await acct.hosts.removeTag(id, "arm");
+    assert.deepEqual(await acct.hosts.listTags(id), ["gpu"]);
+    assert.equal((await acct.hosts.drain(id)).draining, true);
+    assert.equal((await acct.hosts.undrain(id)).draining, false);
+    const again = await acct.hosts.regenerateToken(id);
+    assert.notEqual(again.registration_token, made.registration_token);
+    assert.deepEqual((await acct.hosts.previewDelete(id)).sandbox_ids, []);
+
+    // Another team's login sees none of it, and may not make shared hosts.
+    const other = new Wrenn({ baseUrl });
+    const s = await other.signup(`hosts-${email}`, password);
+    const stranger = other.with({ token: s.token ?? "" });
+    await rejects(() => stranger.hosts.get(id), 404, ErrorCode.NotFound);
+    await rejects(() => stranger.hosts.create({ type: "regular" }), 403, ErrorCode.Forbidden);
+
+    await acct.hosts.delete(id);
+    await rejects(() => acct.hosts.get(id), 404, ErrorCode.NotFound);
+  });
+
   test("list and get", async () => {
     const got = await wrenn.getSandbox(sb.id);
     assert.equal(got.info.metadata?.["by"], "tssdk");
