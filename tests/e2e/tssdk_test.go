@@ -65,12 +65,44 @@ func TestTypeScriptSDK(t *testing.T) {
 
 	runLogged(ctx, t, dir, []string{"WRENN_API_URL=" + front.URL}, "npm", "test")
 
-	// The README's example, as a user runs it.
+	// The READMEs' example, as a user runs it: every line they show is a
+	// line of examples/quickstart.mjs.
+	example, err := os.ReadFile(filepath.Join(dir, "examples", "quickstart.mjs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, readme := range []struct{ path, after string }{
+		{filepath.Join(dir, "README.md"), "## Example"},
+		{filepath.Join(repoRoot(), "README.md"), "### TypeScript SDK"},
+	} {
+		b, err := os.ReadFile(readme.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, after, ok := strings.Cut(string(b), readme.after)
+		_, block, ok2 := strings.Cut(after, "```js\n")
+		block, _, ok3 := strings.Cut(block, "```")
+		if !ok || !ok2 || !ok3 {
+			t.Fatalf("%s has no example after %q", readme.path, readme.after)
+		}
+		for line := range strings.SplitSeq(block, "\n") {
+			if l := strings.TrimSpace(line); l != "" && !strings.Contains(string(example), l) {
+				t.Errorf("%s: example line %q is not in examples/quickstart.mjs", readme.path, l)
+			}
+		}
+	}
 	key := s.account("tssdk-example@example.com")["X-API-Key"]
 	out := runLogged(ctx, t, dir, []string{"WRENN_API_URL=" + front.URL, "WRENN_API_KEY=" + key}, "node", "examples/quickstart.mjs")
 	want := "42 0\ntick 1\ntick 2\ntick 3\nexit 3\nhello from TypeScript\n"
 	if !strings.HasPrefix(out, want) {
 		t.Errorf("examples/quickstart.mjs printed %q, want it to begin %q", out, want)
+	}
+	// A bad key: the API's words, and a failing exit.
+	bad := exec.CommandContext(ctx, "node", "examples/quickstart.mjs")
+	bad.Dir = dir
+	bad.Env = append(os.Environ(), "WRENN_API_URL="+front.URL, "WRENN_API_KEY=wrn_wrong")
+	if out, err := bad.CombinedOutput(); err == nil || !strings.Contains(string(out), "invalid API key") {
+		t.Errorf("examples/quickstart.mjs with a bad key: %v\n%s", err, out)
 	}
 }
 
