@@ -159,15 +159,16 @@ function basename(path: string): string {
   return path.replace(/\/+$/, "").split("/").pop() || "file";
 }
 
-/** A multipart body produced as data is read. */
-function multipart(
+/** A multipart body produced as data is read (exported for the tests). */
+export function multipart(
   path: string,
   data: ReadableStream<Uint8Array>,
 ): { body: ReadableStream<Uint8Array>; contentType: string } {
   const rand = new Uint8Array(12);
   crypto.getRandomValues(rand);
   const boundary = "wrenn-" + Array.from(rand, (b) => b.toString(16).padStart(2, "0")).join("");
-  const quote = (s: string) => s.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/[\r\n]/g, " ");
+  // As browsers' FormData escapes a file name (the HTML standard's way).
+  const quote = (s: string) => s.replace(/"/g, "%22").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
   const enc = new TextEncoder();
   const head = enc.encode(
     `--${boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\n${path}\r\n` +

@@ -1,7 +1,11 @@
 import { WrennError, ErrorCode } from "./error.js";
 import type { Socket } from "./ws.js";
 
-/** One event of a streamed command or a background process. */
+/**
+ * One event of a streamed command or a background process. An output
+ * event's `data` is its bytes and `text` those bytes as UTF-8 (a character
+ * split across two events reads as U+FFFD in each; `wait()` joins them).
+ */
 export type ExecEvent =
   | { type: "start"; pid: number }
   | { type: "stdout" | "stderr"; data: Uint8Array; text: string }

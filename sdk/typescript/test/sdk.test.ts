@@ -321,6 +321,9 @@ describe("Wrenn TypeScript SDK", { skip: baseUrl === "" ? "WRENN_API_URL is not 
 
     const moved = await sb.files.move("/root/ts/small.txt", "/root/ts/sub/moved.txt");
     assert.equal(moved.path, "/root/ts/sub/moved.txt");
+    const odd = '/root/ts/sub/a "quoted"\nname.txt';
+    await sb.files.upload(odd, new Blob(["odd\n"]).stream());
+    assert.equal(await sb.files.readText(odd), "odd\n");
     await sb.files.remove("/root/ts/blob.bin");
     await rejects(() => sb.files.stat("/root/ts/blob.bin"), 404, ErrorCode.NotFound);
     await rejects(() => sb.files.read("/root/ts/none"), 404, ErrorCode.NotFound);
