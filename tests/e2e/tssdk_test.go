@@ -41,7 +41,7 @@ func TestTypeScriptSDK(t *testing.T) {
 		t.Skip("the TypeScript SDK's tests need Node 20 or later")
 	}
 	s := startVMServer(t, shortTempDir(t))
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	if _, err := os.Stat(filepath.Join(dir, "node_modules")); err != nil {
 		runLogged(ctx, t, dir, nil, "npm", "ci", "--no-audit", "--no-fund")
