@@ -155,7 +155,8 @@ export class Socket {
       signal?.addEventListener("abort", abort, { once: true });
       const settle = (err?: unknown) => {
         signal?.removeEventListener("abort", abort);
-        ws.onopen = ws.onerror = ws.onclose = null;
+        // Not null: `ws` throws an error event nobody listens to.
+        ws.onopen = ws.onerror = ws.onclose = () => {};
         if (err === undefined) {
           resolve();
         } else {
