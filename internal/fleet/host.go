@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"log/slog"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -153,6 +154,15 @@ func (s *Service) Delete(ctx context.Context, c Caller, id string, force bool) (
 	ended, err := s.hosts.DeleteHost(ctx, id, force, s.now())
 	if err != nil {
 		return nil, err
+	}
+	// The agent link (link.go): the host's certificates are revoked. (A
+	// deleted host's agent is refused anyway: its host no longer exists.)
+	if r, ok := s.hosts.(interface {
+		RevokeHostCertificates(ctx context.Context, hostID string, at time.Time) (int, error)
+	}); ok {
+		if _, err := r.RevokeHostCertificates(ctx, id, s.now()); err != nil {
+			s.log.ErrorContext(ctx, "revoke deleted host's certificates", slog.String(attrHostID, id), slog.Any("error", err))
+		}
 	}
 	s.log.InfoContext(ctx, "host deleted", slog.String(attrHostID, id), slog.String(attrUserID, c.UserID),
 		slog.Int("sandboxes_stopped", len(ended)))
