@@ -67,3 +67,15 @@ func (c *Client) RenewHostCertificate(ctx context.Context, id, csr string) (*Hos
 	}
 	return &out, nil
 }
+
+// RevokeHost revokes every certificate of host id's agent, at once, and
+// returns the host, pending again with no registration token
+// (RegenerateHostToken gives it one to join again). It needs WithToken, of
+// whoever may change the host.
+func (c *Client) RevokeHost(ctx context.Context, id string) (*Host, error) {
+	var h Host
+	if err := c.do(ctx, http.MethodPost, c.url(hostPath(id, "/revoke"), nil), nil, &h); err != nil {
+		return nil, err
+	}
+	return &h, nil
+}

@@ -120,4 +120,32 @@ func TestHostLink(t *testing.T) {
 	if err != nil || h.Status != client.HostOnline || h.LastHeartbeatAt == nil {
 		t.Fatalf("host after heartbeats: %+v, %v", h, err)
 	}
+
+	// Revoked: the agent is refused at once, and joins again only with a
+	// new token.
+	alice, err := anon.Signup(ctx, "alice@example.com", "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = anon.With(client.WithToken(alice.Token)).RevokeHost(ctx, reg.Host.ID)
+	wantCode(t, err, 404, client.CodeNotFound)
+	h, err = admin.RevokeHost(ctx, reg.Host.ID)
+	if err != nil || h.Status != client.HostPending {
+		t.Fatalf("revoked host: %+v, %v", h, err)
+	}
+	wantCode(t, c.HostHeartbeat(ctx, reg.Host.ID), 401, client.CodeUnauthorized)
+	_, err = c.RenewHostCertificate(ctx, reg.Host.ID, string(csrPEM))
+	wantCode(t, err, 401, client.CodeUnauthorized)
+	fresh, err := admin.RegenerateHostToken(ctx, reg.Host.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, cert2, err := register(fresh.RegistrationToken)
+	if err != nil || again.Host.Status != client.HostOnline {
+		t.Fatalf("joined again: %+v, %v", again, err)
+	}
+	if err := agent(cert2).HostHeartbeat(ctx, reg.Host.ID); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, c.HostHeartbeat(ctx, reg.Host.ID), 401, client.CodeUnauthorized)
 }

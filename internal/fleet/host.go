@@ -3,7 +3,6 @@ package fleet
 import (
 	"context"
 	"log/slog"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -157,12 +156,8 @@ func (s *Service) Delete(ctx context.Context, c Caller, id string, force bool) (
 	}
 	// The agent link (link.go): the host's certificates are revoked. (A
 	// deleted host's agent is refused anyway: its host no longer exists.)
-	if r, ok := s.hosts.(interface {
-		RevokeHostCertificates(ctx context.Context, hostID string, at time.Time) (int, error)
-	}); ok {
-		if _, err := r.RevokeHostCertificates(ctx, id, s.now()); err != nil {
-			s.log.ErrorContext(ctx, "revoke deleted host's certificates", slog.String(attrHostID, id), slog.Any("error", err))
-		}
+	if _, err := s.hosts.RevokeHostCertificates(ctx, id, s.now()); err != nil {
+		s.log.ErrorContext(ctx, "revoke deleted host's certificates", slog.String(attrHostID, id), slog.Any("error", err))
 	}
 	s.log.InfoContext(ctx, "host deleted", slog.String(attrHostID, id), slog.String(attrUserID, c.UserID),
 		slog.Int("sandboxes_stopped", len(ended)))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"io"
 	stdlog "log"
@@ -55,6 +56,12 @@ func serveTLS(t *testing.T, h http.Handler, cfg *tls.Config) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveTLSOn(t, ln, h, cfg)
+}
+
+// serveTLSOn serves h with cfg on ln and returns its URL.
+func serveTLSOn(t *testing.T, ln net.Listener, h http.Handler, cfg *tls.Config) string {
+	t.Helper()
 	srv := &http.Server{Handler: h, TLSConfig: cfg, ErrorLog: slogDiscard()}
 	go srv.ServeTLS(ln, "", "")
 	t.Cleanup(func() { srv.Close() })
@@ -187,31 +194,58 @@ func (h rpcHost) Info(context.Context) (*wrenn.HostInfo, error) {
 }
 
 // serveAgent serves a fake host's RPC as a joined agent does, with cert,
-// admitting the control plane of roots; it returns its address.
+// admitting the control plane of roots, on a port of its own; it returns
+// its address.
 func serveAgent(t *testing.T, cert *tls.Certificate, roots *x509.CertPool) string {
-	t.Helper()
-	h := rpcHost{Agent: &mock.Agent{ListSandboxesFn: func(context.Context) ([]wrenn.SandboxState, error) {
-		return []wrenn.SandboxState{{ID: "sb-1", Running: true}}, nil
-	}}, id: "fake"}
-	u := serveTLS(t, agentrpc.NewTLSHandler(h), fleet.AgentServerTLS(func() *tls.Certificate { return cert }, roots, time.Now))
-	return strings.TrimPrefix(u, "https://")
-}
-
-// joined registers a host whose agent serves on a port of its own.
-func (f *linkFixture) joined(t *testing.T) (*agentCreds, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	_, token := f.newHost(t)
-	_, creds, err := f.register(t, token, addr)
+	return serveAgentOn(t, ln, cert, roots)
+}
+
+// serveAgentOn is serveAgent on ln.
+func serveAgentOn(t *testing.T, ln net.Listener, cert *tls.Certificate, roots *x509.CertPool) string {
+	t.Helper()
+	h := rpcHost{Agent: &mock.Agent{ListSandboxesFn: func(context.Context) ([]wrenn.SandboxState, error) {
+		return []wrenn.SandboxState{{ID: "sb-1", Running: true}}, nil
+	}}, id: "fake"}
+	u := serveTLSOn(t, ln, agentrpc.NewTLSHandler(h), fleet.AgentServerTLS(func() *tls.Certificate { return cert }, roots, time.Now))
+	return strings.TrimPrefix(u, "https://")
+}
+
+// joined registers a host and serves its agent at the address it
+// registered.
+func (f *linkFixture) joined(t *testing.T) *agentCreds {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return creds, addr
+	_, token := f.newHost(t)
+	_, creds, err := f.register(t, token, ln.Addr().String())
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	serveAgentOn(t, ln, creds.cert, creds.roots)
+	return creds
+}
+
+// call is the control plane's call of host id's agent on a new
+// connection, through DialAgent.
+func (f *linkFixture) call(t *testing.T, id string) error {
+	t.Helper()
+	c, err := f.link.DialAgent(t.Context(), id)
+	if err != nil {
+		return err
+	}
+	got, err := c.ListSandboxes(t.Context())
+	if err == nil && (len(got) != 1 || got[0].ID != "sb-1") {
+		t.Fatalf("the agent answered %v", got)
+	}
+	return err
 }
 
 // TestAgentRefusesImpostors: a joined agent's RPC answers the control
@@ -220,17 +254,16 @@ func (f *linkFixture) joined(t *testing.T) (*agentCreds, string) {
 func TestAgentRefusesImpostors(t *testing.T) {
 	f := newLinkFixture(t)
 	ctx := t.Context()
-	creds, _ := f.joined(t)
-	addr := serveAgent(t, creds.cert, creds.roots)
-
-	// The control plane's own dial, by the host's registered address...
-	h, _ := f.db.GetHost(ctx, creds.hostID)
-	if h.Address == addr {
-		t.Fatal("test set-up: the address is reused")
+	creds := f.joined(t)
+	h, err := f.db.GetHost(ctx, creds.hostID)
+	if err != nil {
+		t.Fatal(err)
 	}
-	c := agentrpc.DialTLS(addr, f.link.AgentTLS(creds.hostID))
-	if got, err := c.ListSandboxes(ctx); err != nil || len(got) != 1 || got[0].ID != "sb-1" {
-		t.Fatalf("the control plane's call: %v, %v", got, err)
+	addr := h.Address
+
+	// The control plane's own call, at the host's registered address.
+	if err := f.call(t, creds.hostID); err != nil {
+		t.Fatalf("the control plane's call: %v", err)
 	}
 
 	// An impostor: a control plane of its own CA, with a certificate of
@@ -248,7 +281,7 @@ func TestAgentRefusesImpostors(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An agent of this fleet calling another agent.
-	peer, _ := f.joined(t)
+	peer := f.joined(t)
 	for name, cert := range map[string]*tls.Certificate{"no certificate": nil, "another CA's control plane": impostorCert, "an agent's certificate": peer.cert} {
 		cfg := &tls.Config{InsecureSkipVerify: true, GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			if cert == nil {
@@ -267,21 +300,37 @@ func TestAgentRefusesImpostors(t *testing.T) {
 func TestControlPlaneRefusesAgents(t *testing.T) {
 	f := newLinkFixture(t)
 	ctx := t.Context()
-	a, _ := f.joined(t)
-	b, _ := f.joined(t)
-	addrA := serveAgent(t, a.cert, a.roots)
-	addrB := serveAgent(t, b.cert, b.roots)
-
-	dial := func(addr, id string) error {
-		_, err := agentrpc.DialTLS(addr, f.link.AgentTLS(id)).ListSandboxes(ctx)
-		return err
-	}
-	if err := dial(addrA, a.hostID); err != nil {
+	a := f.joined(t)
+	b := f.joined(t)
+	if err := f.call(t, a.hostID); err != nil {
 		t.Fatalf("host A: %v", err)
 	}
-	// B's agent where A's was meant.
-	if err := dial(addrB, a.hostID); err == nil {
+	// B's agent where A's was meant (as if A's address now led to B).
+	hb, _ := f.db.GetHost(ctx, b.hostID)
+	if _, err := agentrpc.DialTLS(hb.Address, f.link.AgentTLS(a.hostID)).ListSandboxes(ctx); err == nil {
 		t.Fatal("reached host B's agent as host A")
+	}
+	// An agent serving a certificate of another CA naming host A.
+	otherPEM, otherKey, err := fleet.NewCAPEM(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := fleet.ParseCA([]byte(otherPEM), []byte(otherKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fakeKey, fakeCSR, _ := fleet.NewKeyCSR()
+	fakeLeaf, err := other.SignHostCSR(fakeCSR, a.hostID, time.Now(), time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake, err := tls.X509KeyPair(pemCert(fakeLeaf), fakeKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fakeAddr := serveAgent(t, &fake, other.Pool())
+	if _, err := agentrpc.DialTLS(fakeAddr, f.link.AgentTLS(a.hostID)).ListSandboxes(ctx); err == nil {
+		t.Fatal("reached an agent certified by another CA as host A")
 	}
 	// Heartbeats for another host are refused, with B's own taken.
 	bc := f.fleetClient(t, b.cert)
@@ -295,18 +344,21 @@ func TestControlPlaneRefusesAgents(t *testing.T) {
 	if _, err := f.svc.Delete(ctx, f.admin, b.hostID, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := dial(addrB, b.hostID); err == nil {
+	if _, err := agentrpc.DialTLS(hb.Address, f.link.AgentTLS(b.hostID)).ListSandboxes(ctx); err == nil {
 		t.Fatal("reached a deleted host's agent")
 	}
+	if _, err := f.link.DialAgent(ctx, b.hostID); wrenn.ErrorCode(err) != wrenn.ENotFound {
+		t.Fatalf("DialAgent of a deleted host: %v", err)
+	}
 	wantAPIError(t, "revoked heartbeat", bc.HostHeartbeat(ctx, b.hostID), http.StatusUnauthorized, wrenn.EUnauthorized)
-	_, err := f.link.AuthenticateAgent(ctx, []*x509.Certificate{b.cert.Leaf})
+	_, err = f.link.AuthenticateAgent(ctx, []*x509.Certificate{b.cert.Leaf})
 	if err == nil || !strings.Contains(wrenn.ErrorMessage(err), "revoked") {
 		t.Fatalf("a deleted host's certificate: %v, want revoked", err)
 	}
 
 	// Expired: A's certificate after its lifetime.
 	f.clock.Add(testCertTTL + time.Second)
-	if err := dial(addrA, a.hostID); err == nil {
+	if err := f.call(t, a.hostID); err == nil {
 		t.Fatal("reached an agent whose certificate expired")
 	}
 	wantAPIError(t, "expired heartbeat", f.fleetClient(t, a.cert).HostHeartbeat(ctx, a.hostID), http.StatusUnauthorized, wrenn.EUnauthorized)
@@ -317,7 +369,7 @@ func TestControlPlaneRefusesAgents(t *testing.T) {
 func TestRenew(t *testing.T) {
 	f := newLinkFixture(t)
 	ctx := t.Context()
-	a, _ := f.joined(t)
+	a := f.joined(t)
 	f.clock.Add(testCertTTL * 3 / 4)
 	keyPEM, csrPEM, err := fleet.NewKeyCSR()
 	if err != nil {
@@ -359,7 +411,7 @@ func TestRenew(t *testing.T) {
 func TestHeartbeats(t *testing.T) {
 	f := newLinkFixture(t)
 	ctx := t.Context()
-	a, _ := f.joined(t)
+	a := f.joined(t)
 	c := f.fleetClient(t, a.cert)
 	status := func() wrenn.HostStatus {
 		h, err := f.db.GetHost(ctx, a.hostID)
@@ -391,4 +443,35 @@ func TestHeartbeats(t *testing.T) {
 	if status() != wrenn.HostOnline {
 		t.Fatalf("after a heartbeat: %s", status())
 	}
+}
+
+// TestRevoke: revoking a host refuses its agent at once, both ways the
+// control plane meets it, and returns the host to pending.
+func TestRevoke(t *testing.T) {
+	f := newLinkFixture(t)
+	ctx := t.Context()
+	a := f.joined(t)
+	h, _ := f.db.GetHost(ctx, a.hostID)
+	addr := h.Address
+	if err := f.call(t, a.hostID); err != nil {
+		t.Fatalf("before revocation: %v", err)
+	}
+	_, err := f.svc.Revoke(ctx, f.member, a.hostID)
+	wantCode(t, "a member's revoke of a regular host", err, wrenn.ENotFound)
+	h, err = f.svc.Revoke(ctx, f.admin, a.hostID)
+	if err != nil || h.Status != wrenn.HostPending || h.TokenHash != nil {
+		t.Fatalf("revoked host %+v, %v", h, err)
+	}
+	// A new client: revocation is checked on new connections.
+	if _, err := agentrpc.DialTLS(addr, f.link.AgentTLS(a.hostID)).ListSandboxes(ctx); err == nil {
+		t.Fatal("reached a revoked host's agent")
+	}
+	wantAPIError(t, "revoked heartbeat", f.fleetClient(t, a.cert).HostHeartbeat(ctx, a.hostID), http.StatusUnauthorized, wrenn.EUnauthorized)
+	if _, err := f.link.DialAgent(ctx, a.hostID); wrenn.ErrorCode(err) != wrenn.EConflict {
+		t.Fatalf("DialAgent of a pending host: %v", err)
+	}
+}
+
+func pemCert(c *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 }

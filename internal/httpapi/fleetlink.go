@@ -116,3 +116,14 @@ func (f *fleetAPI) renew(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	writeJSON(w, http.StatusCreated, issuedOut(issued))
 }
+
+// revokeHost is on the public API (a logged-in user's): it revokes the
+// host's agent certificates and returns it to pending.
+func (s *Server) revokeHost(w http.ResponseWriter, r *http.Request) {
+	h, err := s.hosts.Revoke(r.Context(), hostCaller(r), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, hostOut(h))
+}

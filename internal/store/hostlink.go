@@ -158,3 +158,35 @@ func (db *DB) MarkHostsUnreachable(ctx context.Context, before, at time.Time) ([
 	}
 	return ids, rows.Err()
 }
+
+// RevokeHost revokes, at at, every certificate of a registered host and
+// returns it to pending with no registration token (a new one lets its
+// agent join again), in one transaction. A host already pending is no
+// change; an unknown one ENotFound.
+func (db *DB) RevokeHost(ctx context.Context, id string, at time.Time) (*wrenn.Host, error) {
+	var h *wrenn.Host
+	err := db.tx(ctx, func(c conn) error {
+		if err := db.lockHost(ctx, c, id); err != nil {
+			return err
+		}
+		if _, err := c.exec(ctx, `UPDATE host_certificates SET revoked_at = ? WHERE host_id = ? AND revoked_at IS NULL`,
+			db.d.time(at), id); err != nil {
+			return fmt.Errorf("revoke host certificates: %w", err)
+		}
+		var err error
+		h, err = scanHost(c.queryRow(ctx, `UPDATE hosts SET status = ?, token_hash = NULL, token_expires_at = NULL,
+			updated_at = CASE WHEN status = ? THEN updated_at ELSE ? END WHERE id = ? RETURNING `+hostColumns,
+			string(wrenn.HostPending), string(wrenn.HostPending), db.d.time(at), id))
+		if err != nil {
+			return fmt.Errorf("revoke host: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrapUnlessDomain("revoke host", err)
+	}
+	if h.Tags, err = db.HostTags(ctx, id); err != nil {
+		return nil, err
+	}
+	return h, nil
+}

@@ -138,3 +138,31 @@ func mustCode(t *testing.T, what string, err error, code string) {
 
 // us is t as the store keeps it: UTC, to the microsecond.
 func us(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// TestRevokeHost: revoking a registered host revokes its certificates and
+// makes it pending with no token, in one step; a pending host is no change.
+func TestRevokeHost(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, db *store.DB) {
+		ctx := t.Context()
+		u, _ := mustAccount(t, db, "admin@example.com", base)
+		h := mustHost(t, db, wrenn.HostRegular, "", u.ID, "tok", base)
+		_, err := db.RegisterHost(ctx, h.ID, hashOf("tok"), wrenn.HostSpecs{Address: "h:1"},
+			wrenn.HostCertificate{Serial: "aa", HostID: h.ID, NotAfter: at(time.Hour), CreatedAt: base}, base)
+		mustNoError(t, "register", err)
+		got, err := db.RevokeHost(ctx, h.ID, at(time.Minute))
+		mustNoError(t, "revoke", err)
+		if got.Status != wrenn.HostPending || got.TokenHash != nil || got.TokenExpiresAt != nil || !got.UpdatedAt.Equal(us(at(time.Minute))) {
+			t.Fatalf("revoked host %+v", got)
+		}
+		rec, err := db.HostCertificate(ctx, "aa")
+		mustNoError(t, "certificate", err)
+		if rec.RevokedAt == nil {
+			t.Fatal("certificate not revoked")
+		}
+		again, err := db.RevokeHost(ctx, h.ID, at(time.Hour))
+		mustNoError(t, "revoke again", err)
+		mustEqual(t, "revoked twice", again, got)
+		_, err = db.RevokeHost(ctx, wrenn.NewID(wrenn.PrefixHost), base)
+		mustCode(t, "unknown host", err, wrenn.ENotFound)
+	})
+}
