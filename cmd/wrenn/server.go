@@ -162,7 +162,8 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			Interval: cfg.ReconcileInterval, SettleGrace: cfg.SettleGrace,
 			AutoPause: controlSvc.AutoPause, StoppedRetention: cfg.StoppedRetention}).Run(ctx)
 	}
-	// The registry of hosts (issue 13); agents do not join it yet.
+	// The registry of hosts (issue 13); agents join it on the fleet
+	// listener (startFleet, below).
 	hosts := fleet.New(fleet.Config{Hosts: db, Roles: db, Now: now, Logger: log})
 	api := httpapi.New(httpapi.Config{Auth: authSvc, Control: controlSvc, Logger: log, MaxUploadBytes: cfg.MaxUploadBytes,
 		Hosts: hosts})

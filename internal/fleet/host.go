@@ -139,9 +139,10 @@ func (s *Service) DeletePreview(ctx context.Context, c Caller, id string) (*wren
 // answer is a *wrenn.HostBusyError naming them, unless force: then they
 // are destroyed with it and their IDs returned.
 //
-// No agent of a registered host is reachable yet (agents do not join), so
-// "destroyed" is, for now, recorded stopped; when agents join, a forced
-// delete will end their VMs on the host first.
+// No sandbox runs on a joined host yet (placement is to come), so
+// "destroyed" is, for now, recorded stopped; with placement, a forced
+// delete will end their VMs on the host first. The host's agent
+// certificates are revoked.
 func (s *Service) Delete(ctx context.Context, c Caller, id string, force bool) ([]string, error) {
 	a, err := s.actor(ctx, c)
 	if err != nil {
