@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -355,6 +356,7 @@ func AgentServerTLS(cert func() *tls.Certificate, roots *x509.CertPool, now func
 // use, and seen (if not nil) gets its certificates to check against the
 // CA registration returns.
 func AgentClientTLS(cert func() *tls.Certificate, roots *x509.CertPool, pin string, now func() time.Time, seen func([]*x509.Certificate)) *tls.Config {
+	pin = strings.TrimPrefix(strings.ToLower(strings.TrimSpace(pin)), "sha256:")
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS13,
 		InsecureSkipVerify: true, // verified below, by identity
@@ -369,16 +371,16 @@ func AgentClientTLS(cert func() *tls.Certificate, roots *x509.CertPool, pin stri
 				seen(cs.PeerCertificates)
 			}
 			r := roots
-			if r == nil && pin != "" {
+			if r == nil && pin != "" && len(cs.PeerCertificates) > 1 {
 				for _, c := range cs.PeerCertificates[1:] {
 					if Fingerprint(c) == pin {
 						r = x509.NewCertPool()
 						r.AddCert(c)
 					}
 				}
-				if r == nil {
-					return errors.New("the control plane's CA does not have the pinned SHA-256")
-				}
+			}
+			if r == nil && pin != "" {
+				return errors.New("the control plane's CA does not have the pinned SHA-256")
 			}
 			if r == nil {
 				return nil
