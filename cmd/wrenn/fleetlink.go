@@ -339,6 +339,7 @@ func runJoinedAgent(ctx context.Context, listen string, jc joinConfig, paths lay
 	} else {
 		log.Info("reusing fleet credentials", slog.String("host_id", creds.HostID), slog.String("dir", dir))
 	}
+	hc.HostID = creds.HostID // the agent reports its registry ID
 	h, err := startHost(ctx, paths, hc, log, os.Stderr)
 	if err != nil {
 		return err

@@ -4,15 +4,21 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/agentrpc"
+	"github.com/wrennhq/wrenn/internal/fleet"
+	"github.com/wrennhq/wrenn/internal/store"
 )
 
 // The agent link (issue 13): a real `wrenn server` with a fleet listener
@@ -89,7 +95,8 @@ func startJoined(t *testing.T, dataDir string, wantExit bool, args ...string) (*
 func TestAgentJoin(t *testing.T) {
 	requireVMs(t)
 	fleetAddr, agentAddr := freeAddr(t), freeAddr(t)
-	s := startServer(t, shortTempDir(t), "WRENN_AGENT_ADDR=none", "WRENN_FLEET_LISTEN="+fleetAddr, "WRENN_HOST_DEAD_AFTER=8s")
+	srvData := shortTempDir(t)
+	s := startServer(t, srvData, "WRENN_AGENT_ADDR=none", "WRENN_FLEET_LISTEN="+fleetAddr, "WRENN_HOST_DEAD_AFTER=8s")
 	var pin string
 	deadline := time.Now().Add(10 * time.Second)
 	for pin == "" && time.Now().Before(deadline) {
@@ -176,6 +183,32 @@ func TestAgentJoin(t *testing.T) {
 	if _, err := agentrpc.Dial(agentAddr, "any-token").Info(ctx); err == nil {
 		t.Fatal("a joined agent answered plaintext with a bearer token")
 	}
+	// A control plane of the fleet's CA (read from the server's store, as
+	// a second control plane on the same database would) reaches it over
+	// mutual TLS, and it answers as its host.
+	db, err := store.Open(ctx, store.Config{SQLitePath: filepath.Join(srvData, "wrenn.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ca, err := fleet.LoadCA(ctx, db, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	link := fleet.NewLink(fleet.LinkConfig{Store: db, Registry: fleet.New(fleet.Config{Hosts: db, Roles: db, Now: time.Now, Logger: quiet}),
+		CA: ca, Now: time.Now, Logger: quiet})
+	if fleet.Fingerprint(mustCert(t, ca.CertPEM())) != pin {
+		t.Fatal("the store's CA is not the one the server logged")
+	}
+	rpc, err := link.DialAgent(ctx, created.Host.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := rpc.Info(ctx)
+	if err != nil || info.ID != created.Host.ID {
+		t.Fatalf("the joined agent's Info: %+v, %v", info, err)
+	}
 	// Heartbeats keep it online past the dead time.
 	time.Sleep(9 * time.Second)
 	if st := get().Status; st != "online" {
@@ -190,4 +223,13 @@ func TestAgentJoin(t *testing.T) {
 	agent, _ = startJoined(t, dataDir, false, "--listen", agentAddr)
 	waitFor("online", 10*time.Second)
 	agent.stop()
+}
+
+func mustCert(t *testing.T, pemData []byte) *x509.Certificate {
+	t.Helper()
+	c, err := fleet.ParseCertPEM(pemData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
