@@ -1,5 +1,14 @@
 import type { Transport } from "./http.js";
-import type { CallOptions, CreateHostRequest, Host, HostDeletePreview, HostToken } from "./types.js";
+import type {
+  CallOptions,
+  CreateHostRequest,
+  Host,
+  HostCertificate,
+  HostDeletePreview,
+  HostToken,
+  RegisterHostRequest,
+  RegisteredHost,
+} from "./types.js";
 
 /**
  * The registry of hosts (/v1/hosts): `wrenn.hosts`. Calls need a token
@@ -69,6 +78,26 @@ export class Hosts {
   /** Stops new sandboxes going to a host; those it has stay. */
   drain(id: string, opts: CallOptions = {}): Promise<Host> {
     return this.t.call("post", "/v1/hosts/{id}/drain", { path: { id }, signal: opts.signal });
+  }
+
+  // The agent link: what a host's agent calls on the control plane's fleet
+  // listener (wrenn server --fleet-listen), not on the public API. It is
+  // TLS: give the client a baseUrl there and a fetch that presents the
+  // agent's certificate (none before registration) and trusts the fleet's CA.
+
+  /** Registers an agent with its host's one-time registration token, which it uses up. */
+  register(req: RegisterHostRequest, opts: CallOptions = {}): Promise<RegisteredHost> {
+    return this.t.call("post", "/v1/hosts/register", { body: req, signal: opts.signal });
+  }
+
+  /** Tells the control plane host id's agent is alive (the host's certificate). */
+  async heartbeat(id: string, opts: CallOptions = {}): Promise<void> {
+    await this.t.call("post", "/v1/hosts/{id}/heartbeat", { path: { id }, signal: opts.signal });
+  }
+
+  /** Has a new CSR (PEM) certified for host id's agent (its current certificate). */
+  renewCertificate(id: string, csr: string, opts: CallOptions = {}): Promise<HostCertificate> {
+    return this.t.call("post", "/v1/hosts/{id}/certificate", { path: { id }, body: { csr }, signal: opts.signal });
   }
 
   /** Lets a drained host take new sandboxes again. */

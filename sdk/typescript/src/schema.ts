@@ -823,9 +823,10 @@ export interface paths {
          *     platform admins. BYOC hosts can be created by admins, or by an owner
          *     of the team for the team their login acts in.
          *
-         *     Agents do not join yet: registration (`wrenn agent --join`),
-         *     heartbeats and placement on registered hosts are to come, so every
-         *     host stays `pending` for now.
+         *     The host's agent joins with the token (`wrenn agent --join`, which
+         *     calls `POST /v1/hosts/register` on the control plane's fleet
+         *     listener) and is `online` from then on while it heartbeats.
+         *     Placement of sandboxes on registered hosts is to come.
          */
         post: operations["createHost"];
         delete?: never;
@@ -1013,6 +1014,117 @@ export interface paths {
          *     model as host deletion.
          */
         post: operations["undrainHost"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/hosts/register": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Register a host agent
+         * @description Called by `wrenn agent --join` on its first start, on the control
+         *     plane's fleet listener (`wrenn server --fleet-listen`, TLS), not on
+         *     the public API. Checks the host's one-time registration token and
+         *     uses it up, records the machine's specs and the address the control
+         *     plane dials the agent at, sets the host `online`, and certifies the
+         *     key of the CSR (PEM, ECDSA P-256/P-384 or Ed25519; the agent keeps
+         *     the key) as the host's agent, signed by the fleet's CA.
+         *
+         *     Unlike 0.1.5, the answer carries no host JWT or refresh token: the
+         *     agent authenticates with its certificate from then on (mutual TLS),
+         *     and no bearer token that could drive an agent crosses the wire. A
+         *     bad, used or expired token is 401, alike for every reason.
+         */
+        post: operations["registerHost"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/hosts/{id}/heartbeat": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Host agent heartbeat
+         * @description On the fleet listener, with the host's agent certificate (mutual
+         *     TLS) instead of 0.1.5's X-Host-Token. Records the heartbeat; a host
+         *     that was `unreachable` is `online` again. The certificate must be
+         *     the fleet CA's, valid now, not revoked, and of the host in the URL
+         *     (403 if of another host).
+         */
+        post: operations["hostHeartbeat"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/hosts/{id}/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Revoke a host agent's certificates
+         * @description Wrenn's extension, on the public API: revokes every certificate the
+         *     fleet's CA gave the host's agent, at once (it can no longer
+         *     heartbeat, renew or be dialled), and returns the host to `pending`
+         *     with no registration token; `POST /v1/hosts/{id}/token` then gives
+         *     it one to join again. For a host whose machine or key is lost.
+         *     Revoking a pending host is no change. Same permission model as host
+         *     deletion (which revokes the certificates too).
+         */
+        post: operations["revokeHost"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/hosts/{id}/certificate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Renew a host agent's certificate
+         * @description Wrenn's extension, in place of 0.1.5's `/v1/hosts/auth/refresh`: on
+         *     the fleet listener, with the host's current, valid agent
+         *     certificate, certifies a new CSR's key for a fresh lifetime. Agents
+         *     renew when a third of their certificate's life is left. A revoked
+         *     certificate (its host deleted) cannot renew.
+         */
+        post: operations["renewHostCertificate"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1427,6 +1539,34 @@ export interface components {
         };
         AddTagRequest: {
             tag: string;
+        };
+        RegisterHostRequest: {
+            /** @description One-time registration token from POST /v1/hosts. */
+            token: string;
+            /** @description CPU architecture (e.g. x86_64, aarch64). */
+            arch?: string;
+            cpu_cores?: number;
+            memory_mb?: number;
+            disk_gb?: number;
+            /** @description Host agent address (host:port) the control plane dials, over mutual TLS. */
+            address: string;
+            /** @description PEM certificate signing request for a key the agent keeps. */
+            csr: string;
+        };
+        HostCertificate: {
+            /** @description PEM certificate of the agent, identity spiffe://wrenn/host/{id} (a URI SAN). */
+            certificate: string;
+            /** @description PEM certificate of the fleet's CA, which the agent trusts for the control plane (identity spiffe://wrenn/control-plane). */
+            ca_certificate: string;
+            /** Format: date-time */
+            certificate_expires_at: string;
+        };
+        RegisterHostResponse: components["schemas"]["HostCertificate"] & {
+            host: components["schemas"]["Host"];
+        };
+        RenewHostCertificateRequest: {
+            /** @description PEM certificate signing request for the agent's new key. */
+            csr: string;
         };
     };
     responses: never;
@@ -3251,6 +3391,179 @@ export interface operations {
             };
             /** @description Host not found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    registerHost: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RegisterHostRequest"];
+            };
+        };
+        responses: {
+            /** @description Host registered and its agent certified */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RegisterHostResponse"];
+                };
+            };
+            /** @description Invalid request (address, specs or CSR) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid or expired registration token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    hostHeartbeat: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Heartbeat recorded */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No valid host certificate (missing, expired, revoked, or its host deleted) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The certificate is another host's */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    revokeHost: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The host, pending */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Host"];
+                };
+            };
+            /** @description Insufficient permissions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Host not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    renewHostCertificate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RenewHostCertificateRequest"];
+            };
+        };
+        responses: {
+            /** @description The new certificate */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HostCertificate"];
+                };
+            };
+            /** @description Invalid CSR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid host certificate */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The certificate is another host's */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

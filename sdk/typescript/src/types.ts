@@ -58,6 +58,10 @@ export type CreateHostRequest = Schemas["CreateHostRequest"];
 /** A host with its one-time registration token. */
 export type HostToken = Schemas["CreateHostResponse"];
 export type HostDeletePreview = Schemas["HostDeletePreview"];
+export type RegisterHostRequest = Schemas["RegisterHostRequest"];
+/** A registration's answer: the host, now online, and its agent's certificate. */
+export type RegisteredHost = Schemas["RegisterHostResponse"];
+export type HostCertificate = Schemas["HostCertificate"];
 export type PtyServerMessage = Schemas["PtyServerMessage"];
 
 /** Options every call takes. */
