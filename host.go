@@ -21,7 +21,7 @@ const (
 //	                      offline
 //
 // A host is created pending and stays so until its agent registers with
-// the one-time token (agents do not join yet: every host is pending). Draining is not a recorded state but a flag
+// the one-time token (internal/fleet's agent link). Draining is not a recorded state but a flag
 // (Host.Draining) beside it, so heartbeats that move a host between online
 // and unreachable never undo an operator's drain; an online host that is
 // draining reads HostDraining.

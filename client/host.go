@@ -9,8 +9,8 @@ import (
 
 // The registry of hosts (/v1/hosts): calls need WithToken (a login's JWT),
 // and what they may do depends on who logged in: platform admins manage
-// every host, a team's owners its BYOC hosts. Agents do not join yet, so
-// every host stays pending.
+// every host, a team's owners its BYOC hosts. A host's agent joins it with
+// its registration token (hostlink.go).
 
 // HostType says whose sandboxes a host runs.
 type HostType string

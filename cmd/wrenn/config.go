@@ -52,6 +52,8 @@ type serverConfig struct {
 	// StatsStep is how often the teams' stats are recorded; 0 means
 	// control.DefaultStatsStep.
 	StatsStep time.Duration
+	// Fleet is the agent link's (issue 13, fleetlink.go).
+	Fleet fleetConfig
 }
 
 // Environment variables `wrenn server` reads.

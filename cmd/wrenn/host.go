@@ -53,6 +53,9 @@ func hostLayout(dataDir string) layout.Layout {
 // hostConfig is what the environment tells a host agent, read once at
 // start by hostConfigFromEnv.
 type hostConfig struct {
+	// HostID is what the agent reports as its host's ID: a joined agent's
+	// registry ID (issue 13); "" for the machine's hostname.
+	HostID    string
 	Accel     string // qemu.AccelKVM, qemu.AccelTCG, or "" to probe
 	TCGCPU    string // the CPU model guests see under TCG; "" for the default
 	PoolSize  int    // sandboxes kept ready per base template
@@ -150,6 +153,9 @@ func startHost(ctx context.Context, paths layout.Layout, hc hostConfig, log *slo
 		return nil, fmt.Errorf("network: %w", err)
 	}
 	hostname, _ := os.Hostname()
+	if hc.HostID != "" {
+		hostname = hc.HostID
+	}
 	m := agent.New(agent.Config{
 		HostID: hostname, Layout: paths, Driver: driver, Network: nm, Logger: log, PoolSize: hc.PoolSize, Admission: hc.Admission,
 		Bases: []agent.Base{{Name: minimal.Name, RootFS: rootfs, Kernel: kernel, SizeBytes: minimal.SizeBytes}},

@@ -85,6 +85,10 @@ func serverCommand() *cobra.Command {
 			}
 			cfg.DatabaseURL = os.Getenv(envDatabase)
 			cfg.JWTSecret = os.Getenv(envJWTSecret)
+			// The agent link (issue 13, fleetlink.go).
+			if err := cfg.Fleet.fromEnv(cmd.Flags().Changed("fleet-listen")); err != nil {
+				return err
+			}
 			if cfg.LogLevel, err = parseLevel(os.Getenv(envLogLevel)); err != nil {
 				return err
 			}
@@ -95,6 +99,7 @@ func serverCommand() *cobra.Command {
 	cmd.Flags().StringVar(&cfg.Listen, "listen", defaultListen, "address to serve the API on (env "+envListen+")")
 	cmd.Flags().StringVar(&cfg.DataDir, "data-dir", defaultDataDir(), "where Wrenn keeps its state (env "+envDataDir+")")
 	cmd.Flags().StringVar(&cfg.Agent, "agent", agentLocal, `host agent: "local" (in this process), "none", or a wrenn agent's address (env `+envAgentAddr+")")
+	cmd.Flags().StringVar(&cfg.Fleet.Listen, "fleet-listen", "", "address to serve joining agents on, TLS (env "+envFleetListen+"); none by default")
 	return cmd
 }
 
@@ -158,7 +163,8 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			Interval: cfg.ReconcileInterval, SettleGrace: cfg.SettleGrace,
 			AutoPause: controlSvc.AutoPause, StoppedRetention: cfg.StoppedRetention}).Run(ctx)
 	}
-	// The registry of hosts (issue 13); agents do not join it yet.
+	// The registry of hosts (issue 13); agents join it on the fleet
+	// listener (startFleet, below).
 	hosts := fleet.New(fleet.Config{Hosts: db, Roles: db, Now: now, Logger: log})
 	// The web console (issue 12), embedded in this binary.
 	console := web.New()
@@ -167,6 +173,13 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	}
 	api := httpapi.New(httpapi.Config{Auth: authSvc, Control: controlSvc, Logger: log, MaxUploadBytes: cfg.MaxUploadBytes,
 		Hosts: hosts, Console: console})
+	// The agent link (issue 13, fleetlink.go): agents join, heartbeat and
+	// renew their certificates on the fleet listener.
+	stopFleet, err := startFleet(ctx, cfg.Fleet, db, hosts, now, log)
+	if err != nil {
+		return err
+	}
+	defer stopFleet()
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -5,9 +5,8 @@
 // here, from the store on every call (an admin demoted a minute ago is no
 // longer one, whatever their JWT says).
 //
-// Agents do not join yet: registration, heartbeats and placement are to
-// come, and every host stays pending. TokenHost is what registration will
-// check a token with. Nothing here touches a VM or a sandbox's host agent;
+// Agents join over the agent link (link.go: registration, mutual TLS,
+// heartbeats); placement is to come. Nothing here touches a VM or a sandbox's host agent;
 // internal/httpapi calls it.
 package fleet
 
@@ -36,6 +35,10 @@ type Store interface {
 	// DeleteHost refuses with a *wrenn.HostBusyError while sandboxes live
 	// on the host, unless force; then it records them stopped.
 	DeleteHost(ctx context.Context, id string, force bool, at time.Time) ([]string, error)
+	// The agent link (link.go): revoking a host's certificates, alone or
+	// returning the host to pending.
+	RevokeHostCertificates(ctx context.Context, hostID string, at time.Time) (int, error)
+	RevokeHost(ctx context.Context, id string, at time.Time) (*wrenn.Host, error)
 }
 
 // Roles answers who a user is: a platform admin, and their role in a team.

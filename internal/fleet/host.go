@@ -139,9 +139,10 @@ func (s *Service) DeletePreview(ctx context.Context, c Caller, id string) (*wren
 // answer is a *wrenn.HostBusyError naming them, unless force: then they
 // are destroyed with it and their IDs returned.
 //
-// No agent of a registered host is reachable yet (agents do not join), so
-// "destroyed" is, for now, recorded stopped; when agents join, a forced
-// delete will end their VMs on the host first.
+// No sandbox runs on a joined host yet (placement is to come), so
+// "destroyed" is, for now, recorded stopped; with placement, a forced
+// delete will end their VMs on the host first. The host's agent
+// certificates are revoked.
 func (s *Service) Delete(ctx context.Context, c Caller, id string, force bool) ([]string, error) {
 	a, err := s.actor(ctx, c)
 	if err != nil {
@@ -153,6 +154,11 @@ func (s *Service) Delete(ctx context.Context, c Caller, id string, force bool) (
 	ended, err := s.hosts.DeleteHost(ctx, id, force, s.now())
 	if err != nil {
 		return nil, err
+	}
+	// The agent link (link.go): the host's certificates are revoked. (A
+	// deleted host's agent is refused anyway: its host no longer exists.)
+	if _, err := s.hosts.RevokeHostCertificates(ctx, id, s.now()); err != nil {
+		s.log.ErrorContext(ctx, "revoke deleted host's certificates", slog.String(attrHostID, id), slog.Any("error", err))
 	}
 	s.log.InfoContext(ctx, "host deleted", slog.String(attrHostID, id), slog.String(attrUserID, c.UserID),
 		slog.Int("sandboxes_stopped", len(ended)))

@@ -71,7 +71,7 @@ var errBadToken = wrenn.Errorf(wrenn.EUnauthorized, "invalid or expired registra
 // TokenHost returns the pending host a registration token was issued for,
 // if the token is its current one and has not expired; otherwise
 // EUnauthorized, alike for every reason. It is what an agent's
-// registration will check (agents do not join yet); it uses nothing up.
+// registration checks (Link.Register); it uses nothing up.
 func (s *Service) TokenHost(ctx context.Context, token string) (*wrenn.Host, error) {
 	if !looksLikeToken(token) {
 		return nil, errBadToken

@@ -144,6 +144,8 @@ func (s *Server) routes() http.Handler {
 			"/v1/hosts/{id}/tags/{tag}":     {"DELETE": jwt(s.removeHostTag)},
 			"/v1/hosts/{id}/drain":          {"POST": jwt(s.drainHost)},
 			"/v1/hosts/{id}/undrain":        {"POST": jwt(s.undrainHost)},
+			// The agent link (fleetlink.go): revoke a host's certificates.
+			"/v1/hosts/{id}/revoke": {"POST": jwt(s.revokeHost)},
 		})
 	}
 	// /v1/capsules is the later product's name for the sandbox surface:

@@ -1,0 +1,429 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/wrennhq/wrenn/client"
+	"github.com/wrennhq/wrenn/internal/agentrpc"
+	"github.com/wrennhq/wrenn/internal/fleet"
+	"github.com/wrennhq/wrenn/internal/httpapi"
+	"github.com/wrennhq/wrenn/internal/layout"
+	"github.com/wrennhq/wrenn/internal/store"
+)
+
+// The agent link (issue 13): the control plane's fleet listener, and
+// `wrenn agent --join`.
+
+const (
+	envFleetListen       = "WRENN_FLEET_LISTEN"
+	envHostDeadAfter     = "WRENN_HOST_DEAD_AFTER"
+	envHostCertTTL       = "WRENN_HOST_CERT_TTL"
+	envHeartbeatInterval = "WRENN_HEARTBEAT_INTERVAL"
+)
+
+// fleetConfig is the control plane's end of the agent link.
+type fleetConfig struct {
+	// Listen is where agents register and heartbeat (TLS); "" serves no
+	// fleet listener, and no agent can join.
+	Listen    string
+	DeadAfter time.Duration // 0: fleet.DefaultDeadAfter
+	CertTTL   time.Duration // 0: fleet.DefaultCertTTL
+}
+
+func (c *fleetConfig) fromEnv(listenSet bool) error {
+	if !listenSet {
+		c.Listen = os.Getenv(envFleetListen)
+	}
+	var err error
+	if c.DeadAfter, err = envDuration(envHostDeadAfter); err != nil {
+		return err
+	}
+	if v := os.Getenv(envHostCertTTL); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second || d > 366*24*time.Hour {
+			return fmt.Errorf("%s=%q: want a duration such as 168h, from 1s to 366 days", envHostCertTTL, v)
+		}
+		c.CertTTL = d
+	}
+	return nil
+}
+
+// startFleet loads (or makes) the fleet's CA, serves the fleet listener
+// and runs the heartbeat check, until ctx ends; stop waits for the
+// listener to shut down. With no listener configured it does nothing.
+func startFleet(ctx context.Context, fc fleetConfig, db *store.DB, hosts *fleet.Service, now func() time.Time, log *slog.Logger) (stop func(), err error) {
+	if fc.Listen == "" {
+		return func() {}, nil
+	}
+	ca, err := fleet.LoadCA(ctx, db, now())
+	if err != nil {
+		return nil, fmt.Errorf("fleet CA: %w", err)
+	}
+	link := fleet.NewLink(fleet.LinkConfig{Store: db, Registry: hosts, CA: ca, Now: now, Logger: log,
+		CertTTL: fc.CertTTL, DeadAfter: fc.DeadAfter})
+	ln, err := net.Listen("tcp", fc.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("fleet listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           httpapi.NewFleetHandler(link, log),
+		TLSConfig:         link.ListenerTLS(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug), // failed handshakes of impostors
+	}
+	log.Info("wrenn fleet listening", slog.String("addr", ln.Addr().String()), slog.String("ca_sha256", ca.Fingerprint()),
+		slog.Duration("host_dead_after", link.DeadAfter()))
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("fleet listener stopped", slog.Any("error", err))
+		}
+	})
+	wg.Go(func() { link.RunHeartbeatCheck(ctx, max(link.DeadAfter()/10, 100*time.Millisecond)) })
+	wg.Go(func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	})
+	return func() { cancel(); wg.Wait() }, nil
+}
+
+// joinConfig is how `wrenn agent` joins a fleet.
+type joinConfig struct {
+	URL       string // the control plane's fleet listener, https://host:port
+	Token     string // the host's one-time registration token
+	CASHA256  string // optional pin of the fleet CA
+	Advertise string // the address the control plane dials this agent at
+}
+
+// credentials are a joined agent's, under its data dir.
+type credentials struct {
+	dir    string
+	HostID string `json:"host_id"`
+	URL    string `json:"url"`
+
+	mu   sync.Mutex
+	cert *tls.Certificate
+	ca   *x509.CertPool
+}
+
+func fleetDir(paths layout.Layout) string { return filepath.Join(paths.Root, "fleet") }
+
+const (
+	credKey  = "agent.key"
+	credCert = "agent.crt"
+	credCA   = "ca.crt"
+	credHost = "host.json"
+)
+
+// loadCredentials reads a joined agent's credentials; (nil, nil) if it
+// never joined.
+func loadCredentials(dir string) (*credentials, error) {
+	b, err := os.ReadFile(filepath.Join(dir, credHost))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	c := &credentials{dir: dir}
+	if err := json.Unmarshal(b, c); err != nil {
+		return nil, fmt.Errorf("%s: %w", credHost, err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(dir, credCA))
+	if err != nil {
+		return nil, err
+	}
+	ca, err := fleet.ParseCertPEM(caPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", credCA, err)
+	}
+	c.ca = x509.NewCertPool()
+	c.ca.AddCert(ca)
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, credCert), filepath.Join(dir, credKey))
+	if err != nil {
+		return nil, err
+	}
+	c.cert = &cert
+	return c, nil
+}
+
+// writeFile0600 writes a file only its owner reads, atomically.
+func writeFile0600(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// save stores a certificate and its key (and the CA) as the agent's.
+func (c *credentials) save(keyPEM, certPEM, caPEM []byte) error {
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return err
+	}
+	ca, err := fleet.ParseCertPEM(caPEM)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.dir, 0o700); err != nil {
+		return err
+	}
+	for name, data := range map[string][]byte{credKey: keyPEM, credCert: certPEM, credCA: caPEM} {
+		if err := writeFile0600(filepath.Join(c.dir, name), data); err != nil {
+			return err
+		}
+	}
+	meta, _ := json.Marshal(c)
+	if err := writeFile0600(filepath.Join(c.dir, credHost), meta); err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	c.mu.Lock()
+	c.cert, c.ca = &cert, pool
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *credentials) current() *tls.Certificate {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cert
+}
+
+func (c *credentials) roots() *x509.CertPool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ca
+}
+
+// fleetClient is a client of the fleet listener at url presenting the
+// agent's certificate (if any) and checking the control plane's against
+// roots (or, with roots nil, pin).
+func fleetClient(url string, cert func() *tls.Certificate, roots func() *x509.CertPool, pin string, seen func([]*x509.Certificate)) (*client.Client, error) {
+	// roots is read per handshake, so a client made before registration
+	// checks the CA it returned from then on.
+	cfg := fleet.AgentClientTLS(cert, nil, pin, time.Now, seen)
+	verify := cfg.VerifyConnection
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if r := roots(); r != nil {
+			return fleet.AgentClientTLS(cert, r, "", time.Now, nil).VerifyConnection(cs)
+		}
+		return verify(cs)
+	}
+	tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second, IdleConnTimeout: time.Minute}
+	return client.New(url, client.WithHTTPClient(&http.Client{Transport: tr, Timeout: 30 * time.Second}))
+}
+
+// join registers this agent with the host's registration token and saves
+// its credentials.
+func join(ctx context.Context, dir string, jc joinConfig, paths layout.Layout, log *slog.Logger) (*credentials, error) {
+	if jc.Token == "" {
+		return nil, errors.New("--token is required to join (the host's registration token, from POST /v1/hosts)")
+	}
+	keyPEM, csrPEM, err := fleet.NewKeyCSR()
+	if err != nil {
+		return nil, err
+	}
+	var seen []*x509.Certificate
+	creds := &credentials{dir: dir, URL: jc.URL}
+	c, err := fleetClient(jc.URL, func() *tls.Certificate { return nil }, func() *x509.CertPool { return nil }, jc.CASHA256,
+		func(cs []*x509.Certificate) { seen = cs })
+	if err != nil {
+		return nil, err
+	}
+	specs := machineSpecs(paths.Root)
+	reg, err := c.RegisterHost(ctx, client.RegisterHostRequest{Token: jc.Token, Arch: specs.arch, CPUCores: specs.cores,
+		MemoryMB: specs.memoryMB, DiskGB: specs.diskGB, Address: jc.Advertise, CSR: string(csrPEM)})
+	if err != nil {
+		return nil, fmt.Errorf("register with %s: %w", jc.URL, err)
+	}
+	// The control plane that answered must be the CA's: with no pin, this
+	// is all the first contact proves.
+	ca, err := fleet.ParseCertPEM([]byte(reg.CACertificate))
+	if err != nil {
+		return nil, fmt.Errorf("the control plane's CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	if _, _, err := fleet.VerifyPeer(seen, pool, time.Now(), x509.ExtKeyUsageServerAuth); err != nil {
+		return nil, fmt.Errorf("the control plane's certificate is not of the CA it sent: %w", err)
+	}
+	if jc.CASHA256 == "" {
+		log.Warn("joined without --ca-sha256: the control plane was trusted on first contact", slog.String("ca_sha256", fleet.Fingerprint(ca)))
+	}
+	creds.HostID = reg.Host.ID
+	if err := creds.save(keyPEM, []byte(reg.Certificate), []byte(reg.CACertificate)); err != nil {
+		return nil, fmt.Errorf("save credentials: %w", err)
+	}
+	log.Info("joined the fleet", slog.String("host_id", creds.HostID), slog.Time("certificate_expires_at", reg.ExpiresAt))
+	return creds, nil
+}
+
+type specs struct {
+	arch                    string
+	cores, memoryMB, diskGB int
+}
+
+// machineSpecs reports this machine as registration records it.
+func machineSpecs(dataDir string) specs {
+	s := specs{arch: runtime.GOARCH, cores: runtime.NumCPU()}
+	switch s.arch {
+	case "amd64":
+		s.arch = "x86_64"
+	case "arm64":
+		s.arch = "aarch64"
+	}
+	if f, err := os.Open("/proc/meminfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
+				kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+				s.memoryMB = kb / 1024
+			}
+		}
+		f.Close()
+	}
+	var st syscall.Statfs_t
+	if syscall.Statfs(dataDir, &st) == nil {
+		s.diskGB = int(st.Blocks * uint64(st.Bsize) >> 30)
+	}
+	return s
+}
+
+// runJoinedAgent runs an agent in a fleet: it joins (or reuses its
+// credentials), serves its RPC on mutual TLS, heartbeats and renews its
+// certificate until ctx ends.
+func runJoinedAgent(ctx context.Context, listen string, jc joinConfig, paths layout.Layout, hc hostConfig, log *slog.Logger) error {
+	if err := os.MkdirAll(paths.Root, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	dir := fleetDir(paths)
+	creds, err := loadCredentials(dir)
+	if err != nil {
+		return fmt.Errorf("fleet credentials in %s: %w", dir, err)
+	}
+	if creds == nil {
+		if jc.URL == "" {
+			return errors.New("this agent has not joined a fleet: give --join URL --token T")
+		}
+		if jc.Advertise == "" {
+			jc.Advertise = listen
+		}
+		if creds, err = join(ctx, dir, jc, paths, log); err != nil {
+			return err
+		}
+	} else {
+		log.Info("reusing fleet credentials", slog.String("host_id", creds.HostID), slog.String("dir", dir))
+	}
+	hc.HostID = creds.HostID // the agent reports its registry ID
+	h, err := startHost(ctx, paths, hc, log, os.Stderr)
+	if err != nil {
+		return err
+	}
+	defer h.close(context.WithoutCancel(ctx))
+
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("agent listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           agentrpc.NewTLSHandler(h.manager),
+		TLSConfig:         fleet.AgentServerTLS(creds.current, creds.ca, time.Now),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	log.Info("wrenn agent listening", slog.String("addr", ln.Addr().String()), slog.String("host_id", creds.HostID), slog.String("tls", "mutual"))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go heartbeat(ctx, creds, log)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("agent serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	_ = srv.Shutdown(sctx)
+	return nil
+}
+
+// heartbeat tells the control plane this agent is alive every interval,
+// and renews the certificate when a third of its life is left.
+func heartbeat(ctx context.Context, creds *credentials, log *slog.Logger) {
+	interval, err := envDuration(envHeartbeatInterval)
+	if err != nil || interval == 0 {
+		interval = 2 * time.Second
+	}
+	c, err := fleetClient(creds.URL, creds.current, creds.roots, "", nil)
+	if err != nil {
+		log.Error("fleet client", slog.Any("error", err))
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := c.HostHeartbeat(ctx, creds.HostID); err != nil && ctx.Err() == nil {
+			log.Warn("heartbeat", slog.Any("error", err))
+		}
+		if leaf := creds.current().Leaf; leaf != nil {
+			life := leaf.NotAfter.Sub(leaf.NotBefore)
+			if time.Until(leaf.NotAfter) < life/3 {
+				if err := renew(ctx, c, creds); err != nil && ctx.Err() == nil {
+					log.Warn("renew certificate", slog.Any("error", err))
+				} else if err == nil {
+					log.Info("certificate renewed", slog.Time("expires_at", creds.current().Leaf.NotAfter))
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// renew has a new key certified and saves it.
+func renew(ctx context.Context, c *client.Client, creds *credentials) error {
+	keyPEM, csrPEM, err := fleet.NewKeyCSR()
+	if err != nil {
+		return err
+	}
+	got, err := c.RenewHostCertificate(ctx, creds.HostID, string(csrPEM))
+	if err != nil {
+		return err
+	}
+	return creds.save(keyPEM, []byte(got.Certificate), []byte(got.CACertificate))
+}
+
+// hasJoined reports whether the agent of this data dir has joined a fleet.
+func hasJoined(paths layout.Layout) bool {
+	_, err := os.Stat(filepath.Join(fleetDir(paths), credHost))
+	return err == nil
+}

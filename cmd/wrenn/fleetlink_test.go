@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wrennhq/wrenn"
+	"github.com/wrennhq/wrenn/internal/fleet"
+	"github.com/wrennhq/wrenn/internal/store/storetest"
+)
+
+// TestJoinRenew runs the agent's side of the link against a real fleet
+// listener (startFleet): join with a pinned CA, credentials kept 0600 and
+// read back, a heartbeat, and a renewal that replaces them.
+func TestJoinRenew(t *testing.T) {
+	db := storetest.MustOpen(t, storetest.Engines(t)[0])
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(t.Context())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	hosts := fleet.New(fleet.Config{Hosts: db, Roles: db, Now: time.Now, Logger: log})
+	stop, err := startFleet(ctx, fleetConfig{Listen: addr}, db, hosts, time.Now, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); stop() })
+
+	u := &wrenn.User{ID: wrenn.NewID(wrenn.PrefixUser), Email: "a@example.com", PasswordHash: "h", CreatedAt: time.Now()}
+	if err := db.CreateAccount(ctx, u, &wrenn.Team{ID: wrenn.NewID(wrenn.PrefixTeam), Name: "a", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	h, token, err := hosts.Create(ctx, fleet.Caller{UserID: u.ID}, fleet.CreateRequest{Type: wrenn.HostRegular})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := fleet.LoadCA(ctx, db, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := hostLayout(t.TempDir())
+	dir := fleetDir(paths)
+	url := "https://" + addr
+	if _, err := join(ctx, dir, joinConfig{URL: url, Token: token, CASHA256: strings.Repeat("0", 64), Advertise: "127.0.0.1:7070"}, paths, log); err == nil ||
+		!strings.Contains(err.Error(), "pinned") {
+		t.Fatalf("join with another CA's pin: %v", err)
+	}
+	creds, err := join(ctx, dir, joinConfig{URL: url, Token: token, CASHA256: ca.Fingerprint(), Advertise: "127.0.0.1:7070"}, paths, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if creds.HostID != h.ID || !hasJoined(paths) {
+		t.Fatalf("joined as %s, want %s", creds.HostID, h.ID)
+	}
+	for _, f := range []string{credKey, credCert, credCA, credHost} {
+		fi, err := os.Stat(filepath.Join(dir, f))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v, %v", f, fi, err)
+		}
+	}
+	loaded, err := loadCredentials(dir)
+	if err != nil || loaded.HostID != h.ID || loaded.URL != url || !loaded.current().Leaf.Equal(creds.current().Leaf) {
+		t.Fatalf("credentials read back: %+v, %v", loaded, err)
+	}
+
+	c, err := fleetClient(url, loaded.current, loaded.roots, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.HostHeartbeat(ctx, h.ID); err != nil {
+		t.Fatalf("heartbeat: %v", err)
+	}
+	old := loaded.current().Leaf
+	if err := renew(ctx, c, loaded); err != nil {
+		t.Fatalf("renew: %v", err)
+	}
+	if loaded.current().Leaf.Equal(old) {
+		t.Fatal("renewal kept the old certificate")
+	}
+	if err := c.HostHeartbeat(ctx, h.ID); err != nil {
+		t.Fatalf("heartbeat with the renewed certificate: %v", err)
+	}
+	again, err := loadCredentials(dir)
+	if err != nil || !again.current().Leaf.Equal(loaded.current().Leaf) {
+		t.Fatalf("renewed credentials not saved: %v", err)
+	}
+}

@@ -1,0 +1,24 @@
+package wrenn
+
+import "time"
+
+// HostSpecs is what a host's agent reports of its machine when it
+// registers, and the address the control plane dials it at.
+type HostSpecs struct {
+	Arch     string // e.g. x86_64
+	CPUCores int
+	MemoryMB int
+	DiskGB   int
+	Address  string // host:port of the agent's RPC
+}
+
+// HostCertificate is the record of a certificate the fleet's CA gave a
+// host's agent (issue 13): the agent link admits a certificate only while
+// its record exists, its host exists, and it is not revoked.
+type HostCertificate struct {
+	Serial    string // hex, lower case
+	HostID    string
+	NotAfter  time.Time
+	RevokedAt *time.Time
+	CreatedAt time.Time
+}
