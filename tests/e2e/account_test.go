@@ -65,6 +65,7 @@ func TestAccountsAgainstServer(t *testing.T) {
 				t.Fatalf("created key %+v", k)
 			}
 			s.must(200, "GET", "/v1/sandboxes", hdr{"X-API-Key": *k.Key}, nil, nil)
+			s.must(200, "GET", "/v1/sandboxes", bearer(a.Token), nil, nil) // a login acts for its team too
 			var keys []apiKey
 			s.must(200, "GET", "/v1/api-keys", bearer(a.Token), nil, &keys)
 			if len(keys) != 1 || keys[0].Key != nil || keys[0].LastUsed == nil || keys[0].ID != k.ID {
@@ -78,7 +79,7 @@ func TestAccountsAgainstServer(t *testing.T) {
 				{"GET", "/v1/api-keys", bearer("not.a.jwt")},
 				{"GET", "/v1/api-keys", hdr{"X-API-Key": *k.Key}},
 				{"GET", "/v1/sandboxes", nil},
-				{"GET", "/v1/sandboxes", bearer(a.Token)},
+				{"GET", "/v1/sandboxes", bearer("not.a.jwt")},
 				{"GET", "/v1/sandboxes", hdr{"X-API-Key": "wrn_nope"}},
 				{"GET", "/v1/snapshots", hdr{"X-API-Key": strings.Replace(*k.Key, "wrn_", "wrn_0", 1)[:len(*k.Key)]}},
 			} {

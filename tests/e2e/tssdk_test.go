@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -52,7 +53,12 @@ func TestTypeScriptSDK(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy := &httputil.ReverseProxy{
-		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(target) },
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			// As a proxy in front of Wrenn should: the Host the client
+			// asked for, which a browser's WebSocket Origin must match.
+			r.Out.Host = r.In.Host
+		},
 		Transport:     spectest.Transport(t, nil),
 		FlushInterval: -1, // streamed downloads and exec output pass as they come
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -60,10 +66,21 @@ func TestTypeScriptSDK(t *testing.T) {
 			w.WriteHeader(http.StatusBadGateway)
 		},
 	}
-	front := httptest.NewServer(proxy)
+	// The front also serves the built SDK under /sdk/, so a browser page
+	// of its origin imports the SDK and calls the API as one origin.
+	mux := http.NewServeMux()
+	mux.Handle("/", proxy)
+	mux.Handle("/sdk/", http.StripPrefix("/sdk/", http.FileServer(http.Dir(filepath.Join(dir, "dist")))))
+	mux.HandleFunc("/favicon.ico", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	mux.HandleFunc("/sdk-page", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, "<!doctype html><title>SDK</title>")
+	})
+	front := httptest.NewServer(mux)
 	defer front.Close()
 
 	runLogged(ctx, t, dir, []string{"WRENN_URL=" + front.URL}, "npm", "test")
+	t.Run("browser", func(t *testing.T) { testTypeScriptSDKInBrowser(t, s, front.URL) })
 
 	// The READMEs' example, as a user runs it: every line they show is a
 	// line of examples/quickstart.mjs.
@@ -136,4 +153,60 @@ func runLogged(ctx context.Context, t *testing.T, dir string, env []string, name
 		t.Fatalf("%s %v in %s: %v", name, args, dir, err)
 	}
 	return all.String()
+}
+
+// testTypeScriptSDKInBrowser loads the built SDK into headless Chromium as
+// an ES module and drives a sandbox with it: fetch for the API, the
+// browser's own WebSocket (credentials as subprotocols) for streams and a
+// terminal, and an error in the API's words.
+func testTypeScriptSDKInBrowser(t *testing.T, s *server, base string) {
+	chrome := requireChromium(t)
+	key := s.account("tssdk-browser@example.com")["X-API-Key"]
+	b := newBrowser(t, chrome, base, t.TempDir())
+	b.navigate("/sdk-page")
+	script := `(() => { window.__result = "";
+(async () => {
+  try {
+    const { Wrenn } = await import("/sdk/index.js");
+    const w = new Wrenn({ baseUrl: location.origin, apiKey: ` + strconv.Quote(key) + ` });
+    const out = [typeof globalThis.process];
+    const sb = await w.createSandbox({ template: "minimal" });
+    try {
+      out.push((await sb.exec("echo hi-from-browser")).stdout.trim());
+      const res = await sb.execStream("echo one; echo two >&2; exit 5").wait();
+      out.push(res.stdout.trim(), res.stderr.trim(), String(res.exitCode));
+      await sb.files.write("/root/b.txt", new Blob(["from the browser\n"]));
+      out.push((await sb.files.readText("/root/b.txt")).trim());
+      const term = await sb.terminal({ cmd: "/bin/sh", cols: 80, rows: 24 });
+      term.input("echo term-$((6*7))\n");
+      let seen = "";
+      const dec = new TextDecoder();
+      for await (const ev of term) {
+        if (ev.type === "output") seen += dec.decode(ev.data, { stream: true });
+        if (seen.includes("term-42")) break;
+      }
+      out.push(seen.includes("term-42") ? "term-42" : seen);
+      term.close();
+    } finally {
+      await sb.destroy();
+    }
+    try {
+      await w.with({ apiKey: "wrn_wrong" }).sandbox(sb.id).execStream("true").wait();
+      out.push("no error");
+    } catch (e) {
+      out.push(e.status + " " + e.message);
+    }
+    window.__result = JSON.stringify(out);
+  } catch (e) {
+    window.__result = "ERROR " + (e && e.stack || e);
+  }
+})();
+return true; })()`
+	b.wait("the script to start", script)
+	got := b.value("the SDK's results in the browser", "window.__result")
+	want := `["undefined","hi-from-browser","one","two","5","from the browser","term-42","401 invalid API key"]`
+	if got != want {
+		t.Fatalf("in the browser the SDK gave\n%s\nwant\n%s", got, want)
+	}
+	b.checkConsole()
 }
