@@ -88,8 +88,8 @@ func TestPlacement(t *testing.T) {
 			plain := mk(wrenn.Host{})
 			own := mk(wrenn.Host{Type: wrenn.HostBYOC, TeamID: team.ID})
 			never := map[string]string{
-				mk(wrenn.Host{Draining: true}, "gpu"):                 "draining",
-				mk(wrenn.Host{Status: wrenn.HostUnreachable}, "gpu"):  "unreachable",
+				mk(wrenn.Host{Draining: true}, "gpu"):                  "draining",
+				mk(wrenn.Host{Status: wrenn.HostUnreachable}, "gpu"):   "unreachable",
 				mk(wrenn.Host{Type: wrenn.HostBYOC, TeamID: other.ID}): "another team's",
 			}
 			p := fleet.NewPlacer(fleet.PlacerConfig{Store: db, Local: &fleet.LocalHost{ID: "local", CPUCores: 8, MemoryMB: 16384}})
