@@ -52,10 +52,11 @@ const (
 
 // PlacementStore is what placement reads (internal/store implements it).
 type PlacementStore interface {
-	// PlacementHosts returns the hosts that are online and not draining,
-	// with their tags, and what the sandboxes on each hold (pending or
-	// running ones), by host ID.
-	PlacementHosts(ctx context.Context) ([]*wrenn.Host, map[string]wrenn.HostLoad, error)
+	// PlacementHosts returns the registered hosts that are online and not
+	// draining (ID, type, team, address, size and, if withTags, tags),
+	// and what the sandboxes on each hold (pending or running ones), by
+	// host ID.
+	PlacementHosts(ctx context.Context, withTags bool) ([]*wrenn.Host, map[string]wrenn.HostLoad, error)
 }
 
 // LocalHost is the control plane's own agent as a placement candidate.
@@ -109,7 +110,7 @@ type candidate struct {
 
 // Place returns the ID of the host the sandbox goes to, or EHostFull.
 func (p *Placer) Place(ctx context.Context, req PlaceRequest) (string, error) {
-	hosts, loads, err := p.st.PlacementHosts(ctx)
+	hosts, loads, err := p.st.PlacementHosts(ctx, len(req.Tags) > 0)
 	if err != nil {
 		return "", fmt.Errorf("place sandbox: %w", err)
 	}
