@@ -5,9 +5,34 @@
 # sandboxes, besides those image building needs (bin/wrenn image packages).
 host_packages="qemu-system-x86 qemu-utils iproute2 procps"
 
-# build_wrenn builds bin/wrenn from this checkout.
+# build_wrenn builds bin/wrenn from this checkout, the web console first
+# (bin/wrenn embeds it).
 build_wrenn() {
+  build_console
   go build -o bin/wrenn ./cmd/wrenn
+}
+
+# build_console builds the web console (web/, a Vite app) into web/dist,
+# which package web embeds. It installs Node.js and npm from Debian when
+# npm is missing, runs npm ci only when package-lock.json changed, and
+# skips the build when nothing it reads changed since the last one.
+build_console() {
+  command -v npm >/dev/null 2>&1 || ensure_packages nodejs npm || return 1
+  local lock stamp
+  lock=$(sha256sum web/package-lock.json | cut -d' ' -f1)
+  if [ "$(cat web/node_modules/.wrenn-lock 2>/dev/null)" != "$lock" ]; then
+    # No install scripts: nothing the build needs has one that matters.
+    (cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2) || return 1
+    echo "$lock" >web/node_modules/.wrenn-lock
+  fi
+  stamp=$(cd web && find index.html package.json package-lock.json tsconfig.json vite.config.ts src public \
+    -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+  if [ -f web/dist/index.html ] && [ "$(cat web/node_modules/.wrenn-build 2>/dev/null)" = "$stamp" ]; then
+    return 0
+  fi
+  echo "building the web console" >&2
+  (cd web && npm run --silent build >&2) || return 1
+  echo "$stamp" >web/node_modules/.wrenn-build
 }
 
 # ensure_host_packages installs everything a host needs, image building

@@ -22,6 +22,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/httpapi"
 	"github.com/wrennhq/wrenn/internal/layout"
 	"github.com/wrennhq/wrenn/internal/store"
+	"github.com/wrennhq/wrenn/web"
 )
 
 func serverCommand() *cobra.Command {
@@ -187,8 +188,13 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		}
 		go routing.run(ctx, reconcile)
 	}
+	// The web console (issue 12), embedded in this binary.
+	console := web.New()
+	if !console.Built() {
+		log.Warn("this binary was built without the web console; / says how to build it (build_console in scripts/lib.sh)")
+	}
 	api := httpapi.New(httpapi.Config{Auth: authSvc, Control: controlSvc, Logger: log, MaxUploadBytes: cfg.MaxUploadBytes,
-		Hosts: hosts})
+		Hosts: hosts, Console: console})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

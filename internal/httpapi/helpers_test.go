@@ -46,7 +46,8 @@ type envOptions struct {
 	limits     control.Limits
 	closed     bool // signup
 	ptyPing    time.Duration
-	logTo      io.Writer // nil: logs are discarded; else every level is written here
+	logTo      io.Writer    // nil: logs are discarded; else every level is written here
+	console    http.Handler // the web console (console_test.go)
 }
 
 func newEnv(tb testing.TB, engine string, o envOptions) *env {
@@ -72,7 +73,7 @@ func newEnv(tb testing.TB, engine string, o envOptions) *env {
 		Limits: o.limits, Stats: db})
 	hosts := fleet.New(fleet.Config{Hosts: db, Roles: db, Now: time.Now, Logger: log})
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{Auth: authSvc, Control: ctl, Logger: log, MaxUploadBytes: o.maxUpload,
-		BodyGrace: o.bodyGrace, PtyPingInterval: o.ptyPing, Hosts: hosts}))
+		BodyGrace: o.bodyGrace, PtyPingInterval: o.ptyPing, Hosts: hosts, Console: o.console}))
 	tb.Cleanup(srv.Close)
 	client := srv.Client()
 	if !o.noValidate {

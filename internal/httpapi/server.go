@@ -50,6 +50,9 @@ type Config struct {
 	// Hosts is the registry of hosts (issue 13); nil leaves /v1/hosts
 	// unserved.
 	Hosts *fleet.Service
+	// Console, when set, is the web console (package web): it serves GET
+	// and HEAD of / and every other path outside /v1 (console.go).
+	Console http.Handler
 }
 
 // Server is the public API.
@@ -64,12 +67,13 @@ type Server struct {
 	minBodyRate int64
 	ptyPing     time.Duration
 	hosts       *fleet.Service
+	console     http.Handler
 }
 
 // New returns a Server with its routes.
 func New(c Config) *Server {
 	s := &Server{auth: c.Auth, control: c.Control, log: c.Logger, maxUpload: c.MaxUploadBytes,
-		bodyGrace: c.BodyGrace, minBodyRate: c.MinBodyRate, hosts: c.Hosts}
+		bodyGrace: c.BodyGrace, minBodyRate: c.MinBodyRate, hosts: c.Hosts, console: c.Console}
 	if s.maxUpload <= 0 {
 		s.maxUpload = DefaultMaxUploadBytes
 	}
@@ -179,9 +183,9 @@ func (s *Server) routes() http.Handler {
 			}
 		}
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, wrenn.Errorf(wrenn.ENotFound, "no route for %s %s", r.Method, r.URL.Path))
-	})
+	// The web console (console.go): its pages, and anything unrouted.
+	s.consoleRoutes(mux)
+	mux.HandleFunc("/", s.serveUnrouted)
 	return mux
 }
 
@@ -230,6 +234,11 @@ func shadows(table map[string]methods, path string) bool {
 		}
 	}
 	return false
+}
+
+// writeErrorNoRoute answers a request no route took with the 404 envelope.
+func (s *Server) writeErrorNoRoute(w http.ResponseWriter, r *http.Request) {
+	s.writeError(w, r, wrenn.Errorf(wrenn.ENotFound, "no route for %s %s", r.Method, r.URL.Path))
 }
 
 func (s *Server) serveSpec(w http.ResponseWriter, _ *http.Request) {
