@@ -22,10 +22,11 @@ import (
 
 // A fleet (issue 13, placement): a real `wrenn server` with no agent of
 // its own and three real `wrenn agent --join` processes on this machine,
-// each with its own data dir, network-slot names and address range, VM
-// user IDs and control group (in the root network namespace: the server
-// dials them on loopback). Sandboxes created through the public API land
-// on all three.
+// each in a network namespace of its own as if it were a separate host
+// (a veth link to the root namespace, where the server listens), and with
+// its own data dir, network-slot names and address range, VM user IDs and
+// control group. Sandboxes created through the public API land on all
+// three.
 
 // fleetAgent is one joined agent of the test fleet.
 type fleetAgent struct {
@@ -33,6 +34,8 @@ type fleetAgent struct {
 	i       int
 	hostID  string
 	dataDir string
+	netns   string // its network namespace, its host's network
+	gateway string // the root namespace's end of its link
 	listen  string
 	cidr    netip.Prefix
 	proc    *agentProc
@@ -41,8 +44,29 @@ type fleetAgent struct {
 // newFleetAgent is agent i of the fleet, not started. At cleanup it is
 // stopped, its VMs killed and its control group removed.
 func newFleetAgent(t *testing.T, i int) *fleetAgent {
-	a := &fleetAgent{t: t, i: i, dataDir: shortTempDir(t), listen: freeAddr(t),
+	a := &fleetAgent{t: t, i: i, dataDir: shortTempDir(t), netns: fmt.Sprintf("wrnhost%d", i),
+		gateway: fmt.Sprintf("10.%d.0.1", 231+i), listen: fmt.Sprintf("10.%d.0.2:7070", 231+i),
 		cidr: netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/24", 221+i))}
+	// The host's network: a namespace with a /30 link to the root one
+	// (deleting the namespace deletes the link). Cleanups run last first:
+	// this one after the agent's, below.
+	root := fmt.Sprintf("wrhv%d", i)
+	for _, args := range [][]string{
+		{"netns", "add", a.netns},
+		{"link", "add", root, "type", "veth", "peer", "name", "eth0", "netns", a.netns},
+		{"addr", "add", a.gateway + "/30", "dev", root},
+		{"link", "set", root, "up"},
+		{"-n", a.netns, "addr", "add", strings.TrimSuffix(a.listen, ":7070") + "/30", "dev", "eth0"},
+		{"-n", a.netns, "link", "set", "eth0", "up"},
+		{"-n", a.netns, "link", "set", "lo", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+		if args[0] == "netns" {
+			t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", a.netns).Run() })
+		}
+	}
 	t.Cleanup(func() {
 		if a.proc != nil {
 			a.proc.stop()
@@ -61,7 +85,10 @@ func (a *fleetAgent) start(args ...string) {
 	t := a.t
 	t.Helper()
 	images := requireVMs(t)
-	cmd := exec.Command(wrennBin, append([]string{"agent", "--data-dir", a.dataDir, "--listen", a.listen}, args...)...)
+	// nsenter, not `ip netns exec`: only the network namespace changes,
+	// so the namespaces of its sandboxes are seen from the root one.
+	cmd := exec.Command("nsenter", append([]string{"--net=/run/netns/" + a.netns, "--", wrennBin,
+		"agent", "--data-dir", a.dataDir, "--listen", a.listen}, args...)...)
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(), envImagesDir+"="+images, "WRENN_SOURCE_DIR="+repoRoot(), "WRENN_HEARTBEAT_INTERVAL=1s",
 		"WRENN_WARM_POOL=0",
@@ -104,9 +131,11 @@ func (a *fleetAgent) start(args ...string) {
 // sandboxes' calls with a 502 that says so, and creates go elsewhere.
 func TestFleetPlacement(t *testing.T) {
 	requireVMs(t)
-	fleetAddr := freeAddr(t)
+	// The server's fleet listener, on every address: each agent reaches
+	// it through its link to the root namespace.
+	_, port, _ := strings.Cut(freeAddr(t), ":")
 	srvData := shortTempDir(t)
-	s := startServer(t, srvData, "WRENN_AGENT_ADDR=none", "WRENN_FLEET_LISTEN="+fleetAddr, "WRENN_HOST_DEAD_AFTER=5s")
+	s := startServer(t, srvData, "WRENN_AGENT_ADDR=none", "WRENN_FLEET_LISTEN=:"+port, "WRENN_HOST_DEAD_AFTER=5s")
 	var pin string
 	for deadline := time.Now().Add(10 * time.Second); pin == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if m := fleetListenLine.FindStringSubmatch(s.logs.String()); m != nil {
@@ -133,7 +162,7 @@ func TestFleetPlacement(t *testing.T) {
 		}
 		s.must(201, "POST", "/v1/hosts", jwt, map[string]string{"type": "regular"}, &created)
 		a := newFleetAgent(t, i)
-		a.start("--join", "https://"+fleetAddr, "--token", created.Token, "--ca-sha256", pin)
+		a.start("--join", "https://"+a.gateway+":"+port, "--token", created.Token, "--ca-sha256", pin)
 		a.hostID = created.Host.ID
 		agents = append(agents, a)
 	}
