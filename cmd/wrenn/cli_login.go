@@ -28,22 +28,12 @@ func loginCommand() *cobra.Command {
 			"With --api-key the key is stored for sandbox, file and snapshot commands.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := loadProfile()
-			if err != nil {
-				return err
-			}
-			if url != "" {
-				p.URL = strings.TrimRight(url, "/")
-			}
-			if p.URL == "" {
-				return errors.New("no server: give --url URL (like http://localhost:8080)")
-			}
 			if email == "" && apiKey == "" {
 				return errors.New("give --email EMAIL to log in to an account, or --api-key KEY to use an API key")
 			}
-			c, err := client.New(p.URL, client.WithUserAgent("wrenn-cli"))
+			p, c, err := profileAt(url)
 			if err != nil {
-				return fmt.Errorf("server URL %q: %w", p.URL, err)
+				return err
 			}
 			if apiKey != "" {
 				p.APIKey = apiKey
@@ -94,22 +84,12 @@ func signupCommand() *cobra.Command {
 			"The password (8 characters or more) is read from " + envCLIPass + ", the terminal (not echoed) or one line of stdin.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := loadProfile()
-			if err != nil {
-				return err
-			}
-			if url != "" {
-				p.URL = strings.TrimRight(url, "/")
-			}
-			if p.URL == "" {
-				return errors.New("no server: give --url URL (like http://localhost:8080)")
-			}
 			if email == "" {
 				return errors.New("give --email EMAIL: the account's email")
 			}
-			c, err := client.New(p.URL, client.WithUserAgent("wrenn-cli"))
+			p, c, err := profileAt(url)
 			if err != nil {
-				return fmt.Errorf("server URL %q: %w", p.URL, err)
+				return err
 			}
 			pw, err := readLoginPassword(cmd.InOrStdin(), cmd.ErrOrStderr())
 			if err != nil {
@@ -132,6 +112,26 @@ func signupCommand() *cobra.Command {
 	cmd.Flags().StringVar(&url, "url", "", "the server's address, like http://localhost:8080 (env "+envCLIURL+")")
 	cmd.Flags().StringVar(&email, "email", "", "the new account's email")
 	return cmd
+}
+
+// profileAt loads the stored profile, pointed at url when one is given,
+// and a client of its server without credentials.
+func profileAt(url string) (profile, *client.Client, error) {
+	p, err := loadProfile()
+	if err != nil {
+		return p, nil, err
+	}
+	if url != "" {
+		p.URL = strings.TrimRight(url, "/")
+	}
+	if p.URL == "" {
+		return p, nil, errors.New("no server: give --url URL (like http://localhost:8080)")
+	}
+	c, err := client.New(p.URL, client.WithUserAgent("wrenn-cli"))
+	if err != nil {
+		return p, nil, fmt.Errorf("server URL %q: %w", p.URL, err)
+	}
+	return p, c, nil
 }
 
 // logoutCommand is `wrenn logout`: the stored profile removed.

@@ -63,7 +63,7 @@ func TestTypeScriptSDK(t *testing.T) {
 	front := httptest.NewServer(proxy)
 	defer front.Close()
 
-	runLogged(ctx, t, dir, []string{"WRENN_API_URL=" + front.URL}, "npm", "test")
+	runLogged(ctx, t, dir, []string{"WRENN_URL=" + front.URL}, "npm", "test")
 
 	// The READMEs' example, as a user runs it: every line they show is a
 	// line of examples/quickstart.mjs.
@@ -92,7 +92,7 @@ func TestTypeScriptSDK(t *testing.T) {
 		}
 	}
 	key := s.account("tssdk-example@example.com")["X-API-Key"]
-	out := runLogged(ctx, t, dir, []string{"WRENN_API_URL=" + front.URL, "WRENN_API_KEY=" + key}, "node", "examples/quickstart.mjs")
+	out := runLogged(ctx, t, dir, []string{"WRENN_URL=" + front.URL, "WRENN_API_KEY=" + key}, "node", "examples/quickstart.mjs")
 	want := "42 0\ntick 1\ntick 2\ntick 3\nexit 3\nhello from TypeScript\n"
 	if !strings.HasPrefix(out, want) {
 		t.Errorf("examples/quickstart.mjs printed %q, want it to begin %q", out, want)
@@ -100,7 +100,7 @@ func TestTypeScriptSDK(t *testing.T) {
 	// A bad key: the API's words, and a failing exit.
 	bad := exec.CommandContext(ctx, "node", "examples/quickstart.mjs")
 	bad.Dir = dir
-	bad.Env = append(os.Environ(), "WRENN_API_URL="+front.URL, "WRENN_API_KEY=wrn_wrong")
+	bad.Env = append(os.Environ(), "WRENN_URL="+front.URL, "WRENN_API_KEY=wrn_wrong")
 	if out, err := bad.CombinedOutput(); err == nil || !strings.Contains(string(out), "invalid API key") {
 		t.Errorf("examples/quickstart.mjs with a bad key: %v\n%s", err, out)
 	}

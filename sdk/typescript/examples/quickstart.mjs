@@ -1,8 +1,8 @@
-// The README's example: node examples/quickstart.mjs with WRENN_API_URL and
+// The README's example: node examples/quickstart.mjs with WRENN_URL and
 // WRENN_API_KEY set. tests/e2e/tssdk_test.go runs it against a real server.
 import { Wrenn } from "@wrenn/sdk";
 
-const wrenn = new Wrenn({ baseUrl: process.env.WRENN_API_URL, apiKey: process.env.WRENN_API_KEY });
+const wrenn = new Wrenn({ baseUrl: process.env.WRENN_URL ?? "http://localhost:8080", apiKey: process.env.WRENN_API_KEY });
 const sb = await wrenn.createSandbox({ template: "minimal" });
 try {
   const res = await sb.exec(`python3 -c "print(6*7)"`);

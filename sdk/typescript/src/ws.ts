@@ -70,6 +70,16 @@ function subprotocols(t: Transport): string[] {
   return ps;
 }
 
+/** Messages (and a close) that arrive before a Socket takes over its WebSocket. */
+interface Early {
+  messages: string[];
+  close?: { code: number; reason: string };
+}
+
+function messageText(d: unknown): string {
+  return typeof d === "string" ? d : new TextDecoder().decode(d as ArrayBuffer);
+}
+
 /**
  * One WebSocket of the API's streams, its text messages queued for one
  * reader. The server's normal close ends the queue; an abort, an error.
@@ -84,21 +94,25 @@ export class Socket {
   private readonly signal: AbortSignal | undefined;
   private readonly onAbort: () => void;
 
-  private constructor(ws: WebSocketLike, signal: AbortSignal | undefined) {
+  private constructor(ws: WebSocketLike, signal: AbortSignal | undefined, early: Early) {
     this.ws = ws;
     this.signal = signal;
     this.onAbort = () => this.fail(signal?.reason ?? new Error("aborted"));
+    this.queue.push(...early.messages);
     ws.onmessage = (ev) => {
-      const d = ev.data;
-      this.queue.push(typeof d === "string" ? d : new TextDecoder().decode(d as ArrayBuffer));
+      this.queue.push(messageText(ev.data));
       this.wake();
     };
-    ws.onclose = (ev) => {
+    const closed = (ev: { code: number; reason: string }) => {
       if (ev.code !== 1000 && ev.code !== 1005 && !this.closedByUs) {
         this.fail(new Error(`wrenn: stream closed abnormally (${ev.code}${ev.reason ? " " + ev.reason : ""})`));
       }
       this.end();
     };
+    ws.onclose = closed;
+    if (early.close) {
+      closed(early.close);
+    }
     ws.onerror = () => {
       // onclose follows with the code
     };
@@ -147,6 +161,12 @@ export class Socket {
       ws = nws;
     }
     ws.binaryType = "arraybuffer";
+    // What comes between the open event and the Socket taking over: the
+    // `ws` package may emit messages (a replay the server sends at once)
+    // and even the close in the same tick as the open, before the awaiting
+    // code below runs again.
+    const early: Early = { messages: [] };
+    ws.onmessage = (ev) => early.messages.push(messageText(ev.data));
     await new Promise<void>((resolve, reject) => {
       const abort = () => {
         ws.close();
@@ -156,7 +176,10 @@ export class Socket {
       const settle = (err?: unknown) => {
         signal?.removeEventListener("abort", abort);
         // Not null: `ws` throws an error event nobody listens to.
-        ws.onopen = ws.onerror = ws.onclose = () => {};
+        ws.onopen = ws.onerror = () => {};
+        ws.onclose = (ev) => {
+          early.close = ev;
+        };
         if (err === undefined) {
           resolve();
         } else {
@@ -186,7 +209,7 @@ export class Socket {
       ws.onerror = failed;
       ws.onclose = failed;
     });
-    return new Socket(ws, signal);
+    return new Socket(ws, signal, early);
   }
 
   /** The next text message, or undefined once the stream has ended. */

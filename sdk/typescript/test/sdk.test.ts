@@ -1,4 +1,4 @@
-// The SDK against a live Wrenn server with real VMs: WRENN_API_URL names
+// The SDK against a live Wrenn server with real VMs: WRENN_URL names
 // it (tests/e2e/tssdk_test.go starts one and runs `npm test`). Every
 // operation runs at least once, on two sandboxes.
 import assert from "node:assert/strict";
@@ -8,7 +8,7 @@ import WS from "ws";
 
 import { ErrorCode, Sandbox, Wrenn, WrennError, type ExecEvent, type FileEvent } from "../src/index.js";
 
-const baseUrl = process.env["WRENN_API_URL"] ?? "";
+const baseUrl = process.env["WRENN_URL"] ?? "";
 const password = "typescript-sdk-tests";
 
 /** Asserts that fn throws the API's error with this status and code, and returns it. */
@@ -68,7 +68,7 @@ class BrowserWebSocket extends WS {
   }
 }
 
-describe("Wrenn TypeScript SDK", { skip: baseUrl === "" ? "WRENN_API_URL is not set" : false }, () => {
+describe("Wrenn TypeScript SDK", { skip: baseUrl === "" ? "WRENN_URL is not set" : false }, () => {
   const email = `tssdk-${Date.now()}-${randomBytes(3).toString("hex")}@example.com`;
   let anon: Wrenn;
   let token: string;

@@ -6,6 +6,7 @@ import { test } from "node:test";
 import { parseError, WrennError } from "../src/error.js";
 import { multipart } from "../src/files.js";
 import { expand, Transport } from "../src/http.js";
+import { Wrenn } from "../src/index.js";
 
 test("errors: the envelope's words, or the status and the body's start", () => {
   const e = parseError(409, '{"error":{"code":"conflict","message":"sandbox sb-1 is paused"}}');
@@ -48,4 +49,39 @@ test("upload: a multipart body made as the stream is read, path first", async ()
   assert.equal(form.get("path"), '/root/a "b".bin');
   const file = form.get("file") as File;
   assert.deepEqual(new Uint8Array(await file.arrayBuffer()), data);
+});
+
+// A WebSocket that, as the `ws` package may, emits its open, the server's
+// first messages and its close in one tick.
+class BurstSocket {
+  readyState = 0;
+  binaryType = "";
+  onopen: ((ev: unknown) => void) | null = null;
+  onmessage: ((ev: { data: unknown }) => void) | null = null;
+  onerror: ((ev: unknown) => void) | null = null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null = null;
+  constructor(_url: string, _protocols?: string | string[]) {
+    setTimeout(() => {
+      this.readyState = 1;
+      this.onopen?.({});
+      for (const m of [
+        { type: "start", pid: 7 },
+        { type: "stdout", data: "started\n" },
+        { type: "stdout", data: "finished\n" },
+        { type: "exit", exit_code: 0 },
+      ]) {
+        this.onmessage?.({ data: JSON.stringify(m) });
+      }
+      this.readyState = 3;
+      this.onclose?.({ code: 1000, reason: "" });
+    }, 0);
+  }
+  send(): void {}
+  close(): void {}
+}
+
+test("streams: messages that come with the open are not lost", async () => {
+  const wrenn = new Wrenn({ baseUrl: "http://localhost:1", apiKey: "wrn_k", WebSocket: BurstSocket });
+  const out = await wrenn.sandbox("sb-1").processStream("job").wait();
+  assert.deepEqual(out, { stdout: "started\nfinished\n", stderr: "", exitCode: 0 });
 });
