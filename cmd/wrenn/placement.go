@@ -64,28 +64,40 @@ func newFleetRouting(link *fleet.Link, db *store.DB, localID string, now func() 
 // run dials, until ctx ends, every online host it has not yet, which
 // registers the base templates the host's agent has (so that a fleet of
 // joined hosts alone, --agent none, has templates to create from), and
-// starts a reconciler for each host it meets (reconcile(hostID, lister)
-// runs it until ctx ends): the sandboxes of a joined host are compared
+// starts a reconciler for each host it meets (reconcile(ctx, hostID,
+// lister) runs it until its ctx ends, which it does when the host is
+// deleted): the sandboxes of a joined host are compared
 // with what its agent holds, and their inactivity timeouts kept, as the
 // one agent's are. A pass while the host cannot be reached does nothing.
-func (f *fleetRouting) run(ctx context.Context, reconcile func(hostID string, h control.HostLister)) {
+func (f *fleetRouting) run(ctx context.Context, reconcile func(ctx context.Context, hostID string, h control.HostLister)) {
 	t := time.NewTicker(hostDialInterval)
 	defer t.Stop()
-	started := map[string]bool{}
+	started := map[string]context.CancelFunc{} // a reconciler's end, by host
 	for {
 		hosts, err := f.db.ListHosts(ctx)
-		for _, h := range hosts {
-			if h.Status != wrenn.HostOnline {
-				continue
-			}
-			if _, err := f.router.Client(ctx, h.ID); err != nil || started[h.ID] {
-				continue
-			}
-			started[h.ID] = true
-			go reconcile(h.ID, routedHost{router: f.router, id: h.ID})
-		}
 		if err != nil && ctx.Err() == nil {
 			f.log.Warn("list hosts to dial", slog.Any("error", err))
+		}
+		exists := map[string]bool{}
+		for _, h := range hosts {
+			exists[h.ID] = true
+			if h.Status != wrenn.HostOnline || started[h.ID] != nil {
+				continue
+			}
+			if _, err := f.router.Client(ctx, h.ID); err != nil {
+				continue
+			}
+			rctx, cancel := context.WithCancel(ctx)
+			started[h.ID] = cancel
+			go reconcile(rctx, h.ID, routedHost{router: f.router, id: h.ID})
+		}
+		// A deleted host's reconciler ends (its sandboxes were recorded
+		// stopped with it).
+		for id, cancel := range started {
+			if err == nil && !exists[id] {
+				cancel()
+				delete(started, id)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -173,18 +173,18 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	controlSvc := control.NewService(control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: ctlAgent, HostID: hostID, Now: now, Logger: log,
 		Limits: cfg.Limits, Network: cfg.Network, Stats: db, Fleet: ctlFleet})
 	go control.NewStatsRecorder(control.StatsRecorderConfig{Store: db, Now: now, Step: cfg.StatsStep, Logger: log}).Run(ctx)
-	reconcile := func(id string, h control.HostLister) {
+	reconcile := func(ctx context.Context, id string, h control.HostLister) {
 		control.NewReconciler(control.ReconcilerConfig{Store: db, Host: h, Now: now, Logger: log,
 			Interval: cfg.ReconcileInterval, SettleGrace: cfg.SettleGrace,
 			AutoPause: controlSvc.AutoPause, StoppedRetention: cfg.StoppedRetention, HostID: id}).Run(ctx)
 	}
 	if agentClient != nil && routing == nil {
-		go reconcile("", agentClient)
+		go reconcile(ctx, "", agentClient)
 	}
 	// A fleet (issue 13, placement.go): a reconciler for each host.
 	if routing != nil {
 		if agentClient != nil {
-			go reconcile(hostID, agentClient)
+			go reconcile(ctx, hostID, agentClient)
 		}
 		go routing.run(ctx, reconcile)
 	}
