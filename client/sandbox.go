@@ -67,6 +67,8 @@ type CreateSandboxRequest struct {
 	Metadata            map[string]string `json:"metadata,omitempty"`
 	AllowInternetAccess *bool             `json:"allow_internet_access,omitempty"`
 	Network             *NetworkPolicy    `json:"network,omitempty"`
+	// HostTags are tags the sandbox's host must all have (a fleet).
+	HostTags []string `json:"host_tags,omitempty"`
 }
 
 // Ptr returns a pointer to v, for the optional fields of requests.

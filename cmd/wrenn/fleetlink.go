@@ -67,20 +67,21 @@ func (c *fleetConfig) fromEnv(listenSet bool) error {
 
 // startFleet loads (or makes) the fleet's CA, serves the fleet listener
 // and runs the heartbeat check, until ctx ends; stop waits for the
-// listener to shut down. With no listener configured it does nothing.
-func startFleet(ctx context.Context, fc fleetConfig, db *store.DB, hosts *fleet.Service, now func() time.Time, log *slog.Logger) (stop func(), err error) {
+// listener to shut down. With no listener configured it does nothing and
+// returns no link.
+func startFleet(ctx context.Context, fc fleetConfig, db *store.DB, hosts *fleet.Service, now func() time.Time, log *slog.Logger) (link *fleet.Link, stop func(), err error) {
 	if fc.Listen == "" {
-		return func() {}, nil
+		return nil, func() {}, nil
 	}
 	ca, err := fleet.LoadCA(ctx, db, now())
 	if err != nil {
-		return nil, fmt.Errorf("fleet CA: %w", err)
+		return nil, nil, fmt.Errorf("fleet CA: %w", err)
 	}
-	link := fleet.NewLink(fleet.LinkConfig{Store: db, Registry: hosts, CA: ca, Now: now, Logger: log,
+	link = fleet.NewLink(fleet.LinkConfig{Store: db, Registry: hosts, CA: ca, Now: now, Logger: log,
 		CertTTL: fc.CertTTL, DeadAfter: fc.DeadAfter})
 	ln, err := net.Listen("tcp", fc.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("fleet listen: %w", err)
+		return nil, nil, fmt.Errorf("fleet listen: %w", err)
 	}
 	srv := &http.Server{
 		Handler:           httpapi.NewFleetHandler(link, log),
@@ -106,7 +107,7 @@ func startFleet(ctx context.Context, fc fleetConfig, db *store.DB, hosts *fleet.
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	})
-	return func() { cancel(); wg.Wait() }, nil
+	return link, func() { cancel(); wg.Wait() }, nil
 }
 
 // joinConfig is how `wrenn agent` joins a fleet.

@@ -30,7 +30,7 @@ func TestJoinRenew(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	hosts := fleet.New(fleet.Config{Hosts: db, Roles: db, Now: time.Now, Logger: log})
-	stop, err := startFleet(ctx, fleetConfig{Listen: addr}, db, hosts, time.Now, log)
+	_, stop, err := startFleet(ctx, fleetConfig{Listen: addr}, db, hosts, time.Now, log)
 	if err != nil {
 		t.Fatal(err)
 	}

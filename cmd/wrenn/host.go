@@ -148,7 +148,7 @@ func startHost(ctx context.Context, paths layout.Layout, hc hostConfig, log *slo
 		return nil, err
 	}
 	driver.Accel(ctx, kernel)
-	nm, err := netslot.NewManager(ctx, netslot.Config{Logger: log, Opened: hc.EgressOpen, Upstream: hc.DNSUpstream})
+	nm, err := netslot.NewManager(ctx, netSlotsFromEnv(netslot.Config{Logger: log, Opened: hc.EgressOpen, Upstream: hc.DNSUpstream}))
 	if err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}

@@ -155,17 +155,39 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	} else {
 		log.Warn("running without a host agent: sandbox operations answer 502")
 	}
-	controlSvc := control.NewService(control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: ctlAgent, HostID: hostID, Now: now, Logger: log,
-		Limits: cfg.Limits, Network: cfg.Network, Stats: db})
-	go control.NewStatsRecorder(control.StatsRecorderConfig{Store: db, Now: now, Step: cfg.StatsStep, Logger: log}).Run(ctx)
-	if agentClient != nil {
-		go control.NewReconciler(control.ReconcilerConfig{Store: db, Host: agentClient, Now: now, Logger: log,
-			Interval: cfg.ReconcileInterval, SettleGrace: cfg.SettleGrace,
-			AutoPause: controlSvc.AutoPause, StoppedRetention: cfg.StoppedRetention}).Run(ctx)
-	}
 	// The registry of hosts (issue 13); agents join it on the fleet
-	// listener (startFleet, below).
+	// listener: they join, heartbeat and renew their certificates there
+	// (fleetlink.go), and sandboxes are placed on them (placement.go).
 	hosts := fleet.New(fleet.Config{Hosts: db, Roles: db, Now: now, Logger: log})
+	link, stopFleet, err := startFleet(ctx, cfg.Fleet, db, hosts, now, log)
+	if err != nil {
+		return err
+	}
+	defer stopFleet()
+	var ctlFleet control.Fleet
+	var routing *fleetRouting
+	if link != nil {
+		routing = newFleetRouting(link, db, hostID, now, log)
+		ctlFleet = routing
+	}
+	controlSvc := control.NewService(control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: ctlAgent, HostID: hostID, Now: now, Logger: log,
+		Limits: cfg.Limits, Network: cfg.Network, Stats: db, Fleet: ctlFleet})
+	go control.NewStatsRecorder(control.StatsRecorderConfig{Store: db, Now: now, Step: cfg.StatsStep, Logger: log}).Run(ctx)
+	reconcile := func(ctx context.Context, id string, h control.HostLister) {
+		control.NewReconciler(control.ReconcilerConfig{Store: db, Host: h, Now: now, Logger: log,
+			Interval: cfg.ReconcileInterval, SettleGrace: cfg.SettleGrace,
+			AutoPause: controlSvc.AutoPause, StoppedRetention: cfg.StoppedRetention, HostID: id}).Run(ctx)
+	}
+	if agentClient != nil && routing == nil {
+		go reconcile(ctx, "", agentClient)
+	}
+	// A fleet (issue 13, placement.go): a reconciler for each host.
+	if routing != nil {
+		if agentClient != nil {
+			go reconcile(ctx, hostID, agentClient)
+		}
+		go routing.run(ctx, reconcile)
+	}
 	// The web console (issue 12), embedded in this binary.
 	console := web.New()
 	if !console.Built() {
@@ -173,13 +195,6 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	}
 	api := httpapi.New(httpapi.Config{Auth: authSvc, Control: controlSvc, Logger: log, MaxUploadBytes: cfg.MaxUploadBytes,
 		Hosts: hosts, Console: console})
-	// The agent link (issue 13, fleetlink.go): agents join, heartbeat and
-	// renew their certificates on the fleet listener.
-	stopFleet, err := startFleet(ctx, cfg.Fleet, db, hosts, now, log)
-	if err != nil {
-		return err
-	}
-	defer stopFleet()
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

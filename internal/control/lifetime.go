@@ -69,7 +69,7 @@ func (k *keyedMutex) lock(key string) (unlock func()) {
 // pass tries again.
 func (s *Service) AutoPause(ctx context.Context, sb *wrenn.Sandbox, idleSince, now time.Time) {
 	log := s.log.With(slog.String(attrSandboxID, sb.ID), slog.String(attrTeamID, sb.TeamID))
-	agent, err := s.needSnapshotter()
+	agent, err := s.snapshotterFor(ctx, sb.HostID)
 	if err != nil {
 		log.WarnContext(ctx, "pause idle sandbox", slog.Any(attrError, err))
 		return

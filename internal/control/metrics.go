@@ -36,7 +36,7 @@ func (s *Service) SandboxMetrics(ctx context.Context, teamID, id, rng string) ([
 	if !slices.Contains([]wrenn.SandboxStatus{wrenn.StatusRunning, wrenn.StatusPaused}, sb.Status) {
 		return nil, wrenn.Errorf(wrenn.ENotFound, "sandbox is %s: it has no metrics", sb.Status)
 	}
-	agent, err := s.needAgent()
+	agent, err := s.agentFor(ctx, sb.HostID)
 	if err != nil {
 		return nil, err
 	}

@@ -52,6 +52,10 @@ type ReconcilerConfig struct {
 	// kept, to be read back, before it is deleted; 0 means
 	// DefaultStoppedRetention.
 	StoppedRetention time.Duration
+	// HostID, if set, limits the reconciler to the sandboxes recorded on
+	// that host, Host's (a fleet, issue 13: one reconciler per host);
+	// "" compares every record with Host, as with one agent.
+	HostID string
 }
 
 // DefaultStoppedRetention is how long a destroyed sandbox stays readable.
@@ -156,6 +160,9 @@ func (r *Reconciler) Once(ctx context.Context) error {
 	silent := make(map[string]bool)
 	for _, sb := range records {
 		known[sb.ID] = true
+		if r.c.HostID != "" && sb.HostID != r.c.HostID {
+			continue // another host's
+		}
 		st, held := onHost[sb.ID]
 		if st.Unresponsive {
 			silent[sb.ID] = true

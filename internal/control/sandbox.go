@@ -49,6 +49,9 @@ type CreateParams struct {
 	// Metadata the team's labels for it.
 	Envs     map[string]string
 	Metadata map[string]string
+	// HostTags are tags the sandbox's host must have (issue 13,
+	// placement); none: any host.
+	HostTags []string
 }
 
 func (p CreateParams) validate(l Limits) error {
@@ -62,6 +65,9 @@ func (p CreateParams) validate(l Limits) error {
 		return err
 	}
 	if err := checkStringMap("metadata", p.Metadata, false); err != nil {
+		return err
+	}
+	if err := checkHostTags(p.HostTags); err != nil {
 		return err
 	}
 	return l.checkSizes(p.VCPUs, p.MemoryMB)
@@ -108,10 +114,6 @@ func (s *Service) CreateSandbox(ctx context.Context, teamID string, p CreatePara
 		// A snapshot template made before the maximums were lowered.
 		return nil, wrenn.Errorf(wrenn.EInvalid, "template %q: %s", tmpl.Name, wrenn.ErrorMessage(err))
 	}
-	agent, err := s.needAgent()
-	if err != nil {
-		return nil, err
-	}
 	now := s.nowUTC()
 	sb := &wrenn.Sandbox{
 		ID:          wrenn.NewID(wrenn.PrefixSandbox),
@@ -121,7 +123,6 @@ func (s *Service) CreateSandbox(ctx context.Context, teamID string, p CreatePara
 		VCPUs:       p.VCPUs,
 		MemoryMB:    p.MemoryMB,
 		TimeoutSec:  p.TimeoutSec,
-		HostID:      s.hostID,
 		Network:     network,
 		AutoPause:   p.AutoPause,
 		Envs:        p.Envs,
@@ -129,16 +130,32 @@ func (s *Service) CreateSandbox(ctx context.Context, teamID string, p CreatePara
 		CreatedAt:   now,
 		LastUpdated: now,
 	}
-	if err := s.sandboxes.CreateSandboxWithin(ctx, sb, s.limits.Quota); err != nil {
-		return nil, wrapUnlessCoded("create sandbox", err)
-	}
 	log := s.log.With(slog.String(attrSandboxID, sb.ID), slog.String(attrTeamID, teamID))
-	net, err := agent.CreateSandbox(ctx, wrenn.SandboxSpec{
-		ID: sb.ID, TeamID: teamID, Template: tmpl.Name, TemplateTeamID: tmpl.TeamID,
-		VCPUs: sb.VCPUs, MemoryMB: sb.MemoryMB, Network: sb.Network,
-	})
-	if err != nil {
+	var agent wrenn.Agent
+	var net wrenn.SandboxNet
+	var refused []string // hosts whose agents found no room (fleet mode)
+	for {
+		hostID, a, err := s.place(ctx, teamID, p, refused)
+		if err != nil {
+			return nil, err
+		}
+		agent, sb.HostID = a, hostID
+		if err := s.sandboxes.CreateSandboxWithin(ctx, sb, s.limits.Quota); err != nil {
+			return nil, wrapUnlessCoded("create sandbox", err)
+		}
+		net, err = agent.CreateSandbox(ctx, wrenn.SandboxSpec{
+			ID: sb.ID, TeamID: teamID, Template: tmpl.Name, TemplateTeamID: tmpl.TeamID,
+			VCPUs: sb.VCPUs, MemoryMB: sb.MemoryMB, Network: sb.Network,
+		})
+		if err == nil {
+			break
+		}
 		s.forget(ctx, log, sb)
+		if s.fleet != nil && wrenn.ErrorCode(err) == wrenn.EHostFull && len(refused)+1 < placeAttempts && ctx.Err() == nil {
+			log.InfoContext(ctx, "host refused the sandbox as full; placing it elsewhere", slog.String("host_id", hostID))
+			refused = append(refused, hostID)
+			continue
+		}
 		return nil, s.agentError(ctx, "create the sandbox", sb.ID, err)
 	}
 	now = s.nowUTC()
@@ -246,7 +263,7 @@ func (s *Service) DestroySandbox(ctx context.Context, teamID, id string) error {
 	if sb.Status == wrenn.StatusStopped {
 		return wrenn.Errorf(wrenn.ENotFound, "sandbox not found (it was destroyed)")
 	}
-	agent, err := s.needAgent()
+	agent, err := s.agentFor(ctx, sb.HostID)
 	if err != nil {
 		return err
 	}
@@ -286,7 +303,7 @@ func (s *Service) runningRecord(ctx context.Context, sb *wrenn.Sandbox) (*wrenn.
 	if sb.Status != wrenn.StatusRunning {
 		return nil, nil, wrenn.Errorf(wrenn.EConflict, "sandbox is %s, not running", describe(sb))
 	}
-	agent, err := s.needAgent()
+	agent, err := s.agentFor(ctx, sb.HostID)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -308,7 +325,7 @@ func (s *Service) PauseSandbox(ctx context.Context, teamID, id string) (*wrenn.S
 	if _, _, err := s.runningRecord(ctx, sb); err != nil {
 		return nil, err
 	}
-	agent, err := s.needSnapshotter()
+	agent, err := s.snapshotterFor(ctx, sb.HostID)
 	if err != nil {
 		return nil, err
 	}
@@ -342,7 +359,7 @@ func (s *Service) resumeLocked(ctx context.Context, teamID, id string) (*wrenn.S
 	if sb.Status != wrenn.StatusPaused {
 		return nil, wrenn.Errorf(wrenn.EConflict, "sandbox is %s, not paused", sb.Status)
 	}
-	agent, err := s.needSnapshotter()
+	agent, err := s.snapshotterFor(ctx, sb.HostID)
 	if err != nil {
 		return nil, err
 	}
@@ -366,7 +383,10 @@ func (s *Service) resumeLocked(ctx context.Context, teamID, id string) (*wrenn.S
 	}
 	now := s.nowUTC()
 	sb.Status = wrenn.StatusRunning
-	sb.GuestIP, sb.HostIP, sb.HostID = net.GuestIP, net.HostIP, s.hostID
+	sb.GuestIP, sb.HostIP = net.GuestIP, net.HostIP
+	if s.fleet == nil {
+		sb.HostID = s.hostID // one agent: whatever the record said, it is this one's
+	}
 	sb.LastActiveAt, sb.LastUpdated = &now, now
 	if err := s.sandboxes.UpdateSandbox(context.WithoutCancel(ctx), sb); err != nil {
 		return nil, fmt.Errorf("record resumed sandbox: %w", err)

@@ -33,6 +33,9 @@ type Config struct {
 	// Stats reads the teams' recorded stats and usage (stats.go); nil
 	// answers those requests with an internal error.
 	Stats StatsStore
+	// Fleet, if set, places sandboxes across hosts and reaches joined
+	// hosts' agents (fleet.go); Agent, if set, is then one host of it.
+	Fleet Fleet
 }
 
 // Limits are the operator's bounds. Zero sizes take the defaults; a zero
@@ -67,6 +70,7 @@ type Service struct {
 	// (lifetime.go).
 	lifecycle keyedMutex
 	stats     StatsStore
+	fleet     Fleet
 }
 
 // NewService returns a Service.
@@ -81,7 +85,7 @@ func NewService(c Config) *Service {
 		c.Network.Default = &wrenn.DefaultNetwork
 	}
 	return &Service{sandboxes: c.Sandboxes, templates: c.Templates, quotas: c.Quotas, limits: c.Limits, agent: c.Agent, hostID: c.HostID, now: c.Now, after: after, log: c.Logger,
-		network: c.Network, stats: c.Stats}
+		network: c.Network, stats: c.Stats, fleet: c.Fleet}
 }
 
 // Log attribute keys.
@@ -107,6 +111,10 @@ func (s *Service) needSnapshotter() (wrenn.Snapshotter, error) {
 	if err != nil {
 		return nil, err
 	}
+	return asSnapshotter(a)
+}
+
+func asSnapshotter(a wrenn.Agent) (wrenn.Snapshotter, error) {
 	sn, ok := a.(wrenn.Snapshotter)
 	if !ok {
 		return nil, wrenn.Errorf(wrenn.EHostAgent, "the host agent cannot pause, resume or snapshot sandboxes")

@@ -46,7 +46,7 @@ func (s *Service) CreateSnapshot(ctx context.Context, teamID string, p SnapshotP
 	case err != nil && wrenn.ErrorCode(err) != wrenn.ENotFound:
 		return nil, fmt.Errorf("create snapshot: %w", err)
 	}
-	agent, err := s.needSnapshotter()
+	agent, err := s.snapshotterFor(ctx, sb.HostID)
 	if err != nil {
 		return nil, err
 	}

@@ -6,8 +6,10 @@
 // longer one, whatever their JWT says).
 //
 // Agents join over the agent link (link.go: registration, mutual TLS,
-// heartbeats); placement is to come. Nothing here touches a VM or a sandbox's host agent;
-// internal/httpapi calls it.
+// heartbeats); placement.go chooses the host of each new sandbox and
+// route.go reaches a joined host's agent for the control plane
+// (internal/control). The registry itself touches no VM; internal/httpapi
+// calls it.
 package fleet
 
 import (

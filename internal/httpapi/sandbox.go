@@ -108,6 +108,8 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) {
 		AutoPause *bool             `json:"auto_pause"`
 		Envs      map[string]string `json:"envs"`
 		Metadata  map[string]string `json:"metadata"`
+		// Beyond the contract (issue 13, placement): tags the host must have.
+		HostTags []string `json:"host_tags"`
 	}
 	if err := decodeJSON(w, r, &req); err != nil {
 		s.writeError(w, r, err)
@@ -129,6 +131,7 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) {
 		AutoPause:  orDefault(req.AutoPause, autoPause),
 		Envs:       req.Envs,
 		Metadata:   req.Metadata,
+		HostTags:   req.HostTags,
 	})
 	if err != nil {
 		s.writeError(w, r, err)

@@ -1194,6 +1194,8 @@ export interface components {
             /** @description Whether the sandbox reaches the public internet (default the operator's, normally true). Private ranges, the host and other sandboxes are never reachable unless the operator opens them. */
             allow_internet_access?: boolean;
             network?: components["schemas"]["NetworkPolicy"];
+            /** @description Our extension (a fleet, issue 13). Tags the sandbox's host must all have (`POST /v1/hosts/{id}/tags`); at most 16. Placement chooses among the online, not draining hosts the team may use that have them and room for the sandbox; if none does, a `503` (`host_full`) says so. */
+            host_tags?: string[];
         };
         /** @description Egress exceptions, as CIDRs or domain names; allow wins over deny. */
         NetworkPolicy: {
