@@ -114,6 +114,28 @@ func (c conn) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	return c.q.QueryRowContext(ctx, c.d.rebind(q), args...)
 }
 
+// queryStrings runs a query of one text column and returns its values,
+// empty (not nil) when there are none.
+func (c conn) queryStrings(ctx context.Context, q string, args ...any) ([]string, error) {
+	rows, err := c.query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // execOne runs a statement that must touch exactly one row. It returns
 // notFound(thing) when it touches none.
 func (c conn) execOne(ctx context.Context, thing, q string, args ...any) error {

@@ -228,20 +228,8 @@ func (db *DB) SetHostDraining(ctx context.Context, id string, draining bool, at 
 
 // HostTags returns the host's tags, sorted; none for an unknown host.
 func (db *DB) HostTags(ctx context.Context, id string) ([]string, error) {
-	rows, err := db.r.query(ctx, `SELECT tag FROM host_tags WHERE host_id = ? ORDER BY tag`, id)
+	tags, err := db.r.queryStrings(ctx, `SELECT tag FROM host_tags WHERE host_id = ? ORDER BY tag`, id)
 	if err != nil {
-		return nil, fmt.Errorf("host tags: %w", err)
-	}
-	defer rows.Close()
-	tags := []string{}
-	for rows.Next() {
-		var tag string
-		if err := rows.Scan(&tag); err != nil {
-			return nil, fmt.Errorf("host tags: %w", err)
-		}
-		tags = append(tags, tag)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("host tags: %w", err)
 	}
 	return tags, nil
@@ -311,21 +299,8 @@ func (db *DB) HostSandboxIDs(ctx context.Context, id string) ([]string, error) {
 }
 
 func hostSandboxIDs(ctx context.Context, c conn, id string) ([]string, error) {
-	rows, err := c.query(ctx, `SELECT id FROM sandboxes WHERE host_id = ? AND status <> ? ORDER BY created_at, id`,
+	return c.queryStrings(ctx, `SELECT id FROM sandboxes WHERE host_id = ? AND status <> ? ORDER BY created_at, id`,
 		id, string(wrenn.StatusStopped))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	ids := []string{}
-	for rows.Next() {
-		var sb string
-		if err := rows.Scan(&sb); err != nil {
-			return nil, err
-		}
-		ids = append(ids, sb)
-	}
-	return ids, rows.Err()
 }
 
 // DeleteHost deletes the host and its tags. While sandboxes live on it

@@ -141,22 +141,13 @@ func (db *DB) HostHeartbeat(ctx context.Context, id string, at time.Time) (*wren
 // MarkHostsUnreachable marks unreachable, at at, every online host whose
 // last heartbeat is before before, and returns their IDs.
 func (db *DB) MarkHostsUnreachable(ctx context.Context, before, at time.Time) ([]string, error) {
-	rows, err := db.w.query(ctx, `UPDATE hosts SET status = ?, updated_at = ?
+	ids, err := db.w.queryStrings(ctx, `UPDATE hosts SET status = ?, updated_at = ?
 		WHERE status = ? AND (last_heartbeat_at IS NULL OR last_heartbeat_at < ?) RETURNING id`,
 		string(wrenn.HostUnreachable), db.d.time(at), string(wrenn.HostOnline), db.d.time(before))
 	if err != nil {
 		return nil, fmt.Errorf("mark hosts unreachable: %w", err)
 	}
-	defer rows.Close()
-	ids := []string{}
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("mark hosts unreachable: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return ids, nil
 }
 
 // RevokeHost revokes, at at, every certificate of a registered host and

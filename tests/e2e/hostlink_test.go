@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -49,25 +48,7 @@ func startJoined(t *testing.T, dataDir string, wantExit bool, args ...string) (*
 	cmd := exec.Command(wrennBin, append([]string{"agent", "--data-dir", dataDir}, args...)...)
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(), envImagesDir+"="+images, "WRENN_SOURCE_DIR="+repoRoot(), "WRENN_HEARTBEAT_INTERVAL=1s")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	a := &agentProc{cmd: cmd, done: make(chan error, 1), logs: &logBuffer{}}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			a.logs.WriteString(sc.Text() + "\n")
-			if m := joinedLine.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-		}
-		a.done <- cmd.Wait()
-	}()
+	a, addr := launchAgent(t, cmd, joinedLine)
 	t.Cleanup(a.stop)
 	select {
 	case a.addr = <-addr:

@@ -27,12 +27,11 @@ type agentProc struct {
 
 var agentListenLine = regexp.MustCompile(`wrenn agent listening.* addr=(\S+)`)
 
-// startAgent runs `wrenn agent` on listen with dataDir and waits until it serves.
-func startAgent(t testing.TB, dataDir, listen, token string) *agentProc {
+// launchAgent starts cmd, a `wrenn agent`, keeping its log; the address
+// serving's first group captures from a log line is sent on addr, and the
+// agent's exit on the proc's done.
+func launchAgent(t testing.TB, cmd *exec.Cmd, serving *regexp.Regexp) (_ *agentProc, addr <-chan string) {
 	t.Helper()
-	images := requireVMs(t)
-	cmd := exec.Command(wrennBin, "agent", "--listen", listen, "--data-dir", dataDir)
-	cmd.Env = append(os.Environ(), "WRENN_AGENT_TOKEN="+token, envImagesDir+"="+images, "WRENN_SOURCE_DIR="+repoRoot())
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -41,17 +40,27 @@ func startAgent(t testing.TB, dataDir, listen, token string) *agentProc {
 		t.Fatal(err)
 	}
 	a := &agentProc{cmd: cmd, done: make(chan error, 1), logs: &logBuffer{}}
-	addr := make(chan string, 1)
+	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			a.logs.WriteString(sc.Text() + "\n")
-			if m := agentListenLine.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
+			if m := serving.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
 			}
 		}
 		a.done <- cmd.Wait()
 	}()
+	return a, found
+}
+
+// startAgent runs `wrenn agent` on listen with dataDir and waits until it serves.
+func startAgent(t testing.TB, dataDir, listen, token string) *agentProc {
+	t.Helper()
+	images := requireVMs(t)
+	cmd := exec.Command(wrennBin, "agent", "--listen", listen, "--data-dir", dataDir)
+	cmd.Env = append(os.Environ(), "WRENN_AGENT_TOKEN="+token, envImagesDir+"="+images, "WRENN_SOURCE_DIR="+repoRoot())
+	a, addr := launchAgent(t, cmd, agentListenLine)
 	t.Cleanup(a.stop)
 	select {
 	case a.addr = <-addr:

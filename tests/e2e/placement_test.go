@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -94,26 +93,8 @@ func (a *fleetAgent) start(args ...string) {
 		"WRENN_WARM_POOL=0",
 		fmt.Sprintf("WRENN_NET_NAME=wrnfleet%d", a.i), "WRENN_NET_LINK_PREFIX=wrf"+string(rune('a'+a.i)), "WRENN_NET_CIDR="+a.cidr.String(),
 		"WRENN_CGROUP_PARENT="+a.cgroup(), fmt.Sprintf("WRENN_VM_UID_BASE=%d", 600000+a.i*100000))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &agentProc{cmd: cmd, done: make(chan error, 1), logs: &logBuffer{}}
+	p, addr := launchAgent(t, cmd, joinedLine)
 	a.proc = p
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			p.logs.WriteString(sc.Text() + "\n")
-			if m := joinedLine.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-		}
-		p.done <- cmd.Wait()
-	}()
 	select {
 	case p.addr = <-addr:
 	case err := <-p.done:
