@@ -38,9 +38,19 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	before, groupsBefore := netnsNames(), cgroupNames()
+	before, groupsBefore, tablesBefore := netnsNames(), cgroupNames(), nftTables()
 	code := m.Run()
 	os.RemoveAll(dir)
+	// An agent keeps its host firewall table when it stops, so that a
+	// restarted one's adopted sandboxes stay isolated: the suite, which
+	// started every agent, removes the tables it made.
+	for name := range nftTables() {
+		if !tablesBefore[name] {
+			if out, err := exec.Command("nft", "delete", "table", "inet", name).CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "remove nft table inet %s the tests made: %v: %s\n", name, err, out)
+			}
+		}
+	}
 	for name := range cgroupNames() {
 		if !groupsBefore[name] {
 			fmt.Fprintf(os.Stderr, "the tests left control group %s behind\n", name)
@@ -80,6 +90,21 @@ func netnsNames() map[string]bool {
 	names := make(map[string]bool, len(ents))
 	for _, e := range ents {
 		names[e.Name()] = true
+	}
+	return names
+}
+
+// nftTables lists the host's inet nftables tables.
+func nftTables() map[string]bool {
+	names := map[string]bool{}
+	out, err := exec.Command("nft", "list", "tables", "inet").Output()
+	if err != nil {
+		return names
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "table" {
+			names[f[2]] = true
+		}
 	}
 	return names
 }
