@@ -11,7 +11,8 @@ import (
 // missing: the control plane cannot tell whether they still run. Paused
 // ones stay paused (their snapshots are on disk, not in the lost VMs), and
 // pending ones are left to the create in flight, whose call to the host
-// fails and removes them, or to the reconciler's pending grace.
+// fails and removes them; one pending past the grace (its control plane
+// died too) is given up with the missing ones.
 //
 // If the host heartbeats again within MissingGrace, its reconciler
 // (internal/control) finds each missing sandbox its agent still runs and

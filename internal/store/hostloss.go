@@ -34,12 +34,16 @@ func (db *DB) MarkSandboxesMissing(ctx context.Context, at time.Time) ([]*wrenn.
 
 // FailMissingSandboxes moves to error, at at, every sandbox missing since
 // before before (its last_updated, written when it went missing), and
-// returns them: the control plane gives them up.
+// every sandbox pending since then on an unreachable host (a create whose
+// control plane died with it: its host cannot end it), and returns them:
+// the control plane gives them up.
 func (db *DB) FailMissingSandboxes(ctx context.Context, before, at time.Time) ([]*wrenn.Sandbox, error) {
 	rows, err := db.w.query(ctx, `UPDATE sandboxes SET status = ?, last_updated = ?
-		WHERE status = ? AND last_updated < ?
+		WHERE last_updated < ? AND (status = ?
+			OR (status = ? AND host_id IN (SELECT id FROM hosts WHERE status = ?)))
 		RETURNING `+sandboxColumns,
-		string(wrenn.StatusError), db.d.time(at), string(wrenn.StatusMissing), db.d.time(before))
+		string(wrenn.StatusError), db.d.time(at), db.d.time(before), string(wrenn.StatusMissing),
+		string(wrenn.StatusPending), string(wrenn.HostUnreachable))
 	if err != nil {
 		return nil, fmt.Errorf("fail missing sandboxes: %w", err)
 	}

@@ -14,7 +14,8 @@ import (
 // of unreachable hosts go missing, each once however many control planes
 // mark them at once; a missing sandbox still counts against its team's
 // quota and its host's load; after the grace, missing ones become error,
-// each once, and no longer count.
+// each once, and no longer count, and so do pending ones on the lost host
+// (a create whose control plane died with it).
 func TestHostLossSandboxes(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, db *store.DB) {
 		ctx := t.Context()
@@ -33,9 +34,18 @@ func TestHostLossSandboxes(t *testing.T) {
 			return sb
 		}
 		lostRunning := []*wrenn.Sandbox{on(lost, wrenn.StatusRunning), on(lost, wrenn.StatusRunning), on(lost, wrenn.StatusRunning)}
+		// Pending ones, last written at 90 s.
+		pending := func(hostID string) string {
+			sb := on(hostID, wrenn.StatusPending)
+			sb.LastUpdated = at(90 * time.Second)
+			mustNoError(t, "update sandbox", db.UpdateSandbox(ctx, sb))
+			return sb.ID
+		}
+		lostPending, alivePending := pending(lost), pending(alive)
 		others := map[string]wrenn.SandboxStatus{
 			on(lost, wrenn.StatusPaused).ID:      wrenn.StatusPaused,
-			on(lost, wrenn.StatusPending).ID:     wrenn.StatusPending,
+			lostPending:                          wrenn.StatusPending,
+			alivePending:                         wrenn.StatusPending,
 			on(lost, wrenn.StatusError).ID:       wrenn.StatusError,
 			on(alive, wrenn.StatusRunning).ID:    wrenn.StatusRunning,
 			on("", wrenn.StatusRunning).ID:       wrenn.StatusRunning, // the server's own agent's
@@ -100,7 +110,7 @@ func TestHostLossSandboxes(t *testing.T) {
 		moved = nil
 		for range 3 {
 			wg.Go(func() {
-				sbs, err := db.FailMissingSandboxes(ctx, at(time.Minute+time.Second), at(4*time.Minute))
+				sbs, err := db.FailMissingSandboxes(ctx, at(2*time.Minute), at(4*time.Minute))
 				mustNoError(t, "fail missing", err)
 				mu.Lock()
 				defer mu.Unlock()
@@ -114,15 +124,16 @@ func TestHostLossSandboxes(t *testing.T) {
 		}
 		wg.Wait()
 		slices.Sort(moved)
-		want = []string{lostRunning[1].ID, lostRunning[2].ID}
+		// And the lost host's pending one, not the other host's.
+		want = []string{lostRunning[1].ID, lostRunning[2].ID, lostPending}
 		slices.Sort(want)
 		if !slices.Equal(moved, want) {
 			t.Fatalf("gave up %v, want each of %v once", moved, want)
 		}
 		after, err = db.TeamUsage(ctx, team.ID)
 		mustNoError(t, "usage", err)
-		if after.Sandboxes != usage.Sandboxes-2 || after.VCPUs != usage.VCPUs-4 {
-			t.Errorf("usage after the give-up %+v, want two sandboxes fewer than %+v", after, usage)
+		if after.Sandboxes != usage.Sandboxes-3 || after.VCPUs != usage.VCPUs-6 {
+			t.Errorf("usage after the give-up %+v, want three sandboxes fewer than %+v", after, usage)
 		}
 	})
 }
