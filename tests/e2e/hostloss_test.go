@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -32,6 +33,7 @@ const hostLossGrace = 30 * time.Second
 // directory of theirs is left.
 func TestFleetHostLoss(t *testing.T) {
 	requireVMs(t)
+	chrome := requireChromium(t)
 	_, port, _ := strings.Cut(freeAddr(t), ":")
 	srvData := shortTempDir(t)
 	s := startServer(t, srvData, "WRENN_AGENT_ADDR=none", "WRENN_FLEET_LISTEN=:"+port, "WRENN_HOST_DEAD_AFTER=5s",
@@ -120,6 +122,18 @@ func TestFleetHostLoss(t *testing.T) {
 	paused := s.create(key, on("lost"))
 	s.must(200, "POST", "/v1/sandboxes/"+paused.ID+"/pause", key, nil, nil)
 	other := s.create(key, on("kept"))
+	// The console, logged in, to show the sandbox while it is missing.
+	requireConsoleBuilt(t, s)
+	shots := os.Getenv(envConsoleShots)
+	if shots == "" {
+		shots = t.TempDir()
+	}
+	b := newBrowser(t, chrome, s.url, shots)
+	b.navigate("/login")
+	b.typeInto("#auth-email", "admin@example.com")
+	b.typeInto("#auth-password", "sandbox-tests")
+	b.click("#auth-submit")
+	b.wait("the sandbox list after login", `document.querySelector('#sandboxes-table')`)
 
 	// kill -9: unreachable and missing within 10 s.
 	lost.proc.kill()
@@ -151,6 +165,14 @@ func TestFleetHostLoss(t *testing.T) {
 	if r := s.exec(key, other.ID, "true"); r.ExitCode != 0 {
 		t.Fatalf("the other host's sandbox: %+v", r)
 	}
+	// The console shows it missing, and why, instead of its terminal.
+	b.navigate("/sandboxes/" + running.ID)
+	b.waitStatus("missing")
+	b.wait("the missing sandbox's notice", `document.querySelector('#sandbox-missing') && !document.querySelector('#terminal')`)
+	if got := b.text("#sandbox-missing"); !strings.Contains(got, "its host stopped answering") {
+		t.Fatalf("the console says %q of a missing sandbox", got)
+	}
+	b.shot("hostloss-missing")
 
 	// Back within the grace: running again, the same VM, files and all.
 	lost.start()
