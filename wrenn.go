@@ -89,6 +89,10 @@ const (
 	StatusPaused  SandboxStatus = "paused"
 	StatusStopped SandboxStatus = "stopped"
 	StatusError   SandboxStatus = "error"
+	// StatusMissing: the sandbox ran on a host that stopped heartbeating
+	// (issue 13, host loss). It is running again if its host comes back
+	// with it within the control plane's grace, and error after that.
+	StatusMissing SandboxStatus = "missing"
 )
 
 // Sandbox is one microVM belonging to a team.

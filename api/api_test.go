@@ -48,7 +48,7 @@ func TestExtendsContract(t *testing.T) {
 		}
 	}
 	for name, schema := range seed.Components.Schemas {
-		if p := extends(t, schema, ours.Components.Schemas[name]); p != "" {
+		if p := extendsValue(name, asJSON(t, schema), asJSON(t, ours.Components.Schemas[name])); p != "" {
 			t.Errorf("schema %s: %s", name, p)
 		}
 	}
@@ -81,6 +81,15 @@ func mustLoad(tb testing.TB, data []byte) *openapi3.T {
 // other key of an object (required, additionalProperties, a bound) must be
 // as the contract has it, so that what it accepts and returns stays valid.
 var additive = map[string]bool{"properties": true, "responses": true, "content": true}
+
+// laterValues are values an enum of a contract schema gains from the
+// product's later release (shared/spec/wrenn-v0.1.5.openapi.yaml), by
+// where they are: Wrenn returns them where 0.1.5 does, after the
+// contract's own.
+var laterValues = map[string][]any{
+	// 0.1.5's sandbox (Capsule) status: a sandbox of a lost host (issue 13).
+	"Sandbox/properties/status/enum": {"missing"},
+}
 
 // extends reports how ours fails to be a compatible extension of seed, or
 // "" if it is one: both as JSON, ours holds everything seed holds, adding
@@ -167,6 +176,9 @@ func extendsValue(at string, seed, ours any) string {
 				}
 			}
 			return ""
+		}
+		if later, ok := laterValues[at]; ok && len(o) == len(s)+len(later) && reflect.DeepEqual(o[len(s):], later) {
+			o = o[:len(s)]
 		}
 		if strings.HasSuffix(at, "/security") && len(o) > len(s) {
 			// Security requirements are alternatives: the contract's, then

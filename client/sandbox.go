@@ -17,6 +17,9 @@ const (
 	StatusPaused  SandboxStatus = "paused"
 	StatusStopped SandboxStatus = "stopped"
 	StatusError   SandboxStatus = "error"
+	// StatusMissing: its host stopped heartbeating; it reads running again
+	// if the host comes back in time, and error otherwise.
+	StatusMissing SandboxStatus = "missing"
 )
 
 // NetworkPolicy is a sandbox's egress exceptions, as CIDRs or domain

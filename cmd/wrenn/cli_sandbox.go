@@ -88,7 +88,8 @@ func sandboxCommand() *cobra.Command {
 			}
 			opts := client.ListOptions{Metadata: md}
 			if all {
-				opts.Status = []client.SandboxStatus{"pending", "running", "paused", "stopped", "error"}
+				opts.Status = []client.SandboxStatus{client.StatusPending, client.StatusRunning, client.StatusPaused,
+					client.StatusMissing, client.StatusStopped, client.StatusError}
 			}
 			list, err := c.ListSandboxes(cmd.Context(), opts)
 			if err != nil {

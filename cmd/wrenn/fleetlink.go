@@ -36,6 +36,8 @@ const (
 	envHostDeadAfter     = "WRENN_HOST_DEAD_AFTER"
 	envHostCertTTL       = "WRENN_HOST_CERT_TTL"
 	envHeartbeatInterval = "WRENN_HEARTBEAT_INTERVAL"
+	// Host loss: how long a lost host's sandboxes stay missing.
+	envMissingGrace = "WRENN_MISSING_GRACE"
 )
 
 // fleetConfig is the control plane's end of the agent link.
@@ -45,6 +47,8 @@ type fleetConfig struct {
 	Listen    string
 	DeadAfter time.Duration // 0: fleet.DefaultDeadAfter
 	CertTTL   time.Duration // 0: fleet.DefaultCertTTL
+	// MissingGrace: 0 is fleet.DefaultMissingGrace (host loss).
+	MissingGrace time.Duration
 }
 
 func (c *fleetConfig) fromEnv(listenSet bool) error {
@@ -53,6 +57,9 @@ func (c *fleetConfig) fromEnv(listenSet bool) error {
 	}
 	var err error
 	if c.DeadAfter, err = envDuration(envHostDeadAfter); err != nil {
+		return err
+	}
+	if c.MissingGrace, err = envDuration(envMissingGrace); err != nil {
 		return err
 	}
 	if v := os.Getenv(envHostCertTTL); v != "" {
@@ -78,7 +85,7 @@ func startFleet(ctx context.Context, fc fleetConfig, db *store.DB, hosts *fleet.
 		return nil, nil, fmt.Errorf("fleet CA: %w", err)
 	}
 	link = fleet.NewLink(fleet.LinkConfig{Store: db, Registry: hosts, CA: ca, Now: now, Logger: log,
-		CertTTL: fc.CertTTL, DeadAfter: fc.DeadAfter})
+		CertTTL: fc.CertTTL, DeadAfter: fc.DeadAfter, MissingGrace: fc.MissingGrace})
 	ln, err := net.Listen("tcp", fc.Listen)
 	if err != nil {
 		return nil, nil, fmt.Errorf("fleet listen: %w", err)
@@ -92,7 +99,7 @@ func startFleet(ctx context.Context, fc fleetConfig, db *store.DB, hosts *fleet.
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug), // failed handshakes of impostors
 	}
 	log.Info("wrenn fleet listening", slog.String("addr", ln.Addr().String()), slog.String("ca_sha256", ca.Fingerprint()),
-		slog.Duration("host_dead_after", link.DeadAfter()))
+		slog.Duration("host_dead_after", link.DeadAfter()), slog.Duration("missing_grace", link.MissingGrace()))
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {

@@ -155,7 +155,8 @@ type ListFilter struct {
 func (s *Service) ListSandboxes(ctx context.Context, teamID string, f ListFilter) ([]*wrenn.Sandbox, error) {
 	statuses := f.Statuses
 	if len(statuses) == 0 {
-		statuses = []wrenn.SandboxStatus{wrenn.StatusPending, wrenn.StatusRunning, wrenn.StatusPaused, wrenn.StatusError}
+		statuses = []wrenn.SandboxStatus{wrenn.StatusPending, wrenn.StatusRunning, wrenn.StatusPaused, wrenn.StatusError,
+			wrenn.StatusMissing}
 	}
 	for _, st := range statuses {
 		if !slices.Contains(allStatuses, st) {
@@ -180,7 +181,7 @@ func (s *Service) ListSandboxes(ctx context.Context, teamID string, f ListFilter
 }
 
 var allStatuses = []wrenn.SandboxStatus{wrenn.StatusPending, wrenn.StatusRunning, wrenn.StatusPaused,
-	wrenn.StatusStopped, wrenn.StatusError}
+	wrenn.StatusStopped, wrenn.StatusError, wrenn.StatusMissing}
 
 func statusNames() string {
 	names := make([]string, len(allStatuses))

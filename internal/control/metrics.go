@@ -33,6 +33,9 @@ func (s *Service) SandboxMetrics(ctx context.Context, teamID, id, rng string) ([
 	if err != nil {
 		return nil, err
 	}
+	if sb.Status == wrenn.StatusMissing {
+		return nil, errMissing(sb)
+	}
 	if !slices.Contains([]wrenn.SandboxStatus{wrenn.StatusRunning, wrenn.StatusPaused}, sb.Status) {
 		return nil, wrenn.Errorf(wrenn.ENotFound, "sandbox is %s: it has no metrics", sb.Status)
 	}

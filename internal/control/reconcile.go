@@ -82,6 +82,8 @@ type Reconciler struct {
 	// silent holds the sandboxes the host reports unresponsive, so that
 	// each is logged once.
 	silent map[string]bool
+	// away: the last pass could not reach the host (hostloss.go).
+	away bool
 }
 
 // NewReconciler returns a Reconciler.
@@ -106,8 +108,14 @@ func (r *Reconciler) Run(ctx context.Context) {
 	t := time.NewTicker(r.c.Interval)
 	defer t.Stop()
 	for {
+		wasAway := r.away
 		if err := r.Once(ctx); err != nil && ctx.Err() == nil {
-			r.c.Logger.WarnContext(ctx, "reconcile", slog.Any(attrError, err))
+			// A host that cannot be reached is said once, not every pass.
+			level := slog.LevelWarn
+			if wasAway && r.away {
+				level = slog.LevelDebug
+			}
+			r.c.Logger.Log(ctx, level, "reconcile", slog.String("host_id", r.c.HostID), slog.Any(attrError, err))
 		}
 		select {
 		case <-ctx.Done():
@@ -129,9 +137,11 @@ func (r *Reconciler) Once(ctx context.Context) error {
 	// waits for SettleGrace below.
 	states, err := r.c.Host.ListSandboxes(ctx)
 	if err != nil {
+		r.away = true
 		return fmt.Errorf("list host sandboxes: %w", err)
 	}
-	records, err := r.c.Store.SandboxesByStatus(ctx, wrenn.StatusPending, wrenn.StatusRunning, wrenn.StatusPaused)
+	records, err := r.c.Store.SandboxesByStatus(ctx, wrenn.StatusPending, wrenn.StatusRunning, wrenn.StatusPaused,
+		wrenn.StatusMissing)
 	if err != nil {
 		return fmt.Errorf("list records: %w", err)
 	}
@@ -158,6 +168,7 @@ func (r *Reconciler) Once(ctx context.Context) error {
 		return lastingKey(sb.ID + " " + what + " " + sb.LastUpdated.String())
 	}
 	silent := make(map[string]bool)
+	var back comeback
 	for _, sb := range records {
 		known[sb.ID] = true
 		if r.c.HostID != "" && sb.HostID != r.c.HostID {
@@ -172,6 +183,9 @@ func (r *Reconciler) Once(ctx context.Context) error {
 			}
 		}
 		switch {
+		case sb.Status == wrenn.StatusMissing:
+			// Its host was lost and answers again (hostloss.go).
+			r.found(ctx, sb, st, held, &back)
 		case sb.Status == wrenn.StatusRunning && held && !st.Running && !st.Paused:
 			r.fail(ctx, sb, held, "its vm is gone")
 		case sb.Status == wrenn.StatusRunning && st.Paused:
@@ -214,9 +228,12 @@ func (r *Reconciler) Once(ctx context.Context) error {
 			r.c.Logger.WarnContext(ctx, "destroying a vm without a live record", slog.String(attrSandboxID, st.ID))
 			if err := r.c.Host.DestroySandbox(ctx, st.ID); err != nil {
 				r.c.Logger.ErrorContext(ctx, "destroy orphaned vm", slog.String(attrSandboxID, st.ID), slog.Any(attrError, err))
+				continue
 			}
+			back.ended++
 		}
 	}
+	r.report(ctx, back)
 	return nil
 }
 

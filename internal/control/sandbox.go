@@ -264,14 +264,20 @@ func (s *Service) DestroySandbox(ctx context.Context, teamID, id string) error {
 		return wrenn.Errorf(wrenn.ENotFound, "sandbox not found (it was destroyed)")
 	}
 	agent, err := s.agentFor(ctx, sb.HostID)
-	if err != nil {
-		return err
+	if err == nil {
+		err = agent.DestroySandbox(ctx, id)
 	}
-	if err := agent.DestroySandbox(ctx, id); err != nil {
-		return s.agentError(ctx, "destroy the sandbox", id, err)
+	if err != nil {
+		if !awayHost(sb, err) {
+			return s.agentError(ctx, "destroy the sandbox", id, err)
+		}
+		// Its host is lost (hostloss.go): the record says stopped now,
+		// and the host's reconciler ends the VM if the host comes back.
+		s.log.WarnContext(ctx, "destroying a sandbox whose host cannot be reached: recorded stopped, to be ended on the host when it returns",
+			slog.String(attrSandboxID, id), slog.String("host_id", sb.HostID), slog.Any(attrError, err))
 	}
 	if _, err := s.sandboxes.TransitionSandbox(context.WithoutCancel(ctx), teamID, id,
-		[]wrenn.SandboxStatus{wrenn.StatusPending, wrenn.StatusRunning, wrenn.StatusPaused, wrenn.StatusError},
+		[]wrenn.SandboxStatus{wrenn.StatusPending, wrenn.StatusRunning, wrenn.StatusPaused, wrenn.StatusError, wrenn.StatusMissing},
 		wrenn.StatusStopped, s.nowUTC()); err != nil && wrenn.ErrorCode(err) != wrenn.EConflict {
 		return fmt.Errorf("destroy sandbox: %w", err)
 	}
@@ -300,6 +306,9 @@ func (s *Service) running(ctx context.Context, teamID, id string) (*wrenn.Sandbo
 
 // runningRecord is running for a record already read, without resuming.
 func (s *Service) runningRecord(ctx context.Context, sb *wrenn.Sandbox) (*wrenn.Sandbox, wrenn.Agent, error) {
+	if sb.Status == wrenn.StatusMissing {
+		return nil, nil, errMissing(sb)
+	}
 	if sb.Status != wrenn.StatusRunning {
 		return nil, nil, wrenn.Errorf(wrenn.EConflict, "sandbox is %s, not running", describe(sb))
 	}

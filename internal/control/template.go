@@ -34,6 +34,9 @@ func (s *Service) CreateSnapshot(ctx context.Context, teamID string, p SnapshotP
 	if err != nil {
 		return nil, err
 	}
+	if sb.Status == wrenn.StatusMissing {
+		return nil, errMissing(sb)
+	}
 	if sb.Status != wrenn.StatusRunning {
 		return nil, wrenn.Errorf(wrenn.EConflict, "sandbox is %s, not running", sb.Status)
 	}

@@ -33,6 +33,9 @@ type LinkStore interface {
 	HostCertificate(ctx context.Context, serial string) (*wrenn.HostCertificate, error)
 	HostHeartbeat(ctx context.Context, id string, at time.Time) (*wrenn.Host, error)
 	MarkHostsUnreachable(ctx context.Context, before, at time.Time) ([]string, error)
+	// Host loss (loss.go).
+	MarkSandboxesMissing(ctx context.Context, at time.Time) ([]*wrenn.Sandbox, error)
+	FailMissingSandboxes(ctx context.Context, before, at time.Time) ([]*wrenn.Sandbox, error)
 }
 
 // Defaults of the link.
@@ -56,6 +59,9 @@ type LinkConfig struct {
 	CertTTL time.Duration
 	// DeadAfter: 0 means DefaultDeadAfter.
 	DeadAfter time.Duration
+	// MissingGrace is how long a lost host's sandboxes stay missing
+	// before they are given up (loss.go); 0 means DefaultMissingGrace.
+	MissingGrace time.Duration
 }
 
 // Link is the control plane's end of the agent link.
@@ -67,6 +73,7 @@ type Link struct {
 	log       *slog.Logger
 	certTTL   time.Duration
 	deadAfter time.Duration
+	grace     time.Duration
 
 	mu sync.Mutex
 	cp *tls.Certificate // this control plane's, reissued before expiry
@@ -80,7 +87,11 @@ func NewLink(c LinkConfig) *Link {
 	if c.DeadAfter <= 0 {
 		c.DeadAfter = DefaultDeadAfter
 	}
-	return &Link{st: c.Store, reg: c.Registry, ca: c.CA, now: c.Now, log: c.Logger, certTTL: c.CertTTL, deadAfter: c.DeadAfter}
+	if c.MissingGrace <= 0 {
+		c.MissingGrace = DefaultMissingGrace
+	}
+	return &Link{st: c.Store, reg: c.Registry, ca: c.CA, now: c.Now, log: c.Logger, certTTL: c.CertTTL, deadAfter: c.DeadAfter,
+		grace: c.MissingGrace}
 }
 
 // CA is the fleet's CA.
@@ -227,7 +238,9 @@ func (l *Link) Heartbeat(ctx context.Context, hostID string) (*wrenn.Host, error
 }
 
 // CheckHeartbeats marks unreachable every online host silent for longer
-// than DeadAfter, once, and returns their IDs. It is one pass of the
+// than DeadAfter, once, and returns their IDs; then the running sandboxes
+// of unreachable hosts missing, and those missing for MissingGrace error
+// (checkLoss, loss.go). It is one pass of the
 // background check: Run repeats it; several control planes may each run it
 // (the marking is idempotent), or a lease may wrap it so that one does.
 func (l *Link) CheckHeartbeats(ctx context.Context) ([]string, error) {
@@ -239,7 +252,7 @@ func (l *Link) CheckHeartbeats(ctx context.Context) ([]string, error) {
 	for _, id := range ids {
 		l.log.WarnContext(ctx, "host unreachable: no heartbeat", slog.String(attrHostID, id), slog.Duration("dead_after", l.deadAfter))
 	}
-	return ids, nil
+	return ids, l.checkLoss(ctx, now)
 }
 
 // RunHeartbeatCheck runs CheckHeartbeats every interval until ctx ends.

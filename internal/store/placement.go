@@ -73,11 +73,12 @@ func (db *DB) placementTags(ctx context.Context, byID map[string]*wrenn.Host) er
 }
 
 // HostLoads returns, by host ID, what the sandboxes recorded on each host
-// hold: those pending or running. A host with none is absent.
+// hold: those pending, running or missing (a lost host's, counted while
+// it may come back with them). A host with none is absent.
 func (db *DB) HostLoads(ctx context.Context) (map[string]wrenn.HostLoad, error) {
 	rows, err := db.r.query(ctx, `SELECT host_id, COUNT(*), COALESCE(SUM(vcpus), 0), COALESCE(SUM(memory_mb), 0)
-		FROM sandboxes WHERE status IN (?, ?) GROUP BY host_id`,
-		string(wrenn.StatusPending), string(wrenn.StatusRunning))
+		FROM sandboxes WHERE status IN (?, ?, ?) GROUP BY host_id`,
+		string(wrenn.StatusPending), string(wrenn.StatusRunning), string(wrenn.StatusMissing))
 	if err != nil {
 		return nil, fmt.Errorf("host loads: %w", err)
 	}

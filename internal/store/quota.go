@@ -18,8 +18,10 @@ import (
 // neither can slip past the last slot. (On SQLite all writes already
 // take turns on the one write connection.)
 
-// runningStatuses are the statuses that hold CPU and memory on a host.
-var runningStatuses = []wrenn.SandboxStatus{wrenn.StatusPending, wrenn.StatusRunning}
+// runningStatuses are the statuses that hold CPU and memory on a host. A
+// missing sandbox (its host lost, issue 13) still may: it holds them until
+// the control plane gives it up (error).
+var runningStatuses = []wrenn.SandboxStatus{wrenn.StatusPending, wrenn.StatusRunning, wrenn.StatusMissing}
 
 // TeamQuota returns the team's own quota; its fields are nil where the
 // team takes the operator's default. A team that does not exist is

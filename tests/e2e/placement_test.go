@@ -341,6 +341,19 @@ func TestFleetPlacement(t *testing.T) {
 	// running; its host is online again and the sandbox answers.
 	agents[1].start()
 	waitOnline(agents[1])
+	// Its sandbox read missing while the host was lost (host loss,
+	// TestFleetHostLoss): running again once its reconciler sees the host
+	// hold it.
+	status := func() string {
+		var sb sandbox
+		s.must(200, "GET", "/v1/sandboxes/"+onB.ID, key, nil, &sb)
+		return sb.Status
+	}
+	for deadline := time.Now().Add(15 * time.Second); status() != "running"; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sandbox is %s 15s after its host came back", status())
+		}
+	}
 	if r := s.exec(key, onB.ID, "echo", "back"); r.ExitCode != 0 || r.Stdout != "back\n" {
 		t.Fatalf("exec after the host came back: %+v", r)
 	}

@@ -19,7 +19,9 @@ export interface APIKey {
   key?: string | null;
 }
 
-export type SandboxStatus = "pending" | "running" | "paused" | "stopped" | "error";
+// missing: its host stopped heartbeating (host loss); running again if the
+// host comes back in time, error if not.
+export type SandboxStatus = "pending" | "running" | "paused" | "stopped" | "error" | "missing";
 
 export interface Sandbox {
   id: string;

@@ -96,7 +96,12 @@ export function ErrorLine(props: { error: ApiError | string | null; id?: string 
 export function StatusBadge(props: { status: SandboxStatus | string; busy?: string }) {
   const label = props.busy ?? props.status;
   return (
-    <span class={`badge badge-${props.busy ? "busy" : props.status}`} data-testid="sandbox-status" data-status={props.status}>
+    <span
+      class={`badge badge-${props.busy ? "busy" : props.status}`}
+      data-testid="sandbox-status"
+      data-status={props.status}
+      title={props.status === "missing" && !props.busy ? "its host is unreachable" : undefined}
+    >
       <span class="dot" />
       {label}
     </span>

@@ -1204,8 +1204,18 @@ export interface components {
         };
         Sandbox: {
             id?: string;
-            /** @enum {string} */
-            status?: "pending" | "running" | "paused" | "stopped" | "error";
+            /**
+             * @description `missing` (as in 0.1.5): the sandbox was running on a host that
+             *     stopped heartbeating (unreachable). It is `running` again if the
+             *     host comes back with it within the control plane's grace
+             *     (`WRENN_MISSING_GRACE`, 5 minutes by default), and `error` after
+             *     that; a host that returns later ends it. While missing, calls
+             *     that need its VM are a `502` (`host_agent_error`) saying its host
+             *     is unreachable; a destroy records it `stopped` at once, and its
+             *     host ends it if it returns.
+             * @enum {string}
+             */
+            status?: "pending" | "running" | "paused" | "stopped" | "error" | "missing";
             template?: string;
             vcpus?: number;
             memory_mb?: number;

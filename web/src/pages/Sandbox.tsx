@@ -78,7 +78,12 @@ export function SandboxPage(props: { id: string }) {
           />
         )}
       </div>
-      {s.status === "stopped" || s.status === "error" ? (
+      {s.status === "missing" ? (
+        <div class="card empty-row" id="sandbox-missing">
+          This sandbox is missing: its host stopped answering. It runs again if the host comes back in time, and becomes error if
+          not. Destroying it now is recorded at once; the host ends it if it returns.
+        </div>
+      ) : s.status === "stopped" || s.status === "error" ? (
         <div class="card empty-row" id="sandbox-gone">
           This sandbox is {s.status}: it has no terminal, files or metrics any more.
         </div>

@@ -9,7 +9,7 @@ const pollMs = 2000;
 export function SandboxesPage() {
   const [showStopped, setShowStopped] = useState(false);
   const list = usePoll(
-    () => api.listSandboxes(showStopped ? "pending,running,paused,error,stopped" : undefined),
+    () => api.listSandboxes(showStopped ? "pending,running,paused,missing,error,stopped" : undefined),
     pollMs,
     [showStopped],
   );
