@@ -230,6 +230,19 @@ func TestFleetTravel(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(shared, "paused", "*")); len(left) != 0 {
 		t.Fatalf("the store still holds paused sandboxes: %v", left)
 	}
+
+	// Host 0's agent back (its credentials): it frees the network slots
+	// its killed predecessor left, and takes nothing from the store.
+	agents[0].start()
+	for deadline := time.Now().Add(15 * time.Second); hostStatus(agents[0].hostID) != "online"; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("host 0 is %s after its agent came back", hostStatus(agents[0].hostID))
+		}
+	}
+	if runs, _ := filepath.Glob(filepath.Join(agents[0].dataDir, "sandboxes", "*")); len(runs) != 0 {
+		t.Fatalf("host 0 holds run dirs after it came back: %v", runs)
+	}
+	t.Logf("the sandbox went from host 0 to host 1 and on to host %d", hostOf(resumed))
 }
 
 func tagOf(i int) string { return "h" + itoa(i) }
