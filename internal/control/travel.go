@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/wrennhq/wrenn"
@@ -60,17 +61,25 @@ func (s *Service) resumeSandbox(ctx context.Context, sb *wrenn.Sandbox, spec wre
 		net, err := agent.ResumeSandbox(ctx, spec)
 		return sb.HostID, net, err
 	}
+	// A host that is full, does not answer (lost, and not yet marked
+	// unreachable) or fails is passed over for the next. Trying another
+	// is safe: of agents taking a sandbox from the store, one does; the
+	// others find it gone; and an agent that cannot resume it puts it back.
 	var refused []string
+	var last error
 	for {
 		hostID, err := st.PlaceInStore(ctx, store, sb.TeamID, nil, sb.VCPUs, sb.MemoryMB, refused)
 		if err != nil {
+			if last != nil && wrenn.ErrorCode(err) == wrenn.EHostFull {
+				err = last // what the hosts tried said
+			}
 			return "", wrenn.SandboxNet{}, err
 		}
 		agent, err := s.snapshotterFor(ctx, hostID)
-		if err != nil {
-			return "", wrenn.SandboxNet{}, err
+		var net wrenn.SandboxNet
+		if err == nil {
+			net, err = agent.ResumeSandbox(ctx, spec)
 		}
-		net, err := agent.ResumeSandbox(ctx, spec)
 		if err == nil {
 			if hostID != sb.HostID {
 				s.log.InfoContext(ctx, "paused sandbox resumed on another host of its shared store", slog.String(attrSandboxID, sb.ID),
@@ -78,10 +87,22 @@ func (s *Service) resumeSandbox(ctx context.Context, sb *wrenn.Sandbox, spec wre
 			}
 			return hostID, net, nil
 		}
-		if wrenn.ErrorCode(err) != wrenn.EHostFull || len(refused)+1 >= placeAttempts || ctx.Err() != nil {
+		if wrenn.ErrorCode(err) == wrenn.ENotFound && hostID != sb.HostID {
+			// Not in the store: its own host kept it (its move to the
+			// store failed), if anyone did.
+			if agent, aerr := s.snapshotterFor(ctx, sb.HostID); aerr == nil {
+				if net, rerr := agent.ResumeSandbox(ctx, spec); rerr == nil {
+					return sb.HostID, net, nil
+				}
+			}
 			return "", wrenn.SandboxNet{}, err
 		}
-		refused = append(refused, hostID)
+		if !passOver(err) || len(refused)+1 >= placeAttempts || ctx.Err() != nil {
+			return "", wrenn.SandboxNet{}, err
+		}
+		s.log.InfoContext(ctx, "a host of the shared store cannot resume the sandbox; trying another", slog.String(attrSandboxID, sb.ID),
+			slog.String("host_id", hostID), slog.Any(attrError, err))
+		refused, last = append(refused, hostID), err
 	}
 }
 
@@ -157,4 +178,12 @@ func (s *Service) destroyAgent(ctx context.Context, sb *wrenn.Sandbox) (wrenn.Ag
 		return nil, err
 	}
 	return s.agentFor(ctx, hostID)
+}
+
+// passOver reports whether a resume that failed with err may be tried on
+// another host of the store: the host was full, unreachable, or failed
+// (a transport or agent fault, not an answer about the sandbox).
+func passOver(err error) bool {
+	e, ok := errors.AsType[*wrenn.Error](err)
+	return !ok || e.Code == wrenn.EHostFull || e.Code == wrenn.EHostAgent
 }
