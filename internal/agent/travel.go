@@ -80,31 +80,41 @@ func (m *Manager) fromStore(id string) error {
 	if s == nil {
 		return nil
 	}
-	if _, err := m.get(id); wrenn.ErrorCode(err) != wrenn.ENotFound {
-		return err // held here, or a bad ID
-	}
-	dir := m.cfg.Layout.Sandbox(id)
-	if err := s.importPaused(id, dir); err != nil {
+	if err := checkSandboxID(id); err != nil {
 		return err
 	}
-	rec, err := readRecord(dir)
-	if err == nil && (!rec.Paused || rec.ID != id) {
-		err = fmt.Errorf("the shared store's record of %s is not of it paused", id)
-	}
-	if err != nil {
-		logErr(m.log, "remove run dir", removeRunDir(dir))
-		return fmt.Errorf("take paused sandbox: %w", err)
-	}
+	// Held here (paused, as the resume that follows reports it) while it
+	// is taken, which a copy from another file system makes take a while:
+	// operations on it wait for its lifecycle lock.
+	dir := m.cfg.Layout.Sandbox(id)
 	sb := newSandbox(id, dir, m.log, lcPaused)
-	sb.rec = rec
+	sb.op.Lock()
+	defer sb.op.Unlock()
 	m.mu.Lock()
-	_, exists := m.sandboxes[id]
-	if !exists {
+	_, held := m.sandboxes[id]
+	if !held {
 		m.sandboxes[id] = sb
 	}
 	m.mu.Unlock()
-	if exists {
-		return wrenn.Errorf(wrenn.EConflict, "sandbox already exists on this host")
+	if held {
+		return nil
+	}
+	err := s.importPaused(id, dir)
+	if err == nil {
+		var rec record
+		rec, err = readRecord(dir)
+		if err == nil && (!rec.Paused || rec.ID != id) {
+			err = fmt.Errorf("take paused sandbox: the shared store's record of %s is not of it paused", id)
+		}
+		if err != nil {
+			logErr(m.log, "remove run dir", removeRunDir(dir))
+		}
+		sb.rec = rec
+	}
+	if err != nil {
+		sb.move(lcGone)
+		m.forget(sb)
+		return err
 	}
 	sb.log.Info("paused sandbox taken from the shared store")
 	return nil

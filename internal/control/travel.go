@@ -76,6 +76,14 @@ func (s *Service) resumeSandbox(ctx context.Context, sb *wrenn.Sandbox, spec wre
 			return "", wrenn.SandboxNet{}, err
 		}
 		agent, err := s.snapshotterFor(ctx, hostID)
+		if err == nil && hostID != sb.HostID {
+			// The record names the host doing the resume while it does, as
+			// that host's reconciler expects (it holds the sandbox paused
+			// meanwhile, as its own host would).
+			rec := *sb
+			rec.HostID = hostID
+			err = s.sandboxes.UpdateSandbox(context.WithoutCancel(ctx), &rec)
+		}
 		var net wrenn.SandboxNet
 		if err == nil {
 			net, err = agent.ResumeSandbox(ctx, spec)

@@ -19,7 +19,9 @@ type storeFleet struct {
 	templates map[string]string // store of team/name
 }
 
-func (f *storeFleet) HostStore(_ context.Context, id string) (string, error) { return f.hostStore[id], nil }
+func (f *storeFleet) HostStore(_ context.Context, id string) (string, error) {
+	return f.hostStore[id], nil
+}
 
 func (f *storeFleet) PlaceInStore(_ context.Context, store, _ string, _ []string, _, _ int, exclude []string) (string, error) {
 	for _, id := range f.order {
