@@ -394,6 +394,9 @@ func (s *sharedStore) importPaused(id string, dir layout.SandboxDir) (err error)
 			err = fmt.Errorf("take paused sandbox: %w", err)
 		}
 	}()
+	if err := checkEntries(claimed); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Dir(dir.Path()), 0o700); err != nil {
 		return err
 	}
@@ -483,4 +486,74 @@ func (s *sharedStore) cleanShared(l layout.Layout) {
 			logErr(s.log, "remove leftover", os.RemoveAll(p))
 		}
 	}
+}
+
+// pausedFiles are the files a paused sandbox in the store may have.
+var pausedFiles = map[string]bool{"rootfs.qcow2": true, "template.qcow2": true, "mem": true, "vmstate": true,
+	"state.json": true, "metrics.json": true}
+
+// checkEntries checks that the directory dir taken from the store holds
+// regular files a paused sandbox has and nothing else: the store is
+// shared, and what another host left there must not make this one read
+// its own files (a symbolic link) into a guest.
+func checkEntries(dir string) error {
+	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !pausedFiles[e.Name()] {
+			return fmt.Errorf("%s holds %s, which a paused sandbox does not", dir, e.Name())
+		}
+	}
+	return nil
+}
+
+// checkShared checks what a sandbox from the store will open: its disk
+// chain from top goes through the image beside it named relatively
+// (template.qcow2) or straight to a base root disk in the store, all
+// regular files; and its kernel is the store's. QEMU opens the chain,
+// so a disk naming one of this host's files must not be started.
+func (s *sharedStore) checkShared(top, kernel string) error {
+	inDir := func(path, dir string) bool {
+		return filepath.Dir(filepath.Clean(path)) == filepath.Clean(dir)
+	}
+	regular := func(path string) error {
+		fi, err := os.Lstat(path)
+		if err != nil {
+			return err
+		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("%s is not a regular file", path)
+		}
+		return nil
+	}
+	if !inDir(kernel, s.dir.Kernels()) {
+		return fmt.Errorf("the kernel %s is not the shared store's", kernel)
+	}
+	if err := regular(kernel); err != nil {
+		return err
+	}
+	img := top
+	for range 3 {
+		if err := regular(img); err != nil {
+			return err
+		}
+		b, err := disk.Backing(img)
+		if err != nil {
+			return err
+		}
+		switch {
+		case b == "template.qcow2" && img == top:
+			img = filepath.Join(filepath.Dir(top), b)
+		case filepath.IsAbs(b) && inDir(b, s.dir.Bases()):
+			return regular(b)
+		default:
+			return fmt.Errorf("%s is over %q, which is not in the shared store", img, b)
+		}
+	}
+	return fmt.Errorf("the disk chain of %s is too deep", top)
 }

@@ -200,6 +200,7 @@ func TestTravel(t *testing.T) {
 			to := other.Sandbox(travelID)
 			must(t, b.importPaused(travelID, to))
 			checkChain(t, to.RootDisk())
+			must(t, b.checkShared(to.RootDisk(), rec.Kernel))
 			if got, _ := os.ReadFile(to.Memory()); string(got) != "memory" {
 				t.Errorf("memory after the move: %q", got)
 			}
@@ -258,5 +259,42 @@ func TestCleanShared(t *testing.T) {
 	}
 	if _, err := os.Stat(theirs); err != nil {
 		t.Errorf("another host's export in progress was touched: %v", err)
+	}
+}
+
+// TestTakeChecks: what another host left in the store is not taken if it
+// would have this host open its own files: a symbolic link among a paused
+// sandbox's files, a disk over a file outside the store, a kernel outside
+// it.
+func TestTakeChecks(t *testing.T) {
+	root := t.TempDir()
+	f := newTravelFixture(t, root)
+	ctx := context.Background()
+	s, err := openShared(layout.Shared(filepath.Join(root, "shared")), "host-a", quietLog())
+	must(t, err)
+	must(t, s.exportPaused(ctx, f.l.Sandbox(travelID), f.rec()))
+	in := s.dir.PausedSandbox(travelID)
+	rec, err := readRecord(in)
+	must(t, err)
+
+	must(t, os.Remove(in.Memory()))
+	must(t, os.Symlink("/etc/passwd", in.Memory()))
+	to := layout.New(filepath.Join(root, "data-b")).Sandbox(travelID)
+	if err := s.importPaused(travelID, to); err == nil || !strings.Contains(err.Error(), "mem") {
+		t.Fatalf("a paused sandbox with a symbolic link was taken: %v", err)
+	}
+	if _, err := os.Lstat(in.Memory()); err != nil {
+		t.Fatalf("a refused sandbox was not given back: %v", err)
+	}
+	if _, err := os.Stat(to.Path()); !os.IsNotExist(err) {
+		t.Fatalf("a refused sandbox left a run dir: %v", err)
+	}
+
+	must(t, rebase(ctx, in.TemplateDisk(), f.base, "raw"))
+	if err := s.checkShared(in.RootDisk(), rec.Kernel); err == nil {
+		t.Fatal("a disk over a file outside the store passed")
+	}
+	if err := s.checkShared(in.RootDisk(), f.kernel); err == nil {
+		t.Fatal("a kernel outside the store passed")
 	}
 }

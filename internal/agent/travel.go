@@ -106,6 +106,11 @@ func (m *Manager) fromStore(id string) error {
 		if err == nil && (!rec.Paused || rec.ID != id) {
 			err = fmt.Errorf("take paused sandbox: the shared store's record of %s is not of it paused", id)
 		}
+		if err == nil {
+			if err = s.checkShared(dir.RootDisk(), rec.Kernel); err != nil {
+				err = fmt.Errorf("take paused sandbox: %w", err)
+			}
+		}
 		if err != nil {
 			logErr(m.log, "remove run dir", removeRunDir(dir))
 		}
