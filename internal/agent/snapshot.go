@@ -94,7 +94,13 @@ func (m *Manager) snapshotTo(ctx context.Context, sb *sandbox, final layout.Temp
 	sb.mu.Lock()
 	sb.mach = nil
 	sb.mu.Unlock()
+	// A team's template in the shared store is made to stand alone there
+	// (shared.go); a warm snapshot, in the images directory, is this
+	// host's and left over its own base.
 	store := m.store()
+	if store != nil && !store.holds(final.Path()) {
+		store = nil
+	}
 	if rec.OwnMemory {
 		if err := moveFile(sb.dir.Memory(), dst.Memory()); err != nil {
 			return rec, fmt.Errorf("snapshot: memory: %w", err)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wrennhq/wrenn/internal/disk"
 )
 
 // Templates and paused sandboxes travel between hosts (issue 13): three
@@ -243,6 +245,18 @@ func TestFleetTravel(t *testing.T) {
 		t.Fatalf("host 0 holds run dirs after it came back: %v", runs)
 	}
 	t.Logf("the sandbox went from host 0 to host 1 and on to host %d", hostOf(resumed))
+
+	// Only teams' templates and paused sandboxes go to the store: the
+	// hosts' warm snapshots, in the images directory (shared by every
+	// test run here), stay over the hosts' own images.
+	warm, _ := filepath.Glob(filepath.Join(requireVMs(t), "warm", "*"))
+	for _, d := range warm {
+		b, err := disk.Backing(filepath.Join(d, "disk.qcow2"))
+		meta, _ := os.ReadFile(filepath.Join(d, "meta.json"))
+		if err == nil && (strings.HasPrefix(b, shared) || strings.Contains(string(meta), shared)) {
+			t.Errorf("warm snapshot %s names the shared store: over %s, meta %s", d, b, meta)
+		}
+	}
 }
 
 func tagOf(i int) string { return "h" + itoa(i) }
