@@ -363,12 +363,8 @@ func (s *Service) resumeLocked(ctx context.Context, teamID, id string) (*wrenn.S
 	if sb.Status != wrenn.StatusPaused {
 		return nil, wrenn.Errorf(wrenn.EConflict, "sandbox is %s, not paused", sb.Status)
 	}
-	if s.stores() == nil {
-		// Its host must answer before the record moves (with a shared
-		// store, a host of it is placed once it has: travel.go).
-		if _, err := s.snapshotterFor(ctx, sb.HostID); err != nil {
-			return nil, err
-		}
+	if err := s.checkResumable(ctx, sb); err != nil { // travel.go
+		return nil, err
 	}
 	sb, err = s.sandboxes.ResumeSandboxWithin(ctx, teamID, id, s.limits.Quota, s.nowUTC())
 	if wrenn.ErrorCode(err) == wrenn.EConflict {

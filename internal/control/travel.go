@@ -114,6 +114,21 @@ func (s *Service) resumeSandbox(ctx context.Context, sb *wrenn.Sandbox, spec wre
 	}
 }
 
+// checkResumable is what must hold before a resume moves the record: a
+// sandbox on its host alone needs that host's agent to answer; one in a
+// shared store has a host of the store placed once the record has moved
+// (resumeSandbox).
+func (s *Service) checkResumable(ctx context.Context, sb *wrenn.Sandbox) error {
+	if st := s.stores(); st != nil {
+		store, err := st.HostStore(ctx, sb.HostID)
+		if err != nil || store != "" {
+			return err
+		}
+	}
+	_, err := s.snapshotterFor(ctx, sb.HostID)
+	return err
+}
+
 // templateStore is the shared store a snapshot template is kept in; ""
 // for a base template, none, or no Stores.
 func (s *Service) templateStore(ctx context.Context, t *wrenn.Template) (string, error) {
