@@ -66,6 +66,9 @@ type HostInfo struct {
 	ID        string
 	Accel     string // "kvm" or "tcg"
 	Templates []Template
+	// StoreID identifies the shared store the agent keeps paused
+	// sandboxes and snapshot templates in (WRENN_SHARED_DIR); "" for none.
+	StoreID string
 }
 
 // SandboxState is what a host agent knows of one sandbox it holds.

@@ -41,12 +41,18 @@ const (
 	envCgroupParent = "WRENN_CGROUP_PARENT"
 	// The first of the user IDs VMMs run as (each VM one of its own above it).
 	envVMUIDBase = "WRENN_VM_UID_BASE"
+	// Shared store (issue 13): a directory every agent of a fleet mounts at
+	// the same path, where paused sandboxes and snapshot templates are kept
+	// so that any host of it can resume or start them (internal/agent,
+	// shared.go). Unset: they stay on their host.
+	envSharedDir = "WRENN_SHARED_DIR"
 )
 
 // hostLayout is the data dir layout, with images where WRENN_IMAGES_DIR says.
 func hostLayout(dataDir string) layout.Layout {
 	l := layout.New(dataDir)
 	l.ImagesRoot = os.Getenv(envImagesDir)
+	l.Shared = layout.Shared(os.Getenv(envSharedDir))
 	return l
 }
 
@@ -85,6 +91,9 @@ func hostConfigFromEnv() (hostConfig, error) {
 			return c, fmt.Errorf("%s must be a number from 0 to 64", envWarmPool)
 		}
 		c.PoolSize = n
+	}
+	if d := os.Getenv(envSharedDir); d != "" && !filepath.IsAbs(d) {
+		return c, fmt.Errorf("%s must be an absolute path: disks in it name each other by it", envSharedDir)
 	}
 	var err error
 	if c.Admission, err = admissionFromEnv(); err != nil {

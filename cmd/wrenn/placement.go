@@ -25,6 +25,8 @@ type fleetRouting struct {
 	router *fleet.Router
 	db     *store.DB
 	log    *slog.Logger
+	// The control plane's own agent and its shared store (travel.go).
+	localID, localStore string
 }
 
 func (f *fleetRouting) Agent(ctx context.Context, hostID string) (wrenn.Agent, error) {
@@ -56,9 +58,13 @@ func newFleetRouting(link *fleet.Link, db *store.DB, localID string, now func() 
 		if err != nil {
 			return err
 		}
+		if err := db.SetHostStore(ctx, hostID, info.StoreID); err != nil { // travel.go
+			return err
+		}
 		return registerBases(ctx, info, db, now)
 	})
-	return &fleetRouting{placer: fleet.NewPlacer(fleet.PlacerConfig{Store: db, Local: local}), router: router, db: db, log: log}
+	return &fleetRouting{placer: fleet.NewPlacer(fleet.PlacerConfig{Store: db, Local: local, Stores: db}), router: router, db: db, log: log,
+		localID: localID}
 }
 
 // run dials, until ctx ends, every online host it has not yet, which

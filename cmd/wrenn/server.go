@@ -141,14 +141,14 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		agentDone()
 	}()
 	var ctlAgent wrenn.Agent
-	var hostID string
+	var hostID, hostStore string
 	if agentClient != nil {
 		ctlAgent = agentClient
 		info, err := agentClient.Info(ctx)
 		if err != nil {
 			return fmt.Errorf("ask the host agent about its host: %w", err)
 		}
-		hostID = info.ID
+		hostID, hostStore = info.ID, info.StoreID
 		if err := registerBases(ctx, info, db, now); err != nil {
 			return err
 		}
@@ -168,6 +168,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	var routing *fleetRouting
 	if link != nil {
 		routing = newFleetRouting(link, db, hostID, now, log)
+		routing.setLocalStore(hostStore) // travel.go
 		ctlFleet = routing
 	}
 	controlSvc := control.NewService(control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: ctlAgent, HostID: hostID, Now: now, Logger: log,

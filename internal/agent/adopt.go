@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,7 +44,7 @@ func (m *Manager) Adopt(ctx context.Context) error {
 			go m.watch(sb, sb.mach)
 		}
 	}
-	return err
+	return errors.Join(err, m.openStore())
 }
 
 // adopter takes over what a previous agent process left: a sandbox whose
@@ -73,6 +74,12 @@ func (a adopter) adopt(ctx context.Context) ([]*sandbox, error) {
 	var inUse []int
 	for _, e := range entries {
 		if !e.IsDir() {
+			continue
+		}
+		if strings.HasPrefix(e.Name(), ".") {
+			// A paused sandbox half copied in from the shared store
+			// (shared.go): the store still has it.
+			logErr(a.log, "remove unfinished run dir", os.RemoveAll(filepath.Join(a.l.Sandboxes(), e.Name())))
 			continue
 		}
 		dir := a.l.Sandbox(e.Name())
@@ -121,7 +128,7 @@ func (a adopter) removeUnfinishedTemplates() {
 		pattern string
 		minAge  time.Duration
 	}{
-		{filepath.Join(a.l.Templates(), "*", ".*"), 0},
+		{filepath.Join(a.l.Templates(), "*", ".*"), templateMinAge(a.l)},
 		{filepath.Join(a.l.WarmSnapshots(), ".*"), 10 * time.Minute},
 	} {
 		left, err := filepath.Glob(p.pattern)
@@ -258,4 +265,13 @@ func (a adopter) removeUnfinishedPause(log *slog.Logger, rec record, dir layout.
 			log.Warn("remove what an interrupted pause left", slog.String("path", p), slog.Any(attrError, err))
 		}
 	}
+}
+
+// templateMinAge is how old what an unfinished template left must be to
+// be removed: in a shared store other hosts' agents make templates too.
+func templateMinAge(l layout.Layout) time.Duration {
+	if l.Shared != "" {
+		return 10 * time.Minute
+	}
+	return 0
 }

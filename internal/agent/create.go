@@ -169,6 +169,11 @@ func (m *Manager) origin(spec wrenn.SandboxSpec) (origin, error) {
 		return origin{}, wrenn.Errorf(wrenn.EInvalid, "template %q needs base %q, which this host lacks", spec.Template, meta.Base)
 	}
 	b.Kernel = meta.Kernel // the kernel it was booted with
+	if s := m.store(); s != nil {
+		if err := s.checkShared(tmpl.Disk(), meta.Kernel); err != nil {
+			return origin{}, fmt.Errorf("template %q: %w", spec.Template, err)
+		}
+	}
 	return origin{tmpl: tmpl, base: b}, nil
 }
 

@@ -14,7 +14,7 @@ import (
 func (m *Manager) DestroySandbox(ctx context.Context, id string) error {
 	sb, err := m.lock(id)
 	if wrenn.ErrorCode(err) == wrenn.ENotFound {
-		return nil
+		return m.destroyStored(id) // paused in the shared store, if anywhere
 	}
 	if err != nil {
 		return err

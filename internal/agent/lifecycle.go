@@ -58,6 +58,7 @@ import (
 //	pausing      ─► failed        the guest can neither be paused nor go on
 //	paused       ─► resuming      ResumeSandbox
 //	paused       ─► destroying    DestroySandbox
+//	paused       ─► gone          moved to the shared store (travel.go), or not taken from it whole
 //	resuming     ─► running       the guest answers
 //	resuming     ─► paused        no VM got to run; the snapshot is intact
 //	resuming     ─► failed        the guest ran, then the resume failed
@@ -94,7 +95,7 @@ var transitions = map[lifecycle][]lifecycle{
 	lcRunning:      {lcPausing, lcSnapshotting, lcDestroying, lcUnresponsive, lcFailed},
 	lcUnresponsive: {lcRunning, lcPausing, lcDestroying, lcFailed},
 	lcPausing:      {lcPaused, lcRunning, lcFailed},
-	lcPaused:       {lcResuming, lcDestroying},
+	lcPaused:       {lcResuming, lcDestroying, lcGone},
 	lcResuming:     {lcRunning, lcPaused, lcFailed},
 	lcSnapshotting: {lcGone, lcRunning, lcFailed},
 	lcDestroying:   {lcGone, lcFailed},

@@ -85,7 +85,8 @@ type Manager struct {
 	disk   *diskWatch
 	bg     background // persists and slot teardowns in flight
 
-	metrics     *sampler // sampler.go
+	shared      *sharedStore // travel.go; nil without a shared store
+	metrics     *sampler     // sampler.go
 	metricsStop context.CancelFunc
 	metricsDone chan struct{}
 }
@@ -130,7 +131,7 @@ func (m *Manager) Close() {
 
 // Info describes this host.
 func (m *Manager) Info(context.Context) (*wrenn.HostInfo, error) {
-	info := &wrenn.HostInfo{ID: m.cfg.HostID}
+	info := &wrenn.HostInfo{ID: m.cfg.HostID, StoreID: m.StoreID()}
 	if a, ok := m.cfg.Driver.(interface{ CurrentAccel() string }); ok {
 		info.Accel = a.CurrentAccel()
 	}
@@ -150,6 +151,7 @@ func (m *Manager) ListSandboxes(context.Context) ([]wrenn.SandboxState, error) {
 			out = append(out, st)
 		}
 	}
+	out = m.storePaused(out)
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }

@@ -56,8 +56,13 @@ func (m *Manager) PauseSandbox(ctx context.Context, id string) error {
 	}
 	// What was sampled while it ran is kept with it (sampler.go).
 	logErr(sb.log, "save metrics", m.metrics.save(sb.id, sb.dir))
-	// The VM has quit: its disk overlay is whole in the page cache.
-	m.bg.persist(sb.log, sb.dir.Memory(), sb.dir.RootDisk(), sb.dir.State(), sb.dir.Metrics(), sb.dir.Path())
+	if m.store() != nil {
+		// With a shared store it goes there, flushed (travel.go).
+		m.toStore(ctx, sb)
+	} else {
+		// The VM has quit: its disk overlay is whole in the page cache.
+		m.bg.persist(sb.log, sb.dir.Memory(), sb.dir.RootDisk(), sb.dir.State(), sb.dir.Metrics(), sb.dir.Path())
+	}
 	sb.log.Info("sandbox paused", slog.Duration("took", time.Since(start)))
 	return nil
 }
@@ -101,12 +106,21 @@ func (m *Manager) freeze(ctx context.Context, sb *sandbox, mach *machine, own bo
 // ResumeSandbox restores a paused sandbox in a new VM with a new network
 // slot. If the VM cannot be started the sandbox stays paused; if it fails
 // once its guest ran, the sandbox has moved on from its snapshot and fails.
-func (m *Manager) ResumeSandbox(ctx context.Context, spec wrenn.SandboxSpec) (wrenn.SandboxNet, error) {
+func (m *Manager) ResumeSandbox(ctx context.Context, spec wrenn.SandboxSpec) (_ wrenn.SandboxNet, err error) {
+	// With a shared store, a sandbox paused on any host of it (travel.go).
+	if err := m.fromStore(spec.ID); err != nil {
+		return wrenn.SandboxNet{}, err
+	}
 	sb, err := m.lock(spec.ID)
 	if err != nil {
 		return wrenn.SandboxNet{}, err
 	}
 	defer sb.op.Unlock()
+	defer func() {
+		if err != nil {
+			m.toStore(ctx, sb) // still paused: back for any host to resume
+		}
+	}()
 	paused, err := m.beginResume(sb)
 	if err != nil {
 		return wrenn.SandboxNet{}, err

@@ -94,23 +94,45 @@ func (m *Manager) snapshotTo(ctx context.Context, sb *sandbox, final layout.Temp
 	sb.mu.Lock()
 	sb.mach = nil
 	sb.mu.Unlock()
+	// A team's template in the shared store is made to stand alone there
+	// (shared.go); a warm snapshot, in the images directory, is this
+	// host's and left over its own base.
+	store := m.store()
+	if store != nil && !store.holds(final.Path()) {
+		store = nil
+	}
 	if rec.OwnMemory {
-		if err := os.Rename(sb.dir.Memory(), dst.Memory()); err != nil {
+		if err := moveFile(sb.dir.Memory(), dst.Memory()); err != nil {
 			return rec, fmt.Errorf("snapshot: memory: %w", err)
 		}
 	}
 	t2 := time.Now()
 	base, ok := m.bases[rec.Base]
+	if store != nil && rec.FromSnapshot {
+		// It may have come from another host: its chain ends in the
+		// store's copy of its base, not in this host's.
+		base.RootFS, err = chainBottom(sb.dir.RootDisk())
+		ok = err == nil
+	}
 	switch {
 	case !rec.FromSnapshot:
-		err = os.Rename(sb.dir.RootDisk(), dst.Disk()) // already an overlay of the base alone
+		err = moveFile(sb.dir.RootDisk(), dst.Disk()) // already an overlay of the base alone
 	case !ok:
-		err = fmt.Errorf("base %q is gone from this host", rec.Base)
+		err = errors.Join(fmt.Errorf("base %q is gone from this host", rec.Base), err)
 	default:
 		err = disk.Flatten(bg, sb.dir.RootDisk(), base.RootFS, "raw", dst.Disk())
 	}
+	if err == nil && store != nil {
+		// A template in the shared store is over the store's copy of its base.
+		err = store.shareBacking(bg, dst.Disk())
+	}
 	if err != nil {
 		return rec, fmt.Errorf("snapshot: disk: %w", err)
+	}
+	if store != nil {
+		if rec.Kernel, err = store.shareFile(rec.Kernel, store.dir.Kernels(), ".vmlinux"); err != nil {
+			return rec, fmt.Errorf("snapshot: kernel: %w", err)
+		}
 	}
 	sb.log.Debug("snapshot steps", slog.Duration("snapshot", t1.Sub(t0)), slog.Duration("memory", t2.Sub(t1)),
 		slog.Duration("disk", time.Since(t2)))
@@ -225,4 +247,17 @@ func (m *Manager) DeleteSnapshot(ctx context.Context, teamID, name string) error
 	}
 	m.log.Info("snapshot template deleted", slog.String("team_id", teamID), slog.String(attrTemplate, name))
 	return nil
+}
+
+// moveFile renames src to dst, or, across file systems (a shared store),
+// copies it and removes src.
+func moveFile(src, dst string) error {
+	err := os.Rename(src, dst)
+	if err == nil || !errors.Is(err, syscall.EXDEV) {
+		return err
+	}
+	if err := copyFile(src, dst); err != nil {
+		return err
+	}
+	return os.Remove(src)
 }

@@ -36,7 +36,7 @@ type fakeHost struct {
 }
 
 func (h *fakeHost) Info(context.Context) (*wrenn.HostInfo, error) {
-	return &wrenn.HostInfo{ID: "h1", Accel: "tcg", Templates: []wrenn.Template{{Name: "minimal", SizeBytes: 7}}}, nil
+	return &wrenn.HostInfo{ID: "h1", Accel: "tcg", Templates: []wrenn.Template{{Name: "minimal", SizeBytes: 7}}, StoreID: "store-x"}, nil
 }
 func (h *fakeHost) CreateSandbox(_ context.Context, s wrenn.SandboxSpec) (wrenn.SandboxNet, error) {
 	if s.Template != "minimal" {
@@ -154,7 +154,7 @@ func TestRoundTrips(t *testing.T) {
 	c := agentrpc.Dial(addr, "secret")
 
 	info, err := c.Info(ctx)
-	if err != nil || info.Accel != "tcg" || len(info.Templates) != 1 || info.Templates[0].SizeBytes != 7 {
+	if err != nil || info.Accel != "tcg" || len(info.Templates) != 1 || info.Templates[0].SizeBytes != 7 || info.StoreID != "store-x" {
 		t.Fatalf("Info = %+v, %v", info, err)
 	}
 	if _, err := c.CreateSandbox(ctx, wrenn.SandboxSpec{ID: "sb-1", Template: "nope"}); wrenn.ErrorCode(err) != wrenn.EInvalid {

@@ -64,7 +64,7 @@ func (c *Client) Info(ctx context.Context) (*wrenn.HostInfo, error) {
 	if err != nil {
 		return nil, fromConnect(err)
 	}
-	info := &wrenn.HostInfo{ID: resp.Msg.HostId, Accel: resp.Msg.Accel}
+	info := &wrenn.HostInfo{ID: resp.Msg.HostId, Accel: resp.Msg.Accel, StoreID: resp.Msg.StoreId}
 	for _, t := range resp.Msg.Templates {
 		info.Templates = append(info.Templates, wrenn.Template{Name: t.Name, Type: wrenn.TemplateBase, SizeBytes: t.SizeBytes})
 	}

@@ -79,7 +79,7 @@ func (s *server) GetHost(ctx context.Context, _ *connect.Request[agentv1.GetHost
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	out := &agentv1.GetHostResponse{HostId: info.ID, Accel: info.Accel}
+	out := &agentv1.GetHostResponse{HostId: info.ID, Accel: info.Accel, StoreId: info.StoreID}
 	for _, t := range info.Templates {
 		out.Templates = append(out.Templates, &agentv1.BaseTemplate{Name: t.Name, SizeBytes: t.SizeBytes})
 	}

@@ -131,11 +131,15 @@ func (s *Service) CreateSandbox(ctx context.Context, teamID string, p CreatePara
 		LastUpdated: now,
 	}
 	log := s.log.With(slog.String(attrSandboxID, sb.ID), slog.String(attrTeamID, teamID))
+	store, err := s.templateStore(ctx, tmpl) // travel.go
+	if err != nil {
+		return nil, fmt.Errorf("create sandbox: %w", err)
+	}
 	var agent wrenn.Agent
 	var net wrenn.SandboxNet
 	var refused []string // hosts whose agents found no room (fleet mode)
 	for {
-		hostID, a, err := s.place(ctx, teamID, p, refused)
+		hostID, a, err := s.placeCreate(ctx, teamID, p, refused, store)
 		if err != nil {
 			return nil, err
 		}
@@ -263,7 +267,7 @@ func (s *Service) DestroySandbox(ctx context.Context, teamID, id string) error {
 	if sb.Status == wrenn.StatusStopped {
 		return wrenn.Errorf(wrenn.ENotFound, "sandbox not found (it was destroyed)")
 	}
-	agent, err := s.agentFor(ctx, sb.HostID)
+	agent, err := s.destroyAgent(ctx, sb) // travel.go
 	if err == nil {
 		err = agent.DestroySandbox(ctx, id)
 	}
@@ -368,8 +372,7 @@ func (s *Service) resumeLocked(ctx context.Context, teamID, id string) (*wrenn.S
 	if sb.Status != wrenn.StatusPaused {
 		return nil, wrenn.Errorf(wrenn.EConflict, "sandbox is %s, not paused", sb.Status)
 	}
-	agent, err := s.snapshotterFor(ctx, sb.HostID)
-	if err != nil {
+	if err := s.checkResumable(ctx, sb); err != nil { // travel.go
 		return nil, err
 	}
 	sb, err = s.sandboxes.ResumeSandboxWithin(ctx, teamID, id, s.limits.Quota, s.nowUTC())
@@ -379,7 +382,7 @@ func (s *Service) resumeLocked(ctx context.Context, teamID, id string) (*wrenn.S
 	if err != nil {
 		return nil, wrapUnlessCoded("resume sandbox", err)
 	}
-	net, err := agent.ResumeSandbox(ctx, wrenn.SandboxSpec{
+	hostID, net, err := s.resumeSandbox(ctx, sb, wrenn.SandboxSpec{
 		ID: sb.ID, TeamID: teamID, Template: sb.Template, VCPUs: sb.VCPUs, MemoryMB: sb.MemoryMB, Network: sb.Network,
 	})
 	if err != nil {
@@ -395,6 +398,8 @@ func (s *Service) resumeLocked(ctx context.Context, teamID, id string) (*wrenn.S
 	sb.GuestIP, sb.HostIP = net.GuestIP, net.HostIP
 	if s.fleet == nil {
 		sb.HostID = s.hostID // one agent: whatever the record said, it is this one's
+	} else {
+		sb.HostID = hostID // another host of its shared store's, maybe
 	}
 	sb.LastActiveAt, sb.LastUpdated = &now, now
 	if err := s.sandboxes.UpdateSandbox(context.WithoutCancel(ctx), sb); err != nil {

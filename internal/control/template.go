@@ -65,6 +65,7 @@ func (s *Service) CreateSnapshot(ctx context.Context, teamID string, p SnapshotP
 		s.abandonSnapshot(bg, agent, sb, t.Name, existing != nil)
 		return nil, fmt.Errorf("record snapshot template: %w", err)
 	}
+	s.recordTemplateStore(bg, t, sb.HostID) // travel.go
 	s.settleConsumed(bg, sb, wrenn.StatusStopped)
 	s.log.InfoContext(ctx, "snapshot template created", slog.String(attrSandboxID, sb.ID), slog.String(attrTemplate, t.Name))
 	return t, nil
@@ -147,7 +148,12 @@ func (s *Service) DeleteSnapshot(ctx context.Context, teamID, name string) error
 	if t.Type == wrenn.TemplateBase {
 		return wrenn.Errorf(wrenn.EConflict, "%q is a base template and cannot be deleted", name)
 	}
-	agent, err := s.needSnapshotter()
+	// One host of the shared store the template is kept in, if any
+	// (travel.go), else this control plane's own agent.
+	agent, err := s.storeSnapshotter(ctx, t)
+	if err == nil && agent == nil {
+		agent, err = s.needSnapshotter()
+	}
 	if err != nil {
 		return err
 	}

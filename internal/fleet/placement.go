@@ -64,6 +64,7 @@ type LocalHost struct {
 	ID       string
 	CPUCores int
 	MemoryMB int
+	StoreID  string // its agent's shared store; "" for none
 }
 
 // PlaceRequest is a sandbox to place.
@@ -74,6 +75,9 @@ type PlaceRequest struct {
 	MemoryMB int
 	// Exclude are hosts not to choose (ones that refused this sandbox).
 	Exclude []string
+	// Store, if set, keeps to the hosts of that shared store: a paused
+	// sandbox or a snapshot template kept in it (travel.go).
+	Store string
 }
 
 // PlacerConfig wires a Placer.
@@ -81,16 +85,20 @@ type PlacerConfig struct {
 	Store PlacementStore
 	Local *LocalHost // nil: no agent of its own
 	K     int        // 0 means BestOfK
+	// Stores lists the hosts of a shared store, for PlaceRequest.Store;
+	// nil: no host has one.
+	Stores StoreHosts
 	// Rand returns a number in [0, n); nil means math/rand/v2.
 	Rand func(n int) int
 }
 
 // Placer chooses hosts for new sandboxes.
 type Placer struct {
-	st    PlacementStore
-	local *LocalHost
-	k     int
-	rand  func(int) int
+	st     PlacementStore
+	stores StoreHosts
+	local  *LocalHost
+	k      int
+	rand   func(int) int
 }
 
 // NewPlacer returns a Placer.
@@ -99,7 +107,7 @@ func NewPlacer(c PlacerConfig) *Placer {
 	if r == nil {
 		r = rand.IntN
 	}
-	return &Placer{st: c.Store, local: c.Local, k: cmp.Or(c.K, BestOfK), rand: r}
+	return &Placer{st: c.Store, stores: c.Stores, local: c.Local, k: cmp.Or(c.K, BestOfK), rand: r}
 }
 
 type candidate struct {
@@ -114,10 +122,14 @@ func (p *Placer) Place(ctx context.Context, req PlaceRequest) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("place sandbox: %w", err)
 	}
+	inStore, err := p.storeHosts(ctx, req.Store)
+	if err != nil {
+		return "", err
+	}
 	var cands []candidate
 	matched := 0 // hosts that would do but for their load
 	consider := func(id string, cores, memMB int, tags []string) {
-		if slices.Contains(req.Exclude, id) {
+		if slices.Contains(req.Exclude, id) || (inStore != nil && !inStore[id]) {
 			return
 		}
 		for _, t := range req.Tags {
@@ -156,6 +168,9 @@ func (p *Placer) Place(ctx context.Context, req PlaceRequest) (string, error) {
 		case matched > 0:
 			return "", wrenn.Errorf(wrenn.EHostFull, "the fleet is full: none of its %d available hosts%s has room for %d vCPUs and %d MiB now",
 				matched, tagsPhrase(req.Tags), req.VCPUs, req.MemoryMB)
+		case req.Store != "":
+			return "", wrenn.Errorf(wrenn.EHostFull, "no host of the shared store %s is available%s (hosts must be online and not draining)",
+				req.Store, tagsPhrase(req.Tags))
 		case len(req.Tags) > 0:
 			return "", wrenn.Errorf(wrenn.EHostFull, "no available host has the tags %s (hosts must be online and not draining)", strings.Join(req.Tags, ", "))
 		default:
@@ -192,4 +207,40 @@ func tagsPhrase(tags []string) string {
 		return ""
 	}
 	return " with the tags " + strings.Join(tags, ", ")
+}
+
+// StoreHosts lists the hosts of a shared store (internal/store implements
+// it).
+type StoreHosts interface {
+	StoreHosts(ctx context.Context, storeID string) ([]string, error)
+}
+
+// storeHosts is the set of hosts of store, the control plane's own agent
+// among them if its agent has it; nil for store "" (any host).
+func (p *Placer) storeHosts(ctx context.Context, store string) (map[string]bool, error) {
+	if store == "" {
+		return nil, nil
+	}
+	in := map[string]bool{}
+	if p.local != nil && p.local.StoreID == store {
+		in[p.local.ID] = true
+	}
+	if p.stores != nil {
+		ids, err := p.stores.StoreHosts(ctx, store)
+		if err != nil {
+			return nil, fmt.Errorf("place sandbox: %w", err)
+		}
+		for _, id := range ids {
+			in[id] = true
+		}
+	}
+	return in, nil
+}
+
+// SetLocalStore records the shared store of the control plane's own agent
+// (LocalHost.StoreID). Call it before the Placer is used.
+func (p *Placer) SetLocalStore(id string) {
+	if p.local != nil {
+		p.local.StoreID = id
+	}
 }

@@ -13,6 +13,16 @@
 //	<data>/images/cache/                    build inputs kept between builds (package tarballs)
 //	<data>/templates/<team>/<name>/         snapshot templates of a team
 //	<data>/sandboxes/<id>/                  one sandbox: disk, sockets, pid, logs, state
+//
+// With a shared store (WRENN_SHARED_DIR, Layout.Shared: one directory every
+// agent of a fleet mounts, at the same path), what travels between hosts
+// lives there instead (see Shared):
+//
+//	<shared>/store-id                       the store's identity, written once
+//	<shared>/templates/<team>/<name>/       snapshot templates of a team
+//	<shared>/paused/<id>/                   one paused sandbox, its run directory's files
+//	<shared>/bases/<sha256>.ext4            base root disks that shared disks are over
+//	<shared>/kernels/<sha256>.vmlinux       guest kernels that shared sandboxes boot with
 package layout
 
 import (
@@ -25,6 +35,9 @@ type Layout struct {
 	// ImagesRoot, when set, puts the built images outside the data dir, so
 	// several installations (test runs, say) share one build.
 	ImagesRoot string
+	// Shared, when set, is the store directory every agent of a fleet
+	// mounts: snapshot templates live there, and paused sandboxes.
+	Shared Shared
 }
 
 // New returns the layout rooted at dataDir.
@@ -81,8 +94,14 @@ func (l Layout) SnapshotTemplate(teamID, name string) string {
 	return filepath.Join(l.Templates(), teamID, name)
 }
 
-// Templates holds a directory of snapshot templates per team.
-func (l Layout) Templates() string { return filepath.Join(l.Root, "templates") }
+// Templates holds a directory of snapshot templates per team: in the
+// shared store if there is one.
+func (l Layout) Templates() string {
+	if l.Shared != "" {
+		return l.Shared.Templates()
+	}
+	return filepath.Join(l.Root, "templates")
+}
 
 // Sandboxes holds one directory per sandbox on this host.
 func (l Layout) Sandboxes() string { return filepath.Join(l.Root, "sandboxes") }
@@ -134,3 +153,25 @@ func (d TemplateDir) Memory() string  { return filepath.Join(string(d), "mem") }
 func (d TemplateDir) VMState() string { return filepath.Join(string(d), "vmstate") }
 func (d TemplateDir) Disk() string    { return filepath.Join(string(d), "disk.qcow2") }
 func (d TemplateDir) Meta() string    { return filepath.Join(string(d), "meta.json") }
+
+// Shared is a store directory that every agent of a fleet mounts (issue
+// 13), at the same path on every host: snapshot templates and paused
+// sandboxes live there, so any host of the store can use them, and so can
+// the others when one is lost. Disks there are over root disks there, by
+// absolute path, never over a host's own images.
+type Shared string
+
+func (s Shared) Path() string      { return string(s) }
+func (s Shared) StoreID() string   { return filepath.Join(string(s), "store-id") }
+func (s Shared) Templates() string { return filepath.Join(string(s), "templates") }
+
+// Paused holds one directory per paused sandbox; PausedSandbox is one,
+// holding what its run directory held when it was paused.
+func (s Shared) Paused() string                     { return filepath.Join(string(s), "paused") }
+func (s Shared) PausedSandbox(id string) SandboxDir { return SandboxDir(filepath.Join(s.Paused(), id)) }
+
+// Bases holds base root disks by their content's hash, Kernels guest
+// kernels: copies of a host's own, made once, that shared disks and
+// records name.
+func (s Shared) Bases() string   { return filepath.Join(string(s), "bases") }
+func (s Shared) Kernels() string { return filepath.Join(string(s), "kernels") }

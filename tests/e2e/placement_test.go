@@ -38,6 +38,7 @@ type fleetAgent struct {
 	listen  string
 	cidr    netip.Prefix
 	proc    *agentProc
+	env     []string // more of the agent's environment (TestFleetTravel: its shared store)
 }
 
 // newFleetAgent is agent i of the fleet, not started. At cleanup it is
@@ -93,6 +94,7 @@ func (a *fleetAgent) start(args ...string) {
 		"WRENN_WARM_POOL=0",
 		fmt.Sprintf("WRENN_NET_NAME=wrnfleet%d", a.i), "WRENN_NET_LINK_PREFIX=wrf"+string(rune('a'+a.i)), "WRENN_NET_CIDR="+a.cidr.String(),
 		"WRENN_CGROUP_PARENT="+a.cgroup(), fmt.Sprintf("WRENN_VM_UID_BASE=%d", 600000+a.i*100000))
+	cmd.Env = append(cmd.Env, a.env...)
 	p, addr := launchAgent(t, cmd, joinedLine)
 	a.proc = p
 	select {

@@ -62,10 +62,13 @@ func (*GetHostRequest) Descriptor() ([]byte, []int) {
 }
 
 type GetHostResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	HostId        string                 `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
-	Accel         string                 `protobuf:"bytes,2,opt,name=accel,proto3" json:"accel,omitempty"` // "kvm" or "tcg"
-	Templates     []*BaseTemplate        `protobuf:"bytes,3,rep,name=templates,proto3" json:"templates,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	HostId    string                 `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	Accel     string                 `protobuf:"bytes,2,opt,name=accel,proto3" json:"accel,omitempty"` // "kvm" or "tcg"
+	Templates []*BaseTemplate        `protobuf:"bytes,3,rep,name=templates,proto3" json:"templates,omitempty"`
+	// store_id identifies the shared store (WRENN_SHARED_DIR) the agent keeps
+	// paused sandboxes and snapshot templates in; empty for none (issue 13).
+	StoreId       string `protobuf:"bytes,4,opt,name=store_id,json=storeId,proto3" json:"store_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -119,6 +122,13 @@ func (x *GetHostResponse) GetTemplates() []*BaseTemplate {
 		return x.Templates
 	}
 	return nil
+}
+
+func (x *GetHostResponse) GetStoreId() string {
+	if x != nil {
+		return x.StoreId
+	}
+	return ""
 }
 
 type BaseTemplate struct {
@@ -3542,11 +3552,12 @@ var File_agent_proto protoreflect.FileDescriptor
 const file_agent_proto_rawDesc = "" +
 	"\n" +
 	"\vagent.proto\x12\x0ewrenn.agent.v1\"\x10\n" +
-	"\x0eGetHostRequest\"|\n" +
+	"\x0eGetHostRequest\"\x97\x01\n" +
 	"\x0fGetHostResponse\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x14\n" +
 	"\x05accel\x18\x02 \x01(\tR\x05accel\x12:\n" +
-	"\ttemplates\x18\x03 \x03(\v2\x1c.wrenn.agent.v1.BaseTemplateR\ttemplates\"A\n" +
+	"\ttemplates\x18\x03 \x03(\v2\x1c.wrenn.agent.v1.BaseTemplateR\ttemplates\x12\x19\n" +
+	"\bstore_id\x18\x04 \x01(\tR\astoreId\"A\n" +
 	"\fBaseTemplate\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
