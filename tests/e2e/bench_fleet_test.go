@@ -66,6 +66,17 @@ func startBenchFleet(b *testing.B, first, n int, env []string, serverEnv ...stri
 	for _, a := range f.agents {
 		f.waitStatus(a, "online", 15*time.Second)
 	}
+	if slices.Contains(env, "WRENN_WARM_POOL=1") {
+		// Every pool ready, so that the first create takes a member
+		// (and its agent makes one more ready), as every later one does.
+		for _, a := range f.agents {
+			for deadline := time.Now().Add(2 * time.Minute); poolReady(a.proc.logs.String(), "minimal") < 1; time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					b.Fatalf("agent %d's warm pool made nothing ready within 2 minutes\n%s", a.i, a.proc.logs)
+				}
+			}
+		}
+	}
 	// The server learns the base templates from the agents it dials.
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		code, out := s.do("POST", "/v1/sandboxes", f.key, map[string]any{})
