@@ -73,9 +73,10 @@ func (db *DB) HostLoads(ctx context.Context) (map[string]wrenn.HostLoad, error) 
 	return db.hostLoads(ctx, "")
 }
 
-// HostLoadsOf is HostLoads for the hosts of ids alone: the index
-// sandboxes_host_id (host_id, status) finds their sandboxes without
-// reading anyone else's. No ids reads nothing.
+// HostLoadsOf is HostLoads for the hosts of ids alone, for a few hosts
+// (placement's sample): a long list of IDs can cost more than HostLoads,
+// as PostgreSQL may check every running sandbox against the list. No ids
+// reads nothing.
 func (db *DB) HostLoadsOf(ctx context.Context, ids []string) (map[string]wrenn.HostLoad, error) {
 	if len(ids) == 0 {
 		return map[string]wrenn.HostLoad{}, nil
