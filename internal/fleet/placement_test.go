@@ -148,7 +148,10 @@ func TestPlacement(t *testing.T) {
 
 // BenchmarkPlacement is one placement decision with 1,000 hosts in the
 // store (a tenth of them tagged, some draining or unreachable) and 5,000
-// running sandboxes on them.
+// running sandboxes on them: reading the loads of a sample of hosts
+// (sample, as placement does) and of every host (all, as it did before),
+// in the same run; then a create asking for a tag, and a fleet where all
+// but 20 hosts are full.
 func BenchmarkPlacement(b *testing.B) {
 	for _, engine := range storetest.Engines(b) {
 		b.Run(engine, func(b *testing.B) {
@@ -173,14 +176,29 @@ func BenchmarkPlacement(b *testing.B) {
 			for range 5000 {
 				placeSandbox(b, db, team.ID, ids[r.IntN(len(ids))], 2, 1024)
 			}
-			p := fleet.NewPlacer(fleet.PlacerConfig{Store: db})
 			ctx := context.Background()
-			b.ResetTimer()
-			for b.Loop() {
-				if _, err := p.Place(ctx, fleet.PlaceRequest{TeamID: team.ID, VCPUs: 2, MemoryMB: 1024}); err != nil {
-					b.Fatal(err)
+			place := func(name string, p *fleet.Placer, req fleet.PlaceRequest) {
+				b.Run(name, func(b *testing.B) {
+					for b.Loop() {
+						if _, err := p.Place(ctx, req); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			}
+			plain := fleet.PlaceRequest{TeamID: team.ID, VCPUs: 2, MemoryMB: 1024}
+			sampled := fleet.NewPlacer(fleet.PlacerConfig{Store: db})
+			place("sample", sampled, plain)
+			place("all", fleet.NewPlacer(fleet.PlacerConfig{Store: db, Sample: 1 << 20}), plain)
+			place("tagged", sampled, fleet.PlaceRequest{TeamID: team.ID, Tags: []string{"gpu"}, VCPUs: 2, MemoryMB: 1024})
+			// Fill all but 20 of the hosts: 32 cores × 4 admit 128 vCPUs.
+			for i, id := range ids {
+				if i%50 != 0 {
+					placeSandbox(b, db, team.ID, id, 128, 1024)
 				}
 			}
+			place("nearly-full/sample", sampled, plain)
+			place("nearly-full/all", fleet.NewPlacer(fleet.PlacerConfig{Store: db, Sample: 1 << 20}), plain)
 		})
 	}
 }

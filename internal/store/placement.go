@@ -8,19 +8,18 @@ import (
 	"github.com/wrennhq/wrenn"
 )
 
-// PlacementHosts returns what placement decides from (issue 13): the
-// hosts that are online and not draining, in no order, with what
-// placement reads of them (ID, type, team, address, cores, memory and, if
-// withTags, tags), and by host ID what the sandboxes recorded on each
-// host hold — those pending or running, which have a VM (a host with none
-// is absent). It reads no more than that: no sort, no timestamps, no tags
-// unless asked for, no host placement would pass over.
-func (db *DB) PlacementHosts(ctx context.Context, withTags bool) ([]*wrenn.Host, map[string]wrenn.HostLoad, error) {
+// PlacementHosts returns the hosts placement chooses among (issue 13):
+// those online and not draining, in no order, with what placement reads
+// of them (ID, type, team, address, cores, memory and, if withTags, tags).
+// It reads no more than that: no sort, no timestamps, no tags unless
+// asked for, no host placement would pass over, and no loads: placement
+// reads those only for the hosts it draws (HostLoadsOf).
+func (db *DB) PlacementHosts(ctx context.Context, withTags bool) ([]*wrenn.Host, error) {
 	rows, err := db.r.query(ctx, `SELECT id, type, team_id, address, cpu_cores, memory_mb FROM hosts
 		WHERE status = ? AND draining = ? AND address IS NOT NULL AND cpu_cores IS NOT NULL AND memory_mb IS NOT NULL`,
 		string(wrenn.HostOnline), false)
 	if err != nil {
-		return nil, nil, fmt.Errorf("placement hosts: %w", err)
+		return nil, fmt.Errorf("placement hosts: %w", err)
 	}
 	defer rows.Close()
 	hosts := []*wrenn.Host{}
@@ -30,25 +29,21 @@ func (db *DB) PlacementHosts(ctx context.Context, withTags bool) ([]*wrenn.Host,
 		var teamID sql.NullString
 		var cores, mem int
 		if err := rows.Scan(&h.ID, &h.Type, &teamID, &h.Address, &cores, &mem); err != nil {
-			return nil, nil, fmt.Errorf("placement hosts: %w", err)
+			return nil, fmt.Errorf("placement hosts: %w", err)
 		}
 		h.TeamID, h.CPUCores, h.MemoryMB = teamID.String, &cores, &mem
 		hosts = append(hosts, h)
 		byID[h.ID] = h
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("placement hosts: %w", err)
+		return nil, fmt.Errorf("placement hosts: %w", err)
 	}
 	if withTags {
 		if err := db.placementTags(ctx, byID); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
-	loads, err := db.HostLoads(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	return hosts, loads, nil
+	return hosts, nil
 }
 
 func (db *DB) placementTags(ctx context.Context, byID map[string]*wrenn.Host) error {
@@ -76,9 +71,30 @@ func (db *DB) placementTags(ctx context.Context, byID map[string]*wrenn.Host) er
 // hold: those pending, running or missing (a lost host's, counted while
 // it may come back with them). A host with none is absent.
 func (db *DB) HostLoads(ctx context.Context) (map[string]wrenn.HostLoad, error) {
+	return db.hostLoads(ctx, "")
+}
+
+// HostLoadsOf is HostLoads for the hosts of ids alone, for a few hosts
+// (placement's sample): a long list of IDs can cost more than HostLoads,
+// as PostgreSQL may check every running sandbox against the list. No ids
+// reads nothing.
+func (db *DB) HostLoadsOf(ctx context.Context, ids []string) (map[string]wrenn.HostLoad, error) {
+	if len(ids) == 0 {
+		return map[string]wrenn.HostLoad{}, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	return db.hostLoads(ctx, `host_id IN (`+placeholders(len(ids))+`) AND `, args...)
+}
+
+// hostLoads sums the pending, running and missing sandboxes by host, of the hosts
+// the condition where (ending in AND, or "") with its args selects.
+func (db *DB) hostLoads(ctx context.Context, where string, args ...any) (map[string]wrenn.HostLoad, error) {
+	args = append(args, string(wrenn.StatusPending), string(wrenn.StatusRunning), string(wrenn.StatusMissing))
 	rows, err := db.r.query(ctx, `SELECT host_id, COUNT(*), COALESCE(SUM(vcpus), 0), COALESCE(SUM(memory_mb), 0)
-		FROM sandboxes WHERE status IN (?, ?, ?) GROUP BY host_id`,
-		string(wrenn.StatusPending), string(wrenn.StatusRunning), string(wrenn.StatusMissing))
+		FROM sandboxes WHERE `+where+`status IN (?, ?, ?) GROUP BY host_id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("host loads: %w", err)
 	}

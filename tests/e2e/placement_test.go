@@ -29,7 +29,7 @@ import (
 
 // fleetAgent is one joined agent of the test fleet.
 type fleetAgent struct {
-	t       *testing.T
+	t       testing.TB
 	i       int
 	hostID  string
 	dataDir string
@@ -38,12 +38,12 @@ type fleetAgent struct {
 	listen  string
 	cidr    netip.Prefix
 	proc    *agentProc
-	env     []string // more of the agent's environment (TestFleetTravel: its shared store)
+	env     []string // more environment for the agent (over the defaults), if any
 }
 
 // newFleetAgent is agent i of the fleet, not started. At cleanup it is
 // stopped, its VMs killed and its control group removed.
-func newFleetAgent(t *testing.T, i int) *fleetAgent {
+func newFleetAgent(t testing.TB, i int) *fleetAgent {
 	a := &fleetAgent{t: t, i: i, dataDir: shortTempDir(t), netns: fmt.Sprintf("wrnhost%d", i),
 		gateway: fmt.Sprintf("10.%d.0.1", 231+i), listen: fmt.Sprintf("10.%d.0.2:7070", 231+i),
 		cidr: netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/24", 221+i))}
