@@ -7,12 +7,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wrennhq/wrenn"
 	"github.com/wrennhq/wrenn/internal/fleet"
+	"github.com/wrennhq/wrenn/internal/lease"
 	"github.com/wrennhq/wrenn/internal/store/storetest"
 )
 
@@ -30,7 +32,7 @@ func TestJoinRenew(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	hosts := fleet.New(fleet.Config{Hosts: db, Roles: db, Now: time.Now, Logger: log})
-	_, stop, err := startFleet(ctx, fleetConfig{Listen: addr}, db, hosts, time.Now, log)
+	_, stop, err := startFleet(ctx, fleetConfig{Listen: addr}, db, hosts, lease.New(lease.Config{Store: db, Logger: log}), time.Now, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,11 +53,19 @@ func TestJoinRenew(t *testing.T) {
 	paths := hostLayout(t.TempDir())
 	dir := fleetDir(paths)
 	url := "https://" + addr
-	if _, err := join(ctx, dir, joinConfig{URL: url, Token: token, CASHA256: strings.Repeat("0", 64), Advertise: "127.0.0.1:7070"}, paths, log); err == nil ||
+	if _, err := join(ctx, dir, joinConfig{URLs: []string{url}, Token: token, CASHA256: strings.Repeat("0", 64), Advertise: "127.0.0.1:7070"}, paths, log); err == nil ||
 		!strings.Contains(err.Error(), "pinned") {
 		t.Fatalf("join with another CA's pin: %v", err)
 	}
-	creds, err := join(ctx, dir, joinConfig{URL: url, Token: token, CASHA256: ca.Fingerprint(), Advertise: "127.0.0.1:7070"}, paths, log)
+	// Of two control planes, the first unreachable (issue 13: replicas
+	// that can fail), the second registers the host; both are kept.
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadURL := "https://" + dead.Addr().String()
+	dead.Close()
+	creds, err := join(ctx, dir, joinConfig{URLs: []string{deadURL, url}, Token: token, CASHA256: ca.Fingerprint(), Advertise: "127.0.0.1:7070"}, paths, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +79,7 @@ func TestJoinRenew(t *testing.T) {
 		}
 	}
 	loaded, err := loadCredentials(dir)
-	if err != nil || loaded.HostID != h.ID || loaded.URL != url || !loaded.current().Leaf.Equal(creds.current().Leaf) {
+	if err != nil || loaded.HostID != h.ID || loaded.URL != deadURL || !slices.Equal(loaded.URLs, []string{deadURL, url}) || !loaded.current().Leaf.Equal(creds.current().Leaf) {
 		t.Fatalf("credentials read back: %+v, %v", loaded, err)
 	}
 
