@@ -9,6 +9,8 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -20,6 +22,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
 
+	"github.com/wrennhq/wrenn"
 	"github.com/wrennhq/wrenn/internal/store"
 	"github.com/wrennhq/wrenn/internal/store/storetest"
 )
@@ -84,6 +87,30 @@ func TestControlPlaneFailover(t *testing.T) {
 		return p
 	}
 	a := startPlane("a", portA)
+	var b *plane
+	var agents []*fleetAgent
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range []*plane{a, b} {
+				if p != nil {
+					var said []string // what it said above debug
+					for _, l := range strings.Split(p.logs.String(), "\n") {
+						if !strings.Contains(l, "level=DEBUG") {
+							said = append(said, l)
+						}
+					}
+					t.Logf("replica %s's log:\n%s", p.name, tail(strings.Join(said, "\n"), 300))
+					// All of it, debug lines too, where go test -artifacts keeps it.
+					_ = os.WriteFile(filepath.Join(t.ArtifactDir(), "replica-"+p.name+".log"), []byte(p.logs.String()), 0o644)
+				}
+			}
+			for i, ag := range agents {
+				if ag.proc != nil {
+					_ = os.WriteFile(filepath.Join(t.ArtifactDir(), fmt.Sprintf("agent-%d.log", i)), []byte(ag.proc.logs.String()), 0o644)
+				}
+			}
+		}
+	})
 	var pin string
 	for deadline := time.Now().Add(10 * time.Second); pin == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if m := fleetListenLine.FindStringSubmatch(a.logs.String()); m != nil {
@@ -103,7 +130,6 @@ func TestControlPlaneFailover(t *testing.T) {
 	// The agents join with both replicas' URLs (b is not up yet: a
 	// registers them), a first: their heartbeats go to a. Two say them
 	// comma-separated, one with --join twice.
-	var agents []*fleetAgent
 	for i := range 3 {
 		var created struct {
 			Host struct {
@@ -160,7 +186,7 @@ func TestControlPlaneFailover(t *testing.T) {
 	}
 	heldBy(a, 30*time.Second) // a was alone: its jobs are all there
 
-	b := startPlane("b", portB)
+	b = startPlane("b", portB)
 	planes := []*plane{a, b}
 	hostStatuses := func(p *plane) []string {
 		t.Helper()
@@ -222,18 +248,9 @@ func TestControlPlaneFailover(t *testing.T) {
 	}
 	body := map[string]any{"template": "minimal", "memory_mb": 256, "timeout_sec": 0}
 	hostsUsed := map[int]bool{}
-	// round is one sandbox's life, each step on the next replica.
-	round := func(deep bool) {
+	// use is what is done with a sandbox, each step on the next replica.
+	use := func(sb sandbox, deep bool) {
 		t.Helper()
-		var sb sandbox
-		call("create", func(p *plane) error { return want(p, 201, "POST", "/v1/sandboxes", body, &sb) })
-		// Which host has it: its host-side address is cut from its
-		// agent's range.
-		for i, ag := range agents {
-			if ip, err := netip.ParseAddr(sb.HostIP); err == nil && ag.cidr.Contains(ip) {
-				hostsUsed[i] = true
-			}
-		}
 		call("exec", func(p *plane) error {
 			var r execResult
 			if err := want(p, 200, "POST", "/v1/sandboxes/"+sb.ID+"/exec", map[string]any{"cmd": "echo", "args": []string{"hi", sb.ID}}, &r); err != nil {
@@ -285,9 +302,30 @@ func TestControlPlaneFailover(t *testing.T) {
 				t.Fatalf("a process started on replica %s, streamed on %s: stdout %q exit %v", p.name, q.name, ps.stdout.String(), ps.exit)
 			}
 		}
-		// A destroy a dead replica was serving may have happened: its
-		// retry finds the sandbox stopped already.
-		call("destroy", func(p *plane) error { return want(p, 204, "DELETE", "/v1/sandboxes/"+sb.ID, nil, nil, 404, 409) })
+	}
+	// round is three sandboxes' lives at once (so that they land on
+	// different hosts), each step on the next replica.
+	round := func(deep bool) {
+		t.Helper()
+		sbs := make([]sandbox, 3)
+		for i := range sbs {
+			call("create", func(p *plane) error { return want(p, 201, "POST", "/v1/sandboxes", body, &sbs[i]) })
+			// Which host has it: its host-side address is cut from its
+			// agent's range.
+			for h, ag := range agents {
+				if ip, err := netip.ParseAddr(sbs[i].HostIP); err == nil && ag.cidr.Contains(ip) {
+					hostsUsed[h] = true
+				}
+			}
+		}
+		for _, sb := range sbs {
+			use(sb, deep)
+		}
+		for _, sb := range sbs {
+			// A destroy a dead replica was serving may have happened:
+			// its retry finds the sandbox stopped already.
+			call("destroy", func(p *plane) error { return want(p, 204, "DELETE", "/v1/sandboxes/"+sb.ID, nil, nil, 404, 409) })
+		}
 	}
 	idle := func(timeout int) sandbox {
 		t.Helper()
@@ -295,17 +333,26 @@ func TestControlPlaneFailover(t *testing.T) {
 		b.must(201, "POST", "/v1/sandboxes", key, map[string]any{"template": "minimal", "memory_mb": 256, "timeout_sec": timeout}, &sb)
 		return sb
 	}
+	// waitStopped waits for sb's record to stop being running. It reads
+	// the store, not GET /v1/sandboxes/{id}: looking at a running sandbox
+	// counts as activity, which would keep it from its timeout.
 	waitStopped := func(sb sandbox, within time.Duration) {
 		t.Helper()
 		for deadline := time.Now().Add(within); ; time.Sleep(250 * time.Millisecond) {
-			var got sandbox
-			b.must(200, "GET", "/v1/sandboxes/"+sb.ID, key, nil, &got)
-			if got.Status == "stopped" {
-				return
+			recs, err := db.SandboxesByStatus(t.Context(), "running")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.ContainsFunc(recs, func(r *wrenn.Sandbox) bool { return r.ID == sb.ID }) {
+				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("idle sandbox %s is %s %v after its create", sb.ID, got.Status, within)
+				t.Fatalf("idle sandbox %s is still running %v after its create", sb.ID, within)
 			}
+		}
+		var got sandbox
+		if b.must(200, "GET", "/v1/sandboxes/"+sb.ID, key, nil, &got); got.Status != "stopped" {
+			t.Fatalf("idle sandbox %s is %s, want stopped", sb.ID, got.Status)
 		}
 	}
 	reaped := func(p *plane, id string) bool {
@@ -428,6 +475,15 @@ func TestControlPlaneFailover(t *testing.T) {
 		t.Fatalf("replica b's log does not say it marked host 2 unreachable\n%s", b.logs)
 	}
 	round(true) // on the hosts left
+
+	// The agent back, with no --join: the URLs it keeps, a's first, take
+	// it to b; its host is online again.
+	agents[2].start()
+	for deadline := time.Now().Add(20 * time.Second); hostStatuses(b)[2] != "online"; time.Sleep(250 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("host 2 is %s 20s after its agent came back\n%s", hostStatuses(b)[2], agents[2].proc.logs)
+		}
+	}
 }
 
 func sorted(s []string) []string {
