@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,4 +106,50 @@ func TestJoinRenew(t *testing.T) {
 	if err != nil || !again.current().Leaf.Equal(loaded.current().Leaf) {
 		t.Fatalf("renewed credentials not saved: %v", err)
 	}
+
+	// The heartbeat loop passes over the dead control plane to the live
+	// one, and says so.
+	before, err := db.GetHost(ctx, h.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var said syncBuffer
+	hctx, hcancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); heartbeat(hctx, again, slog.New(slog.NewTextHandler(&said, nil))) }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		got, err := db.GetHost(ctx, h.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.LastHeartbeatAt.After(*before.LastHeartbeatAt) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no heartbeat reached the live control plane; the agent said:\n%s", said.String())
+		}
+	}
+	hcancel()
+	<-done
+	if !strings.Contains(said.String(), "heartbeat: failed over to another control plane") {
+		t.Fatalf("the agent did not say it failed over:\n%s", said.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
