@@ -34,7 +34,7 @@ func agentCommand() *cobra.Command {
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			// A joined agent (--join, or credentials of an earlier join)
 			// serves on mutual TLS, with no WRENN_AGENT_TOKEN.
-			if jc.URL != "" || hasJoined(hostLayout(dataDir)) {
+			if len(jc.URLs) > 0 || hasJoined(hostLayout(dataDir)) {
 				return runJoinedAgent(cmd.Context(), listen, jc, hostLayout(dataDir), hc, log)
 			}
 			return runAgent(cmd.Context(), listen, hostLayout(dataDir), hc, log)
@@ -43,7 +43,8 @@ func agentCommand() *cobra.Command {
 	cmd.PreRunE = func(*cobra.Command, []string) error { return loadDotEnv() }
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:7070", `address to serve the agent RPC on ("host:port" or "unix:/path")`)
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "where the agent keeps images and sandboxes (env "+envDataDir+")")
-	cmd.Flags().StringVar(&jc.URL, "join", "", "join a fleet: the control plane's fleet listener, https://host:port (wrenn server --fleet-listen)")
+	cmd.Flags().StringSliceVar(&jc.URLs, "join", nil, "join a fleet: the control plane's fleet listener, https://host:port (wrenn server --fleet-listen); "+
+		"several replicas' as URL1,URL2 or repeated, failed over between (kept with the agent's credentials)")
 	cmd.Flags().StringVar(&jc.Token, "token", "", "with --join: the host's one-time registration token (POST /v1/hosts)")
 	cmd.Flags().StringVar(&jc.CASHA256, "ca-sha256", "", "with --join: the SHA-256 of the fleet CA the control plane must have (its log says ca_sha256)")
 	cmd.Flags().StringVar(&jc.Advertise, "advertise", "", "with --join: the host:port the control plane dials this agent at (default: --listen)")

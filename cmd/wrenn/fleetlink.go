@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/fleet"
 	"github.com/wrennhq/wrenn/internal/httpapi"
 	"github.com/wrennhq/wrenn/internal/layout"
+	"github.com/wrennhq/wrenn/internal/lease"
 	"github.com/wrennhq/wrenn/internal/store"
 )
 
@@ -38,6 +40,7 @@ const (
 	envHeartbeatInterval = "WRENN_HEARTBEAT_INTERVAL"
 	// Host loss: how long a lost host's sandboxes stay missing.
 	envMissingGrace = "WRENN_MISSING_GRACE"
+	envLeaseTTL     = "WRENN_LEASE_TTL"
 )
 
 // fleetConfig is the control plane's end of the agent link.
@@ -49,6 +52,9 @@ type fleetConfig struct {
 	CertTTL   time.Duration // 0: fleet.DefaultCertTTL
 	// MissingGrace: 0 is fleet.DefaultMissingGrace (host loss).
 	MissingGrace time.Duration
+	// LeaseTTL is how long a replica's lease on a background job lasts
+	// unless renewed (internal/lease); 0: lease.DefaultTTL.
+	LeaseTTL time.Duration
 }
 
 func (c *fleetConfig) fromEnv(listenSet bool) error {
@@ -61,6 +67,12 @@ func (c *fleetConfig) fromEnv(listenSet bool) error {
 	}
 	if c.MissingGrace, err = envDuration(envMissingGrace); err != nil {
 		return err
+	}
+	if c.LeaseTTL, err = envDuration(envLeaseTTL); err != nil {
+		return err
+	}
+	if c.LeaseTTL != 0 && c.LeaseTTL < 300*time.Millisecond {
+		return fmt.Errorf("%s must be at least 300ms", envLeaseTTL)
 	}
 	if v := os.Getenv(envHostCertTTL); v != "" {
 		d, err := time.ParseDuration(v)
@@ -76,7 +88,7 @@ func (c *fleetConfig) fromEnv(listenSet bool) error {
 // and runs the heartbeat check, until ctx ends; stop waits for the
 // listener to shut down. With no listener configured it does nothing and
 // returns no link.
-func startFleet(ctx context.Context, fc fleetConfig, db *store.DB, hosts *fleet.Service, now func() time.Time, log *slog.Logger) (link *fleet.Link, stop func(), err error) {
+func startFleet(ctx context.Context, fc fleetConfig, db *store.DB, hosts *fleet.Service, leases *lease.Leases, now func() time.Time, log *slog.Logger) (link *fleet.Link, stop func(), err error) {
 	if fc.Listen == "" {
 		return nil, func() {}, nil
 	}
@@ -107,7 +119,12 @@ func startFleet(ctx context.Context, fc fleetConfig, db *store.DB, hosts *fleet.
 			log.Error("fleet listener stopped", slog.Any("error", err))
 		}
 	})
-	wg.Go(func() { link.RunHeartbeatCheck(ctx, max(link.DeadAfter()/10, 100*time.Millisecond)) })
+	// Of several replicas, the one holding the lease checks heartbeats.
+	wg.Go(func() {
+		leases.Run(ctx, "heartbeat-check", func(ctx context.Context) {
+			link.RunHeartbeatCheck(ctx, max(link.DeadAfter()/10, 100*time.Millisecond))
+		})
+	})
 	wg.Go(func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -119,7 +136,10 @@ func startFleet(ctx context.Context, fc fleetConfig, db *store.DB, hosts *fleet.
 
 // joinConfig is how `wrenn agent` joins a fleet.
 type joinConfig struct {
-	URL       string // the control plane's fleet listener, https://host:port
+	// URLs are the fleet listeners of the control plane's replicas,
+	// https://host:port each (or one, of a TCP load balancer in front of
+	// them); the agent fails over between them.
+	URLs      []string
 	Token     string // the host's one-time registration token
 	CASHA256  string // optional pin of the fleet CA
 	Advertise string // the address the control plane dials this agent at
@@ -129,7 +149,12 @@ type joinConfig struct {
 type credentials struct {
 	dir    string
 	HostID string `json:"host_id"`
-	URL    string `json:"url"`
+	// URL is the first of URLs, as credentials written before there were
+	// several have it.
+	URL string `json:"url"`
+	// URLs are the control plane's fleet listeners (issue 13: replicas
+	// that can fail), tried in turn.
+	URLs []string `json:"urls,omitempty"`
 
 	mu   sync.Mutex
 	cert *tls.Certificate
@@ -158,6 +183,9 @@ func loadCredentials(dir string) (*credentials, error) {
 	c := &credentials{dir: dir}
 	if err := json.Unmarshal(b, c); err != nil {
 		return nil, fmt.Errorf("%s: %w", credHost, err)
+	}
+	if len(c.URLs) == 0 && c.URL != "" {
+		c.URLs = []string{c.URL}
 	}
 	caPEM, err := os.ReadFile(filepath.Join(dir, credCA))
 	if err != nil {
@@ -204,8 +232,7 @@ func (c *credentials) save(keyPEM, certPEM, caPEM []byte) error {
 			return err
 		}
 	}
-	meta, _ := json.Marshal(c)
-	if err := writeFile0600(filepath.Join(c.dir, credHost), meta); err != nil {
+	if err := c.saveMeta(); err != nil {
 		return err
 	}
 	pool := x509.NewCertPool()
@@ -214,6 +241,26 @@ func (c *credentials) save(keyPEM, certPEM, caPEM []byte) error {
 	c.cert, c.ca = &cert, pool
 	c.mu.Unlock()
 	return nil
+}
+
+// saveMeta writes what the credentials say besides keys: the host's ID
+// and the control plane's URLs.
+func (c *credentials) saveMeta() error {
+	if len(c.URLs) > 0 {
+		c.URL = c.URLs[0]
+	}
+	meta, _ := json.Marshal(c)
+	return writeFile0600(filepath.Join(c.dir, credHost), meta)
+}
+
+// setURLs replaces the control plane's URLs, given again to a joined
+// agent's --join, and saves them.
+func (c *credentials) setURLs(urls []string) error {
+	if slices.Equal(urls, c.URLs) {
+		return nil
+	}
+	c.URLs = urls
+	return c.saveMeta()
 }
 
 func (c *credentials) current() *tls.Certificate {
@@ -257,17 +304,27 @@ func join(ctx context.Context, dir string, jc joinConfig, paths layout.Layout, l
 		return nil, err
 	}
 	var seen []*x509.Certificate
-	creds := &credentials{dir: dir, URL: jc.URL}
-	c, err := fleetClient(jc.URL, func() *tls.Certificate { return nil }, func() *x509.CertPool { return nil }, jc.CASHA256,
-		func(cs []*x509.Certificate) { seen = cs })
-	if err != nil {
-		return nil, err
-	}
+	creds := &credentials{dir: dir, URLs: jc.URLs}
 	specs := machineSpecs(paths.Root)
-	reg, err := c.RegisterHost(ctx, client.RegisterHostRequest{Token: jc.Token, Arch: specs.arch, CPUCores: specs.cores,
-		MemoryMB: specs.memoryMB, DiskGB: specs.diskGB, Address: jc.Advertise, CSR: string(csrPEM)})
-	if err != nil {
-		return nil, fmt.Errorf("register with %s: %w", jc.URL, err)
+	// The first replica that answers registers the host; one that cannot
+	// be reached is passed over, one that refuses is not (the token is
+	// the same on every replica).
+	var reg *client.RegisteredHost
+	for i, u := range jc.URLs {
+		c, err := fleetClient(u, func() *tls.Certificate { return nil }, func() *x509.CertPool { return nil }, jc.CASHA256,
+			func(cs []*x509.Certificate) { seen = cs })
+		if err != nil {
+			return nil, err
+		}
+		reg, err = c.RegisterHost(ctx, client.RegisterHostRequest{Token: jc.Token, Arch: specs.arch, CPUCores: specs.cores,
+			MemoryMB: specs.memoryMB, DiskGB: specs.diskGB, Address: jc.Advertise, CSR: string(csrPEM)})
+		if err == nil {
+			break
+		}
+		if _, refused := errors.AsType[*client.Error](err); refused || i == len(jc.URLs)-1 || ctx.Err() != nil {
+			return nil, fmt.Errorf("register with %s: %w", u, err)
+		}
+		log.Warn("register: trying the next control plane", slog.String("url", u), slog.Any("error", err))
 	}
 	// The control plane that answered must be the CA's: with no pin, this
 	// is all the first contact proves.
@@ -335,7 +392,7 @@ func runJoinedAgent(ctx context.Context, listen string, jc joinConfig, paths lay
 		return fmt.Errorf("fleet credentials in %s: %w", dir, err)
 	}
 	if creds == nil {
-		if jc.URL == "" {
+		if len(jc.URLs) == 0 {
 			return errors.New("this agent has not joined a fleet: give --join URL --token T")
 		}
 		if jc.Advertise == "" {
@@ -346,6 +403,12 @@ func runJoinedAgent(ctx context.Context, listen string, jc joinConfig, paths lay
 		}
 	} else {
 		log.Info("reusing fleet credentials", slog.String("host_id", creds.HostID), slog.String("dir", dir))
+		// --join again on a joined agent: the control plane's URLs now.
+		if len(jc.URLs) > 0 {
+			if err := creds.setURLs(jc.URLs); err != nil {
+				return fmt.Errorf("save the control plane's URLs: %w", err)
+			}
+		}
 	}
 	hc.HostID = creds.HostID // the agent reports its registry ID
 	h, err := startHost(ctx, paths, hc, log, os.Stderr)
@@ -382,28 +445,56 @@ func runJoinedAgent(ctx context.Context, listen string, jc joinConfig, paths lay
 }
 
 // heartbeat tells the control plane this agent is alive every interval,
-// and renews the certificate when a third of its life is left.
+// and renews the certificate when a third of its life is left. Of several
+// control-plane URLs it uses the last that answered, and on a failure
+// tries the others in turn at once (issue 13: a replica that dies).
 func heartbeat(ctx context.Context, creds *credentials, log *slog.Logger) {
 	interval, err := envDuration(envHeartbeatInterval)
 	if err != nil || interval == 0 {
 		interval = 2 * time.Second
 	}
-	c, err := fleetClient(creds.URL, creds.current, creds.roots, "", nil)
-	if err != nil {
-		log.Error("fleet client", slog.Any("error", err))
+	var clients []*client.Client
+	for _, u := range creds.URLs {
+		c, err := fleetClient(u, creds.current, creds.roots, "", nil)
+		if err != nil {
+			log.Error("fleet client", slog.String("url", u), slog.Any("error", err))
+			return
+		}
+		clients = append(clients, c)
+	}
+	if len(clients) == 0 {
+		log.Error("no control plane to heartbeat to: join again with --join URL")
 		return
 	}
+	// One attempt never takes long, so the others are tried in time.
+	attempt := min(max(interval, 2*time.Second), 10*time.Second)
+	cur := 0
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if err := c.HostHeartbeat(ctx, creds.HostID); err != nil && ctx.Err() == nil {
-			log.Warn("heartbeat", slog.Any("error", err))
+		for i := range clients {
+			k := (cur + i) % len(clients)
+			actx, cancel := context.WithTimeout(ctx, attempt)
+			err := clients[k].HostHeartbeat(actx, creds.HostID)
+			cancel()
+			if err == nil {
+				if k != cur {
+					log.Info("heartbeat: failed over to another control plane", slog.String("url", creds.URLs[k]))
+				}
+				cur = k
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn("heartbeat", slog.String("url", creds.URLs[k]), slog.Any("error", err))
 		}
 		if leaf := creds.current().Leaf; leaf != nil {
 			life := leaf.NotAfter.Sub(leaf.NotBefore)
 			if time.Until(leaf.NotAfter) < life/3 {
-				if err := renew(ctx, c, creds); err != nil && ctx.Err() == nil {
-					log.Warn("renew certificate", slog.Any("error", err))
+				if err := renew(ctx, clients[cur], creds); err != nil && ctx.Err() == nil {
+					log.Warn("renew certificate", slog.String("url", creds.URLs[cur]), slog.Any("error", err))
+					cur = (cur + 1) % len(clients) // the next pass tries another
 				} else if err == nil {
 					log.Info("certificate renewed", slog.Time("expires_at", creds.current().Leaf.NotAfter))
 				}

@@ -1,18 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/wrennhq/wrenn"
 	"github.com/wrennhq/wrenn/internal/fleet"
+	"github.com/wrennhq/wrenn/internal/lease"
 	"github.com/wrennhq/wrenn/internal/store/storetest"
 )
 
@@ -30,7 +34,7 @@ func TestJoinRenew(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	hosts := fleet.New(fleet.Config{Hosts: db, Roles: db, Now: time.Now, Logger: log})
-	_, stop, err := startFleet(ctx, fleetConfig{Listen: addr}, db, hosts, time.Now, log)
+	_, stop, err := startFleet(ctx, fleetConfig{Listen: addr}, db, hosts, lease.New(lease.Config{Store: db, Logger: log}), time.Now, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,11 +55,19 @@ func TestJoinRenew(t *testing.T) {
 	paths := hostLayout(t.TempDir())
 	dir := fleetDir(paths)
 	url := "https://" + addr
-	if _, err := join(ctx, dir, joinConfig{URL: url, Token: token, CASHA256: strings.Repeat("0", 64), Advertise: "127.0.0.1:7070"}, paths, log); err == nil ||
+	if _, err := join(ctx, dir, joinConfig{URLs: []string{url}, Token: token, CASHA256: strings.Repeat("0", 64), Advertise: "127.0.0.1:7070"}, paths, log); err == nil ||
 		!strings.Contains(err.Error(), "pinned") {
 		t.Fatalf("join with another CA's pin: %v", err)
 	}
-	creds, err := join(ctx, dir, joinConfig{URL: url, Token: token, CASHA256: ca.Fingerprint(), Advertise: "127.0.0.1:7070"}, paths, log)
+	// Of two control planes, the first unreachable (issue 13: replicas
+	// that can fail), the second registers the host; both are kept.
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadURL := "https://" + dead.Addr().String()
+	dead.Close()
+	creds, err := join(ctx, dir, joinConfig{URLs: []string{deadURL, url}, Token: token, CASHA256: ca.Fingerprint(), Advertise: "127.0.0.1:7070"}, paths, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +81,7 @@ func TestJoinRenew(t *testing.T) {
 		}
 	}
 	loaded, err := loadCredentials(dir)
-	if err != nil || loaded.HostID != h.ID || loaded.URL != url || !loaded.current().Leaf.Equal(creds.current().Leaf) {
+	if err != nil || loaded.HostID != h.ID || loaded.URL != deadURL || !slices.Equal(loaded.URLs, []string{deadURL, url}) || !loaded.current().Leaf.Equal(creds.current().Leaf) {
 		t.Fatalf("credentials read back: %+v, %v", loaded, err)
 	}
 
@@ -94,4 +106,50 @@ func TestJoinRenew(t *testing.T) {
 	if err != nil || !again.current().Leaf.Equal(loaded.current().Leaf) {
 		t.Fatalf("renewed credentials not saved: %v", err)
 	}
+
+	// The heartbeat loop passes over the dead control plane to the live
+	// one, and says so.
+	before, err := db.GetHost(ctx, h.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var said syncBuffer
+	hctx, hcancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); heartbeat(hctx, again, slog.New(slog.NewTextHandler(&said, nil))) }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		got, err := db.GetHost(ctx, h.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.LastHeartbeatAt.After(*before.LastHeartbeatAt) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no heartbeat reached the live control plane; the agent said:\n%s", said.String())
+		}
+	}
+	hcancel()
+	<-done
+	if !strings.Contains(said.String(), "heartbeat: failed over to another control plane") {
+		t.Fatalf("the agent did not say it failed over:\n%s", said.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

@@ -135,3 +135,12 @@ func (h routedHost) DestroySandbox(ctx context.Context, id string) error {
 	}
 	return c.DestroySandbox(ctx, id)
 }
+
+// reconcileLease names the lease of host id's reconciler ("" for the one
+// agent's).
+func reconcileLease(id string) string {
+	if id == "" {
+		return "reconcile"
+	}
+	return "reconcile/" + id
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/fleet"
 	"github.com/wrennhq/wrenn/internal/httpapi"
 	"github.com/wrennhq/wrenn/internal/layout"
+	"github.com/wrennhq/wrenn/internal/lease"
 	"github.com/wrennhq/wrenn/internal/store"
 	"github.com/wrennhq/wrenn/web"
 )
@@ -118,6 +119,17 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		return fmt.Errorf("open store: %w", err)
 	}
 	defer db.Close()
+	// Replicas on one database (issue 13, control planes that can fail):
+	// each background job runs on the one replica holding its lease
+	// (internal/lease), and every replica must sign and accept the same
+	// JWTs.
+	leases := lease.New(lease.Config{Store: db, TTL: cfg.Fleet.LeaseTTL, Logger: log})
+	if db.Engine() == store.EnginePostgres {
+		log.Info("background jobs run under leases", slog.String("holder", leases.Holder()), slog.Duration("lease_ttl", leases.TTL()))
+		if cfg.JWTSecret == "" {
+			log.Warn("replicas of the control plane on one database need the same " + envJWTSecret + "; this one's is in " + paths.JWTSecret())
+		}
+	}
 
 	now := time.Now
 	authSvc := auth.NewService(auth.Config{
@@ -159,7 +171,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	// listener: they join, heartbeat and renew their certificates there
 	// (fleetlink.go), and sandboxes are placed on them (placement.go).
 	hosts := fleet.New(fleet.Config{Hosts: db, Roles: db, Now: now, Logger: log})
-	link, stopFleet, err := startFleet(ctx, cfg.Fleet, db, hosts, now, log)
+	link, stopFleet, err := startFleet(ctx, cfg.Fleet, db, hosts, leases, now, log)
 	if err != nil {
 		return err
 	}
@@ -173,11 +185,15 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	}
 	controlSvc := control.NewService(control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: ctlAgent, HostID: hostID, Now: now, Logger: log,
 		Limits: cfg.Limits, Network: cfg.Network, Stats: db, Fleet: ctlFleet})
-	go control.NewStatsRecorder(control.StatsRecorderConfig{Store: db, Now: now, Step: cfg.StatsStep, Logger: log}).Run(ctx)
+	go leases.Run(ctx, "stats", control.NewStatsRecorder(control.StatsRecorderConfig{Store: db, Now: now, Step: cfg.StatsStep, Logger: log}).Run)
+	// A host's reconciler runs on the replica holding its lease, a fresh
+	// one each time the lease is taken.
 	reconcile := func(ctx context.Context, id string, h control.HostLister) {
-		control.NewReconciler(control.ReconcilerConfig{Store: db, Host: h, Now: now, Logger: log,
-			Interval: cfg.ReconcileInterval, SettleGrace: cfg.SettleGrace,
-			AutoPause: controlSvc.AutoPause, StoppedRetention: cfg.StoppedRetention, HostID: id}).Run(ctx)
+		leases.Run(ctx, reconcileLease(id), func(ctx context.Context) {
+			control.NewReconciler(control.ReconcilerConfig{Store: db, Host: h, Now: now, Logger: log,
+				Interval: cfg.ReconcileInterval, SettleGrace: cfg.SettleGrace,
+				AutoPause: controlSvc.AutoPause, StoppedRetention: cfg.StoppedRetention, HostID: id}).Run(ctx)
+		})
 	}
 	if agentClient != nil && routing == nil {
 		go reconcile(ctx, "", agentClient)
