@@ -144,3 +144,23 @@ func reconcileLease(id string) string {
 	}
 	return "reconcile/" + id
 }
+
+// endSandboxes ends on host hostID the VMs of the sandboxes ids (a forced
+// delete of the host, fleet.Config.EndSandboxes), as far as the host can
+// be reached in a short while; what it cannot end is logged.
+func (f *fleetRouting) endSandboxes(ctx context.Context, hostID string, ids []string) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := f.router.Client(ctx, hostID)
+	if err != nil {
+		f.log.WarnContext(ctx, "forced host delete: its sandboxes' VMs cannot be ended, the host cannot be reached",
+			slog.String("host_id", hostID), slog.Int("sandboxes", len(ids)), slog.Any("error", err))
+		return
+	}
+	for _, id := range ids {
+		if err := c.DestroySandbox(ctx, id); err != nil {
+			f.log.WarnContext(ctx, "forced host delete: end a sandbox's VM", slog.String("host_id", hostID),
+				slog.String("sandbox_id", id), slog.Any("error", err))
+		}
+	}
+}

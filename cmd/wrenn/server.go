@@ -170,14 +170,19 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	// The registry of hosts (issue 13); agents join it on the fleet
 	// listener: they join, heartbeat and renew their certificates there
 	// (fleetlink.go), and sandboxes are placed on them (placement.go).
-	hosts := fleet.New(fleet.Config{Hosts: db, Roles: db, Now: now, Logger: log})
+	var routing *fleetRouting // set below, with a fleet listener
+	hosts := fleet.New(fleet.Config{Hosts: db, Roles: db, Now: now, Logger: log,
+		EndSandboxes: func(ctx context.Context, hostID string, ids []string) {
+			if routing != nil {
+				routing.endSandboxes(ctx, hostID, ids)
+			}
+		}})
 	link, stopFleet, err := startFleet(ctx, cfg.Fleet, db, hosts, leases, now, log)
 	if err != nil {
 		return err
 	}
 	defer stopFleet()
 	var ctlFleet control.Fleet
-	var routing *fleetRouting
 	if link != nil {
 		routing = newFleetRouting(link, db, hostID, now, log)
 		routing.setLocalStore(hostStore) // travel.go

@@ -59,6 +59,11 @@ type Config struct {
 	// TokenTTL is how long a registration token is valid; 0 means
 	// DefaultTokenTTL.
 	TokenTTL time.Duration
+	// EndSandboxes, if set, ends on host hostID the VMs of the sandboxes
+	// ids, as far as it can reach the host: a forced delete calls it
+	// before it records them stopped, so that they do not run on,
+	// unreachable, on a host nothing may reach any more.
+	EndSandboxes func(ctx context.Context, hostID string, ids []string)
 }
 
 // DefaultTokenTTL is how long a registration token is valid, as 0.1.5 has it.
@@ -74,6 +79,7 @@ type Service struct {
 	now      func() time.Time
 	log      *slog.Logger
 	tokenTTL time.Duration
+	end      func(ctx context.Context, hostID string, ids []string)
 }
 
 // New returns a Service.
@@ -81,7 +87,7 @@ func New(c Config) *Service {
 	if c.TokenTTL <= 0 {
 		c.TokenTTL = DefaultTokenTTL
 	}
-	return &Service{hosts: c.Hosts, roles: c.Roles, now: c.Now, log: c.Logger, tokenTTL: c.TokenTTL}
+	return &Service{hosts: c.Hosts, roles: c.Roles, now: c.Now, log: c.Logger, tokenTTL: c.TokenTTL, end: c.EndSandboxes}
 }
 
 // Caller is the logged-in user a request acts for, and the team their

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -193,5 +194,54 @@ func TestTokenHost(t *testing.T) {
 			continue
 		}
 		wantCode(t, "an online host's token", err, wrenn.EUnauthorized)
+	}
+}
+
+// TestForcedDeleteEndsSandboxes: a forced delete has the sandboxes on the
+// host ended there (Config.EndSandboxes) before it records them stopped:
+// the ones its delete-preview listed, no others; a delete without force
+// ends nothing.
+func TestForcedDeleteEndsSandboxes(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	var ended []string
+	f.svc = fleet.New(fleet.Config{Hosts: f.db, Roles: roles{db: f.db}, Now: f.clock.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		EndSandboxes: func(_ context.Context, hostID string, ids []string) { ended = append(ended, ids...) }})
+	h, _, err := f.svc.Create(ctx, f.admin, fleet.CreateRequest{Type: wrenn.HostRegular})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _, err := f.svc.Create(ctx, f.admin, fleet.CreateRequest{Type: wrenn.HostRegular})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var on []string
+	for i, hostID := range []string{h.ID, other.ID, h.ID} {
+		sb := &wrenn.Sandbox{ID: wrenn.NewID(wrenn.PrefixSandbox), TeamID: f.admin.TeamID, Template: "minimal", HostID: hostID,
+			Status: wrenn.StatusRunning, VCPUs: 1, MemoryMB: 256, CreatedAt: f.clock.Now(), LastUpdated: f.clock.Now()}
+		if err := f.db.CreateSandbox(ctx, sb); err != nil {
+			t.Fatal(err)
+		}
+		if i != 1 {
+			on = append(on, sb.ID)
+		}
+	}
+	_, preview, err := f.svc.DeletePreview(ctx, f.admin, h.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Delete(ctx, f.admin, h.ID, false); err == nil || len(ended) != 0 {
+		t.Fatalf("a delete without force of a busy host: %v, ended %v", err, ended)
+	}
+	stopped, err := f.svc.Delete(ctx, f.admin, h.ID, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(on)
+	for what, got := range map[string][]string{"preview": preview, "ended": ended, "recorded stopped": stopped} {
+		got = slices.Sorted(slices.Values(got))
+		if !slices.Equal(got, on) {
+			t.Fatalf("%s: %v, want the host's sandboxes %v", what, got, on)
+		}
 	}
 }

@@ -138,11 +138,9 @@ func (s *Service) DeletePreview(ctx context.Context, c Caller, id string) (*wren
 // Delete removes a host from the registry. While sandboxes live on it the
 // answer is a *wrenn.HostBusyError naming them, unless force: then they
 // are destroyed with it and their IDs returned.
-//
-// No sandbox runs on a joined host yet (placement is to come), so
-// "destroyed" is, for now, recorded stopped; with placement, a forced
-// delete will end their VMs on the host first. The host's agent
-// certificates are revoked.
+// Their VMs are ended on the host first (Config.EndSandboxes), if it can
+// be reached; the host's agent certificates are revoked, so that nothing
+// reaches it after.
 func (s *Service) Delete(ctx context.Context, c Caller, id string, force bool) ([]string, error) {
 	a, err := s.actor(ctx, c)
 	if err != nil {
@@ -150,6 +148,15 @@ func (s *Service) Delete(ctx context.Context, c Caller, id string, force bool) (
 	}
 	if _, err := s.host(ctx, a, id, true); err != nil {
 		return nil, err
+	}
+	if force && s.end != nil {
+		ids, err := s.hosts.HostSandboxIDs(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if len(ids) > 0 {
+			s.end(ctx, id, ids)
+		}
 	}
 	ended, err := s.hosts.DeleteHost(ctx, id, force, s.now())
 	if err != nil {
