@@ -73,9 +73,20 @@ func newFleetAgent(t testing.TB, i int) *fleetAgent {
 		}
 		killVMs(t, a.dataDir)
 		_ = os.Remove(filepath.Join("/sys/fs/cgroup", a.cgroup()))
+		// An agent killed and not started again leaves its sandboxes'
+		// network slots for the next one to adopt: there is none. (Their
+		// host-side links and the agent's nft table are in its host's
+		// namespace, which goes with it.)
+		slots, _ := filepath.Glob(filepath.Join("/run/netns", a.netName()+"-*"))
+		for _, ns := range slots {
+			_ = exec.Command("ip", "netns", "del", filepath.Base(ns)).Run()
+		}
 	})
 	return a
 }
+
+// netName is the agent's WRENN_NET_NAME, the prefix of its slots' names.
+func (a *fleetAgent) netName() string { return fmt.Sprintf("wrnfleet%d", a.i) }
 
 func (a *fleetAgent) cgroup() string { return fmt.Sprintf("wrennfleet%d", a.i) }
 
@@ -92,7 +103,7 @@ func (a *fleetAgent) start(args ...string) {
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(), envImagesDir+"="+images, "WRENN_SOURCE_DIR="+repoRoot(), "WRENN_HEARTBEAT_INTERVAL=1s",
 		"WRENN_WARM_POOL=0",
-		fmt.Sprintf("WRENN_NET_NAME=wrnfleet%d", a.i), "WRENN_NET_LINK_PREFIX=wrf"+string(rune('a'+a.i)), "WRENN_NET_CIDR="+a.cidr.String(),
+		"WRENN_NET_NAME="+a.netName(), "WRENN_NET_LINK_PREFIX=wrf"+string(rune('a'+a.i)), "WRENN_NET_CIDR="+a.cidr.String(),
 		"WRENN_CGROUP_PARENT="+a.cgroup(), fmt.Sprintf("WRENN_VM_UID_BASE=%d", 600000+a.i*100000))
 	cmd.Env = append(cmd.Env, a.env...)
 	p, addr := launchAgent(t, cmd, joinedLine)

@@ -46,6 +46,24 @@ type plane struct {
 	holder string
 }
 
+// startPlane starts replica name of the control plane on the PostgreSQL
+// database dbURL: no agent of its own, a fleet listener on port, the
+// replicas' JWT secret, and env.
+func startPlane(t *testing.T, name, port, dbURL, secret string, env ...string) *plane {
+	t.Helper()
+	s := startServer(t, shortTempDir(t), append([]string{"WRENN_AGENT_ADDR=none", "WRENN_FLEET_LISTEN=:" + port, "WRENN_HOST_DEAD_AFTER=5s",
+		"DATABASE_URL=" + dbURL, "WRENN_JWT_SECRET=" + secret}, env...)...)
+	p := &plane{server: s, name: name}
+	for deadline := time.Now().Add(10 * time.Second); p.holder == ""; time.Sleep(50 * time.Millisecond) {
+		if m := holderLine.FindStringSubmatch(s.logs.String()); m != nil {
+			p.holder = m[1]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("replica %s does not name itself as a lease holder\n%s", name, s.logs)
+		}
+	}
+	return p
+}
+
 // leasesAcquired lists the leases the log says were taken, in order.
 func (p *plane) leasesAcquired() []string {
 	var names []string
@@ -73,20 +91,7 @@ func TestControlPlaneFailover(t *testing.T) {
 	secret := strings.Repeat("replicas-share-this-secret-", 2)
 	_, portA, _ := strings.Cut(freeAddr(t), ":")
 	_, portB, _ := strings.Cut(freeAddr(t), ":")
-	startPlane := func(name, port string) *plane {
-		s := startServer(t, shortTempDir(t), "WRENN_AGENT_ADDR=none", "WRENN_FLEET_LISTEN=:"+port, "WRENN_HOST_DEAD_AFTER=5s",
-			"DATABASE_URL="+dbURL, "WRENN_JWT_SECRET="+secret, "WRENN_LEASE_TTL="+leaseTTL.String())
-		p := &plane{server: s, name: name}
-		for deadline := time.Now().Add(10 * time.Second); p.holder == ""; time.Sleep(50 * time.Millisecond) {
-			if m := holderLine.FindStringSubmatch(s.logs.String()); m != nil {
-				p.holder = m[1]
-			} else if time.Now().After(deadline) {
-				t.Fatalf("replica %s does not name itself as a lease holder\n%s", name, s.logs)
-			}
-		}
-		return p
-	}
-	a := startPlane("a", portA)
+	a := startPlane(t, "a", portA, dbURL, secret, "WRENN_LEASE_TTL="+leaseTTL.String())
 	var b *plane
 	var agents []*fleetAgent
 	t.Cleanup(func() {
@@ -186,7 +191,7 @@ func TestControlPlaneFailover(t *testing.T) {
 	}
 	heldBy(a, 30*time.Second) // a was alone: its jobs are all there
 
-	b = startPlane("b", portB)
+	b = startPlane(t, "b", portB, dbURL, secret, "WRENN_LEASE_TTL="+leaseTTL.String())
 	planes := []*plane{a, b}
 	hostStatuses := func(p *plane) []string {
 		t.Helper()
