@@ -164,8 +164,8 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		if err := registerBases(ctx, info, db, now); err != nil {
 			return err
 		}
-	} else {
-		log.Warn("running without a host agent: sandbox operations answer 502")
+	} else if cfg.Fleet.Listen == "" {
+		log.Warn("running without a host agent or a fleet listener: sandbox operations answer 502")
 	}
 	// The registry of hosts (issue 13); agents join it on the fleet
 	// listener: they join, heartbeat and renew their certificates there
