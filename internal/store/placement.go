@@ -10,12 +10,13 @@ import (
 
 // PlacementHosts returns the hosts placement chooses among (issue 13):
 // those online and not draining, in no order, with what placement reads
-// of them (ID, type, team, address, cores, memory and, if withTags, tags).
-// It reads no more than that: no sort, no timestamps, no tags unless
-// asked for, no host placement would pass over, and no loads: placement
-// reads those only for the hosts it draws (HostLoadsOf).
+// of them (ID, type, team, address, cores, memory, the capacity its
+// agent reported and, if withTags, tags). It reads no more than that: no
+// sort, no timestamps, no tags unless asked for, no host placement would
+// pass over, and no loads: placement reads those only for the hosts it
+// draws (HostLoadsOf).
 func (db *DB) PlacementHosts(ctx context.Context, withTags bool) ([]*wrenn.Host, error) {
-	rows, err := db.r.query(ctx, `SELECT id, type, team_id, address, cpu_cores, memory_mb FROM hosts
+	rows, err := db.r.query(ctx, `SELECT id, type, team_id, address, cpu_cores, memory_mb, capacity_vcpus, capacity_memory_mb FROM hosts
 		WHERE status = ? AND draining = ? AND address IS NOT NULL AND cpu_cores IS NOT NULL AND memory_mb IS NOT NULL`,
 		string(wrenn.HostOnline), false)
 	if err != nil {
@@ -28,10 +29,11 @@ func (db *DB) PlacementHosts(ctx context.Context, withTags bool) ([]*wrenn.Host,
 		h := &wrenn.Host{Status: wrenn.HostOnline}
 		var teamID sql.NullString
 		var cores, mem int
-		if err := rows.Scan(&h.ID, &h.Type, &teamID, &h.Address, &cores, &mem); err != nil {
+		var capVCPUs, capMemory sql.NullInt64
+		if err := rows.Scan(&h.ID, &h.Type, &teamID, &h.Address, &cores, &mem, &capVCPUs, &capMemory); err != nil {
 			return nil, fmt.Errorf("placement hosts: %w", err)
 		}
-		h.TeamID, h.CPUCores, h.MemoryMB = teamID.String, &cores, &mem
+		h.TeamID, h.CPUCores, h.MemoryMB, h.Capacity = teamID.String, &cores, &mem, capacityOf(capVCPUs, capMemory)
 		hosts = append(hosts, h)
 		byID[h.ID] = h
 	}
