@@ -179,7 +179,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	var ctlFleet control.Fleet
 	var routing *fleetRouting
 	if link != nil {
-		routing = newFleetRouting(link, db, hostID, now, log)
+		routing = newFleetRouting(link, db, hostID, localAdmission(cfg), now, log)
 		routing.setLocalStore(hostStore) // travel.go
 		ctlFleet = routing
 	}
