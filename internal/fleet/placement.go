@@ -73,7 +73,8 @@ const (
 // PlacementStore is what placement reads (internal/store implements it).
 type PlacementStore interface {
 	// PlacementHosts returns the registered hosts that are online and not
-	// draining (ID, type, team, address, size and, if withTags, tags).
+	// draining (ID, type, team, address, size, reported capacity and, if
+	// withTags, tags).
 	PlacementHosts(ctx context.Context, withTags bool) ([]*wrenn.Host, error)
 	// HostLoadsOf returns what the sandboxes on the hosts of ids hold
 	// (pending or running ones), by host ID; a host with none is absent.
