@@ -47,7 +47,8 @@ type Host struct {
 	CPUCores         *int
 	MemoryMB         *int
 	DiskGB           *int
-	Address          string // the agent's host:port; "" until registered
+	Address          string        // the agent's host:port; "" until registered
+	Capacity         *HostCapacity // what its agent last reported it admits; nil if none
 	Status           HostStatus
 	// Draining: no new sandboxes go to the host; the ones it has stay.
 	Draining        bool

@@ -10,6 +10,19 @@ type HostSpecs struct {
 	MemoryMB int
 	DiskGB   int
 	Address  string // host:port of the agent's RPC
+	// Capacity is what the agent admits; nil if it does not say (an agent
+	// older than the report).
+	Capacity *HostCapacity
+}
+
+// HostCapacity is what a host's agent admits (issue 13): the vCPUs and
+// memory its sandboxes may add up to, after its overcommit and reserve
+// (internal/agent, admit.go). An agent reports it when it registers and in
+// every heartbeat, so a restart with new settings is seen; placement
+// counts a host's sandboxes against it.
+type HostCapacity struct {
+	VCPUs    int
+	MemoryMB int
 }
 
 // HostCertificate is the record of a certificate the fleet's CA gave a

@@ -32,7 +32,10 @@ const (
 )
 
 // Host is a machine in the registry. Its specs (Arch, CPUCores, MemoryMB,
-// DiskGB, Address) are unknown until its agent registers.
+// DiskGB, Address) are unknown until its agent registers. Its capacity
+// (CapacityVCPUs, CapacityMemoryMB) is what its agent reports it admits,
+// its overcommit and reserve applied, at registration and in every
+// heartbeat; placement counts the host's sandboxes against it.
 type Host struct {
 	ID               string     `json:"id"`
 	Type             HostType   `json:"type"`
@@ -44,6 +47,8 @@ type Host struct {
 	MemoryMB         *int       `json:"memory_mb"`
 	DiskGB           *int       `json:"disk_gb"`
 	Address          *string    `json:"address"`
+	CapacityVCPUs    *int       `json:"capacity_vcpus"`     // what its agent admits; nil if not reported
+	CapacityMemoryMB *int       `json:"capacity_memory_mb"` // likewise, MiB
 	Status           HostStatus `json:"status"`
 	// Draining: the host takes no new sandboxes, whatever its Status.
 	Draining        bool       `json:"draining"`

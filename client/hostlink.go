@@ -23,6 +23,17 @@ type RegisterHostRequest struct {
 	DiskGB   int    `json:"disk_gb,omitempty"`
 	Address  string `json:"address"`
 	CSR      string `json:"csr"`
+	// What the agent admits, its overcommit and reserve applied; both or
+	// neither.
+	CapacityVCPUs    *int `json:"capacity_vcpus,omitempty"`
+	CapacityMemoryMB *int `json:"capacity_memory_mb,omitempty"`
+}
+
+// HostHeartbeatRequest is what a heartbeat reports: what the agent admits
+// now (both or neither).
+type HostHeartbeatRequest struct {
+	CapacityVCPUs    *int `json:"capacity_vcpus,omitempty"`
+	CapacityMemoryMB *int `json:"capacity_memory_mb,omitempty"`
 }
 
 // HostCertificate is a certificate the fleet's CA gave an agent, PEM,
@@ -54,6 +65,13 @@ func (c *Client) RegisterHost(ctx context.Context, req RegisterHostRequest) (*Re
 // transport must present that host's certificate.
 func (c *Client) HostHeartbeat(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodPost, c.url(hostPath(id, "/heartbeat"), nil), nil, nil)
+}
+
+// HostHeartbeatWith is HostHeartbeat reporting what the agent admits now,
+// which the control plane's placement counts the host's sandboxes
+// against.
+func (c *Client) HostHeartbeatWith(ctx context.Context, id string, req HostHeartbeatRequest) error {
+	return c.do(ctx, http.MethodPost, c.url(hostPath(id, "/heartbeat"), nil), req, nil)
 }
 
 // RenewHostCertificate has a new CSR (PEM) certified for host id's agent;

@@ -21,7 +21,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wrennhq/wrenn"
 	"github.com/wrennhq/wrenn/client"
+	"github.com/wrennhq/wrenn/internal/agent"
 	"github.com/wrennhq/wrenn/internal/agentrpc"
 	"github.com/wrennhq/wrenn/internal/fleet"
 	"github.com/wrennhq/wrenn/internal/httpapi"
@@ -143,6 +145,32 @@ type joinConfig struct {
 	Token     string // the host's one-time registration token
 	CASHA256  string // optional pin of the fleet CA
 	Advertise string // the address the control plane dials this agent at
+	// Capacity is what the agent admits, reported at registration and in
+	// every heartbeat (placement counts the host's sandboxes against
+	// it); nil, or a nil answer, reports none.
+	Capacity func() *wrenn.HostCapacity
+}
+
+// admissionCapacity returns what an agent with admission c admits, as
+// joinConfig.Capacity: measured each time (none if this machine cannot
+// be measured), so a heartbeat reports the host as it is.
+func admissionCapacity(c agent.AdmissionConfig, log *slog.Logger) func() *wrenn.HostCapacity {
+	return func() *wrenn.HostCapacity {
+		got, err := c.Capacity()
+		if err != nil {
+			log.Warn("measure this host's capacity", slog.Any("error", err))
+			return nil
+		}
+		return &got
+	}
+}
+
+// capacityFields are c as the fleet link's JSON has it.
+func capacityFields(c *wrenn.HostCapacity) (vcpus, memoryMB *int) {
+	if c == nil {
+		return nil, nil
+	}
+	return &c.VCPUs, &c.MemoryMB
 }
 
 // credentials are a joined agent's, under its data dir.
@@ -306,6 +334,11 @@ func join(ctx context.Context, dir string, jc joinConfig, paths layout.Layout, l
 	var seen []*x509.Certificate
 	creds := &credentials{dir: dir, URLs: jc.URLs}
 	specs := machineSpecs(paths.Root)
+	var capacity *wrenn.HostCapacity
+	if jc.Capacity != nil {
+		capacity = jc.Capacity()
+	}
+	capVCPUs, capMemory := capacityFields(capacity)
 	// The first replica that answers registers the host; one that cannot
 	// be reached is passed over, one that refuses is not (the token is
 	// the same on every replica).
@@ -317,7 +350,8 @@ func join(ctx context.Context, dir string, jc joinConfig, paths layout.Layout, l
 			return nil, err
 		}
 		reg, err = c.RegisterHost(ctx, client.RegisterHostRequest{Token: jc.Token, Arch: specs.arch, CPUCores: specs.cores,
-			MemoryMB: specs.memoryMB, DiskGB: specs.diskGB, Address: jc.Advertise, CSR: string(csrPEM)})
+			MemoryMB: specs.memoryMB, DiskGB: specs.diskGB, Address: jc.Advertise, CSR: string(csrPEM),
+			CapacityVCPUs: capVCPUs, CapacityMemoryMB: capMemory})
 		if err == nil {
 			break
 		}
@@ -387,6 +421,9 @@ func runJoinedAgent(ctx context.Context, listen string, jc joinConfig, paths lay
 		return fmt.Errorf("create data dir: %w", err)
 	}
 	dir := fleetDir(paths)
+	if jc.Capacity == nil {
+		jc.Capacity = admissionCapacity(hc.Admission, log) // what startHost's admission admits
+	}
 	creds, err := loadCredentials(dir)
 	if err != nil {
 		return fmt.Errorf("fleet credentials in %s: %w", dir, err)
@@ -432,7 +469,7 @@ func runJoinedAgent(ctx context.Context, listen string, jc joinConfig, paths lay
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go heartbeat(ctx, creds, log)
+	go heartbeat(ctx, creds, jc.Capacity, log)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("agent serve: %w", err)
@@ -445,10 +482,11 @@ func runJoinedAgent(ctx context.Context, listen string, jc joinConfig, paths lay
 }
 
 // heartbeat tells the control plane this agent is alive every interval,
-// and renews the certificate when a third of its life is left. Of several
-// control-plane URLs it uses the last that answered, and on a failure
-// tries the others in turn at once (issue 13: a replica that dies).
-func heartbeat(ctx context.Context, creds *credentials, log *slog.Logger) {
+// with what it admits (capacity, if not nil), and renews the certificate
+// when a third of its life is left. Of several control-plane URLs it uses
+// the last that answered, and on a failure tries the others in turn at
+// once (issue 13: a replica that dies).
+func heartbeat(ctx context.Context, creds *credentials, capacity func() *wrenn.HostCapacity, log *slog.Logger) {
 	interval, err := envDuration(envHeartbeatInterval)
 	if err != nil || interval == 0 {
 		interval = 2 * time.Second
@@ -472,10 +510,14 @@ func heartbeat(ctx context.Context, creds *credentials, log *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
+		var req client.HostHeartbeatRequest
+		if capacity != nil {
+			req.CapacityVCPUs, req.CapacityMemoryMB = capacityFields(capacity())
+		}
 		for i := range clients {
 			k := (cur + i) % len(clients)
 			actx, cancel := context.WithTimeout(ctx, attempt)
-			err := clients[k].HostHeartbeat(actx, creds.HostID)
+			err := clients[k].HostHeartbeatWith(actx, creds.HostID, req)
 			cancel()
 			if err == nil {
 				if k != cur {

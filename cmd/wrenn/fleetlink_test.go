@@ -67,12 +67,19 @@ func TestJoinRenew(t *testing.T) {
 	}
 	deadURL := "https://" + dead.Addr().String()
 	dead.Close()
-	creds, err := join(ctx, dir, joinConfig{URLs: []string{deadURL, url}, Token: token, CASHA256: ca.Fingerprint(), Advertise: "127.0.0.1:7070"}, paths, log)
+	// The agent reports what its admission admits (as WRENN_CPU_OVERCOMMIT
+	// sets it, not the default), and the host records it.
+	capacity := wrenn.HostCapacity{VCPUs: 24, MemoryMB: 3000}
+	creds, err := join(ctx, dir, joinConfig{URLs: []string{deadURL, url}, Token: token, CASHA256: ca.Fingerprint(), Advertise: "127.0.0.1:7070",
+		Capacity: func() *wrenn.HostCapacity { return &capacity }}, paths, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if creds.HostID != h.ID || !hasJoined(paths) {
 		t.Fatalf("joined as %s, want %s", creds.HostID, h.ID)
+	}
+	if got, err := db.GetHost(ctx, h.ID); err != nil || got.Capacity == nil || *got.Capacity != capacity {
+		t.Fatalf("registered host's capacity: %+v, %v; want %+v", got.Capacity, err, capacity)
 	}
 	for _, f := range []string{credKey, credCert, credCA, credHost} {
 		fi, err := os.Stat(filepath.Join(dir, f))
@@ -92,6 +99,11 @@ func TestJoinRenew(t *testing.T) {
 	if err := c.HostHeartbeat(ctx, h.ID); err != nil {
 		t.Fatalf("heartbeat: %v", err)
 	}
+	// A heartbeat that reports no capacity (an agent older than the
+	// report) leaves none: placement assumes the default admission.
+	if got, err := db.GetHost(ctx, h.ID); err != nil || got.Capacity != nil {
+		t.Fatalf("capacity after a heartbeat without one: %+v, %v", got.Capacity, err)
+	}
 	old := loaded.current().Leaf
 	if err := renew(ctx, c, loaded); err != nil {
 		t.Fatalf("renew: %v", err)
@@ -108,7 +120,8 @@ func TestJoinRenew(t *testing.T) {
 	}
 
 	// The heartbeat loop passes over the dead control plane to the live
-	// one, and says so.
+	// one, and says so; its heartbeats report the capacity (an agent
+	// restarted with new settings, which does not register again).
 	before, err := db.GetHost(ctx, h.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -116,13 +129,20 @@ func TestJoinRenew(t *testing.T) {
 	var said syncBuffer
 	hctx, hcancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { defer close(done); heartbeat(hctx, again, slog.New(slog.NewTextHandler(&said, nil))) }()
+	restarted := wrenn.HostCapacity{VCPUs: 36, MemoryMB: 4000}
+	go func() {
+		defer close(done)
+		heartbeat(hctx, again, func() *wrenn.HostCapacity { return &restarted }, slog.New(slog.NewTextHandler(&said, nil)))
+	}()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		got, err := db.GetHost(ctx, h.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got.LastHeartbeatAt.After(*before.LastHeartbeatAt) {
+			if got.Capacity == nil || *got.Capacity != restarted {
+				t.Fatalf("capacity after the loop's heartbeat: %+v, want %+v", got.Capacity, restarted)
+			}
 			break
 		}
 		if time.Now().After(deadline) {

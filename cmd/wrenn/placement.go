@@ -16,8 +16,11 @@ import (
 // Sandboxes on joined hosts (issue 13): with a fleet listener the control
 // plane places each create (fleet.Placer, internal/fleet/placement.go) and
 // reaches each sandbox's host (fleet.Router). The agent of --agent, if
-// any, is one host of the fleet, sized as this machine. Without a fleet
-// listener nothing here runs: the control plane drives its one agent.
+// any, is one host of the fleet, sized as this machine: an agent in this
+// process (--agent local) admits what its settings (WRENN_CPU_OVERCOMMIT,
+// ...) make of it; one at an address is assumed to admit as agents do by
+// default. Without a fleet listener nothing here runs: the control plane
+// drives its one agent.
 
 // fleetRouting is control.Fleet over a Placer and a Router.
 type fleetRouting struct {
@@ -42,8 +45,11 @@ func (f *fleetRouting) Place(ctx context.Context, teamID string, tags []string, 
 const hostDialInterval = 2 * time.Second
 
 // newFleetRouting returns the fleet's placement and routing. localID is
-// the ID of the control plane's own agent ("" for none).
-func newFleetRouting(link *fleet.Link, db *store.DB, localID string, now func() time.Time, log *slog.Logger) *fleetRouting {
+// the ID of the control plane's own agent ("" for none); localAdmission,
+// if not nil, is that agent's admission (an agent in this process), whose
+// capacity placement counts its sandboxes against; nil assumes the
+// default admission of this machine.
+func newFleetRouting(link *fleet.Link, db *store.DB, localID string, localAdmission *agent.AdmissionConfig, now func() time.Time, log *slog.Logger) *fleetRouting {
 	var local *fleet.LocalHost
 	if localID != "" {
 		m := agent.MachineResources()
@@ -52,6 +58,13 @@ func newFleetRouting(link *fleet.Link, db *store.DB, localID string, now func() 
 			log.Warn("measure this machine's memory for placement", slog.Any("error", err))
 		}
 		local = &fleet.LocalHost{ID: localID, CPUCores: m.Cores(), MemoryMB: mem}
+		if localAdmission != nil {
+			if c, err := localAdmission.Capacity(); err != nil {
+				log.Warn("measure this host's capacity for placement", slog.Any("error", err))
+			} else {
+				local.Capacity = &c
+			}
+		}
 	}
 	router := fleet.NewRouter(link, log, func(ctx context.Context, hostID string, c *agentrpc.Client) error {
 		info, err := c.Info(ctx)
@@ -163,4 +176,14 @@ func (f *fleetRouting) endSandboxes(ctx context.Context, hostID string, ids []st
 				slog.String("sandbox_id", id), slog.Any("error", err))
 		}
 	}
+}
+
+// localAdmission is the admission of the control plane's own agent when
+// it runs in this process (--agent local), for newFleetRouting; nil for
+// one at an address, whose settings are its own.
+func localAdmission(cfg serverConfig) *agent.AdmissionConfig {
+	if cfg.Agent != agentLocal {
+		return nil
+	}
+	return &cfg.Host.Admission
 }

@@ -184,7 +184,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	defer stopFleet()
 	var ctlFleet control.Fleet
 	if link != nil {
-		routing = newFleetRouting(link, db, hostID, now, log)
+		routing = newFleetRouting(link, db, hostID, localAdmission(cfg), now, log)
 		routing.setLocalStore(hostStore) // travel.go
 		ctlFleet = routing
 	}

@@ -31,7 +31,7 @@ type LinkStore interface {
 	RegisterHost(ctx context.Context, id string, tokenHash []byte, specs wrenn.HostSpecs, cert wrenn.HostCertificate, at time.Time) (*wrenn.Host, error)
 	AddHostCertificate(ctx context.Context, cert wrenn.HostCertificate) error
 	HostCertificate(ctx context.Context, serial string) (*wrenn.HostCertificate, error)
-	HostHeartbeat(ctx context.Context, id string, at time.Time) (*wrenn.Host, error)
+	HostHeartbeat(ctx context.Context, id string, at time.Time, capacity *wrenn.HostCapacity) (*wrenn.Host, error)
 	MarkHostsUnreachable(ctx context.Context, before, at time.Time) ([]string, error)
 	// Host loss (loss.go).
 	MarkSandboxesMissing(ctx context.Context, at time.Time) ([]*wrenn.Sandbox, error)
@@ -125,7 +125,18 @@ func validSpecs(s wrenn.HostSpecs) error {
 	if s.CPUCores < 0 || s.MemoryMB < 0 || s.DiskGB < 0 {
 		return wrenn.Errorf(wrenn.EInvalid, "cpu_cores, memory_mb and disk_gb must not be negative")
 	}
+	if err := validCapacity(s.Capacity); err != nil {
+		return err
+	}
 	return validLabel("arch", s.Arch)
+}
+
+// validCapacity checks what an agent reports it admits; nil is none.
+func validCapacity(c *wrenn.HostCapacity) error {
+	if c != nil && (c.VCPUs < 0 || c.MemoryMB < 0) {
+		return wrenn.Errorf(wrenn.EInvalid, "capacity_vcpus and capacity_memory_mb must not be negative")
+	}
+	return nil
 }
 
 // Register registers the pending host a registration token was issued
@@ -151,7 +162,7 @@ func (l *Link) Register(ctx context.Context, req RegisterRequest) (*wrenn.Host, 
 		return nil, nil, err
 	}
 	l.log.InfoContext(ctx, "host registered", slog.String(attrHostID, h.ID), slog.String("address", h.Address),
-		slog.String("serial", SerialHex(cert)), slog.Time("not_after", cert.NotAfter))
+		slog.String("serial", SerialHex(cert)), slog.Time("not_after", cert.NotAfter), slog.Any("capacity", h.Capacity))
 	return h, l.issued(cert), nil
 }
 
@@ -221,20 +232,33 @@ func (l *Link) Renew(ctx context.Context, hostID string, csr []byte) (*Issued, e
 	return l.issued(cert), nil
 }
 
-// Heartbeat records that an authenticated agent is alive.
-func (l *Link) Heartbeat(ctx context.Context, hostID string) (*wrenn.Host, error) {
+// Heartbeat records that an authenticated agent is alive, and what it
+// reports it admits now (nil: an agent that does not say, for which
+// placement assumes the default admission).
+func (l *Link) Heartbeat(ctx context.Context, hostID string, capacity *wrenn.HostCapacity) (*wrenn.Host, error) {
+	if err := validCapacity(capacity); err != nil {
+		return nil, err
+	}
 	before, err := l.st.GetHost(ctx, hostID)
 	if err != nil {
 		return nil, err
 	}
-	h, err := l.st.HostHeartbeat(ctx, hostID, l.now())
+	h, err := l.st.HostHeartbeat(ctx, hostID, l.now(), capacity)
 	if err != nil {
 		return nil, err
 	}
 	if before.Status != h.Status {
 		l.log.InfoContext(ctx, "host back online", slog.String(attrHostID, hostID), slog.String("was", string(before.Status)))
 	}
+	if !sameCapacity(before.Capacity, h.Capacity) {
+		l.log.InfoContext(ctx, "host capacity changed", slog.String(attrHostID, hostID), slog.Any("was", before.Capacity),
+			slog.Any("now", h.Capacity))
+	}
 	return h, nil
+}
+
+func sameCapacity(a, b *wrenn.HostCapacity) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
 }
 
 // CheckHeartbeats marks unreachable every online host silent for longer

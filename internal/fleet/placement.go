@@ -19,12 +19,17 @@ import (
 //     for every team, a BYOC host only for its own team), carry every tag
 //     the create asks for (host_tags), and admit the sandbox.
 //  2. A host admits a sandbox when, counting the sandboxes recorded on it
-//     that hold a VM (pending or running) plus this one, its vCPUs stay
-//     within its cores × CPUOvercommit and its memory within its memory
-//     less MemoryReserveMB: the agent's own admission (internal/agent,
-//     admit.go) with its defaults, from the store, since the agent RPC
-//     has no capacity call. The agent still has the last word: a create it
-//     refuses as full goes to another candidate (control.CreateSandbox).
+//     that hold a VM (pending or running) plus this one, its vCPUs and
+//     memory stay within its capacity: what its agent's admission
+//     (internal/agent, admit.go) admits, after the overcommit and reserve
+//     it was configured with (WRENN_CPU_OVERCOMMIT, ...), as the agent
+//     reports it when it registers and in every heartbeat
+//     (wrenn.HostCapacity, kept in the store). A host whose agent reports
+//     none (one older than the report) is assumed to admit as the agent
+//     does by default: its cores × PlacementCPUOvercommit vCPUs and its
+//     memory less PlacementMemoryReserveMB. The agent still has the last
+//     word: a create it refuses as full goes to another candidate
+//     (control.CreateSandbox).
 //  3. Of the candidates, K (BestOfK, 2) are drawn at random and the least
 //     loaded of them wins, as E2B does: the load of a host is the larger
 //     of its vCPU and memory shares once the sandbox is added; ties go to
@@ -50,14 +55,14 @@ import (
 // The agent a control plane runs itself or was given (--agent local or
 // HOST:PORT) is one more candidate when present: a regular, untagged host
 // that is always online, under the ID its agent reports, with the size
-// Local gives. It has no row in the hosts table: it did not join, has no
+// and capacity Local gives. It has no row in the hosts table: it did not join, has no
 // certificate and cannot be drained or deleted through /v1/hosts.
 
 // Defaults of placement.
 const (
 	BestOfK = 2
 	// The agent's admission defaults (internal/agent), which placement
-	// assumes of every host.
+	// assumes of a host whose agent reports no capacity.
 	PlacementCPUOvercommit   = 4
 	PlacementMemoryReserveMB = 1024
 	// SampleFactor × K hosts' loads are read first (PlacerConfig.Sample):
@@ -68,7 +73,8 @@ const (
 // PlacementStore is what placement reads (internal/store implements it).
 type PlacementStore interface {
 	// PlacementHosts returns the registered hosts that are online and not
-	// draining (ID, type, team, address, size and, if withTags, tags).
+	// draining (ID, type, team, address, size, reported capacity and, if
+	// withTags, tags).
 	PlacementHosts(ctx context.Context, withTags bool) ([]*wrenn.Host, error)
 	// HostLoadsOf returns what the sandboxes on the hosts of ids hold
 	// (pending or running ones), by host ID; a host with none is absent.
@@ -82,6 +88,9 @@ type LocalHost struct {
 	ID       string
 	CPUCores int
 	MemoryMB int
+	// Capacity is what its agent admits; nil assumes the default
+	// admission of CPUCores and MemoryMB.
+	Capacity *wrenn.HostCapacity
 	StoreID  string // its agent's shared store; "" for none
 }
 
@@ -134,10 +143,24 @@ func NewPlacer(c PlacerConfig) *Placer {
 	return &Placer{st: c.Store, stores: c.Stores, local: c.Local, k: k, sample: max(cmp.Or(c.Sample, SampleFactor*k), 1), rand: r}
 }
 
-// sized is a host that passes every test but room, with its size.
+// sized is a host that passes every test but room, with what it admits.
 type sized struct {
 	id           string
-	cores, memMB int
+	vcpus, memMB int
+}
+
+// capacity is what a host of cores and memMB admits: what its agent
+// reported (c), or else the agent's default admission (step 2 of the
+// policy).
+func capacity(id string, cores, memMB int, c *wrenn.HostCapacity) sized {
+	if c != nil {
+		return sized{id, c.VCPUs, c.MemoryMB}
+	}
+	mem := memMB - PlacementMemoryReserveMB
+	if mem <= 0 {
+		mem = memMB // a host too small for the reserve: all of it
+	}
+	return sized{id, cores * PlacementCPUOvercommit, mem}
 }
 
 type candidate struct {
@@ -202,7 +225,7 @@ func (p *Placer) matching(hosts []*wrenn.Host, req PlaceRequest, inStore map[str
 		return true
 	}
 	if p.local != nil && ok(p.local.ID, nil) {
-		out = append(out, sized{p.local.ID, p.local.CPUCores, p.local.MemoryMB})
+		out = append(out, capacity(p.local.ID, p.local.CPUCores, p.local.MemoryMB, p.local.Capacity))
 	}
 	for _, h := range hosts {
 		if h.Status != wrenn.HostOnline || h.Draining || h.Address == "" || h.CPUCores == nil || h.MemoryMB == nil {
@@ -212,7 +235,7 @@ func (p *Placer) matching(hosts []*wrenn.Host, req PlaceRequest, inStore map[str
 			continue
 		}
 		if ok(h.ID, h.Tags) {
-			out = append(out, sized{h.ID, *h.CPUCores, *h.MemoryMB})
+			out = append(out, capacity(h.ID, *h.CPUCores, *h.MemoryMB, h.Capacity))
 		}
 	}
 	return out
@@ -269,14 +292,12 @@ func (p *Placer) draw(ctx context.Context, matched []sized, req PlaceRequest) ([
 // fits returns h as a candidate if, with load on it already, it admits
 // req (step 2 of the policy).
 func fits(h sized, l wrenn.HostLoad, req PlaceRequest) (candidate, bool) {
-	cpu := float64(h.cores * PlacementCPUOvercommit)
-	mem := float64(h.memMB - PlacementMemoryReserveMB)
-	if mem <= 0 {
-		mem = float64(h.memMB) // a host too small for the reserve: all of it
+	if h.vcpus <= 0 || h.memMB <= 0 {
+		return candidate{}, false
 	}
-	cpuShare := float64(l.VCPUs+req.VCPUs) / cpu
-	memShare := float64(l.MemoryMB+req.MemoryMB) / mem
-	if cpu <= 0 || cpuShare > 1 || memShare > 1 {
+	cpuShare := float64(l.VCPUs+req.VCPUs) / float64(h.vcpus)
+	memShare := float64(l.MemoryMB+req.MemoryMB) / float64(h.memMB)
+	if cpuShare > 1 || memShare > 1 {
 		return candidate{}, false
 	}
 	return candidate{id: h.id, load: max(cpuShare, memShare), sandboxes: l.Sandboxes}, true

@@ -160,7 +160,10 @@ func BenchmarkPlacement(b *testing.B) {
 			r := rand.New(rand.NewPCG(1, 2))
 			var ids []string
 			for i := range 1000 {
-				h := wrenn.Host{CreatedBy: u.ID}
+				// Every agent reports what it admits (the default admission's
+				// figures, but read from the store).
+				h := wrenn.Host{CreatedBy: u.ID, Capacity: &wrenn.HostCapacity{VCPUs: 32 * fleet.PlacementCPUOvercommit,
+					MemoryMB: 131072 - fleet.PlacementMemoryReserveMB}}
 				switch i % 50 {
 				case 1:
 					h.Draining = true
@@ -191,7 +194,7 @@ func BenchmarkPlacement(b *testing.B) {
 			place("sample", sampled, plain)
 			place("all", fleet.NewPlacer(fleet.PlacerConfig{Store: db, Sample: 1 << 20}), plain)
 			place("tagged", sampled, fleet.PlaceRequest{TeamID: team.ID, Tags: []string{"gpu"}, VCPUs: 2, MemoryMB: 1024})
-			// Fill all but 20 of the hosts: 32 cores × 4 admit 128 vCPUs.
+			// Fill all but 20 of the hosts: each admits 128 vCPUs.
 			for i, id := range ids {
 				if i%50 != 0 {
 					placeSandbox(b, db, team.ID, id, 128, 1024)

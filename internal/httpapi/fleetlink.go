@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"bytes"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -55,13 +57,20 @@ func (f *fleetAPI) register(w http.ResponseWriter, r *http.Request) {
 		DiskGB   int    `json:"disk_gb"`
 		Address  string `json:"address"`
 		CSR      string `json:"csr"`
+		capacityJSON
 	}
 	if err := decodeJSON(w, r, &req); err != nil {
 		f.s.writeError(w, r, err)
 		return
 	}
+	capacity, err := req.capacity()
+	if err != nil {
+		f.s.writeError(w, r, err)
+		return
+	}
 	h, issued, err := f.link.Register(r.Context(), fleet.RegisterRequest{Token: req.Token, CSR: []byte(req.CSR),
-		Specs: wrenn.HostSpecs{Arch: req.Arch, CPUCores: req.CPUCores, MemoryMB: req.MemoryMB, DiskGB: req.DiskGB, Address: req.Address}})
+		Specs: wrenn.HostSpecs{Arch: req.Arch, CPUCores: req.CPUCores, MemoryMB: req.MemoryMB, DiskGB: req.DiskGB, Address: req.Address,
+			Capacity: capacity}})
 	if err != nil {
 		f.s.writeError(w, r, err)
 		return
@@ -93,8 +102,46 @@ func (f *fleetAPI) agent(next func(w http.ResponseWriter, r *http.Request, hostI
 	}
 }
 
+// capacityJSON is what an agent reports it admits (issue 13), at
+// registration and in heartbeats: both fields or neither (an agent older
+// than the report).
+type capacityJSON struct {
+	CapacityVCPUs    *int `json:"capacity_vcpus"`
+	CapacityMemoryMB *int `json:"capacity_memory_mb"`
+}
+
+func (c capacityJSON) capacity() (*wrenn.HostCapacity, error) {
+	if c.CapacityVCPUs == nil && c.CapacityMemoryMB == nil {
+		return nil, nil
+	}
+	if c.CapacityVCPUs == nil || c.CapacityMemoryMB == nil {
+		return nil, wrenn.Errorf(wrenn.EInvalid, "capacity_vcpus and capacity_memory_mb go together: give both or neither")
+	}
+	return &wrenn.HostCapacity{VCPUs: *c.CapacityVCPUs, MemoryMB: *c.CapacityMemoryMB}, nil
+}
+
+// heartbeat takes an optional body: an agent that reports no capacity
+// sends none.
 func (f *fleetAPI) heartbeat(w http.ResponseWriter, r *http.Request, id string) {
-	if _, err := f.link.Heartbeat(r.Context(), id); err != nil {
+	var req capacityJSON
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJSONBody))
+	if err != nil {
+		f.s.writeError(w, r, jsonError(err))
+		return
+	}
+	if len(bytes.TrimSpace(body)) > 0 {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if err := decodeJSON(w, r, &req); err != nil {
+			f.s.writeError(w, r, err)
+			return
+		}
+	}
+	capacity, err := req.capacity()
+	if err != nil {
+		f.s.writeError(w, r, err)
+		return
+	}
+	if _, err := f.link.Heartbeat(r.Context(), id, capacity); err != nil {
 		f.s.writeError(w, r, err)
 		return
 	}

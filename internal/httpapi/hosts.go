@@ -23,6 +23,8 @@ type hostJSON struct {
 	MemoryMB         *int             `json:"memory_mb"`
 	DiskGB           *int             `json:"disk_gb"`
 	Address          *string          `json:"address"`
+	CapacityVCPUs    *int             `json:"capacity_vcpus"`
+	CapacityMemoryMB *int             `json:"capacity_memory_mb"`
 	Status           wrenn.HostStatus `json:"status"`
 	Draining         bool             `json:"draining"`
 	Tags             []string         `json:"tags"`
@@ -46,10 +48,15 @@ func hostOut(h *wrenn.Host) hostJSON {
 	if tags == nil {
 		tags = []string{}
 	}
+	var capVCPUs, capMemory *int
+	if c := h.Capacity; c != nil {
+		capVCPUs, capMemory = &c.VCPUs, &c.MemoryMB
+	}
 	return hostJSON{ID: h.ID, Type: h.Type, TeamID: orNull(h.TeamID), Provider: orNull(h.Provider),
 		AvailabilityZone: orNull(h.AvailabilityZone), Arch: orNull(h.Arch), CPUCores: h.CPUCores, MemoryMB: h.MemoryMB,
 		DiskGB: h.DiskGB, Address: orNull(h.Address), Status: h.ShownStatus(), Draining: h.Draining, Tags: tags,
-		LastHeartbeatAt: h.LastHeartbeatAt, CreatedBy: h.CreatedBy, CreatedAt: h.CreatedAt, UpdatedAt: h.UpdatedAt}
+		LastHeartbeatAt: h.LastHeartbeatAt, CreatedBy: h.CreatedBy, CreatedAt: h.CreatedAt, UpdatedAt: h.UpdatedAt,
+		CapacityVCPUs: capVCPUs, CapacityMemoryMB: capMemory}
 }
 
 type createHostJSON struct {

@@ -15,25 +15,44 @@ import (
 // keep the records consistent.
 
 const hostColumns = `id, type, team_id, provider, availability_zone, arch, cpu_cores, memory_mb, disk_gb, address,
-	status, draining, last_heartbeat_at, token_hash, token_expires_at, created_by, created_at, updated_at`
+	status, draining, last_heartbeat_at, token_hash, token_expires_at, created_by, created_at, updated_at,
+	capacity_vcpus, capacity_memory_mb`
 
 func scanHost(row interface{ Scan(...any) error }) (*wrenn.Host, error) {
 	var h wrenn.Host
 	var teamID, provider, zone, arch, address sql.NullString
-	var cores, memory, disk sql.NullInt64
+	var cores, memory, disk, capVCPUs, capMemory sql.NullInt64
 	err := row.Scan(&h.ID, &h.Type, &teamID, &provider, &zone, &arch, &cores, &memory, &disk, &address,
 		&h.Status, &h.Draining, nullTimeCol{&h.LastHeartbeatAt}, &h.TokenHash, nullTimeCol{&h.TokenExpiresAt},
-		&h.CreatedBy, timeCol{&h.CreatedAt}, timeCol{&h.UpdatedAt})
+		&h.CreatedBy, timeCol{&h.CreatedAt}, timeCol{&h.UpdatedAt}, &capVCPUs, &capMemory)
 	if err != nil {
 		return nil, err
 	}
 	h.TeamID, h.Provider, h.AvailabilityZone, h.Arch, h.Address = teamID.String, provider.String, zone.String, arch.String, address.String
 	h.CPUCores, h.MemoryMB, h.DiskGB = intPtr(cores), intPtr(memory), intPtr(disk)
+	h.Capacity = capacityOf(capVCPUs, capMemory)
 	if len(h.TokenHash) == 0 {
 		h.TokenHash = nil
 	}
 	h.Tags = []string{}
 	return &h, nil
+}
+
+// capacityOf is a host's reported capacity from its two columns; nil
+// unless both are set.
+func capacityOf(vcpus, memoryMB sql.NullInt64) *wrenn.HostCapacity {
+	if !vcpus.Valid || !memoryMB.Valid {
+		return nil
+	}
+	return &wrenn.HostCapacity{VCPUs: int(vcpus.Int64), MemoryMB: int(memoryMB.Int64)}
+}
+
+// nullCapacity is a capacity's two columns: NULLs for none.
+func nullCapacity(c *wrenn.HostCapacity) (vcpus, memoryMB any) {
+	if c == nil {
+		return nil, nil
+	}
+	return c.VCPUs, c.MemoryMB
 }
 
 // nullString stores "" as NULL.
@@ -77,11 +96,12 @@ func (db *DB) CreateHost(ctx context.Context, h *wrenn.Host) error {
 				return fmt.Errorf("find team: %w", err)
 			}
 		}
-		_, err := c.exec(ctx, `INSERT INTO hosts (`+hostColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		capVCPUs, capMemory := nullCapacity(h.Capacity)
+		_, err := c.exec(ctx, `INSERT INTO hosts (`+hostColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			h.ID, string(h.Type), nullString(h.TeamID), nullString(h.Provider), nullString(h.AvailabilityZone), nullString(h.Arch),
 			nullInt(h.CPUCores), nullInt(h.MemoryMB), nullInt(h.DiskGB), nullString(h.Address),
 			string(h.Status), h.Draining, db.d.nullTime(h.LastHeartbeatAt), nullBytes(h.TokenHash), db.d.nullTime(h.TokenExpiresAt),
-			h.CreatedBy, db.d.time(h.CreatedAt), db.d.time(h.UpdatedAt))
+			h.CreatedBy, db.d.time(h.CreatedAt), db.d.time(h.UpdatedAt), capVCPUs, capMemory)
 		if db.d.isUniqueViolation(err) {
 			return conflict("host already exists")
 		}

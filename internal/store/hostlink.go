@@ -48,11 +48,13 @@ func (db *DB) RegisterHost(ctx context.Context, id string, tokenHash []byte, spe
 	var h *wrenn.Host
 	err := db.tx(ctx, func(c conn) error {
 		var err error
+		capVCPUs, capMemory := nullCapacity(specs.Capacity)
 		h, err = scanHost(c.queryRow(ctx, `UPDATE hosts SET arch = ?, cpu_cores = ?, memory_mb = ?, disk_gb = ?, address = ?,
+			capacity_vcpus = ?, capacity_memory_mb = ?,
 			status = ?, last_heartbeat_at = ?, token_hash = NULL, token_expires_at = NULL, updated_at = ?
 			WHERE id = ? AND status = ? AND token_hash = ? RETURNING `+hostColumns,
 			nullString(specs.Arch), specs.CPUCores, specs.MemoryMB, specs.DiskGB, nullString(specs.Address),
-			string(wrenn.HostOnline), db.d.time(at), db.d.time(at), id, string(wrenn.HostPending), tokenHash))
+			capVCPUs, capMemory, string(wrenn.HostOnline), db.d.time(at), db.d.time(at), id, string(wrenn.HostPending), tokenHash))
 		if errors.Is(err, sql.ErrNoRows) {
 			return wrenn.Errorf(wrenn.EUnauthorized, "invalid or expired registration token")
 		}
@@ -116,13 +118,16 @@ func (db *DB) RevokeHostCertificates(ctx context.Context, hostID string, at time
 }
 
 // HostHeartbeat records a heartbeat of a registered host at at: an
-// unreachable or offline host is online again (a drain stays). A pending
-// host is EConflict; an unknown one ENotFound.
-func (db *DB) HostHeartbeat(ctx context.Context, id string, at time.Time) (*wrenn.Host, error) {
-	h, err := scanHost(db.w.queryRow(ctx, `UPDATE hosts SET last_heartbeat_at = ?,
+// unreachable or offline host is online again (a drain stays), and its
+// capacity is what the heartbeat reports (nil, an agent that reports
+// none: none recorded). A pending host is EConflict; an unknown one
+// ENotFound.
+func (db *DB) HostHeartbeat(ctx context.Context, id string, at time.Time, capacity *wrenn.HostCapacity) (*wrenn.Host, error) {
+	capVCPUs, capMemory := nullCapacity(capacity)
+	h, err := scanHost(db.w.queryRow(ctx, `UPDATE hosts SET last_heartbeat_at = ?, capacity_vcpus = ?, capacity_memory_mb = ?,
 		updated_at = CASE WHEN status = ? THEN updated_at ELSE ? END, status = ?
 		WHERE id = ? AND status <> ? RETURNING `+hostColumns,
-		db.d.time(at), string(wrenn.HostOnline), db.d.time(at), string(wrenn.HostOnline), id, string(wrenn.HostPending)))
+		db.d.time(at), capVCPUs, capMemory, string(wrenn.HostOnline), db.d.time(at), string(wrenn.HostOnline), id, string(wrenn.HostPending)))
 	if errors.Is(err, sql.ErrNoRows) {
 		if _, err := db.GetHost(ctx, id); err != nil {
 			return nil, err

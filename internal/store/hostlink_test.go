@@ -101,12 +101,12 @@ func TestHostHeartbeats(t *testing.T) {
 				wrenn.HostCertificate{Serial: h.ID, HostID: h.ID, NotAfter: at(time.Hour), CreatedAt: base}, base)
 			mustNoError(t, "register", err)
 		}
-		_, err := db.HostHeartbeat(ctx, pending.ID, at(time.Second))
+		_, err := db.HostHeartbeat(ctx, pending.ID, at(time.Second), nil)
 		mustCode(t, "pending heartbeat", err, wrenn.EConflict)
-		_, err = db.HostHeartbeat(ctx, wrenn.NewID(wrenn.PrefixHost), at(time.Second))
+		_, err = db.HostHeartbeat(ctx, wrenn.NewID(wrenn.PrefixHost), at(time.Second), nil)
 		mustCode(t, "unknown heartbeat", err, wrenn.ENotFound)
 
-		_, err = db.HostHeartbeat(ctx, a.ID, at(10*time.Second))
+		_, err = db.HostHeartbeat(ctx, a.ID, at(10*time.Second), nil)
 		mustNoError(t, "heartbeat", err)
 		ids, err := db.MarkHostsUnreachable(ctx, at(5*time.Second), at(12*time.Second))
 		mustNoError(t, "mark", err)
@@ -118,7 +118,7 @@ func TestHostHeartbeats(t *testing.T) {
 		if ids, _ := db.MarkHostsUnreachable(ctx, at(5*time.Second), at(13*time.Second)); len(ids) != 0 {
 			t.Fatalf("marked again: %v", ids)
 		}
-		got, err = db.HostHeartbeat(ctx, b.ID, at(14*time.Second))
+		got, err = db.HostHeartbeat(ctx, b.ID, at(14*time.Second), nil)
 		mustNoError(t, "heartbeat b", err)
 		if got.Status != wrenn.HostOnline || !got.LastHeartbeatAt.Equal(us(at(14*time.Second))) {
 			t.Fatalf("b after heartbeat %+v", got)

@@ -10,12 +10,13 @@ import (
 
 // PlacementHosts returns the hosts placement chooses among (issue 13):
 // those online and not draining, in no order, with what placement reads
-// of them (ID, type, team, address, cores, memory and, if withTags, tags).
-// It reads no more than that: no sort, no timestamps, no tags unless
-// asked for, no host placement would pass over, and no loads: placement
-// reads those only for the hosts it draws (HostLoadsOf).
+// of them (ID, type, team, address, cores, memory, the capacity its
+// agent reported and, if withTags, tags). It reads no more than that: no
+// sort, no timestamps, no tags unless asked for, no host placement would
+// pass over, and no loads: placement reads those only for the hosts it
+// draws (HostLoadsOf).
 func (db *DB) PlacementHosts(ctx context.Context, withTags bool) ([]*wrenn.Host, error) {
-	rows, err := db.r.query(ctx, `SELECT id, type, team_id, address, cpu_cores, memory_mb FROM hosts
+	rows, err := db.r.query(ctx, `SELECT id, type, team_id, address, cpu_cores, memory_mb, capacity_vcpus, capacity_memory_mb FROM hosts
 		WHERE status = ? AND draining = ? AND address IS NOT NULL AND cpu_cores IS NOT NULL AND memory_mb IS NOT NULL`,
 		string(wrenn.HostOnline), false)
 	if err != nil {
@@ -27,11 +28,15 @@ func (db *DB) PlacementHosts(ctx context.Context, withTags bool) ([]*wrenn.Host,
 	for rows.Next() {
 		h := &wrenn.Host{Status: wrenn.HostOnline}
 		var teamID sql.NullString
-		var cores, mem int
-		if err := rows.Scan(&h.ID, &h.Type, &teamID, &h.Address, &cores, &mem); err != nil {
+		var typ string // a *string scans without reflection, a *wrenn.HostType not
+		var cores, mem, capVCPUs, capMemory fastInt
+		if err := rows.Scan(&h.ID, &typ, &teamID, &h.Address, &cores, &mem, &capVCPUs, &capMemory); err != nil {
 			return nil, fmt.Errorf("placement hosts: %w", err)
 		}
-		h.TeamID, h.CPUCores, h.MemoryMB = teamID.String, &cores, &mem
+		h.Type, h.TeamID, h.CPUCores, h.MemoryMB = wrenn.HostType(typ), teamID.String, &cores.n, &mem.n
+		if capVCPUs.valid && capMemory.valid {
+			h.Capacity = &wrenn.HostCapacity{VCPUs: capVCPUs.n, MemoryMB: capMemory.n}
+		}
 		hosts = append(hosts, h)
 		byID[h.ID] = h
 	}
@@ -44,6 +49,27 @@ func (db *DB) PlacementHosts(ctx context.Context, withTags bool) ([]*wrenn.Host,
 		}
 	}
 	return hosts, nil
+}
+
+// fastInt scans an integer column, NULL or not, as sql.NullInt64 does but
+// without database/sql's reflection, which PlacementHosts would pay four
+// times a host.
+type fastInt struct {
+	n     int
+	valid bool
+}
+
+func (v *fastInt) Scan(src any) error {
+	if n, ok := src.(int64); ok {
+		*v = fastInt{int(n), true}
+		return nil
+	}
+	var n sql.NullInt64
+	if err := n.Scan(src); err != nil {
+		return err
+	}
+	*v = fastInt{int(n.Int64), n.Valid}
+	return nil
 }
 
 func (db *DB) placementTags(ctx context.Context, byID map[string]*wrenn.Host) error {

@@ -10,11 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wrennhq/wrenn"
+	"github.com/wrennhq/wrenn/internal/agent"
 	"github.com/wrennhq/wrenn/internal/fleet"
 	"github.com/wrennhq/wrenn/internal/store"
 )
@@ -118,11 +120,13 @@ func (a *fleetAgent) start(args ...string) {
 	}
 }
 
-// TestFleetPlacement: creates spread over three joined hosts, each
-// sandbox real (an exec answers) and on the host its address says; a
-// tagged create lands on the tagged host; a drained host gets nothing
-// new; destroys clear every host; a host whose agent dies answers its
-// sandboxes' calls with a 502 that says so, and creates go elsewhere.
+// TestFleetPlacement: each joined host reports what its agent admits;
+// creates spread over three joined hosts, each sandbox real (an exec
+// answers) and on the host its address says; a tagged create lands on the
+// tagged host; a drained host gets nothing new; destroys clear every host;
+// a host whose agent dies answers its sandboxes' calls with a 502 that
+// says so, and creates go elsewhere; back with a higher
+// WRENN_CPU_OVERCOMMIT, it reports the larger capacity.
 func TestFleetPlacement(t *testing.T) {
 	requireVMs(t)
 	// The server's fleet listener, on every address: each agent reaches
@@ -177,6 +181,31 @@ func TestFleetPlacement(t *testing.T) {
 	}
 	for _, a := range agents {
 		waitOnline(a)
+	}
+	// Each agent reported what its admission admits (here the defaults:
+	// cores × 4, memory less 1 GiB), which placement counts against.
+	capacityOf := func(a *fleetAgent) (vcpus, memoryMB *int) {
+		var h struct {
+			VCPUs    *int `json:"capacity_vcpus"`
+			MemoryMB *int `json:"capacity_memory_mb"`
+		}
+		s.must(200, "GET", "/v1/hosts/"+a.hostID, jwt, nil, &h)
+		return h.VCPUs, h.MemoryMB
+	}
+	machineMB, err := agent.MachineResources().MemoryMB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deref := func(p *int) any {
+		if p == nil {
+			return nil
+		}
+		return *p
+	}
+	for i, a := range agents {
+		if v, m := capacityOf(a); v == nil || m == nil || *v != runtime.NumCPU()*4 || *m != machineMB-1024 {
+			t.Fatalf("host %d reports capacity %v vCPUs, %v MiB; want %d, %d", i, deref(v), deref(m), runtime.NumCPU()*4, machineMB-1024)
+		}
 	}
 	// hostOf says which agent holds a sandbox, by its host-side address,
 	// cut from that agent's own range.
@@ -351,9 +380,22 @@ func TestFleetPlacement(t *testing.T) {
 		s.must(204, "DELETE", "/v1/sandboxes/"+sb.ID, key, nil, nil)
 	}
 	// The agent back (its credentials, no token) adopts the VM it left
-	// running; its host is online again and the sandbox answers.
+	// running; its host is online again and the sandbox answers. It comes
+	// back with a higher WRENN_CPU_OVERCOMMIT, which its heartbeats
+	// report: it does not register again.
+	agents[1].env = append(agents[1].env, "WRENN_CPU_OVERCOMMIT=12")
 	agents[1].start()
 	waitOnline(agents[1])
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		v, m := capacityOf(agents[1])
+		if v != nil && *v == runtime.NumCPU()*12 && m != nil && *m == machineMB-1024 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host 1 reports capacity %v vCPUs, %v MiB after its agent came back with WRENN_CPU_OVERCOMMIT=12; want %d, %d",
+				deref(v), deref(m), runtime.NumCPU()*12, machineMB-1024)
+		}
+	}
 	// Its sandbox read missing while the host was lost (host loss,
 	// TestFleetHostLoss): running again once its reconciler sees the host
 	// hold it.

@@ -1069,6 +1069,11 @@ export interface paths {
          *     that was `unreachable` is `online` again. The certificate must be
          *     the fleet CA's, valid now, not revoked, and of the host in the URL
          *     (403 if of another host).
+         *
+         *     The body, optional, reports what the agent admits now (the host's
+         *     capacity_vcpus and capacity_memory_mb); a heartbeat without one
+         *     leaves the host with none, and placement assumes the default
+         *     admission.
          */
         post: operations["hostHeartbeat"];
         delete?: never;
@@ -1519,6 +1524,21 @@ export interface components {
             disk_gb?: number | null;
             address?: string | null;
             /**
+             * @description Wrenn's extension: the vCPUs the host's agent admits, its cores
+             *     × WRENN_CPU_OVERCOMMIT, as it reports at registration and in
+             *     every heartbeat; placement counts the host's sandboxes against
+             *     it. Null until reported (an agent that does not report it is
+             *     assumed to admit its cores × 4).
+             */
+            capacity_vcpus?: number | null;
+            /**
+             * @description Wrenn's extension: the memory (MiB) the host's agent admits, its
+             *     memory less WRENN_MEMORY_RESERVE_MB, × WRENN_MEMORY_OVERCOMMIT,
+             *     reported as capacity_vcpus is. Null until reported (assumed its
+             *     memory less 1 GiB).
+             */
+            capacity_memory_mb?: number | null;
+            /**
              * @description `draining` is an online host whose `draining` is true.
              * @enum {string}
              */
@@ -1564,6 +1584,19 @@ export interface components {
             address: string;
             /** @description PEM certificate signing request for a key the agent keeps. */
             csr: string;
+            /** @description Wrenn's extension: the vCPUs the agent admits (its overcommit applied). With capacity_memory_mb, or neither. */
+            capacity_vcpus?: number;
+            /** @description Wrenn's extension: the memory (MiB) the agent admits (its reserve and overcommit applied). With capacity_vcpus, or neither. */
+            capacity_memory_mb?: number;
+        };
+        /**
+         * @description Wrenn's extension: what the agent admits now (both fields or
+         *     neither), so that an agent restarted with new settings, which
+         *     does not register again, is counted as it is.
+         */
+        HostHeartbeatRequest: {
+            capacity_vcpus?: number;
+            capacity_memory_mb?: number;
         };
         HostCertificate: {
             /** @description PEM certificate of the agent, identity spiffe://wrenn/host/{id} (a URI SAN). */
@@ -3463,7 +3496,11 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["HostHeartbeatRequest"];
+            };
+        };
         responses: {
             /** @description Heartbeat recorded */
             204: {
@@ -3471,6 +3508,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Invalid capacity (negative, or one field without the other) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
             };
             /** @description No valid host certificate (missing, expired, revoked, or its host deleted) */
             401: {
