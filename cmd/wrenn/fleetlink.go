@@ -29,6 +29,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/httpapi"
 	"github.com/wrennhq/wrenn/internal/layout"
 	"github.com/wrennhq/wrenn/internal/lease"
+	"github.com/wrennhq/wrenn/internal/netslot"
 	"github.com/wrennhq/wrenn/internal/store"
 )
 
@@ -431,6 +432,10 @@ func runJoinedAgent(ctx context.Context, listen string, jc joinConfig, paths lay
 	if creds == nil {
 		if len(jc.URLs) == 0 {
 			return errors.New("this agent has not joined a fleet: give --join URL --token T")
+		}
+		// A one-time token is not spent on an agent that cannot start.
+		if err := netSlotsFromEnv(netslot.Config{}).Check(); err != nil {
+			return fmt.Errorf("network: %w", err)
 		}
 		if jc.Advertise == "" {
 			jc.Advertise = listen

@@ -6,16 +6,20 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/wrennhq/wrenn"
 	"github.com/wrennhq/wrenn/internal/fleet"
+	"github.com/wrennhq/wrenn/internal/layout"
 	"github.com/wrennhq/wrenn/internal/lease"
 	"github.com/wrennhq/wrenn/internal/store/storetest"
 )
@@ -172,4 +176,24 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// TestJoinChecksNetworkFirst: an agent whose network names are wrong
+// fails before it registers, so its one-time token is not spent.
+func TestJoinChecksNetworkFirst(t *testing.T) {
+	var contacted atomic.Bool
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		contacted.Store(true)
+		http.Error(w, "no", http.StatusTeapot)
+	}))
+	defer srv.Close()
+	t.Setenv(envNetLinkPrefix, "wh1") // letters only
+	err := runJoinedAgent(t.Context(), "127.0.0.1:0", joinConfig{URLs: []string{srv.URL}, Token: "wrh_" + strings.Repeat("0", 64)},
+		layout.New(t.TempDir()), hostConfig{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), "link prefix") {
+		t.Fatalf("join with a bad link prefix: %v", err)
+	}
+	if contacted.Load() {
+		t.Fatal("the agent contacted the control plane before checking its network names")
+	}
 }

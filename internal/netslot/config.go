@@ -73,6 +73,13 @@ var (
 	linkPrefixRE = regexp.MustCompile(`^[a-z]{1,8}$`)
 )
 
+// Check reports what is wrong with c, as NewManager would, without
+// touching the host.
+func (c Config) Check() error {
+	_, err := c.scheme()
+	return err
+}
+
 func (c Config) scheme() (scheme, error) {
 	l := scheme{name: c.Name, linkPrefix: c.LinkPrefix, poolSize: c.PoolSize, maxSlots: c.MaxSlots}
 	cidr := c.HostCIDR
