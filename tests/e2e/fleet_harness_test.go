@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,7 +61,7 @@ func (f *testFleet) join(i int, env []string, ports ...string) *fleetAgent {
 	f.t.Helper()
 	id, token := f.addHost()
 	a := newFleetAgent(f.t, i)
-	a.env = env
+	a.env = slices.Clone(env)
 	var urls []string
 	for _, p := range ports {
 		urls = append(urls, "https://"+a.gateway+":"+p)
