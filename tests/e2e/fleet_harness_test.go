@@ -2,11 +2,16 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wrennhq/wrenn/internal/fleet"
+	"github.com/wrennhq/wrenn/internal/store"
 )
 
 // The fleet tests' common set-up (issue 13): a control plane with no
@@ -188,4 +193,17 @@ func fleetCA(t testing.TB, s *server) string {
 	}
 	t.Fatalf("the server does not say its fleet CA\n%s", s.logs)
 	return ""
+}
+
+// agentLink is a client of the agent link as the server's own, with the
+// fleet CA and hosts of its store db: it dials an agent as the server does.
+func agentLink(t testing.TB, db *store.DB) *fleet.Link {
+	t.Helper()
+	ca, err := fleet.LoadCA(t.Context(), db, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	return fleet.NewLink(fleet.LinkConfig{Store: db, Registry: fleet.New(fleet.Config{Hosts: db, Roles: db, Now: time.Now, Logger: quiet}),
+		CA: ca, Now: time.Now, Logger: quiet})
 }

@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wrennhq/wrenn/internal/fleet"
 	"github.com/wrennhq/wrenn/internal/store"
 )
 
@@ -167,13 +164,7 @@ func TestFleetHostLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ca, err := fleet.LoadCA(t.Context(), db, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	link := fleet.NewLink(fleet.LinkConfig{Store: db, Registry: fleet.New(fleet.Config{Hosts: db, Roles: db, Now: time.Now, Logger: quiet}),
-		CA: ca, Now: time.Now, Logger: quiet})
+	link := agentLink(t, db)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	rpc, err := link.DialAgent(ctx, lost.hostID)

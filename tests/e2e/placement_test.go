@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/wrennhq/wrenn"
 	"github.com/wrennhq/wrenn/internal/agent"
-	"github.com/wrennhq/wrenn/internal/fleet"
 	"github.com/wrennhq/wrenn/internal/store"
 )
 
@@ -248,13 +245,7 @@ func TestFleetPlacement(t *testing.T) {
 		}
 		s.must(204, "DELETE", "/v1/sandboxes/"+sb.ID, key, nil, nil)
 	}
-	ca, err := fleet.LoadCA(t.Context(), db, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	link := fleet.NewLink(fleet.LinkConfig{Store: db, Registry: fleet.New(fleet.Config{Hosts: db, Roles: db, Now: time.Now, Logger: quiet}),
-		CA: ca, Now: time.Now, Logger: quiet})
+	link := agentLink(t, db)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	for i, a := range agents {
