@@ -29,7 +29,8 @@ type testFleet struct {
 }
 
 // startFleet starts a server with no agent of its own, a fleet listener
-// on a free port and serverEnv, joins hosts agents to it (newFleetAgent's
+// on a free port on every address (each agent reaches it through its
+// link to the root namespace) and serverEnv, joins hosts agents to it (newFleetAgent's
 // indexes first, first+1, …) with agentEnv over the harness's defaults,
 // and returns once every host reads online.
 func startFleet(t testing.TB, first, hosts int, agentEnv []string, serverEnv ...string) *testFleet {
