@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"encoding/json"
 	"math/rand/v2"
 	"net/http"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 )
@@ -18,54 +16,16 @@ import (
 
 // benchFleet is a control plane with no agent of its own and the agents
 // joined to it.
-type benchFleet struct {
-	s      *server
-	jwt    hdr
-	key    hdr
-	agents []*fleetAgent
-}
+type benchFleet struct{ *testFleet }
 
-// startBenchFleet starts a server with a fleet listener and no agent,
-// and joins agents first, first+1, … (newFleetAgent's indexes: each is a
-// network namespace and address range of its own) with env over the
-// harness's defaults; it returns once the hosts are online and a create
-// would find the base templates.
+// startBenchFleet starts a fleet (startFleet: agents first, first+1, …,
+// each a network namespace and address range of its own, with env over
+// the harness's defaults); it returns once the hosts are online and a
+// create would find the base templates.
 func startBenchFleet(b *testing.B, first, n int, env []string, serverEnv ...string) *benchFleet {
 	b.Helper()
-	_, port, _ := strings.Cut(freeAddr(b), ":")
-	s := startServer(b, shortTempDir(b), append([]string{"WRENN_AGENT_ADDR=none", "WRENN_FLEET_LISTEN=:" + port}, serverEnv...)...)
-	var pin string
-	for deadline := time.Now().Add(10 * time.Second); pin == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if m := fleetListenLine.FindStringSubmatch(s.logs.String()); m != nil {
-			pin = m[1]
-		}
-	}
-	if pin == "" {
-		b.Fatalf("the server does not say its fleet CA\n%s", s.logs)
-	}
-	var admin session
-	s.must(201, "POST", "/v1/auth/signup", nil, map[string]string{"email": "admin@example.com", "password": "sandbox-tests"}, &admin)
-	f := &benchFleet{s: s, jwt: bearer(admin.Token)}
-	var k apiKey
-	s.must(201, "POST", "/v1/api-keys", f.jwt, map[string]string{"name": "bench"}, &k)
-	f.key = hdr{"X-API-Key": *k.Key}
-	for i := first; i < first+n; i++ {
-		var created struct {
-			Host struct {
-				ID string `json:"id"`
-			} `json:"host"`
-			Token string `json:"registration_token"`
-		}
-		s.must(201, "POST", "/v1/hosts", f.jwt, map[string]string{"type": "regular"}, &created)
-		a := newFleetAgent(b, i)
-		a.env = env
-		a.start("--join", "https://"+a.gateway+":"+port, "--token", created.Token, "--ca-sha256", pin)
-		a.hostID = created.Host.ID
-		f.agents = append(f.agents, a)
-	}
-	for _, a := range f.agents {
-		f.waitStatus(a, "online", 15*time.Second)
-	}
+	f := &benchFleet{startFleet(b, first, n, env, serverEnv...)}
+	s := f.s
 	if slices.Contains(env, "WRENN_WARM_POOL=1") {
 		// Every pool ready, so that the first create takes a member
 		// (and its agent makes one more ready), as every later one does.
@@ -78,45 +38,23 @@ func startBenchFleet(b *testing.B, first, n int, env []string, serverEnv ...stri
 		}
 	}
 	// The server learns the base templates from the agents it dials.
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		code, out := s.do("POST", "/v1/sandboxes", f.key, map[string]any{})
-		if code == 201 {
-			var sb sandbox
-			if err := json.Unmarshal(out, &sb); err != nil {
-				b.Fatal(err)
-			}
-			s.must(204, "DELETE", "/v1/sandboxes/"+sb.ID, f.key, nil, nil)
-			break
-		}
-		if code != 400 || !strings.Contains(string(out), "does not exist") || time.Now().After(deadline) {
-			b.Fatalf("first create = %d: %s", code, out)
-		}
-	}
+	sb := f.create(map[string]any{})
+	s.must(204, "DELETE", "/v1/sandboxes/"+sb.ID, f.key, nil, nil)
 	// Time the server, not the contract checks the tests make.
 	s.client = &http.Client{Timeout: 10 * time.Minute}
 	return f
 }
 
-// hostStatus is GET /v1/hosts/{id}'s status.
-func (f *benchFleet) hostStatus(id string) string {
-	var h struct {
-		Status string `json:"status"`
-	}
-	f.s.must(200, "GET", "/v1/hosts/"+id, f.jwt, nil, &h)
-	return h.Status
-}
-
-// waitStatus waits until a's host reads status, polling every 10 ms, and
+// waitStatus waits until host i reads status, polling every 10 ms, and
 // returns when it first did.
-func (f *benchFleet) waitStatus(a *fleetAgent, status string, within time.Duration) time.Time {
-	b := a.t
-	b.Helper()
+func (f *benchFleet) waitStatus(i int, status string, within time.Duration) time.Time {
+	f.t.Helper()
 	for deadline := time.Now().Add(within); ; time.Sleep(10 * time.Millisecond) {
-		if f.hostStatus(a.hostID) == status {
+		if f.hostStatus(i) == status {
 			return time.Now()
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("host %s is %s, not %s, after %v\n%s", a.hostID, f.hostStatus(a.hostID), status, within, a.proc.logs)
+			f.t.Fatalf("host %d is %s, not %s, after %v\n%s", i, f.hostStatus(i), status, within, f.agents[i].proc.logs)
 		}
 	}
 }
@@ -248,14 +186,14 @@ func BenchmarkHostLossNoticed(b *testing.B) {
 		b.StartTimer()
 		start := time.Now()
 		a.proc.kill()
-		at := f.waitStatus(a, "unreachable", 30*time.Second)
+		at := f.waitStatus(0, "unreachable", 30*time.Second)
 		noticed = append(noticed, at.Sub(start))
 		b.StopTimer()
 		beat := lastBeat()
 		silentAtKill = append(silentAtKill, start.Sub(beat))
 		silentNoticed = append(silentNoticed, at.Sub(beat))
 		a.start()
-		f.waitStatus(a, "online", 30*time.Second)
+		f.waitStatus(0, "online", 30*time.Second)
 		b.StartTimer()
 	}
 	b.Logf("per kill: noticed after %v; silent at the kill %v; silent when noticed %v", noticed, silentAtKill, silentNoticed)

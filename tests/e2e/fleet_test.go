@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -51,88 +50,39 @@ func TestFleet(t *testing.T) {
 	a := startPlane(t, "a", portA, dbURL, secret, env...)
 	b := startPlane(t, "b", portB, dbURL, secret, env...)
 	planes := []*plane{a, b}
-	pin := fleetCA(t, a.server)
-	var admin session
-	a.must(201, "POST", "/v1/auth/signup", nil, map[string]string{"email": "admin@example.com", "password": "sandbox-tests"}, &admin)
-	jwt := bearer(admin.Token)
+	f := newTestFleet(t, a.server)
+	jwt := f.jwt
 	var k apiKey
 	b.must(201, "POST", "/v1/api-keys", jwt, map[string]string{"name": "e2e"}, &k) // a's login, on b
 	key := hdr{"X-API-Key": *k.Key}
+	f.key = key
 
 	// Three hosts, tagged h0, h1, h2 so that a create can ask for one;
 	// each agent admits 24 vCPUs (2 cores here × 12) and knows both
 	// replicas.
-	var agents []*fleetAgent
 	for i := range 3 {
-		var created struct {
-			Host struct {
-				ID string `json:"id"`
-			} `json:"host"`
-			Token string `json:"registration_token"`
-		}
-		a.must(201, "POST", "/v1/hosts", jwt, map[string]string{"type": "regular"}, &created)
-		ag := newFleetAgent(t, i)
-		ag.env = []string{"WRENN_SHARED_DIR=" + shared, "WRENN_CPU_OVERCOMMIT=12"}
-		ag.start("--join", "https://"+ag.gateway+":"+portA+",https://"+ag.gateway+":"+portB,
-			"--token", created.Token, "--ca-sha256", pin)
-		ag.hostID = created.Host.ID
-		agents = append(agents, ag)
-		b.must(204, "POST", "/v1/hosts/"+ag.hostID+"/tags", jwt, map[string]string{"tag": tagOf(i)}, nil)
+		f.join(i, []string{"WRENN_SHARED_DIR=" + shared, "WRENN_CPU_OVERCOMMIT=12"}, portA, portB)
+		f.on(b.server).tag(i, tagOf(i))
 	}
+	agents := f.agents
 	hostStatus := func(p *plane, i int) string {
 		t.Helper()
-		var h struct {
-			Status string `json:"status"`
-		}
-		p.must(200, "GET", "/v1/hosts/"+agents[i].hostID, jwt, nil, &h)
-		return h.Status
+		return f.on(p.server).hostStatus(i)
 	}
 	waitHost := func(p *plane, i int, want string, within time.Duration) time.Duration {
 		t.Helper()
-		start := time.Now()
-		for hostStatus(p, i) != want {
-			if time.Since(start) > within {
-				t.Fatalf("host %d is %s %v on, want %s\n%s", i, hostStatus(p, i), within, want, agents[i].proc.logs)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		return time.Since(start)
+		return f.on(p.server).waitHost(i, want, within)
 	}
 	for i := range agents {
 		waitHost(b, i, "online", 15*time.Second)
 	}
-	hostOf := func(sb sandbox) int {
-		t.Helper()
-		ip, err := netip.ParseAddr(sb.HostIP)
-		if err != nil {
-			t.Fatalf("sandbox %s host_ip %q: %v", sb.ID, sb.HostIP, err)
-		}
-		for i, ag := range agents {
-			if ag.cidr.Contains(ip) {
-				return i
-			}
-		}
-		t.Fatalf("sandbox %s host_ip %s is in no agent's range", sb.ID, ip)
-		return -1
-	}
+	hostOf := f.hostOf
 	// create makes a sandbox through replica p (the replicas learn the
 	// base templates from the agents they dial: a first create may come
 	// before they have).
 	create := func(p *plane, body map[string]any) sandbox {
 		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-			code, out := p.do("POST", "/v1/sandboxes", key, body)
-			if code == 201 {
-				var sb sandbox
-				if err := json.Unmarshal(out, &sb); err != nil {
-					t.Fatal(err)
-				}
-				return sb
-			}
-			if code != 400 || !strings.Contains(string(out), "does not exist") || time.Now().After(deadline) {
-				t.Fatalf("create %v on replica %s = %d: %s", body, p.name, code, out)
-			}
-		}
+		return f.on(p.server).create(body)
 	}
 	body := func(tags ...string) map[string]any {
 		m := map[string]any{"template": "minimal", "memory_mb": 256, "timeout_sec": 0}
@@ -390,16 +340,4 @@ func TestFleet(t *testing.T) {
 			t.Fatalf("host 0 still runs VMs after its forced delete: %v", snapshotHost(t, agents[0].dataDir).qemus)
 		}
 	}
-}
-
-// fleetCA waits for the fleet CA's fingerprint in s's log.
-func fleetCA(t *testing.T, s *server) string {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if m := fleetListenLine.FindStringSubmatch(s.logs.String()); m != nil {
-			return m[1]
-		}
-	}
-	t.Fatalf("the server does not say its fleet CA\n%s", s.logs)
-	return ""
 }

@@ -78,17 +78,7 @@ func TestAgentJoin(t *testing.T) {
 	fleetAddr, agentAddr := freeAddr(t), freeAddr(t)
 	srvData := shortTempDir(t)
 	s := startServer(t, srvData, "WRENN_AGENT_ADDR=none", "WRENN_FLEET_LISTEN="+fleetAddr, "WRENN_HOST_DEAD_AFTER=8s")
-	var pin string
-	deadline := time.Now().Add(10 * time.Second)
-	for pin == "" && time.Now().Before(deadline) {
-		if m := fleetListenLine.FindStringSubmatch(s.logs.String()); m != nil {
-			pin = m[1]
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if pin == "" {
-		t.Fatalf("the server does not say its fleet CA\n%s", s.logs)
-	}
+	pin := fleetCA(t, s)
 	var admin session
 	s.must(201, "POST", "/v1/auth/signup", nil, map[string]string{"email": "admin@example.com", "password": "sandbox-tests"}, &admin)
 	var created struct {

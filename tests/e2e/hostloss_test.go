@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wrennhq/wrenn/internal/fleet"
 	"github.com/wrennhq/wrenn/internal/store"
 )
 
@@ -34,50 +31,13 @@ const hostLossGrace = 30 * time.Second
 func TestFleetHostLoss(t *testing.T) {
 	requireVMs(t)
 	chrome := requireChromium(t)
-	_, port, _ := strings.Cut(freeAddr(t), ":")
-	srvData := shortTempDir(t)
-	s := startServer(t, srvData, "WRENN_AGENT_ADDR=none", "WRENN_FLEET_LISTEN=:"+port, "WRENN_HOST_DEAD_AFTER=5s",
-		"WRENN_MISSING_GRACE="+hostLossGrace.String())
-	var pin string
-	for deadline := time.Now().Add(10 * time.Second); pin == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if m := fleetListenLine.FindStringSubmatch(s.logs.String()); m != nil {
-			pin = m[1]
-		}
-	}
-	if pin == "" {
-		t.Fatalf("the server does not say its fleet CA\n%s", s.logs)
-	}
-	var admin session
-	s.must(201, "POST", "/v1/auth/signup", nil, map[string]string{"email": "admin@example.com", "password": "sandbox-tests"}, &admin)
-	jwt := bearer(admin.Token)
-	var k apiKey
-	s.must(201, "POST", "/v1/api-keys", jwt, map[string]string{"name": "e2e"}, &k)
-	key := hdr{"X-API-Key": *k.Key}
-
 	// Two hosts, tagged so that each create says where it goes.
-	var agents []*fleetAgent
+	f := startFleet(t, 0, 2, nil, "WRENN_HOST_DEAD_AFTER=5s", "WRENN_MISSING_GRACE="+hostLossGrace.String())
+	s, key, agents := f.s, f.key, f.agents
 	for i, tag := range []string{"kept", "lost"} {
-		var created struct {
-			Host struct {
-				ID string `json:"id"`
-			} `json:"host"`
-			Token string `json:"registration_token"`
-		}
-		s.must(201, "POST", "/v1/hosts", jwt, map[string]string{"type": "regular"}, &created)
-		a := newFleetAgent(t, i)
-		a.start("--join", "https://"+a.gateway+":"+port, "--token", created.Token, "--ca-sha256", pin)
-		a.hostID = created.Host.ID
-		s.must(204, "POST", "/v1/hosts/"+a.hostID+"/tags", jwt, map[string]string{"tag": tag}, nil)
-		agents = append(agents, a)
+		f.tag(i, tag)
 	}
 	lost := agents[1]
-	hostStatus := func(id string) string {
-		var h struct {
-			Status string `json:"status"`
-		}
-		s.must(200, "GET", "/v1/hosts/"+id, jwt, nil, &h)
-		return h.Status
-	}
 	sandboxStatus := func(id string) string {
 		var sb sandbox
 		s.must(200, "GET", "/v1/sandboxes/"+id, key, nil, &sb)
@@ -95,27 +55,12 @@ func TestFleetHostLoss(t *testing.T) {
 		}
 		return time.Since(start)
 	}
-	for _, a := range agents {
-		waitFor("host "+a.hostID, func() string { return hostStatus(a.hostID) }, "online", 15*time.Second)
-	}
 	on := func(tag string) map[string]any {
 		return map[string]any{"template": "minimal", "memory_mb": 256, "timeout_sec": 0, "host_tags": []string{tag}}
 	}
 	// The server learns the base templates from the agents it dials: the
 	// first create may come before it has.
-	var running sandbox
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		code, out := s.do("POST", "/v1/sandboxes", key, on("lost"))
-		if code == 201 {
-			if err := json.Unmarshal(out, &running); err != nil {
-				t.Fatal(err)
-			}
-			break
-		}
-		if code != 400 || !strings.Contains(string(out), "does not exist") || time.Now().After(deadline) {
-			t.Fatalf("first create = %d: %s", code, out)
-		}
-	}
+	running := f.create(on("lost"))
 	if r := s.exec(key, running.ID, "sh", "-c", "echo kept-through-loss > /root/mark"); r.ExitCode != 0 {
 		t.Fatalf("write a file: %+v", r)
 	}
@@ -138,7 +83,7 @@ func TestFleetHostLoss(t *testing.T) {
 	// kill -9: unreachable and missing within 10 s.
 	lost.proc.kill()
 	killed := time.Now()
-	waitFor("the lost host", func() string { return hostStatus(lost.hostID) }, "unreachable", 10*time.Second)
+	waitFor("the lost host", func() string { return f.hostStatus(1) }, "unreachable", 10*time.Second)
 	waitFor("its running sandbox", func() string { return sandboxStatus(running.ID) }, "missing", 10*time.Second-time.Since(killed))
 	t.Logf("unreachable and missing %v after the kill", time.Since(killed).Round(100*time.Millisecond))
 	if st := sandboxStatus(paused.ID); st != "paused" {
@@ -179,8 +124,8 @@ func TestFleetHostLoss(t *testing.T) {
 	back := waitFor("the sandbox after its agent's restart", func() string { return sandboxStatus(running.ID) }, "running", hostLossGrace)
 	t.Logf("running again %v after the restart began, %v after the kill", back.Round(100*time.Millisecond),
 		time.Since(killed).Round(100*time.Millisecond))
-	if hostStatus(lost.hostID) != "online" {
-		t.Fatalf("the host is %s with its sandbox running again", hostStatus(lost.hostID))
+	if f.hostStatus(1) != "online" {
+		t.Fatalf("the host is %s with its sandbox running again", f.hostStatus(1))
 	}
 	if r := s.exec(key, running.ID, "cat", "/root/mark"); r.ExitCode != 0 || r.Stdout != "kept-through-loss\n" {
 		t.Fatalf("exec after the host came back: %+v", r)
@@ -213,19 +158,13 @@ func TestFleetHostLoss(t *testing.T) {
 	// up on: no QEMU, no run directory, and its agent holds only the
 	// paused sandbox.
 	lost.start()
-	waitFor("the lost host", func() string { return hostStatus(lost.hostID) }, "online", 15*time.Second)
-	db, err := store.Open(t.Context(), store.Config{SQLitePath: filepath.Join(srvData, "wrenn.db")})
+	waitFor("the lost host", func() string { return f.hostStatus(1) }, "online", 15*time.Second)
+	db, err := store.Open(t.Context(), store.Config{SQLitePath: filepath.Join(s.dataDir, "wrenn.db")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ca, err := fleet.LoadCA(t.Context(), db, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	link := fleet.NewLink(fleet.LinkConfig{Store: db, Registry: fleet.New(fleet.Config{Hosts: db, Roles: db, Now: time.Now, Logger: quiet}),
-		CA: ca, Now: time.Now, Logger: quiet})
+	link := agentLink(t, db)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	rpc, err := link.DialAgent(ctx, lost.hostID)

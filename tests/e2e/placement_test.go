@@ -2,10 +2,7 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -17,7 +14,6 @@ import (
 
 	"github.com/wrennhq/wrenn"
 	"github.com/wrennhq/wrenn/internal/agent"
-	"github.com/wrennhq/wrenn/internal/fleet"
 	"github.com/wrennhq/wrenn/internal/store"
 )
 
@@ -129,59 +125,8 @@ func (a *fleetAgent) start(args ...string) {
 // WRENN_CPU_OVERCOMMIT, it reports the larger capacity.
 func TestFleetPlacement(t *testing.T) {
 	requireVMs(t)
-	// The server's fleet listener, on every address: each agent reaches
-	// it through its link to the root namespace.
-	_, port, _ := strings.Cut(freeAddr(t), ":")
-	srvData := shortTempDir(t)
-	s := startServer(t, srvData, "WRENN_AGENT_ADDR=none", "WRENN_FLEET_LISTEN=:"+port, "WRENN_HOST_DEAD_AFTER=5s")
-	var pin string
-	for deadline := time.Now().Add(10 * time.Second); pin == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if m := fleetListenLine.FindStringSubmatch(s.logs.String()); m != nil {
-			pin = m[1]
-		}
-	}
-	if pin == "" {
-		t.Fatalf("the server does not say its fleet CA\n%s", s.logs)
-	}
-	var admin session
-	s.must(201, "POST", "/v1/auth/signup", nil, map[string]string{"email": "admin@example.com", "password": "sandbox-tests"}, &admin)
-	jwt := bearer(admin.Token)
-	var k apiKey
-	s.must(201, "POST", "/v1/api-keys", jwt, map[string]string{"name": "e2e"}, &k)
-	key := hdr{"X-API-Key": *k.Key}
-
-	var agents []*fleetAgent
-	for i := range 3 {
-		var created struct {
-			Host struct {
-				ID string `json:"id"`
-			} `json:"host"`
-			Token string `json:"registration_token"`
-		}
-		s.must(201, "POST", "/v1/hosts", jwt, map[string]string{"type": "regular"}, &created)
-		a := newFleetAgent(t, i)
-		a.start("--join", "https://"+a.gateway+":"+port, "--token", created.Token, "--ca-sha256", pin)
-		a.hostID = created.Host.ID
-		agents = append(agents, a)
-	}
-	hostStatus := func(id string) string {
-		var h struct {
-			Status string `json:"status"`
-		}
-		s.must(200, "GET", "/v1/hosts/"+id, jwt, nil, &h)
-		return h.Status
-	}
-	waitOnline := func(a *fleetAgent) {
-		t.Helper()
-		for deadline := time.Now().Add(15 * time.Second); hostStatus(a.hostID) != "online"; time.Sleep(100 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("host %s is %s, not online\n%s", a.hostID, hostStatus(a.hostID), a.proc.logs)
-			}
-		}
-	}
-	for _, a := range agents {
-		waitOnline(a)
-	}
+	f := startFleet(t, 0, 3, nil, "WRENN_HOST_DEAD_AFTER=5s")
+	s, jwt, key, agents := f.s, f.jwt, f.key, f.agents
 	// Each agent reported what its admission admits (here the defaults:
 	// cores × 4, memory less 1 GiB), which placement counts against.
 	capacityOf := func(a *fleetAgent) (vcpus, memoryMB *int) {
@@ -207,22 +152,7 @@ func TestFleetPlacement(t *testing.T) {
 			t.Fatalf("host %d reports capacity %v vCPUs, %v MiB; want %d, %d", i, deref(v), deref(m), runtime.NumCPU()*4, machineMB-1024)
 		}
 	}
-	// hostOf says which agent holds a sandbox, by its host-side address,
-	// cut from that agent's own range.
-	hostOf := func(sb sandbox) int {
-		t.Helper()
-		ip, err := netip.ParseAddr(sb.HostIP)
-		if err != nil {
-			t.Fatalf("sandbox %s host_ip %q: %v", sb.ID, sb.HostIP, err)
-		}
-		for i, a := range agents {
-			if a.cidr.Contains(ip) {
-				return i
-			}
-		}
-		t.Fatalf("sandbox %s host_ip %s is in no agent's range", sb.ID, ip)
-		return -1
-	}
+	hostOf := f.hostOf
 	body := map[string]any{"template": "minimal", "memory_mb": 256, "timeout_sec": 0}
 	create := func(body map[string]any) sandbox {
 		t.Helper()
@@ -234,21 +164,7 @@ func TestFleetPlacement(t *testing.T) {
 	}
 	// The server learns the base templates from the agents it dials: the
 	// first create may come before it has.
-	var sbs []sandbox
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		code, out := s.do("POST", "/v1/sandboxes", key, body)
-		if code == 201 {
-			var sb sandbox
-			if err := json.Unmarshal(out, &sb); err != nil {
-				t.Fatal(err)
-			}
-			sbs = append(sbs, sb)
-			break
-		}
-		if code != 400 || !strings.Contains(string(out), "does not exist") || time.Now().After(deadline) {
-			t.Fatalf("first create = %d: %s", code, out)
-		}
-	}
+	sbs := []sandbox{f.create(body)}
 	// 12 here, and 17 at most below: three agents on a 2-core machine
 	// admit 8 vCPUs each (2 cores × 4).
 	n := 12
@@ -262,7 +178,7 @@ func TestFleetPlacement(t *testing.T) {
 	t.Logf("%d creates per host: %v", n, per)
 	// The record agrees with the address: each sandbox's host_id is the
 	// agent whose range it has.
-	db, err := store.Open(t.Context(), store.Config{SQLitePath: filepath.Join(srvData, "wrenn.db")})
+	db, err := store.Open(t.Context(), store.Config{SQLitePath: filepath.Join(s.dataDir, "wrenn.db")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,13 +245,7 @@ func TestFleetPlacement(t *testing.T) {
 		}
 		s.must(204, "DELETE", "/v1/sandboxes/"+sb.ID, key, nil, nil)
 	}
-	ca, err := fleet.LoadCA(t.Context(), db, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	link := fleet.NewLink(fleet.LinkConfig{Store: db, Registry: fleet.New(fleet.Config{Hosts: db, Roles: db, Now: time.Now, Logger: quiet}),
-		CA: ca, Now: time.Now, Logger: quiet})
+	link := agentLink(t, db)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	for i, a := range agents {
@@ -362,11 +272,7 @@ func TestFleetPlacement(t *testing.T) {
 	// Host 1's agent dies: once the host is unreachable its sandbox's
 	// calls are a 502 that says so, not a hang, and creates go elsewhere.
 	agents[1].proc.kill()
-	for deadline := time.Now().Add(10 * time.Second); hostStatus(agents[1].hostID) != "unreachable"; time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("host 1 is %s 10s after its agent's kill -9", hostStatus(agents[1].hostID))
-		}
-	}
+	f.waitHost(1, "unreachable", 10*time.Second)
 	start := time.Now()
 	code, out = s.do("POST", "/v1/sandboxes/"+onB.ID+"/exec", key, map[string]any{"cmd": "true"})
 	if code != 502 || errorCode(t, out) != "host_agent_error" || !strings.Contains(string(out), "unreachable") || time.Since(start) > 5*time.Second {
@@ -385,7 +291,7 @@ func TestFleetPlacement(t *testing.T) {
 	// report: it does not register again.
 	agents[1].env = append(agents[1].env, "WRENN_CPU_OVERCOMMIT=12")
 	agents[1].start()
-	waitOnline(agents[1])
+	f.waitHost(1, "online", 15*time.Second)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		v, m := capacityOf(agents[1])
 		if v != nil && *v == runtime.NumCPU()*12 && m != nil && *m == machineMB-1024 {

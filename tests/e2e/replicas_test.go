@@ -8,7 +8,6 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -93,7 +92,7 @@ func TestControlPlaneFailover(t *testing.T) {
 	_, portB, _ := strings.Cut(freeAddr(t), ":")
 	a := startPlane(t, "a", portA, dbURL, secret, "WRENN_LEASE_TTL="+leaseTTL.String())
 	var b *plane
-	var agents []*fleetAgent
+	var f *testFleet
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, p := range []*plane{a, b} {
@@ -109,50 +108,29 @@ func TestControlPlaneFailover(t *testing.T) {
 					_ = os.WriteFile(filepath.Join(t.ArtifactDir(), "replica-"+p.name+".log"), []byte(p.logs.String()), 0o644)
 				}
 			}
-			for i, ag := range agents {
+			if f == nil {
+				return
+			}
+			for i, ag := range f.agents {
 				if ag.proc != nil {
 					_ = os.WriteFile(filepath.Join(t.ArtifactDir(), fmt.Sprintf("agent-%d.log", i)), []byte(ag.proc.logs.String()), 0o644)
 				}
 			}
 		}
 	})
-	var pin string
-	for deadline := time.Now().Add(10 * time.Second); pin == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if m := fleetListenLine.FindStringSubmatch(a.logs.String()); m != nil {
-			pin = m[1]
-		}
-	}
-	if pin == "" {
-		t.Fatalf("replica a does not say its fleet CA\n%s", a.logs)
-	}
-	var admin session
-	a.must(201, "POST", "/v1/auth/signup", nil, map[string]string{"email": "admin@example.com", "password": "sandbox-tests"}, &admin)
-	jwt := bearer(admin.Token)
-	var k apiKey
-	a.must(201, "POST", "/v1/api-keys", jwt, map[string]string{"name": "e2e"}, &k)
-	key := hdr{"X-API-Key": *k.Key}
+	f = newTestFleet(t, a.server)
+	jwt, key := f.jwt, f.key
 
 	// The agents join with both replicas' URLs (b is not up yet: a
 	// registers them), a first: their heartbeats go to a. Two say them
 	// comma-separated, one with --join twice.
-	for i := range 3 {
-		var created struct {
-			Host struct {
-				ID string `json:"id"`
-			} `json:"host"`
-			Token string `json:"registration_token"`
-		}
-		a.must(201, "POST", "/v1/hosts", jwt, map[string]string{"type": "regular"}, &created)
-		ag := newFleetAgent(t, i)
-		urlA, urlB := "https://"+ag.gateway+":"+portA, "https://"+ag.gateway+":"+portB
-		join := []string{"--join", urlA + "," + urlB}
-		if i == 2 {
-			join = []string{"--join", urlA, "--join", urlB}
-		}
-		ag.start(append(join, "--token", created.Token, "--ca-sha256", pin)...)
-		ag.hostID = created.Host.ID
-		agents = append(agents, ag)
+	for i := range 2 {
+		f.join(i, nil, portA, portB)
 	}
+	id, token := f.addHost()
+	ag := newFleetAgent(t, 2)
+	f.start(ag, id, token, "--join", "https://"+ag.gateway+":"+portA, "--join", "https://"+ag.gateway+":"+portB)
+	agents := f.agents
 
 	db, err := store.Open(t.Context(), store.Config{DatabaseURL: dbURL})
 	if err != nil {
@@ -196,12 +174,8 @@ func TestControlPlaneFailover(t *testing.T) {
 	hostStatuses := func(p *plane) []string {
 		t.Helper()
 		var out []string
-		for _, ag := range agents {
-			var h struct {
-				Status string `json:"status"`
-			}
-			p.must(200, "GET", "/v1/hosts/"+ag.hostID, jwt, nil, &h) // a's JWT, on either replica
-			out = append(out, h.Status)
+		for i := range agents {
+			out = append(out, f.on(p.server).hostStatus(i)) // a's JWT, on either replica
 		}
 		return out
 	}
@@ -315,13 +289,7 @@ func TestControlPlaneFailover(t *testing.T) {
 		sbs := make([]sandbox, 3)
 		for i := range sbs {
 			call("create", func(p *plane) error { return want(p, 201, "POST", "/v1/sandboxes", body, &sbs[i]) })
-			// Which host has it: its host-side address is cut from its
-			// agent's range.
-			for h, ag := range agents {
-				if ip, err := netip.ParseAddr(sbs[i].HostIP); err == nil && ag.cidr.Contains(ip) {
-					hostsUsed[h] = true
-				}
-			}
+			hostsUsed[f.hostOf(sbs[i])] = true
 		}
 		for _, sb := range sbs {
 			use(sb, deep)

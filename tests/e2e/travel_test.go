@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -33,96 +31,21 @@ func TestFleetTravel(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(shared) })
 
-	_, port, _ := strings.Cut(freeAddr(t), ":")
-	s := startServer(t, shortTempDir(t), "WRENN_AGENT_ADDR=none", "WRENN_FLEET_LISTEN=:"+port, "WRENN_HOST_DEAD_AFTER=5s")
-	var pin string
-	for deadline := time.Now().Add(10 * time.Second); pin == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if m := fleetListenLine.FindStringSubmatch(s.logs.String()); m != nil {
-			pin = m[1]
-		}
-	}
-	if pin == "" {
-		t.Fatalf("the server does not say its fleet CA\n%s", s.logs)
-	}
-	var admin session
-	s.must(201, "POST", "/v1/auth/signup", nil, map[string]string{"email": "admin@example.com", "password": "sandbox-tests"}, &admin)
-	jwt := bearer(admin.Token)
-	var k apiKey
-	s.must(201, "POST", "/v1/api-keys", jwt, map[string]string{"name": "e2e"}, &k)
-	key := hdr{"X-API-Key": *k.Key}
-
 	// Three hosts, each tagged hN so that a create can be sent to one.
-	var agents []*fleetAgent
-	for i := range 3 {
-		var created struct {
-			Host struct {
-				ID string `json:"id"`
-			} `json:"host"`
-			Token string `json:"registration_token"`
-		}
-		s.must(201, "POST", "/v1/hosts", jwt, map[string]string{"type": "regular"}, &created)
-		a := newFleetAgent(t, i)
-		a.env = []string{"WRENN_SHARED_DIR=" + shared}
-		a.start("--join", "https://"+a.gateway+":"+port, "--token", created.Token, "--ca-sha256", pin)
-		a.hostID = created.Host.ID
-		agents = append(agents, a)
-		s.must(204, "POST", "/v1/hosts/"+a.hostID+"/tags", jwt, map[string]string{"tag": tagOf(i)}, nil)
-	}
-	hostStatus := func(id string) string {
-		var h struct {
-			Status string `json:"status"`
-		}
-		s.must(200, "GET", "/v1/hosts/"+id, jwt, nil, &h)
-		return h.Status
-	}
-	for _, a := range agents {
-		for deadline := time.Now().Add(15 * time.Second); hostStatus(a.hostID) != "online"; time.Sleep(100 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("host %s is %s, not online\n%s", a.hostID, hostStatus(a.hostID), a.proc.logs)
-			}
-		}
+	f := startFleet(t, 0, 3, []string{"WRENN_SHARED_DIR=" + shared}, "WRENN_HOST_DEAD_AFTER=5s")
+	s, jwt, key, agents := f.s, f.jwt, f.key, f.agents
+	for i := range agents {
+		f.tag(i, tagOf(i))
 	}
 	storeID, err := os.ReadFile(filepath.Join(shared, "store-id"))
 	if err != nil || !strings.HasPrefix(string(storeID), "store-") {
 		t.Fatalf("the shared store's identity: %q %v", storeID, err)
 	}
-	hostOf := func(sb sandbox) int {
-		t.Helper()
-		ip, err := netip.ParseAddr(sb.HostIP)
-		if err != nil {
-			t.Fatalf("sandbox %s host_ip %q: %v", sb.ID, sb.HostIP, err)
-		}
-		for i, a := range agents {
-			if a.cidr.Contains(ip) {
-				return i
-			}
-		}
-		t.Fatalf("sandbox %s host_ip %s is in no agent's range", sb.ID, ip)
-		return -1
-	}
+	hostOf := f.hostOf
 	// createOn creates a sandbox on host i (its tag) from template; the
 	// server learns base templates from the agents it dials, so the first
 	// create may come before it has.
-	createOn := func(i int, template string) sandbox {
-		t.Helper()
-		body := map[string]any{"template": template, "memory_mb": 256, "timeout_sec": 0, "host_tags": []string{tagOf(i)}}
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-			code, out := s.do("POST", "/v1/sandboxes", key, body)
-			if code == 201 {
-				var sb sandbox
-				if err := json.Unmarshal(out, &sb); err != nil {
-					t.Fatal(err)
-				}
-				if h := hostOf(sb); h != i {
-					t.Fatalf("a create tagged %s landed on host %d", tagOf(i), h)
-				}
-				return sb
-			}
-			if code != 400 || !strings.Contains(string(out), "does not exist") || time.Now().After(deadline) {
-				t.Fatalf("create on host %d from %s = %d: %s", i, template, code, out)
-			}
-		}
-	}
+	createOn := f.createOn
 
 	// A snapshot template made on host 0 starts sandboxes on hosts 1 and 2
 	// with the file it had; it lives in the store, not in host 0's data dir.
@@ -184,11 +107,7 @@ func TestFleetTravel(t *testing.T) {
 	// Host 0 is lost (its agent killed) and host 2 drained: the resume
 	// lands on host 1, with everything as it was.
 	agents[0].proc.kill()
-	for deadline := time.Now().Add(15 * time.Second); hostStatus(agents[0].hostID) != "unreachable"; time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("host 0 is %s 15s after its agent's kill -9", hostStatus(agents[0].hostID))
-		}
-	}
+	f.waitHost(0, "unreachable", 15*time.Second)
 	s.must(200, "POST", "/v1/hosts/"+agents[2].hostID+"/drain", jwt, nil, nil)
 	var resumed sandbox
 	s.must(200, "POST", "/v1/sandboxes/"+sb.ID+"/resume", key, nil, &resumed)
@@ -236,11 +155,7 @@ func TestFleetTravel(t *testing.T) {
 	// Host 0's agent back (its credentials): it frees the network slots
 	// its killed predecessor left, and takes nothing from the store.
 	agents[0].start()
-	for deadline := time.Now().Add(15 * time.Second); hostStatus(agents[0].hostID) != "online"; time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("host 0 is %s after its agent came back", hostStatus(agents[0].hostID))
-		}
-	}
+	f.waitHost(0, "online", 15*time.Second)
 	if runs, _ := filepath.Glob(filepath.Join(agents[0].dataDir, "sandboxes", "*")); len(runs) != 0 {
 		t.Fatalf("host 0 holds run dirs after it came back: %v", runs)
 	}
