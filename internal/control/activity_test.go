@@ -53,10 +53,7 @@ func newActivityFixture(t *testing.T, engine string) *activityFixture {
 	ctx := context.Background()
 	base := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	f := &activityFixture{db: storetest.MustOpen(t, engine), clock: clocktest.New(base), release: make(chan struct{})}
-	if err := f.db.CreateAccount(ctx, &wrenn.User{ID: "usr-a", Email: "a@example.com", PasswordHash: "x", CreatedAt: base},
-		&wrenn.Team{ID: "team-a", Name: "a", CreatedAt: base}); err != nil {
-		t.Fatal(err)
-	}
+	mustTeamA(t, f.db, base)
 	if err := f.db.PutTemplate(ctx, &wrenn.Template{Name: "minimal", Type: wrenn.TemplateBase, CreatedAt: base}); err != nil {
 		t.Fatal(err)
 	}

@@ -31,10 +31,7 @@ func TestReconcileHostComeback(t *testing.T) {
 			db := storetest.MustOpen(t, engine)
 			base := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 			now := base
-			if err := db.CreateAccount(ctx, &wrenn.User{ID: "usr-a", Email: "a@example.com", PasswordHash: "x", CreatedAt: base},
-				&wrenn.Team{ID: "team-a", Name: "a", CreatedAt: base}); err != nil {
-				t.Fatal(err)
-			}
+			mustTeamA(t, db, base)
 			mk := func(id, host string, status wrenn.SandboxStatus) {
 				sb := &wrenn.Sandbox{ID: id, TeamID: "team-a", Template: "minimal", Status: status, VCPUs: 1, MemoryMB: 512,
 					TimeoutSec: 300, HostID: host, CreatedAt: base, LastActiveAt: &base, LastUpdated: base}

@@ -23,10 +23,7 @@ func TestReconcileOneHost(t *testing.T) {
 			db := storetest.MustOpen(t, engine)
 			base := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 			now := base
-			if err := db.CreateAccount(ctx, &wrenn.User{ID: "usr-a", Email: "a@example.com", PasswordHash: "x", CreatedAt: base},
-				&wrenn.Team{ID: "team-a", Name: "a", CreatedAt: base}); err != nil {
-				t.Fatal(err)
-			}
+			mustTeamA(t, db, base)
 			for id, host := range map[string]string{"sb-mine": "host-1", "sb-mine-gone": "host-1", "sb-theirs": "host-2"} {
 				sb := &wrenn.Sandbox{ID: id, TeamID: "team-a", Template: "minimal", Status: wrenn.StatusRunning, VCPUs: 1, MemoryMB: 512,
 					HostID: host, CreatedAt: base, LastActiveAt: &base, LastUpdated: base}

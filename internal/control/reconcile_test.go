@@ -12,6 +12,7 @@ import (
 	"github.com/wrennhq/wrenn"
 	"github.com/wrennhq/wrenn/internal/control"
 	"github.com/wrennhq/wrenn/internal/mock"
+	"github.com/wrennhq/wrenn/internal/store"
 	"github.com/wrennhq/wrenn/internal/store/storetest"
 )
 
@@ -89,10 +90,7 @@ func TestReconcile(t *testing.T) {
 			now := base
 			clock := func() time.Time { return now }
 			host := &fakeHost{running: map[string]bool{}}
-			if err := db.CreateAccount(ctx, &wrenn.User{ID: "usr-a", Email: "a@example.com", PasswordHash: "x", CreatedAt: base},
-				&wrenn.Team{ID: "team-a", Name: "a", CreatedAt: base}); err != nil {
-				t.Fatal(err)
-			}
+			mustTeamA(t, db, base)
 			r := control.NewReconciler(control.ReconcilerConfig{
 				Store: db, Host: host.agent(), Now: clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			})
@@ -318,10 +316,7 @@ func TestReconcileActiveAfterRead(t *testing.T) {
 			db := storetest.MustOpen(t, engine)
 			base := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 			now := base.Add(time.Minute)
-			if err := db.CreateAccount(ctx, &wrenn.User{ID: "usr-a", Email: "a@example.com", PasswordHash: "x", CreatedAt: base},
-				&wrenn.Team{ID: "team-a", Name: "a", CreatedAt: base}); err != nil {
-				t.Fatal(err)
-			}
+			mustTeamA(t, db, base)
 			if err := db.CreateSandbox(ctx, &wrenn.Sandbox{ID: "sb-busy", TeamID: "team-a", Template: "minimal", Status: wrenn.StatusRunning,
 				VCPUs: 1, MemoryMB: 512, TimeoutSec: 15, CreatedAt: base, LastActiveAt: &base, LastUpdated: base}); err != nil {
 				t.Fatal(err)
@@ -370,10 +365,7 @@ func TestReconcileSweepsTemplates(t *testing.T) {
 			db := storetest.MustOpen(t, engine)
 			base := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 			now := base
-			if err := db.CreateAccount(ctx, &wrenn.User{ID: "usr-a", Email: "a@example.com", PasswordHash: "x", CreatedAt: base},
-				&wrenn.Team{ID: "team-a", Name: "a", CreatedAt: base}); err != nil {
-				t.Fatal(err)
-			}
+			mustTeamA(t, db, base)
 			if err := db.PutTemplate(ctx, &wrenn.Template{Name: "kept", TeamID: "team-a", Type: wrenn.TemplateSnapshot, CreatedAt: base}); err != nil {
 				t.Fatal(err)
 			}
@@ -415,10 +407,7 @@ func TestReconcileAutoPauseAndRetention(t *testing.T) {
 			now := base
 			clock := func() time.Time { return now }
 			host := &fakeHost{running: map[string]bool{"sb-idle": true, "sb-kill": true}, paused: map[string]bool{}}
-			if err := db.CreateAccount(ctx, &wrenn.User{ID: "usr-a", Email: "a@example.com", PasswordHash: "x", CreatedAt: base},
-				&wrenn.Team{ID: "team-a", Name: "a", CreatedAt: base}); err != nil {
-				t.Fatal(err)
-			}
+			mustTeamA(t, db, base)
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
 			svc := control.NewService(control.Config{Sandboxes: db, Templates: db, Quotas: db, Agent: host.agent(), Now: clock, Logger: log})
 			r := control.NewReconciler(control.ReconcilerConfig{Store: db, Host: host.agent(), Now: clock, Logger: log,
@@ -461,5 +450,14 @@ func TestReconcileAutoPauseAndRetention(t *testing.T) {
 				t.Errorf("stopped record past its retention: %v, want not found", err)
 			}
 		})
+	}
+}
+
+// mustTeamA makes the account usr-a, with its team team-a, at base.
+func mustTeamA(t *testing.T, db *store.DB, base time.Time) {
+	t.Helper()
+	if err := db.CreateAccount(context.Background(), &wrenn.User{ID: "usr-a", Email: "a@example.com", PasswordHash: "x", CreatedAt: base},
+		&wrenn.Team{ID: "team-a", Name: "a", CreatedAt: base}); err != nil {
+		t.Fatal(err)
 	}
 }
