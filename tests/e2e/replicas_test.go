@@ -331,6 +331,16 @@ func TestControlPlaneFailover(t *testing.T) {
 	reaped := func(p *plane, id string) bool {
 		return regexp.MustCompile(`msg="idle sandbox stopped".*sandbox_id=` + id).MatchString(p.logs.String())
 	}
+	// waitReaped is reaped, given the reaper the time to say so: it
+	// records the sandbox stopped before it ends the VM and logs.
+	waitReaped := func(p *plane, id string) bool {
+		for deadline := time.Now().Add(15 * time.Second); !reaped(p, id); time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				return false
+			}
+		}
+		return true
+	}
 
 	// Both replicas up: every operation served by either; the jobs stay
 	// on a, and b runs none (nothing in its log says it took a lease): an
@@ -340,7 +350,7 @@ func TestControlPlaneFailover(t *testing.T) {
 		round(true)
 	}
 	waitStopped(early, 30*time.Second)
-	if !reaped(a, early.ID) || reaped(b, early.ID) {
+	if !waitReaped(a, early.ID) || reaped(b, early.ID) {
 		t.Fatalf("the idle sandbox %s was not reaped by a alone: a says %v, b says %v", early.ID, reaped(a, early.ID), reaped(b, early.ID))
 	}
 	heldBy(a, 0)
@@ -434,7 +444,7 @@ func TestControlPlaneFailover(t *testing.T) {
 	}
 	// b reaps the idle sandbox a would have.
 	waitStopped(late, 60*time.Second)
-	if !reaped(b, late.ID) {
+	if !waitReaped(b, late.ID) {
 		t.Fatalf("replica b's log does not say it reaped %s", late.ID)
 	}
 	// b's heartbeat check marks a killed agent's host unreachable.
