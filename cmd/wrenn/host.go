@@ -75,6 +75,8 @@ type hostConfig struct {
 	// CgroupParent is where sandboxes' control groups go; "off" for none.
 	CgroupParent string
 	VMUIDBase    int // 0 for qemu.DefaultUIDBase
+	// Pool is the warm pool's budget (issue 14, pool.go).
+	Pool agent.PoolConfig
 }
 
 // hostConfigFromEnv reads and checks the host agent's settings.
@@ -97,6 +99,9 @@ func hostConfigFromEnv() (hostConfig, error) {
 	}
 	var err error
 	if c.Admission, err = admissionFromEnv(); err != nil {
+		return c, err
+	}
+	if c.Pool, err = poolFromEnv(); err != nil { // warm pool budget (issue 14)
 		return c, err
 	}
 	c.CgroupParent = envOr(envCgroupParent, qemu.DefaultCgroupParent)
@@ -166,7 +171,7 @@ func startHost(ctx context.Context, paths layout.Layout, hc hostConfig, log *slo
 		hostname = hc.HostID
 	}
 	m := agent.New(agent.Config{
-		HostID: hostname, Layout: paths, Driver: driver, Network: nm, Logger: log, PoolSize: hc.PoolSize, Admission: hc.Admission,
+		HostID: hostname, Layout: paths, Driver: driver, Network: nm, Logger: log, PoolSize: hc.PoolSize, Pool: hc.Pool, Admission: hc.Admission,
 		Bases: []agent.Base{{Name: minimal.Name, RootFS: rootfs, Kernel: kernel, SizeBytes: minimal.SizeBytes}},
 	})
 	if err := m.Adopt(ctx); err != nil {

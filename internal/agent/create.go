@@ -60,7 +60,8 @@ func (m *Manager) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (ne
 	key := poolKey{team: spec.TemplateTeamID, name: spec.Template}
 	var member *poolMember
 	if from.tmpl != "" {
-		member = m.pool.take(key, from.tmpl)
+		// One ready, or the next the pool makes (pool.go).
+		member = m.pool.claim(ctx, key, from.tmpl, m.cfg.BootTimeout)
 	}
 	// A create that claims a pool member takes the VM the member holds;
 	// any other must fit the host (admit.go).
@@ -85,14 +86,6 @@ func (m *Manager) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (ne
 	}()
 	start := time.Now()
 	if from.tmpl != "" {
-		// Whether this create takes a pool member or not, the pool keeps
-		// one ready for the next: of a base always, of a snapshot template
-		// once it is used.
-		defer func() {
-			if err == nil {
-				m.pool.fill(key)
-			}
-		}()
 		if net, ok := m.claim(ctx, sb, rec, key, from.tmpl, member); ok {
 			sb.log.Info("sandbox started", slog.String(attrTemplate, spec.Template), slog.Bool("restored", true),
 				slog.Bool("from_pool", true), slog.String("run_dir", sb.dir.Path()), slog.Int(attrPID, rec.PID),
@@ -106,7 +99,9 @@ func (m *Manager) CreateSandbox(ctx context.Context, spec wrenn.SandboxSpec) (ne
 			}
 		}
 	}
+	restored := m.pool.restore() // refills hold off meanwhile
 	mach, err := m.start(ctx, sb.dir, &rec, from)
+	restored()
 	if err != nil {
 		return net, err
 	}

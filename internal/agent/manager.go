@@ -46,6 +46,8 @@ type Config struct {
 	// PoolSize is how many sandboxes the warm pool keeps ready per
 	// template (pool.go); 0 keeps none.
 	PoolSize int
+	// Pool is the warm pool's budget (issue 14); its Floor is PoolSize.
+	Pool PoolConfig
 	// BootTimeout bounds how long a new VM may take until its guest agent
 	// answers; 0 means DefaultBootTimeout.
 	BootTimeout time.Duration
@@ -106,7 +108,12 @@ func New(c Config) *Manager {
 		m.bases[b.Name] = b
 	}
 	m.warm = &warmer{l: c.Layout, driver: c.Driver, bases: c.Bases, log: c.Logger, host: m}
-	m.pool = newPool(c.PoolSize, c.Logger, m)
+	pc := c.Pool
+	pc.Floor = c.PoolSize
+	if alloc, err := m.admit.allocatable(); err == nil && pc.MaxMemoryMB == 0 {
+		pc.MaxMemoryMB = max(alloc.MemoryMB/2, WarmMemoryMB) // half what admission allows
+	}
+	m.pool = newPool(pc, c.Logger, m, c.Now)
 	m.health = newHealth(c.Health, m, c.Now)
 	m.disk = newDiskWatch(c.Admission, m.admit, m, c.Logger)
 	m.metrics = newSampler(c.Now, c.Logger)

@@ -25,9 +25,11 @@ const poolWarmup = "/bin/true"
 // FillPool starts filling the warm pool of every base that has a warm
 // snapshot. Call after Warm.
 func (m *Manager) FillPool() {
+	keys := make([]poolKey, 0, len(m.cfg.Bases))
 	for _, b := range m.cfg.Bases {
-		m.pool.fill(poolKey{name: b.Name})
+		keys = append(keys, poolKey{name: b.Name})
 	}
+	m.pool.start(keys)
 }
 
 // memberOrigin is what a member of key starts from, and the record it
@@ -94,7 +96,7 @@ func (m *Manager) makeMember(ctx context.Context, key poolKey) (*poolMember, err
 	}
 	sb.run(mach, rec, lcPooled)
 	go m.watch(sb, mach)
-	sb.log.Info("warm pool: sandbox ready", slog.String(attrTemplate, key.name), slog.Duration("took", time.Since(start)))
+	sb.log.Debug("warm pool: sandbox made", slog.String(attrTemplate, key.name), slog.Duration("took", time.Since(start)))
 	return &poolMember{sb: sb, tmpl: from.tmpl}, nil
 }
 
@@ -145,13 +147,18 @@ func (m *Manager) claimMember(ctx context.Context, sb *sandbox, rec record, p *s
 	m.dropMember(p) // sb holds its VM now, or it ends below
 	rec.Kernel, rec.PID, rec.Slot = prec.Kernel, prec.PID, prec.Slot
 	rec.FromSnapshot, rec.OwnMemory = true, false
+	t0 := time.Now()
 	err = m.cfg.Network.SetEgress(ctx, mach.slot, *rec.Network)
+	t1 := time.Now()
 	if err == nil {
 		err = m.initGuest(ctx, mach.envd, rec.ID)
 	}
+	t2 := time.Now()
 	if err == nil {
 		err = writeRecord(p.dir, rec)
 	}
+	sb.log.Debug("warm pool: claimed", slog.Duration("egress", t1.Sub(t0)), slog.Duration("init", t2.Sub(t1)),
+		slog.Duration("record", time.Since(t2)))
 	if err != nil {
 		sb.log.Warn("warm pool: sandbox could not be claimed", slog.String("pool_dir", p.dir.Path()), slog.Any(attrError, err))
 		logErr(sb.log, "end unclaimable pool sandbox", errors.Join(mach.release.run(context.WithoutCancel(ctx)), removeRunDir(p.dir)))

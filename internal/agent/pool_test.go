@@ -43,7 +43,7 @@ func (f *fakeMembers) isEnded(sb *sandbox) bool {
 func testPool(t *testing.T) (*pool, *fakeMembers) {
 	t.Helper()
 	host := &fakeMembers{}
-	p := newPool(1, discardLog(), host)
+	p := newPool(PoolConfig{Floor: 1}, discardLog(), host, nil)
 	t.Cleanup(p.close)
 	return p, host
 }
@@ -57,7 +57,7 @@ func addMember(t *testing.T, p *pool, dir string, key poolKey, readyAt time.Time
 	if err := os.MkdirAll(sb.dir.Path(), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	member := &poolMember{sb: sb, readyAt: readyAt, expiry: time.NewTimer(time.Hour)}
+	member := &poolMember{sb: sb, readyAt: readyAt}
 	p.mu.Lock()
 	p.ready[key] = append(p.ready[key], member)
 	p.mu.Unlock()
