@@ -19,7 +19,7 @@
 //	health.go     health checks of running guests
 //	sampler.go    CPU, memory and disk of each running sandbox, every 500 ms
 //	metrics.go    each sandbox's metrics at three resolutions, kept across a pause
-//	pool.go       the warm pool's bookkeeping; member.go, its members
+//	pool.go       the warm pool's bookkeeping; member.go, its members; demand.go, its sizing
 //	warm.go       each base's warm snapshot
 //	adopt.go      taking over what an earlier agent process left
 //	gc.go         removing images nothing uses

@@ -369,7 +369,7 @@ func (p *pool) make(key poolKey, gen int) {
 	p.mu.Lock()
 	p.filling[key]--
 	keep := err == nil && !p.closed && p.gen[key] == gen
-	ready, target := 0, 0
+	ready, target, handed := 0, 0, false
 	if keep {
 		member.readyAt = p.now()
 		if n, ok := member.sb.holds(); ok && n.MemoryMB > 0 {
@@ -378,6 +378,7 @@ func (p *pool) make(key poolKey, gen int) {
 		if ws := p.waiters[key]; len(ws) > 0 {
 			p.waiters[key] = ws[1:]
 			ws[0].ch <- member
+			handed = true
 		} else {
 			p.ready[key] = append(p.ready[key], member)
 		}
@@ -397,7 +398,10 @@ func (p *pool) make(key poolKey, gen int) {
 	p.tidyLocked(key)
 	p.mu.Unlock()
 	switch {
+	case keep && handed:
+		member.sb.log.Info("warm pool: sandbox handed to a waiting create", slog.String(attrTemplate, key.name))
 	case keep:
+		// Tests and benchmarks wait on this line, its ready and target.
 		member.sb.log.Info("warm pool: sandbox ready", slog.String(attrTemplate, key.name),
 			slog.Int("ready", ready), slog.Int("target", target))
 	case err != nil && !closed:

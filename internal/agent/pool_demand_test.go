@@ -11,26 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wrennhq/wrenn/internal/clocktest"
 	"github.com/wrennhq/wrenn/internal/layout"
 )
-
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 func TestDemandPeak(t *testing.T) {
 	start := time.Unix(1_000_000, 0) // on a bucket's edge
@@ -193,7 +176,7 @@ func burst(t *testing.T, p *pool, key poolKey, tmpl layout.TemplateDir, n int) {
 // the burst's size BackgroundRefills at a time; once the burst is out of
 // the window its members beyond the floor end.
 func TestPoolFollowsDemand(t *testing.T) {
-	clock := &fakeClock{now: time.Unix(1_000_000, 0)}
+	clock := clocktest.New(time.Unix(1_000_000, 0))
 	host := newMakingHost(t)
 	p := newPool(PoolConfig{Floor: 1, Max: 16, Refills: 3, BackgroundRefills: 1}, discardLog(), host, clock.Now)
 	t.Cleanup(p.close)
@@ -214,7 +197,7 @@ func TestPoolFollowsDemand(t *testing.T) {
 
 	// The next burst like it, a minute on, finds every member ready:
 	// nothing is made while it claims but the refill that follows it.
-	clock.Add(time.Minute)
+	clock.Advance(time.Minute)
 	made := host.madeSoFar()
 	burst(t, p, key, host.tmpl, 10)
 	if n := host.madeSoFar() - made; n > 1 {
@@ -223,7 +206,7 @@ func TestPoolFollowsDemand(t *testing.T) {
 	waitReady(t, p, key, 10)
 
 	// Quiet for the window: the members beyond the floor end.
-	clock.Add(demandWindow + 2*demandBucket)
+	clock.Advance(demandWindow + 2*demandBucket)
 	ended := len(host.ended)
 	waitReady(t, p, key, 1)
 	if got := len(host.endedSince(ended)); got != 9 {
@@ -259,7 +242,7 @@ func TestPoolBudget(t *testing.T) {
 		{"ceiling above the burst", PoolConfig{Floor: 1, Max: 100, Refills: 2}, 6},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			clock := &fakeClock{now: time.Unix(1_000_000, 0)}
+			clock := clocktest.New(time.Unix(1_000_000, 0))
 			host := newMakingHost(t)
 			p := newPool(tt.cfg, discardLog(), host, clock.Now)
 			t.Cleanup(p.close)
@@ -275,7 +258,7 @@ func TestPoolBudget(t *testing.T) {
 // TestPoolWaitersWhenMakesFail: a create waiting for a member whose make
 // fails is told at once, and creates in the retry interval do not wait.
 func TestPoolWaitersWhenMakesFail(t *testing.T) {
-	clock := &fakeClock{now: time.Unix(1_000_000, 0)}
+	clock := clocktest.New(time.Unix(1_000_000, 0))
 	host := newMakingHost(t)
 	host.fail.Store(true)
 	p := newPool(PoolConfig{Floor: 1, Refills: 2}, discardLog(), host, clock.Now)
@@ -294,7 +277,7 @@ func TestPoolWaitersWhenMakesFail(t *testing.T) {
 	}
 	// After the interval, members are made again.
 	host.fail.Store(false)
-	clock.Add(poolRetry)
+	clock.Advance(poolRetry)
 	if m := p.claim(context.Background(), key, host.tmpl, time.Minute); m == nil {
 		t.Error("no member after the retry interval")
 	}
@@ -303,7 +286,7 @@ func TestPoolWaitersWhenMakesFail(t *testing.T) {
 // TestPoolHoldsRefillsWhileCreatesRestore: no refill starts while a create
 // starts a VM of its own; it starts when that create is done.
 func TestPoolHoldsRefillsWhileCreatesRestore(t *testing.T) {
-	clock := &fakeClock{now: time.Unix(1_000_000, 0)}
+	clock := clocktest.New(time.Unix(1_000_000, 0))
 	host := newMakingHost(t)
 	p := newPool(PoolConfig{Floor: 2}, discardLog(), host, clock.Now)
 	t.Cleanup(p.close)
@@ -321,7 +304,7 @@ func TestPoolHoldsRefillsWhileCreatesRestore(t *testing.T) {
 // TestPoolWaiterLeaves: a create that stops waiting leaves no waiter
 // behind, and the member made for it stays in the pool.
 func TestPoolWaiterLeaves(t *testing.T) {
-	clock := &fakeClock{now: time.Unix(1_000_000, 0)}
+	clock := clocktest.New(time.Unix(1_000_000, 0))
 	host := newMakingHost(t)
 	host.took = 200 * time.Millisecond
 	p := newPool(PoolConfig{Floor: 1}, discardLog(), host, clock.Now)

@@ -306,8 +306,8 @@ func (c *chaos) agreement(target string) (string, string) {
 	}
 
 	// Run directories by their records: each running sandbox's holds one
-	// VM, each paused one's none, the pool's at most warmPoolSize with one
-	// VM each; nothing else.
+	// VM, each paused one's none, the pool's at most maxPoolMembers (it
+	// follows demand) with one VM each; nothing else.
 	dirs, _ := filepath.Glob(filepath.Join(c.a.dataDir, "sandboxes", "*"))
 	members, vms := 0, 0
 	for _, dir := range dirs {
@@ -335,7 +335,7 @@ func (c *chaos) agreement(target string) (string, string) {
 			problems = append(problems, fmt.Sprintf("run directory %s (%s) has %d VMs, want %d", filepath.Base(dir), rec.ID, n, want))
 		}
 	}
-	if members > warmPoolSize {
+	if members > maxPoolMembers {
 		problems = append(problems, fmt.Sprintf("%d pool members", members))
 	}
 	if len(dirs)-members != running+paused {

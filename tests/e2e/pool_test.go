@@ -101,3 +101,74 @@ func unclaimed(t testing.TB, dataDir string) []string {
 	}
 	return dirs
 }
+
+// TestWarmPoolBurst: bursts of concurrent creates, the first beyond what
+// the pool holds and the second from a pool that has learnt the burst,
+// give each sandbox its own identity (hostname), clock, entropy and
+// network slot, with the egress policy it asked for; the pool grows to the
+// burst, the second burst finds every member ready, and nothing is left
+// behind.
+func TestWarmPoolBurst(t *testing.T) {
+	requireVMs(t)
+	startWorld(t)
+	dataDir := shortTempDir(t)
+	s := startVMServer(t, dataDir, "WRENN_DNS_UPSTREAM="+worldDNS, "WRENN_CPU_OVERCOMMIT=16")
+	key := s.account("burst@example.com")
+	before := snapshotHost(t, dataDir)
+	const n = 6
+	bodies := make([]map[string]any, n)
+	for i := range bodies {
+		bodies[i] = map[string]any{"allow_internet_access": i%2 == 0}
+	}
+	check := func(what string, rs []burstResult) {
+		t.Helper()
+		seen := map[string]string{}
+		unique := func(kind, v, id string) {
+			if other, ok := seen[kind+v]; ok {
+				t.Errorf("%s: %s and %s have the same %s %q", what, other, id, kind, v)
+			}
+			seen[kind+v] = id
+		}
+		for _, r := range rs {
+			if r.err != nil {
+				t.Fatalf("%s: %v", what, r.err)
+			}
+			id := r.sb.ID
+			if dir := filepath.Base(runDirOf(t, dataDir, id)); !strings.HasPrefix(dir, poolPrefix) {
+				t.Errorf("%s: %s did not come from the pool: runs in %s", what, id, dir)
+			}
+			out := s.exec(key, id, "sh", "-c", "hostname; date +%s; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; cat /proc/sys/kernel/random/boot_id")
+			f := strings.Fields(out.Stdout)
+			if len(f) != 4 || f[0] != id {
+				t.Fatalf("%s: %s: hostname, clock, entropy: %+v", what, id, out)
+			}
+			if secs, _ := strconv.ParseInt(f[1], 10, 64); time.Since(time.Unix(secs, 0)).Abs() > 5*time.Second {
+				t.Errorf("%s: %s: guest clock %s, host %s", what, id, time.Unix(secs, 0), time.Now())
+			}
+			unique("urandom", f[2], id)
+			unique("boot_id", f[3], id)
+			unique("host_ip", r.sb.HostIP, id)
+			want := "world public.test"
+			if !r.sb.AllowInternetAccess {
+				want = "fail"
+			}
+			s.probe(t, key, id, what+" "+id, []probe{{"http:http://public.test/", want}})
+		}
+	}
+
+	offset := len(s.logs.String())
+	first := s.burst(key, bodies)
+	check("first burst", first)
+	s.destroyAll(t, key, first)
+	offset = s.waitPoolLevel(t, "minimal", offset, n) // it learnt the burst
+
+	handed := strings.Count(s.logs.String(), "handed to a waiting create")
+	second := s.burst(key, bodies)
+	if got := strings.Count(s.logs.String(), "handed to a waiting create") - handed; got != 0 {
+		t.Errorf("%d creates of a burst the pool had learnt waited for a member", got)
+	}
+	check("second burst", second)
+	s.destroyAll(t, key, second)
+	s.waitPoolLevel(t, "minimal", offset, n)
+	eventually(t, 30*time.Second, func() string { return before.diff(snapshotHost(t, dataDir)) })
+}

@@ -1,0 +1,136 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkCreateBurst: bursts of concurrent creates, each to its first
+// exec (`true`), against the warm pool that follows demand (issue 14):
+//
+//	scripts/bench -bench CreateBurst -benchtime 3x ./tests/e2e
+//
+// "burstN": a warm-up burst of N teaches the pool the demand; the
+// benchmark waits until the pool says it has N members ready (its log
+// line), then each iteration is a burst of N (p50 and p90 over every
+// create of every burst), after which its sandboxes are destroyed and
+// the pool refills, untimed. It reports the pool's memory (RSS of its N
+// members' QEMU processes) and idle CPU (their utime+stime over 10 s, in
+// % of one core, all of them), and the floor in the same server: a lone
+// create from the pool.
+//
+// "nopool": the same bursts of 10 and a lone create with no warm pool
+// (WRENN_WARM_POOL=0): each create restores the base's snapshot in a new
+// QEMU, which is what a burst beyond the pool did before issue 14.
+//
+// Both allow 32 vCPUs per core (WRENN_CPU_OVERCOMMIT): the bursts and the
+// pool's members count in admission.
+func BenchmarkCreateBurst(b *testing.B) {
+	for _, n := range []int{10, 20} {
+		b.Run(fmt.Sprintf("burst%d", n), func(b *testing.B) {
+			s, key := benchServer(b, "WRENN_CPU_OVERCOMMIT=32")
+			bodies := make([]map[string]any, n)
+			for i := range bodies {
+				bodies[i] = map[string]any{}
+			}
+			offset := len(s.logs.String())
+			s.destroyAll(b, key, mustBurst(b, s.burst(key, bodies))) // the warm-up
+			offset = s.waitPoolLevel(b, "minimal", offset, n)
+			pids := poolProcs(b, s.dataDir)
+			b.ReportMetric(rssMiB(pids), "pool-rss-MiB")
+			b.ReportMetric(idleCPU(pids, 10*time.Second), "pool-idle-cpu-%")
+			b.ReportMetric(float64(len(pids)), "pool-members")
+
+			var samples []time.Duration
+			claims := len(s.logs.String())
+			for b.Loop() {
+				rs := mustBurst(b, s.burst(key, bodies))
+				b.StopTimer()
+				for _, r := range rs {
+					samples = append(samples, r.took)
+				}
+				s.destroyAll(b, key, rs)
+				offset = s.waitPoolLevel(b, "minimal", offset, n)
+				b.StartTimer()
+			}
+			reportQuantiles(b, "burst-create-exec", samples)
+			// Where a claim's time goes on the agent, under the bursts.
+			logs := s.logs.String()[claims:]
+			for _, step := range []string{"egress", "init", "record", "took"} {
+				reportQuantiles(b, "claim-"+step, logDurations(logs, "warm pool: claimed", step))
+			}
+			reportQuantiles(b, "agent-create", logDurations(logs, "from_pool=true", "took"))
+			reportQuantiles(b, "lone-create-exec", loneCreates(b, s, key, 5, func() {
+				offset = s.waitPoolLevel(b, "minimal", offset, n)
+			}))
+		})
+	}
+	b.Run("nopool", func(b *testing.B) {
+		s, key := benchServer(b, "WRENN_WARM_POOL=0", "WRENN_CPU_OVERCOMMIT=32")
+		bodies := make([]map[string]any, 10)
+		for i := range bodies {
+			bodies[i] = map[string]any{}
+		}
+		var samples []time.Duration
+		for b.Loop() {
+			rs := mustBurst(b, s.burst(key, bodies))
+			b.StopTimer()
+			for _, r := range rs {
+				samples = append(samples, r.took)
+			}
+			s.destroyAll(b, key, rs)
+			b.StartTimer()
+		}
+		reportQuantiles(b, "burst-create-exec", samples)
+		reportQuantiles(b, "lone-create-exec", loneCreates(b, s, key, 5, nil))
+	})
+}
+
+// mustBurst stops the benchmark at a create or exec of a burst that
+// failed, with the API's words.
+func mustBurst(b *testing.B, rs []burstResult) []burstResult {
+	b.Helper()
+	for _, r := range rs {
+		if r.err != nil {
+			b.Fatal(r.err)
+		}
+	}
+	return rs
+}
+
+// loneCreates times n creates to their first exec, one at a time, calling
+// between (if not nil) after destroying each.
+func loneCreates(b *testing.B, s *server, key hdr, n int, between func()) []time.Duration {
+	b.Helper()
+	var samples []time.Duration
+	for range n {
+		rs := mustBurst(b, s.burst(key, []map[string]any{{}}))
+		samples = append(samples, rs[0].took)
+		s.destroyAll(b, key, rs)
+		if between != nil {
+			between()
+		}
+	}
+	return samples
+}
+
+// logDurations collects the duration attribute attr of the log lines
+// holding marker.
+func logDurations(logs, marker, attr string) []time.Duration {
+	var out []time.Duration
+	for _, l := range strings.Split(logs, "\n") {
+		if !strings.Contains(l, marker) {
+			continue
+		}
+		for _, f := range strings.Fields(l) {
+			if v, ok := strings.CutPrefix(f, attr+"="); ok {
+				if d, err := time.ParseDuration(v); err == nil {
+					out = append(out, d)
+				}
+			}
+		}
+	}
+	return out
+}
