@@ -406,10 +406,11 @@ func (p *pool) make(key poolKey, gen int) {
 			slog.Int("ready", ready), slog.Int("target", target))
 	case err != nil && !closed:
 		level := slog.LevelWarn
-		if key.team != "" || wrenn.ErrorCode(err) == wrenn.EHostFull {
-			// A snapshot template may have been deleted; a full host is
-			// waited out.
-			level = slog.LevelInfo
+		switch {
+		case wrenn.ErrorCode(err) == wrenn.EHostFull:
+			level = slog.LevelDebug // it waits for room, as it should
+		case key.team != "":
+			level = slog.LevelInfo // the template may have been deleted
 		}
 		p.log.Log(context.Background(), level, "warm pool: could not start a sandbox", slog.String(attrTemplate, key.name), slog.Any(attrError, err))
 	case err == nil:
