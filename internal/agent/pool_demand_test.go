@@ -324,3 +324,29 @@ func TestPoolWaiterLeaves(t *testing.T) {
 	p.start([]poolKey{key})
 	waitReady(t, p, key, 1)
 }
+
+// TestPoolYieldsSurplusFirst: to make room on a full host the pool ends a
+// member beyond its template's target before an older one it needs.
+func TestPoolYieldsSurplusFirst(t *testing.T) {
+	p, host := testPool(t) // floor 1
+	dir := t.TempDir()
+	now := time.Now()
+	base := poolKey{name: "minimal"}
+	p.mu.Lock()
+	p.bases[base] = true
+	p.mu.Unlock()
+	needed := addMember(t, p, dir, base, now.Add(-time.Hour)) // the floor: oldest, but needed
+	surplus := addMember(t, p, dir, poolKey{team: "team-a", name: "quiet"}, now)
+	if !p.yield() {
+		t.Fatal("nothing yielded")
+	}
+	if !host.isEnded(surplus.sb) || host.isEnded(needed.sb) {
+		t.Errorf("yield ended the member its template needs")
+	}
+	if !p.yield() || !host.isEnded(needed.sb) {
+		t.Error("with no surplus left, the oldest member did not yield")
+	}
+	if p.yield() {
+		t.Error("yielded from an empty pool")
+	}
+}
