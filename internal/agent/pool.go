@@ -34,7 +34,8 @@ import (
 // Members are made in the background, Refills at a time at most while
 // creates wait for them and BackgroundRefills otherwise; refills that are
 // not for a waiting create hold off while any create waits or restores a
-// VM of its own, so that they never take the CPU a create needs. A create
+// VM of its own, and until refillDelay after the last create, so that they
+// do not take the CPU a burst's creates and first commands need. A create
 // that finds no member ready waits for one the pool makes for it (it is
 // counted as a waiter, and the pool starts a make per waiter, the first
 // member ready going to the first waiter), rather than starting a restore
@@ -64,7 +65,13 @@ const poolRetry = 5 * time.Second
 
 // poolTick is how often the pool ends members beyond their template's
 // target and refills those below it.
-const poolTick = time.Second
+const poolTick = 250 * time.Millisecond
+
+// refillDelay is how long after the last create the pool waits before it
+// refills: a burst's creates and their first commands need the CPU a
+// restore would take (about 0.4 s of a core under TCG), and refills are
+// for the next burst, not this one.
+const refillDelay = time.Second
 
 // maxTemplateMembers bounds the members kept of snapshot templates on a
 // host, whichever teams they belong to, so that creates from many
@@ -123,6 +130,7 @@ type pool struct {
 	retryAt   map[poolKey]time.Time // no make of it before
 	sizeMB    map[poolKey]int       // a member's memory, as last made
 	restoring int                   // creates starting VMs of their own
+	lastClaim time.Time             // the last create's
 	closed    bool
 }
 
@@ -244,7 +252,8 @@ func (p *pool) noteLocked(key poolKey) {
 		d = &demand{}
 		p.demand[key] = d
 	}
-	d.add(p.now())
+	p.lastClaim = p.now()
+	d.add(p.lastClaim)
 }
 
 // pumpLocked starts the makes the pool lacks: first one for each create
@@ -271,7 +280,7 @@ func (p *pool) pumpLocked() {
 			inflight++
 		}
 	}
-	if waiting || p.restoring > 0 {
+	if waiting || p.restoring > 0 || now.Sub(p.lastClaim) < refillDelay {
 		return
 	}
 	keys := make(map[poolKey]bool, len(p.bases)+len(p.demand))

@@ -19,9 +19,10 @@ import (
 // burstResult is one create of a burst: its sandbox, and how long the
 // create and its first exec (`true`) took.
 type burstResult struct {
-	sb   sandboxNetwork
-	took time.Duration
-	err  error
+	sb      sandboxNetwork
+	took    time.Duration
+	created time.Duration // of took, until the create answered
+	err     error
 }
 
 // burst creates len(bodies) sandboxes at once, each as its body asks, and
@@ -47,6 +48,7 @@ func (s *server) burst(key hdr, bodies []map[string]any) []burstResult {
 				r.err = err
 				return
 			}
+			r.created = time.Since(start)
 			code, resp, err = s.send("POST", "/v1/sandboxes/"+r.sb.ID+"/exec", key, map[string]any{"cmd": "true"})
 			if err == nil && code != 200 {
 				err = fmt.Errorf("exec = %d: %s", code, resp)
