@@ -69,6 +69,10 @@ func (m *Manager) makeMember(ctx context.Context, key poolKey) (*poolMember, err
 	}
 	id := "pool-" + strings.ToLower(rand.Text()[:16])
 	rec.ID, rec.CreatedAt = id, m.cfg.Now().UTC()
+	// A policy that allows nothing, as a slot has before its first: it
+	// starts the slot's resolver now rather than in the claim, which then
+	// only swaps the policy.
+	rec.Network = &wrenn.Network{}
 	sb := newSandbox(id, m.cfg.Layout.Sandbox(id), m.log, lcStarting)
 	sb.op.Lock()
 	defer sb.op.Unlock()
