@@ -76,7 +76,7 @@ func (db *DB) insertSandbox(ctx context.Context, c conn, sb *wrenn.Sandbox) erro
 
 // GetSandbox returns the team's sandbox id. Another team's is not found.
 func (db *DB) GetSandbox(ctx context.Context, teamID, id string) (*wrenn.Sandbox, error) {
-	sb, err := scanSandbox(db.r.queryRow(ctx, `SELECT `+sandboxColumns+` FROM sandboxes WHERE team_id = ? AND id = ?`, teamID, id))
+	sb, err := scanSandbox(db.r.queryRowPrepared(ctx, `SELECT `+sandboxColumns+` FROM sandboxes WHERE team_id = ? AND id = ?`, teamID, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("sandbox")
 	}
