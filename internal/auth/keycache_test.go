@@ -11,6 +11,7 @@ import (
 
 	"github.com/wrennhq/wrenn"
 	"github.com/wrennhq/wrenn/internal/auth"
+	"github.com/wrennhq/wrenn/internal/clocktest"
 )
 
 // memKeys is an in-memory KeyStore that counts lookups and touches; an
@@ -81,27 +82,9 @@ func (m *memKeys) counts() (lookups, touches int) {
 	return m.lookups, len(m.touches)
 }
 
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // keyService is a Service on keys with the clock and cache TTL given.
-func keyService(keys auth.KeyStore, clock *fakeClock, ttl time.Duration) *auth.Service {
-	return auth.NewService(auth.Config{Keys: keys, Now: clock.now, KeyCacheTTL: ttl,
+func keyService(keys auth.KeyStore, clock *clocktest.Clock, ttl time.Duration) *auth.Service {
+	return auth.NewService(auth.Config{Keys: keys, Now: clock.Now, KeyCacheTTL: ttl,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
 
@@ -112,7 +95,7 @@ func TestAPIKeyCache(t *testing.T) {
 	start := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 
 	t.Run("a key is looked up once per TTL", func(t *testing.T) {
-		keys, clock := newMemKeys(), &fakeClock{t: start}
+		keys, clock := newMemKeys(), clocktest.New(start)
 		s := keyService(keys, clock, 0) // the default TTL
 		k, plain, err := s.CreateAPIKey(ctx, teamA, "k")
 		if err != nil {
@@ -127,7 +110,7 @@ func TestAPIKeyCache(t *testing.T) {
 		if l, _ := keys.counts(); l != 1 {
 			t.Errorf("%d lookups for 100 requests inside the TTL, want 1", l)
 		}
-		clock.advance(auth.DefaultKeyCacheTTL)
+		clock.Advance(auth.DefaultKeyCacheTTL)
 		if _, err := s.AuthenticateAPIKey(ctx, plain); err != nil {
 			t.Fatal(err)
 		}
@@ -137,7 +120,7 @@ func TestAPIKeyCache(t *testing.T) {
 	})
 
 	t.Run("deleted here: refused at once", func(t *testing.T) {
-		keys, clock := newMemKeys(), &fakeClock{t: start}
+		keys, clock := newMemKeys(), clocktest.New(start)
 		s := keyService(keys, clock, time.Hour)
 		k, plain, _ := s.CreateAPIKey(ctx, teamA, "k")
 		if _, err := s.AuthenticateAPIKey(ctx, plain); err != nil {
@@ -152,7 +135,7 @@ func TestAPIKeyCache(t *testing.T) {
 	})
 
 	t.Run("deleted by another replica: refused once the TTL has passed", func(t *testing.T) {
-		keys, clock := newMemKeys(), &fakeClock{t: start}
+		keys, clock := newMemKeys(), clocktest.New(start)
 		here, there := keyService(keys, clock, 0), keyService(keys, clock, 0)
 		k, plain, _ := there.CreateAPIKey(ctx, teamA, "k")
 		if _, err := here.AuthenticateAPIKey(ctx, plain); err != nil {
@@ -164,18 +147,18 @@ func TestAPIKeyCache(t *testing.T) {
 		if _, err := there.AuthenticateAPIKey(ctx, plain); err == nil {
 			t.Fatal("the replica that deleted the key still takes it")
 		}
-		clock.advance(auth.DefaultKeyCacheTTL - time.Nanosecond)
+		clock.Advance(auth.DefaultKeyCacheTTL - time.Nanosecond)
 		if _, err := here.AuthenticateAPIKey(ctx, plain); err != nil {
 			t.Fatalf("inside the TTL the other replica's cache vouches for the key, got %v", err)
 		}
-		clock.advance(time.Nanosecond)
+		clock.Advance(time.Nanosecond)
 		if _, err := here.AuthenticateAPIKey(ctx, plain); wrenn.ErrorCode(err) != wrenn.EUnauthorized {
 			t.Fatalf("revoked key after the TTL: %v, want unauthorized", err)
 		}
 	})
 
 	t.Run("a lookup in flight during a delete is not cached", func(t *testing.T) {
-		keys, clock := newMemKeys(), &fakeClock{t: start}
+		keys, clock := newMemKeys(), clocktest.New(start)
 		s := keyService(keys, clock, time.Hour)
 		k, plain, _ := s.CreateAPIKey(ctx, teamA, "k")
 		// The lookup reads the key; the delete runs to completion before
@@ -204,7 +187,7 @@ func TestAPIKeyCache(t *testing.T) {
 	})
 
 	t.Run("unknown keys are not cached", func(t *testing.T) {
-		keys, clock := newMemKeys(), &fakeClock{t: start}
+		keys, clock := newMemKeys(), clocktest.New(start)
 		s := keyService(keys, clock, time.Hour)
 		plain, _, _ := auth.NewAPIKey()
 		for range 3 {
@@ -223,7 +206,7 @@ func TestAPIKeyCache(t *testing.T) {
 	})
 
 	t.Run("last_used is written once per resolution from the cache", func(t *testing.T) {
-		keys, clock := newMemKeys(), &fakeClock{t: start}
+		keys, clock := newMemKeys(), clocktest.New(start)
 		s := keyService(keys, clock, time.Hour)
 		_, plain, _ := s.CreateAPIKey(ctx, teamA, "k")
 		step := auth.LastUsedResolution / 4
@@ -231,7 +214,7 @@ func TestAPIKeyCache(t *testing.T) {
 			if _, err := s.AuthenticateAPIKey(ctx, plain); err != nil {
 				t.Fatal(err)
 			}
-			clock.advance(step)
+			clock.Advance(step)
 		}
 		lookups, touches := keys.counts()
 		if lookups != 1 || touches != 3 {
@@ -240,7 +223,7 @@ func TestAPIKeyCache(t *testing.T) {
 	})
 
 	t.Run("a negative TTL caches nothing", func(t *testing.T) {
-		keys, clock := newMemKeys(), &fakeClock{t: start}
+		keys, clock := newMemKeys(), clocktest.New(start)
 		s := keyService(keys, clock, -1)
 		_, plain, _ := s.CreateAPIKey(ctx, teamA, "k")
 		for range 3 {
