@@ -271,6 +271,16 @@ func (c networkCol) Scan(src any) error {
 		*c.n = wrenn.DefaultNetwork
 		return nil
 	}
+	// Most sandboxes have no rules: their policy is one of two texts,
+	// read without the JSON decoder (every GET of a sandbox reads it).
+	switch string(b) {
+	case `{"internet":true}`:
+		*c.n = wrenn.Network{Internet: true}
+		return nil
+	case `{"internet":false}`:
+		*c.n = wrenn.Network{}
+		return nil
+	}
 	var n wrenn.Network
 	if err := json.Unmarshal(b, &n); err != nil {
 		return fmt.Errorf("network column: %w", err)
