@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
 	"log/slog"
@@ -59,6 +60,10 @@ type Config struct {
 	// SignupClosed refuses signups: the operator creates accounts
 	// (CreateAccount, through `wrenn admin user create`).
 	SignupClosed bool
+	// KeyCacheTTL is how long a verified API key is trusted without
+	// asking the store again (keycache.go): 0 means DefaultKeyCacheTTL,
+	// a negative value caches nothing.
+	KeyCacheTTL time.Duration
 }
 
 // Service is the account and credential use cases: signup, login, API key
@@ -72,6 +77,7 @@ type Service struct {
 	now      func() time.Time
 	log      *slog.Logger
 	closed   bool // signup
+	keyCache *keyCache
 }
 
 // NewService returns a Service.
@@ -79,8 +85,11 @@ func NewService(c Config) *Service {
 	if c.Throttle == nil {
 		c.Throttle = NewThrottle(c.Now)
 	}
+	if c.KeyCacheTTL == 0 {
+		c.KeyCacheTTL = DefaultKeyCacheTTL
+	}
 	return &Service{accounts: c.Accounts, keys: c.Keys, hasher: c.Hasher, tokens: c.Tokens, throttle: c.Throttle, now: c.Now, log: c.Logger,
-		closed: c.SignupClosed}
+		closed: c.SignupClosed, keyCache: newKeyCache(c.KeyCacheTTL)}
 }
 
 // Session is the result of signup or login.
@@ -200,33 +209,55 @@ func (s *Service) AuthenticateToken(ctx context.Context, token string) (Caller, 
 }
 
 // AuthenticateAPIKey returns the caller an API key stands for and keeps the
-// key's last_used current.
+// key's last_used current. A key the store vouched for less than
+// KeyCacheTTL ago is not looked up again (keycache.go).
 func (s *Service) AuthenticateAPIKey(ctx context.Context, key string) (Caller, error) {
-	bad := wrenn.Errorf(wrenn.EUnauthorized, "invalid API key")
 	if !LooksLikeAPIKey(key) {
-		return Caller{}, bad
+		return Caller{}, errBadAPIKey
 	}
-	hash := HashAPIKey(key)
-	k, err := s.keys.APIKeyByHash(ctx, hash)
+	hash := keyHash(sha256.Sum256([]byte(key)))
+	// The cache's expiry is on the clock's monotonic reading (which UTC
+	// would strip), so a step of the wall clock cannot stretch it.
+	clock := s.now()
+	e, ok := s.keyCache.get(hash, clock)
+	if !ok {
+		var err error
+		if e, err = s.lookUpAPIKey(ctx, hash, clock); err != nil {
+			return Caller{}, err
+		}
+	}
+	if now := clock.UTC(); now.Sub(e.lastUsed) >= LastUsedResolution && s.keyCache.claimTouch(hash, now) {
+		if err := s.keys.TouchAPIKey(ctx, e.caller.APIKeyID, now); err != nil {
+			// Authentication stands; a missed timestamp is not worth failing the request.
+			s.log.WarnContext(ctx, "touch api key", slog.String("api_key_id", e.caller.APIKeyID), slog.Any("error", err))
+		}
+	}
+	return e.caller, nil
+}
+
+var errBadAPIKey = wrenn.Errorf(wrenn.EUnauthorized, "invalid API key")
+
+// lookUpAPIKey finds the key hashed hash in the store and caches it.
+func (s *Service) lookUpAPIKey(ctx context.Context, hash keyHash, now time.Time) (cachedKey, error) {
+	gen := s.keyCache.generation()
+	k, err := s.keys.APIKeyByHash(ctx, hash[:])
 	if wrenn.ErrorCode(err) == wrenn.ENotFound {
-		return Caller{}, bad
+		return cachedKey{}, errBadAPIKey
 	}
 	if err != nil {
-		return Caller{}, fmt.Errorf("authenticate api key: %w", err)
+		return cachedKey{}, fmt.Errorf("authenticate api key: %w", err)
 	}
 	// The lookup is by hash, so only a key with this hash is found; the
 	// comparison guards against a store that matched loosely.
-	if subtle.ConstantTimeCompare(k.KeyHash, hash) != 1 {
-		return Caller{}, bad
+	if subtle.ConstantTimeCompare(k.KeyHash, hash[:]) != 1 {
+		return cachedKey{}, errBadAPIKey
 	}
-	now := s.now().UTC()
-	if k.LastUsed == nil || now.Sub(*k.LastUsed) >= LastUsedResolution {
-		if err := s.keys.TouchAPIKey(ctx, k.ID, now); err != nil {
-			// Authentication stands; a missed timestamp is not worth failing the request.
-			s.log.WarnContext(ctx, "touch api key", slog.String("api_key_id", k.ID), slog.Any("error", err))
-		}
+	e := cachedKey{hash: hash, caller: Caller{UserID: k.CreatedBy, TeamID: k.TeamID, APIKeyID: k.ID}}
+	if k.LastUsed != nil {
+		e.lastUsed = *k.LastUsed
 	}
-	return Caller{UserID: k.CreatedBy, TeamID: k.TeamID, APIKeyID: k.ID}, nil
+	s.keyCache.put(gen, e, now)
+	return e, nil
 }
 
 // CreateAPIKey makes a key for the caller's team. The plaintext is in the
@@ -264,8 +295,12 @@ func (s *Service) ListAPIKeys(ctx context.Context, c Caller) ([]*wrenn.APIKey, e
 }
 
 // DeleteAPIKey deletes one of the caller's team's keys.
+// The key is forgotten by this process's cache at once, whatever the
+// store answered (a failed commit may still have deleted it).
 func (s *Service) DeleteAPIKey(ctx context.Context, c Caller, id string) error {
-	return s.keys.DeleteAPIKey(ctx, c.TeamID, id)
+	err := s.keys.DeleteAPIKey(ctx, c.TeamID, id)
+	s.keyCache.forget(id)
+	return err
 }
 
 func validateEmail(email string) error {

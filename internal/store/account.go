@@ -123,7 +123,7 @@ func (db *DB) DefaultTeam(ctx context.Context, userID string) (*wrenn.Team, erro
 // IsMember reports whether the user belongs to the team.
 func (db *DB) IsMember(ctx context.Context, userID, teamID string) (bool, error) {
 	var one int
-	err := db.r.queryRow(ctx, `SELECT 1 FROM memberships WHERE user_id = ? AND team_id = ?`, userID, teamID).Scan(&one)
+	err := db.r.queryRowPrepared(ctx, `SELECT 1 FROM memberships WHERE user_id = ? AND team_id = ?`, userID, teamID).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}

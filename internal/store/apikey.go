@@ -67,7 +67,7 @@ func (db *DB) DeleteAPIKey(ctx context.Context, teamID, id string) error {
 
 // APIKeyByHash returns the key whose SHA-256 is hash.
 func (db *DB) APIKeyByHash(ctx context.Context, hash []byte) (*wrenn.APIKey, error) {
-	k, err := scanAPIKey(db.r.queryRow(ctx, `SELECT `+apiKeyColumns+` FROM api_keys WHERE key_hash = ?`, hash))
+	k, err := scanAPIKey(db.r.queryRowPrepared(ctx, `SELECT `+apiKeyColumns+` FROM api_keys WHERE key_hash = ?`, hash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("api key")
 	}

@@ -93,14 +93,18 @@ type querier interface {
 }
 
 // conn runs ?-placeholder queries on a pool or a transaction, rebinding
-// them for the engine. pool is set only for pools, so Close can reach it.
+// them for the engine. pool is set only for pools, so Close can reach it,
+// and so are the pool's prepared statements (prepared.go).
 type conn struct {
-	q    querier
-	d    dialect
-	pool *sql.DB
+	q     querier
+	d     dialect
+	pool  *sql.DB
+	stmts *stmtCache
 }
 
-func newConn(pool *sql.DB, d dialect) conn { return conn{q: pool, d: d, pool: pool} }
+func newConn(pool *sql.DB, d dialect) conn {
+	return conn{q: pool, d: d, pool: pool, stmts: newStmtCache(pool)}
+}
 
 func (c conn) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	return c.q.ExecContext(ctx, c.d.rebind(q), args...)

@@ -76,7 +76,7 @@ func (db *DB) insertSandbox(ctx context.Context, c conn, sb *wrenn.Sandbox) erro
 
 // GetSandbox returns the team's sandbox id. Another team's is not found.
 func (db *DB) GetSandbox(ctx context.Context, teamID, id string) (*wrenn.Sandbox, error) {
-	sb, err := scanSandbox(db.r.queryRow(ctx, `SELECT `+sandboxColumns+` FROM sandboxes WHERE team_id = ? AND id = ?`, teamID, id))
+	sb, err := scanSandbox(db.r.queryRowPrepared(ctx, `SELECT `+sandboxColumns+` FROM sandboxes WHERE team_id = ? AND id = ?`, teamID, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("sandbox")
 	}
@@ -269,6 +269,16 @@ func (c networkCol) Scan(src any) error {
 	}
 	if len(b) == 0 {
 		*c.n = wrenn.DefaultNetwork
+		return nil
+	}
+	// Most sandboxes have no rules: their policy is one of two texts,
+	// read without the JSON decoder (every GET of a sandbox reads it).
+	switch string(b) {
+	case `{"internet":true}`:
+		*c.n = wrenn.Network{Internet: true}
+		return nil
+	case `{"internet":false}`:
+		*c.n = wrenn.Network{}
 		return nil
 	}
 	var n wrenn.Network

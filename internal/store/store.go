@@ -65,9 +65,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 
 // Close closes the database's connection pools.
 func (db *DB) Close() error {
-	err := db.w.pool.Close()
+	err := errors.Join(db.w.stmts.close(), db.w.pool.Close())
 	if db.r.pool != db.w.pool {
-		err = errors.Join(err, db.r.pool.Close())
+		err = errors.Join(err, db.r.stmts.close(), db.r.pool.Close())
 	}
 	if err != nil {
 		return fmt.Errorf("close store: %w", err)
