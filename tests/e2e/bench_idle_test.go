@@ -46,8 +46,9 @@ func idleWindow(b *testing.B) time.Duration {
 // BenchmarkIdleCPU: the CPU that n idle sandboxes take, each as a
 // percentage of one core (utime+stime of their QEMU processes, every
 // thread, over the window, divided by n and the window), beside the floor:
-// as many bare QEMUs of the same machine and accelerator whose vCPU never
-// starts (-S), measured over the same window. Also the wrenn server's own
+// as many QEMUs of the same machine, kernel and devices whose guest runs
+// /bin/cat as init (no envd, no host talking to it), and as many bare
+// QEMUs whose vCPU never starts (-S), measured over the same window. Also the wrenn server's own
 // CPU over the window (health checks, metrics sampling) and the guest's
 // timer interrupts per second in one of the sandboxes. Run it with
 // -benchtime 1x.
@@ -56,6 +57,7 @@ func BenchmarkIdleCPU(b *testing.B) {
 	window := idleWindow(b)
 	// No warm pool: every QEMU of the data directory is a sandbox.
 	s, key := benchServer(b, append([]string{"WRENN_WARM_POOL=0"}, idleEnv...)...)
+	images := requireVMs(b)
 	for b.Loop() {
 		ids := make([]string, 0, n)
 		for range n {
@@ -67,20 +69,23 @@ func BenchmarkIdleCPU(b *testing.B) {
 		if len(pids) != n {
 			b.Fatalf("%d QEMU processes for %d sandboxes", len(pids), n)
 		}
-		floor := startFloorQEMUs(b, n)
-		time.Sleep(10 * time.Second) // let them settle idle
+		bare := startFloorQEMUs(b, n, nil)
+		guests := startFloorQEMUs(b, n, sleepGuestArgs(b, pids[0], images))
+		time.Sleep(20 * time.Second) // let them settle idle, and the floor guests boot
 		loc0 := guestTimerIRQs(b, s, key, ids[0])
-		vms, bare, srv := cpuTicksOf(pids...), cpuTicksOf(floor...), cpuTicksOf(s.cmd.Process.Pid)
+		vms, bareT, guestT, srv := cpuTicksOf(pids...), cpuTicksOf(bare...), cpuTicksOf(guests...), cpuTicksOf(s.cmd.Process.Pid)
 		start := time.Now()
 		time.Sleep(window)
-		vms, bare, srv = cpuTicksOf(pids...)-vms, cpuTicksOf(floor...)-bare, cpuTicksOf(s.cmd.Process.Pid)-srv
+		vms, bareT, guestT = cpuTicksOf(pids...)-vms, cpuTicksOf(bare...)-bareT, cpuTicksOf(guests...)-guestT
+		srv = cpuTicksOf(s.cmd.Process.Pid) - srv
 		took := time.Since(start)
 		loc1 := guestTimerIRQs(b, s, key, ids[0])
-		perVM, perBare := pctOfCore(vms, n, took), pctOfCore(bare, n, took)
+		perVM, perGuest := pctOfCore(vms, n, took), pctOfCore(guestT, n, took)
 		b.ReportMetric(perVM, "idle-%core-each")
-		b.ReportMetric(perBare, "floor-%core-each")
-		if perBare > 0 {
-			b.ReportMetric(perVM/perBare, "vs-floor")
+		b.ReportMetric(perGuest, "floor-guest-%core-each")
+		b.ReportMetric(pctOfCore(bareT, n, took), "floor-qemu-%core-each")
+		if perGuest > 0 {
+			b.ReportMetric(perVM/perGuest, "vs-floor-guest")
 		}
 		b.ReportMetric(pctOfCore(srv, 1, took), "server-%core")
 		b.ReportMetric(float64(loc1-loc0)/took.Seconds(), "guest-timer-irq/s")
@@ -238,17 +243,23 @@ func timedList(b *testing.B, s *server, key hdr) (ms float64, n int) {
 	return float64(time.Since(t).Microseconds()) / 1000, len(list)
 }
 
-// startFloorQEMUs starts n bare QEMUs of the sandboxes' machine and
-// accelerator (TCG here), with no guest running: -S never starts the
-// vCPU, so what they cost is the emulator's own idle.
-func startFloorQEMUs(b *testing.B, n int) []int {
+// startFloorQEMUs starts n QEMUs of the sandboxes' machine and
+// accelerator (TCG here) for the floor: with guest nil, bare ones whose
+// vCPU never starts (-S), the emulator's own idle; otherwise ones that
+// run guest (sleepGuestArgs).
+func startFloorQEMUs(b *testing.B, n int, guest []string) []int {
 	args := []string{"-M", "microvm,acpi=off,x-option-roms=off,rtc=on", "-m", "512", "-smp", "1",
-		"-nodefaults", "-no-user-config", "-display", "none", "-S", "-accel", "tcg,tb-size=128", "-cpu", "max"}
+		"-nodefaults", "-no-user-config", "-display", "none", "-serial", "null", "-no-reboot",
+		"-accel", "tcg,tb-size=128", "-cpu", "max"}
+	if guest == nil {
+		args = append(args, "-S")
+	}
+	args = append(args, guest...)
 	pids := make([]int, 0, n)
 	for range n {
 		cmd := exec.Command("qemu-system-x86_64", args...)
 		if err := cmd.Start(); err != nil {
-			b.Fatalf("start a bare qemu: %v", err)
+			b.Fatalf("start a floor qemu: %v", err)
 		}
 		b.Cleanup(func() {
 			_ = cmd.Process.Kill()
@@ -257,6 +268,39 @@ func startFloorQEMUs(b *testing.B, n int) []int {
 		pids = append(pids, cmd.Process.Pid)
 	}
 	return pids
+}
+
+// sleepGuestArgs is the floor guest: the sandboxes' kernel, command line
+// and devices (those of the QEMU pid, a sandbox's), booting the base
+// template's root disk (read only, its writes to a throwaway overlay)
+// with /bin/cat as init in place of envd (it reads the console, which
+// never sends anything). What it costs is the guest
+// kernel and the emulator at rest, with no guest agent and no host
+// talking to it.
+func sleepGuestArgs(b *testing.B, pid int, images string) []string {
+	raw, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	argv := strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00")
+	var kernel, cmdline string
+	for i := 0; i+1 < len(argv); i++ {
+		switch argv[i] {
+		case "-kernel":
+			kernel = argv[i+1]
+		case "-append":
+			cmdline = argv[i+1]
+		}
+	}
+	if kernel == "" || !strings.Contains(cmdline, "init=/usr/local/bin/envd") {
+		b.Fatalf("no -kernel or envd init in a sandbox's QEMU command line: %q", argv)
+	}
+	cmdline = strings.Replace(cmdline, "init=/usr/local/bin/envd", "init=/bin/cat", 1)
+	cmdline = strings.Replace(cmdline, " rw ", " ro ", 1)
+	rootfs := filepath.Join(images, "base", "minimal", "rootfs.ext4")
+	return []string{"-kernel", kernel, "-append", cmdline,
+		"-drive", "id=root,file=" + rootfs + ",format=raw,if=none,snapshot=on",
+		"-device", "virtio-blk-device,drive=root", "-device", "virtio-rng-device", "-device", "virtio-serial-device"}
 }
 
 // cpuTicksOf sums utime+stime (clock ticks, every thread) of pids.
