@@ -75,6 +75,8 @@ type hostConfig struct {
 	// CgroupParent is where sandboxes' control groups go; "off" for none.
 	CgroupParent string
 	VMUIDBase    int // 0 for qemu.DefaultUIDBase
+	// Health is the agent's health checks' interval (health.go, issue 14).
+	Health agent.HealthConfig
 }
 
 // hostConfigFromEnv reads and checks the host agent's settings.
@@ -97,6 +99,10 @@ func hostConfigFromEnv() (hostConfig, error) {
 	}
 	var err error
 	if c.Admission, err = admissionFromEnv(); err != nil {
+		return c, err
+	}
+	// Health checks' interval (health.go, issue 14).
+	if c.Health, err = healthFromEnv(); err != nil {
 		return c, err
 	}
 	c.CgroupParent = envOr(envCgroupParent, qemu.DefaultCgroupParent)
@@ -166,7 +172,7 @@ func startHost(ctx context.Context, paths layout.Layout, hc hostConfig, log *slo
 		hostname = hc.HostID
 	}
 	m := agent.New(agent.Config{
-		HostID: hostname, Layout: paths, Driver: driver, Network: nm, Logger: log, PoolSize: hc.PoolSize, Admission: hc.Admission,
+		HostID: hostname, Layout: paths, Driver: driver, Network: nm, Logger: log, PoolSize: hc.PoolSize, Admission: hc.Admission, Health: hc.Health,
 		Bases: []agent.Base{{Name: minimal.Name, RootFS: rootfs, Kernel: kernel, SizeBytes: minimal.SizeBytes}},
 	})
 	if err := m.Adopt(ctx); err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,11 +53,20 @@ func idleWindow(b *testing.B) time.Duration {
 // CPU over the window (health checks, metrics sampling) and the guest's
 // timer interrupts per second in one of the sandboxes. Run it with
 // -benchtime 1x.
+//
+// "checked" is a server at its defaults; "unchecked" one whose host agent
+// checks its guests' health once a day (WRENN_HEALTH_INTERVAL), so none
+// in the window: the difference is what the checks cost.
 func BenchmarkIdleCPU(b *testing.B) {
+	b.Run("checked", func(b *testing.B) { idleCPU(b) })
+	b.Run("unchecked", func(b *testing.B) { idleCPU(b, "WRENN_HEALTH_INTERVAL=24h") })
+}
+
+func idleCPU(b *testing.B, env ...string) {
 	const n = 10
 	window := idleWindow(b)
 	// No warm pool: every QEMU of the data directory is a sandbox.
-	s, key := benchServer(b, append([]string{"WRENN_WARM_POOL=0"}, idleEnv...)...)
+	s, key := benchServer(b, slices.Concat([]string{"WRENN_WARM_POOL=0"}, idleEnv, env)...)
 	images := requireVMs(b)
 	for b.Loop() {
 		ids := make([]string, 0, n)
@@ -79,6 +89,9 @@ func BenchmarkIdleCPU(b *testing.B) {
 		vms, bareT, guestT = cpuTicksOf(pids...)-vms, cpuTicksOf(bare...)-bareT, cpuTicksOf(guests...)-guestT
 		srv = cpuTicksOf(s.cmd.Process.Pid) - srv
 		took := time.Since(start)
+		if dead := exited(slices.Concat(bare, guests)); dead > 0 {
+			b.Fatalf("%d floor QEMUs ended during the window: the floor is not measured", dead)
+		}
 		loc1 := guestTimerIRQs(b, s, key, ids[0])
 		perVM, perGuest := pctOfCore(vms, n, took), pctOfCore(guestT, n, took)
 		b.ReportMetric(perVM, "idle-%core-each")
@@ -323,6 +336,19 @@ func cpuTicksOf(pids ...int) int64 {
 		sum += u + st
 	}
 	return sum
+}
+
+// exited counts the processes of pids that have ended (zombies
+// included).
+func exited(pids []int) int {
+	n := 0
+	for _, pid := range pids {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+		if i := bytes.LastIndexByte(b, ')'); err != nil || i < 0 || bytes.HasPrefix(bytes.TrimSpace(b[i+1:]), []byte("Z")) {
+			n++
+		}
+	}
+	return n
 }
 
 // pctOfCore turns clock ticks (USER_HZ, 100 a second) spent by n
