@@ -81,8 +81,11 @@ func idleCPU(b *testing.B, env ...string) {
 		}
 		bare := startFloorQEMUs(b, n, nil)
 		guests := startFloorQEMUs(b, n, sleepGuestArgs(b, pids[0], images))
-		time.Sleep(20 * time.Second) // let them settle idle, and the floor guests boot
-		loc0 := guestTimerIRQs(b, s, key, ids[0])
+		// Let the sandboxes settle idle, and the floor guests boot: ten
+		// boots at once under TCG take a while on a busy host.
+		time.Sleep(10 * time.Second)
+		settle(b, guests)
+		wake0 := guestWakeups(b, s, key, ids[0])
 		vms, bareT, guestT, srv := cpuTicksOf(pids...), cpuTicksOf(bare...), cpuTicksOf(guests...), cpuTicksOf(s.cmd.Process.Pid)
 		start := time.Now()
 		time.Sleep(window)
@@ -92,7 +95,7 @@ func idleCPU(b *testing.B, env ...string) {
 		if dead := exited(slices.Concat(bare, guests)); dead > 0 {
 			b.Fatalf("%d floor QEMUs ended during the window: the floor is not measured", dead)
 		}
-		loc1 := guestTimerIRQs(b, s, key, ids[0])
+		wake1 := guestWakeups(b, s, key, ids[0])
 		perVM, perGuest := pctOfCore(vms, n, took), pctOfCore(guestT, n, took)
 		b.ReportMetric(perVM, "idle-%core-each")
 		b.ReportMetric(perGuest, "floor-guest-%core-each")
@@ -101,9 +104,10 @@ func idleCPU(b *testing.B, env ...string) {
 			b.ReportMetric(perVM/perGuest, "vs-floor-guest")
 		}
 		b.ReportMetric(pctOfCore(srv, 1, took), "server-%core")
-		b.ReportMetric(float64(loc1-loc0)/took.Seconds(), "guest-timer-irq/s")
+		b.ReportMetric(float64(wake1["irq-LOC: -"]-wake0["irq-LOC: -"])/took.Seconds(), "guest-timer-irq/s")
 		b.StopTimer()
-		b.Logf("who wakes in an idle guest, over 20 s:\n%s", s.exec(key, ids[0], "bash", "-c", guestWakeups).Stdout)
+		b.Logf("who woke in an idle guest over the window (%s), as context switches, interrupts and softirqs:\n%s",
+			took.Round(time.Second), wakeDiff(wake0, wake1))
 		for _, id := range ids {
 			s.must(204, "DELETE", "/v1/sandboxes/"+id, key, nil, nil)
 		}
@@ -338,6 +342,19 @@ func cpuTicksOf(pids ...int) int64 {
 	return sum
 }
 
+// settle waits, up to two minutes, until pids together take less than a
+// clock tick each over 5 s.
+func settle(b *testing.B, pids []int) {
+	for range 24 {
+		t := cpuTicksOf(pids...)
+		time.Sleep(5 * time.Second)
+		if cpuTicksOf(pids...)-t < int64(len(pids)) {
+			return
+		}
+	}
+	b.Logf("the floor guests were still busy after two minutes")
+}
+
 // exited counts the processes of pids that have ended (zombies
 // included).
 func exited(pids []int) int {
@@ -357,42 +374,64 @@ func pctOfCore(ticks int64, n int, d time.Duration) float64 {
 	return float64(ticks) / 100 / d.Seconds() / float64(n) * 100
 }
 
-// guestTimerIRQs reads the guest's local timer interrupt count (LOC in
-// /proc/interrupts) in sandbox id.
-func guestTimerIRQs(b *testing.B, s *server, key hdr, id string) int64 {
-	r := s.exec(key, id, "grep", "LOC:", "/proc/interrupts")
-	f := strings.Fields(r.Stdout)
-	if len(f) < 2 {
+// guestWakeups reads, in sandbox id, how often each task has been
+// switched to (voluntary and not, by "pid/task/tid name"), the local
+// timer interrupts ("irq-LOC:") and some softirqs ("softirq-RCU:", …).
+// Shell builtins only: reading forks nothing but bash.
+func guestWakeups(b *testing.B, s *server, key hdr, id string) map[string]int64 {
+	r := s.exec(key, id, "bash", "-c", wakeupsScript)
+	out := map[string]int64{}
+	for _, l := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 3 {
+			continue
+		}
+		v, err := strconv.ParseInt(f[2], 10, 64)
+		if err == nil {
+			out[f[0]+" "+f[1]] = v
+		}
+	}
+	if _, ok := out["irq-LOC: -"]; !ok {
 		b.Fatalf("no LOC line in the guest's /proc/interrupts: %q", r.Stdout)
 	}
-	v, err := strconv.ParseInt(f[1], 10, 64)
-	if err != nil {
-		b.Fatalf("LOC %q: %v", f[1], err)
-	}
-	return v
+	return out
 }
 
-// guestWakeups prints, for every guest task that was switched to over 20
-// s, how many times, then the guest's timer interrupts and softirqs over
-// the same 20 s. Shell builtins only, so that the measuring forks nothing
-// but one sleep.
-const guestWakeups = `
-declare -A before
-snap() {
-	for f in /proc/[0-9]*/task/[0-9]*/status; do
-		local n= v=0 k val rest
-		while read -r k val rest; do
-			case $k in
-			Name:) n=$val ;;
-			voluntary_ctxt_switches:|nonvoluntary_ctxt_switches:) v=$((v + val)) ;;
-			esac
-		done <"$f"
-		f=${f#/proc/}
-		echo "${f%/status} $n $v"
-	done
+// wakeDiff lists what grew from before to after, largest first; tasks
+// that ended or began in between (the reading shells) are left out.
+func wakeDiff(before, after map[string]int64) string {
+	type row struct {
+		k string
+		d int64
+	}
+	var rows []row
+	for k, v := range after {
+		if w, ok := before[k]; ok && v > w {
+			rows = append(rows, row{k, v - w})
+		}
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].d > rows[j].d })
+	var sb strings.Builder
+	for _, r := range rows {
+		fmt.Fprintf(&sb, "  %-50s +%d\n", r.k, r.d)
+	}
+	return sb.String()
 }
-irqs() { while read -r k v rest; do case $k in LOC:) echo "irq-$k - $v" ;; esac; done </proc/interrupts; while read -r k v rest; do case $k in TIMER:|RCU:|SCHED:|NET_RX:|BLOCK:|HRTIMER:) echo "softirq-$k - $v" ;; esac; done </proc/softirqs; }
-while read -r t n v; do before[$t]=$v; done < <(snap; irqs)
-sleep 20
-while read -r t n v; do d=$((v - ${before[$t]:-0})); [ "$d" -gt 0 ] && echo "$t $n +$d"; done < <(snap; irqs)
+
+// wakeupsScript prints "pid/task/tid name count" per task, then the
+// timer interrupts and softirqs as "irq-LOC: - count".
+const wakeupsScript = `
+for f in /proc/[0-9]*/task/[0-9]*/status; do
+	n= v=0
+	while read -r k val rest; do
+		case $k in
+		Name:) n=$val ;;
+		voluntary_ctxt_switches:|nonvoluntary_ctxt_switches:) v=$((v + val)) ;;
+		esac
+	done <"$f" 2>/dev/null
+	f=${f#/proc/}
+	echo "${f%/status} $n $v"
+done
+while read -r k v rest; do case $k in LOC:) echo "irq-$k - $v" ;; esac; done </proc/interrupts
+while read -r k v rest; do case $k in TIMER:|RCU:|SCHED:|NET_RX:|BLOCK:|HRTIMER:) echo "softirq-$k - $v" ;; esac; done </proc/softirqs
 `
