@@ -9,10 +9,10 @@ import (
 )
 
 // envHealthInterval is how often the host agent checks that each running
-// guest answers. Each check wakes every guest: on a host of idle sandboxes
-// under TCG it is most of what they cost (docs/BENCHMARKS.md, "Idle guests
-// (issue 14)"). A longer interval makes a hung guest take longer to be
-// noticed and ended: up to the interval, then 30 s of grace.
+// guest answers. Each check wakes every guest: under TCG about half of
+// what an idle sandbox costs (docs/BENCHMARKS.md, "Idle guests (issue
+// 14)"). A longer interval makes a hung guest take longer to be noticed
+// and ended: up to the interval, then 30 s of grace.
 const envHealthInterval = "WRENN_HEALTH_INTERVAL"
 
 // healthFromEnv reads the host agent's health checks' settings; unset is
