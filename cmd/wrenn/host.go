@@ -77,6 +77,8 @@ type hostConfig struct {
 	VMUIDBase    int // 0 for qemu.DefaultUIDBase
 	// Pool is the warm pool's budget (issue 14, pool.go).
 	Pool agent.PoolConfig
+	// Health is the agent's health checks' interval (health.go, issue 14).
+	Health agent.HealthConfig
 }
 
 // hostConfigFromEnv reads and checks the host agent's settings.
@@ -102,6 +104,10 @@ func hostConfigFromEnv() (hostConfig, error) {
 		return c, err
 	}
 	if c.Pool, err = poolFromEnv(); err != nil { // warm pool budget (issue 14)
+		return c, err
+	}
+	// Health checks' interval (health.go, issue 14).
+	if c.Health, err = healthFromEnv(); err != nil {
 		return c, err
 	}
 	c.CgroupParent = envOr(envCgroupParent, qemu.DefaultCgroupParent)
@@ -171,7 +177,7 @@ func startHost(ctx context.Context, paths layout.Layout, hc hostConfig, log *slo
 		hostname = hc.HostID
 	}
 	m := agent.New(agent.Config{
-		HostID: hostname, Layout: paths, Driver: driver, Network: nm, Logger: log, PoolSize: hc.PoolSize, Pool: hc.Pool, Admission: hc.Admission,
+		HostID: hostname, Layout: paths, Driver: driver, Network: nm, Logger: log, PoolSize: hc.PoolSize, Pool: hc.Pool, Admission: hc.Admission, Health: hc.Health,
 		Bases: []agent.Base{{Name: minimal.Name, RootFS: rootfs, Kernel: kernel, SizeBytes: minimal.SizeBytes}},
 	})
 	if err := m.Adopt(ctx); err != nil {
