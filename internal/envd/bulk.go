@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
@@ -169,13 +168,12 @@ func ServeBulkPort(ctx context.Context, name string, log *slog.Logger) error {
 		}
 	}
 	for ctx.Err() == nil {
-		f, err := os.OpenFile(dev, os.O_RDWR, 0)
+		conn, err := openBulkPort(dev)
 		if err != nil {
 			log.Warn("bulk port", slog.Any(attrError, err))
 			sleep(ctx, portSlowPoll)
 			continue
 		}
-		conn := newPortConn(f, f)
 		stop := context.AfterFunc(ctx, func() { conn.Close() })
 		err = s.serve(conn)
 		stop()
@@ -296,15 +294,28 @@ func (s *bulkServer) send(w io.Writer, nonce, path string) error {
 	if err := writeBulkLine(w, bulkReady, nonce, reply); err != nil {
 		return err
 	}
+	// The bytes are read here for their CRC32C; a port sends them
+	// from the page cache itself, without a second copy.
+	sender, zeroCopy := w.(fileSender)
 	cw := newChunkWriter(w, bulkChunk)
+	var off int64
 	for {
-		n, err := io.ReadFull(f, cw.payload())
+		n, err := f.ReadAt(cw.payload(), off)
 		if n > 0 {
-			if err := cw.send(n); err != nil {
-				return err
+			var serr error
+			if zeroCopy {
+				if serr = cw.sendHeader(n); serr == nil {
+					serr = sender.SendFile(f, off, n)
+				}
+			} else {
+				serr = cw.send(n)
 			}
+			if serr != nil {
+				return serr
+			}
+			off += int64(n)
 		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		if errors.Is(err, io.EOF) {
 			return cw.end()
 		}
 		if err != nil {

@@ -71,6 +71,17 @@ func (cw *chunkWriter) send(n int) error {
 	return cw.finish()
 }
 
+// sendHeader counts the first n bytes of payload into the body and
+// writes only their header: the caller sends the bytes itself (sendfile).
+func (cw *chunkWriter) sendHeader(n int) error {
+	binary.BigEndian.PutUint32(cw.buf, uint32(n))
+	cw.crc = crc32.Update(cw.crc, castagnoli, cw.buf[chunkHeader:chunkHeader+n])
+	cw.total += int64(n)
+	cw.n, cw.sent = 0, 0
+	_, err := cw.w.Write(cw.buf[:chunkHeader])
+	return err
+}
+
 // finish writes what of the current chunk a failed send left unwritten.
 func (cw *chunkWriter) finish() error {
 	end := chunkHeader + cw.n

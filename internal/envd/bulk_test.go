@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/wrennhq/wrenn"
 )
 
@@ -30,17 +32,41 @@ type bulkPair struct {
 	flipUp, flipDown atomic.Int64
 }
 
-func newBulkPair(t *testing.T) *bulkPair {
+func newBulkPair(t *testing.T) *bulkPair { return newBulkPairPort(t, false) }
+
+// newBulkPairPort is newBulkPair; with port, the guest's end is a
+// bulkPort on the socket's descriptor, as on a VM's port (sendfile and
+// all), and damages nothing.
+func newBulkPairPort(t *testing.T, port bool) *bulkPair {
 	t.Helper()
 	p := &bulkPair{dir: t.TempDir()}
 	p.flipUp.Store(-1)
 	p.flipDown.Store(-1)
 	s := &bulkServer{log: testLog(t)}
 	p.b = NewBulk(func(context.Context) (net.Conn, error) {
-		host, guest := MustSocketpair(t)
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := os.NewFile(uintptr(fds[0]), "host")
+		defer f.Close()
+		host, err := net.FileConn(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var guest io.ReadWriteCloser = &bulkPort{fd: fds[1], closed: make(chan struct{})}
+		if !port {
+			g := os.NewFile(uintptr(fds[1]), "guest")
+			gc, err := net.FileConn(g)
+			g.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			guest = &flipConn{Conn: gc, readAt: &p.flipUp, writeAt: &p.flipDown}
+		}
 		p.wg.Go(func() {
 			defer guest.Close()
-			s.serve(&flipConn{Conn: guest, readAt: &p.flipUp, writeAt: &p.flipDown})
+			s.serve(guest)
 		})
 		return host, nil
 	}, testLog(t))
@@ -113,7 +139,11 @@ func leftovers(t *testing.T, dir string, want ...string) []string {
 }
 
 func TestBulkRoundTrip(t *testing.T) {
-	p := newBulkPair(t)
+	t.Run("socket", func(t *testing.T) { testBulkRoundTrip(t, newBulkPairPort(t, false)) })
+	t.Run("port", func(t *testing.T) { testBulkRoundTrip(t, newBulkPairPort(t, true)) })
+}
+
+func testBulkRoundTrip(t *testing.T, p *bulkPair) {
 	for _, size := range []int{0, 1, bulkChunk - 1, bulkChunk, 3*bulkChunk + 12345} {
 		data := randomBytes(t, size)
 		path := filepath.Join(p.dir, "sub", "f.bin")
