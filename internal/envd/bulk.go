@@ -24,15 +24,18 @@ import (
 //
 // Each transfer starts with a handshake in text lines, so bytes an
 // earlier transfer left in the channel (a host that went away part way)
-// are skipped rather than mistaken for the new one:
+// are skipped rather than mistaken for the new one; the guest serves a
+// nonce once, so a go the host repeated is not served twice:
 //
-//	host  → guest   wrenn-bulk-hello <nonce>\n               (repeated until answered)
+//	host  → guest   wrenn-bulk-hello <nonce>\n               (with go, in one write,
+//	                wrenn-bulk-go <nonce> {"op":"write"|"read","path":...}\n
+//	                                                          repeated until answered)
 //	guest → host    wrenn-bulk-ok <nonce>\n                  (one per hello it reads)
-//	host  → guest   wrenn-bulk-go <nonce> {"op":"write"|"read","path":...}\n
 //	guest → host    wrenn-bulk-ready <nonce> {"type":"ok",...}\n
 //	              | wrenn-bulk-done <nonce> {"type":"error",...}\n   (refused)
 //
-// write: the host then sends the body (bulk_frame.go: chunks, then an end
+// write: the host then sends wrenn-bulk-body <nonce>\n (what it repeated
+// before it heard back all comes before it) and the body (bulk_frame.go: chunks, then an end
 // with the length and CRC32C); the guest writes it to a temporary file
 // beside path and, if the end matches what arrived, renames it over path;
 // it answers wrenn-bulk-done with {"type":"ok","size":N} or an error (the
@@ -66,6 +69,7 @@ const (
 	bulkGo    = "go"
 	bulkReady = "ready"
 	bulkDone  = "done"
+	bulkBody  = "body" // host → guest: an upload's body follows
 )
 
 // bulkRequest is the JSON of a go line.
@@ -189,11 +193,13 @@ type bulkServer struct{ log *slog.Logger }
 // serve runs transfers on conn, one after another, until it fails.
 func (s *bulkServer) serve(conn io.ReadWriter) error {
 	br := bufio.NewReaderSize(conn, bulkBufSize)
+	var done string // the nonce served last
 	for {
-		nonce, req, err := s.handshake(br, conn)
+		nonce, req, err := s.handshake(br, conn, done)
 		if err != nil {
 			return err
 		}
+		done = nonce
 		switch req.Op {
 		case bulkWrite:
 			err = s.receive(br, conn, nonce, req.Path)
@@ -208,13 +214,18 @@ func (s *bulkServer) serve(conn io.ReadWriter) error {
 	}
 }
 
-// handshake answers hellos until the go line of the latest one.
-func (s *bulkServer) handshake(br *bufio.Reader, w io.Writer) (string, bulkRequest, error) {
+// handshake answers hellos until the go line of the latest one. A host
+// repeats hello and go together until it hears back, so a go of a nonce
+// already served (done) is ignored.
+func (s *bulkServer) handshake(br *bufio.Reader, w io.Writer, done string) (string, bulkRequest, error) {
 	var want string
 	for {
 		word, nonce, rest, err := readBulkLine(br)
 		if err != nil {
 			return "", bulkRequest{}, err
+		}
+		if nonce == done {
+			continue
 		}
 		switch {
 		case word == bulkHello:
@@ -228,7 +239,7 @@ func (s *bulkServer) handshake(br *bufio.Reader, w io.Writer) (string, bulkReque
 				if err := writeBulkLine(w, bulkDone, nonce, bulkReplyOf(wrenn.Errorf(wrenn.EInvalid, "bad request: %v", err))); err != nil {
 					return "", bulkRequest{}, err
 				}
-				want = ""
+				done, want = nonce, ""
 				continue
 			}
 			return nonce, req, nil
@@ -247,6 +258,16 @@ func (s *bulkServer) receive(br *bufio.Reader, w io.Writer, nonce, path string) 
 	defer up.discard()
 	if err := writeBulkLine(w, bulkReady, nonce, bulkReplyOf(nil)); err != nil {
 		return err
+	}
+	// Past the hellos and gos the host repeated before it heard back.
+	for {
+		word, got, _, err := readBulkLine(br)
+		if err != nil {
+			return err
+		}
+		if word == bulkBody && got == nonce {
+			break
+		}
 	}
 	cr := &chunkReader{r: br}
 	var werr error // the file's failure: the body is still read to its end

@@ -2,6 +2,7 @@ package envd
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -103,27 +104,24 @@ func (b *Bulk) drop() {
 	}
 }
 
-// begin takes the channel, shakes hands and sends req. It returns the
-// nonce with b.mu held, or an error without it; ErrBulkUnavailable
-// before anything was asked of the guest.
+// begin takes the channel and asks req of the guest. It returns the
+// nonce and the guest's ready with b.mu held, or an error without it;
+// ErrBulkUnavailable if the guest did not answer at all.
 func (b *Bulk) begin(ctx context.Context, req bulkRequest) (string, bulkReply, error) {
 	if !b.mu.TryLock() {
 		return "", bulkReply{}, ErrBulkUnavailable
 	}
-	nonce, err := b.handshake(ctx)
+	nonce, reply, answered, err := b.ask(ctx, req)
 	if err != nil {
 		b.drop()
 		b.mu.Unlock()
 		if ctx.Err() != nil {
 			return "", bulkReply{}, fmt.Errorf("envd bulk %s: %w", req.Op, ctx.Err())
 		}
-		b.log.Debug("bulk channel unavailable", slog.Any("error", err))
-		return "", bulkReply{}, ErrBulkUnavailable
-	}
-	reply, err := b.ask(ctx, nonce, req)
-	if err != nil {
-		b.drop()
-		b.mu.Unlock()
+		if !answered {
+			b.log.Debug("bulk channel unavailable", slog.Any("error", err))
+			return "", bulkReply{}, ErrBulkUnavailable
+		}
 		return "", bulkReply{}, fmt.Errorf("envd bulk %s: %w", req.Op, err)
 	}
 	if err := reply.err(); err != nil {
@@ -133,70 +131,78 @@ func (b *Bulk) begin(ctx context.Context, req bulkRequest) (string, bulkReply, e
 	return nonce, reply, nil
 }
 
-// handshake makes sure of a connection and that the guest answers on it.
-func (b *Bulk) handshake(ctx context.Context) (string, error) {
+// ask makes sure of a connection and sends hello and go in one write,
+// repeated until the guest answers: one round trip where a channel in
+// step takes the request at once, and a guest that reopened its port in
+// between (dropping what had come) gets it again. The guest serves each
+// nonce once. answered says the guest took the request.
+func (b *Bulk) ask(ctx context.Context, req bulkRequest) (nonce string, reply bulkReply, answered bool, err error) {
 	if b.closed {
-		return "", ErrClosed
+		return "", reply, false, ErrClosed
 	}
 	if b.conn == nil {
 		if time.Since(b.brokeAt) < bulkRedialAfter {
-			return "", errors.New("dropped its connection a moment ago")
+			return "", reply, false, errors.New("dropped its connection a moment ago")
 		}
 		dctx, cancel := context.WithTimeout(ctx, time.Second)
 		conn, err := b.dial(dctx)
 		cancel()
 		if err != nil {
-			return "", err
+			return "", reply, false, err
 		}
 		b.conn, b.br = conn, bufio.NewReaderSize(conn, bulkBufSize)
 	}
 	var nb [8]byte
 	rand.Read(nb[:])
-	nonce := hex.EncodeToString(nb[:])
-	deadline := time.Now().Add(bulkHandshakeWait)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+	nonce = hex.EncodeToString(nb[:])
+	var hello bytes.Buffer
+	writeBulkLine(&hello, bulkHello, nonce, nil)
+	if err := writeBulkLine(&hello, bulkGo, nonce, req); err != nil {
+		return "", reply, false, err
 	}
-	for time.Now().Before(deadline) {
-		b.conn.SetWriteDeadline(deadline)
-		if err := writeBulkLine(b.conn, bulkHello, nonce, nil); err != nil {
-			return "", err
-		}
-		rd := time.Now().Add(helloEvery)
-		if deadline.Before(rd) {
-			rd = deadline
-		}
-		b.conn.SetReadDeadline(rd)
-		for {
-			word, got, _, err := readBulkLine(b.br)
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				break // hello again
-			}
-			if err != nil {
-				return "", err
-			}
-			if word == bulkOK && got == nonce {
-				b.conn.SetDeadline(time.Time{})
-				return nonce, nil
-			}
-		}
-		if ctx.Err() != nil {
-			return "", ctx.Err()
-		}
-	}
-	return "", errors.New("the guest did not answer on its bulk channel")
-}
-
-// ask sends the go line and reads the guest's ready or done.
-func (b *Bulk) ask(ctx context.Context, nonce string, req bulkRequest) (bulkReply, error) {
 	stop := context.AfterFunc(ctx, func() { b.conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	b.conn.SetDeadline(time.Now().Add(bulkAnswerWait))
 	defer b.conn.SetDeadline(time.Time{})
-	if err := writeBulkLine(b.conn, bulkGo, nonce, req); err != nil {
-		return bulkReply{}, ctxOr(ctx, err)
+	giveUp := time.Now().Add(bulkHandshakeWait)
+	for {
+		b.conn.SetWriteDeadline(giveUp)
+		if _, err := b.conn.Write(hello.Bytes()); err != nil {
+			return "", reply, false, ctxOr(ctx, err)
+		}
+		// Once the guest has said anything of this nonce it has the
+		// request: it may take a while over it (a path to make).
+		b.conn.SetReadDeadline(time.Now().Add(helloEvery))
+		for {
+			word, got, rest, err := readBulkLine(b.br)
+			if errors.Is(err, os.ErrDeadlineExceeded) && !answered && ctx.Err() == nil {
+				break // ask again
+			}
+			if err != nil {
+				return "", reply, answered, ctxOr(ctx, noEOF(err))
+			}
+			if got != nonce {
+				continue
+			}
+			if word == bulkOK {
+				answered = true
+				b.conn.SetReadDeadline(time.Now().Add(bulkAnswerWait))
+				continue
+			}
+			if word != bulkReady && word != bulkDone {
+				continue
+			}
+			if err := json.Unmarshal(rest, &reply); err != nil {
+				return "", reply, true, fmt.Errorf("%w: %v", errBadFrame, err)
+			}
+			if word == bulkDone && reply.Type == msgOK {
+				return "", reply, true, fmt.Errorf("%w: done before the transfer", errBadFrame)
+			}
+			return nonce, reply, true, nil
+		}
+		if time.Now().After(giveUp) {
+			return "", reply, false, errors.New("the guest did not answer on its bulk channel")
+		}
 	}
-	return b.answer(ctx, nonce, bulkReady)
 }
 
 // answer reads the guest's next line for nonce: want, or done.
@@ -242,7 +248,7 @@ func (b *Bulk) WriteFile(ctx context.Context, path string, r io.Reader) error {
 	defer b.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() { b.conn.SetDeadline(time.Unix(1, 0)) })
 	cw := newChunkWriter(b.conn, bulkChunk)
-	var failed error
+	failed := writeBulkLine(b.conn, bulkBody, nonce, nil)
 	for failed == nil {
 		n, rerr := fill(r, cw.payload())
 		if n > 0 {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -316,5 +317,63 @@ func TestChunkFraming(t *testing.T) {
 		if _, err := read(b); err == nil || errors.Is(err, io.EOF) {
 			t.Errorf("%s: %v, want an error", name, err)
 		}
+	}
+}
+
+// A host that repeats hello and go before it hears back (a guest slow to
+// answer) gets the transfer served once, its body read past the repeats.
+func TestBulkRepeatedGo(t *testing.T) {
+	host, guest := MustSocketpair(t)
+	s := &bulkServer{log: testLog(t)}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer guest.Close()
+		s.serve(guest)
+	})
+	defer func() {
+		host.Close()
+		wg.Wait()
+	}()
+	path := filepath.Join(t.TempDir(), "f")
+	var ask bytes.Buffer
+	for range 3 {
+		writeBulkLine(&ask, bulkHello, "n1", nil)
+		writeBulkLine(&ask, bulkGo, "n1", bulkRequest{Op: bulkWrite, Path: path})
+	}
+	if _, err := host.Write(ask.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(host)
+	expect := func(want string) bulkReply {
+		t.Helper()
+		for {
+			word, nonce, rest, err := readBulkLine(br)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if word == bulkOK {
+				continue
+			}
+			var r bulkReply
+			json.Unmarshal(rest, &r)
+			if word != want || nonce != "n1" || r.Type != msgOK {
+				t.Fatalf("got %s %s %+v, want %s", word, nonce, r, want)
+			}
+			return r
+		}
+	}
+	expect(bulkReady)
+	writeBulkLine(host, bulkBody, "n1", nil)
+	cw := newChunkWriter(host, 10)
+	copy(cw.payload(), "0123456789")
+	if err := cw.send(10); err != nil {
+		t.Fatal(err)
+	}
+	cw.end()
+	if r := expect(bulkDone); r.Size != 10 {
+		t.Fatalf("done: %+v", r)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "0123456789" {
+		t.Fatalf("file: %q, %v", b, err)
 	}
 }
