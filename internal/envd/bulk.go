@@ -192,7 +192,7 @@ type bulkServer struct{ log *slog.Logger }
 
 // serve runs transfers on conn, one after another, until it fails.
 func (s *bulkServer) serve(conn io.ReadWriter) error {
-	br := bufio.NewReaderSize(conn, bulkBufSize)
+	br := bufio.NewReaderSize(conn, guestBufSize)
 	var done string // the nonce served last
 	for {
 		nonce, req, err := s.handshake(br, conn, done)
@@ -269,10 +269,17 @@ func (s *bulkServer) receive(br *bufio.Reader, w io.Writer, nonce, path string) 
 			break
 		}
 	}
+	buf, free, err := alignedBuffer(bulkChunk)
+	if err != nil {
+		return fmt.Errorf("upload buffer: %w", err)
+	}
+	defer free()
+	sink := newUploadSink(up.f)
+	defer sink.close()
 	cr := &chunkReader{r: br}
 	var werr error // the file's failure: the body is still read to its end
 	for {
-		p, err := cr.next(bulkChunk)
+		n, err := cr.readChunk(buf)
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -285,11 +292,12 @@ func (s *bulkServer) receive(br *bufio.Reader, w io.Writer, nonce, path string) 
 			return err // cut off: the host is gone
 		}
 		if werr == nil {
-			if _, err := up.f.Write(p); err != nil {
+			if err := sink.write(buf[:n]); err != nil {
 				werr = refusal(fmt.Errorf("write: %w", err), wrenn.EInvalid, "cannot write "+path)
 			}
 		}
 	}
+	sink.close()
 	if werr == nil {
 		werr = up.commit()
 	}

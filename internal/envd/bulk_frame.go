@@ -24,7 +24,8 @@ const (
 	bulkAbort     = 0xFFFFFFFF
 	chunkHeader   = 4
 	chunkTrailer  = 12
-	bulkBufSize   = bulkChunk + 64<<10 // a reader's buffer: a whole chunk and a line
+	bulkBufSize   = bulkChunk + 64<<10 // the host's reader's buffer: a whole chunk and a line
+	guestBufSize  = 32 << 10           // the guest's: chunks are read past it
 	maxBulkLine   = 16 << 10           // the longest text line either side sends
 	bulkLinePrefx = "wrenn-bulk-"
 )
@@ -146,6 +147,28 @@ func (cr *chunkReader) next(max int) ([]byte, error) {
 	cr.total += int64(k)
 	cr.crc = crc32.Update(cr.crc, castagnoli, p)
 	return p, nil
+}
+
+// readChunk reads the next bytes of the body into p, as much of the
+// current chunk as fits: a reader whose buffer is smaller than p reads
+// most of it straight into p. io.EOF once the body has ended whole.
+func (cr *chunkReader) readChunk(p []byte) (int, error) {
+	for cr.left == 0 {
+		if cr.err != nil {
+			return 0, cr.err
+		}
+		cr.err = cr.header()
+	}
+	k := min(cr.left, len(p))
+	n, err := io.ReadFull(cr.r, p[:k])
+	cr.left -= n
+	cr.total += int64(n)
+	cr.crc = crc32.Update(cr.crc, castagnoli, p[:n])
+	if err != nil {
+		cr.err = fmt.Errorf("body cut off after %d bytes: %w", cr.total, noEOF(err))
+		return 0, cr.err
+	}
+	return k, nil
 }
 
 // Read copies the body into p.
