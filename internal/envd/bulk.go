@@ -276,7 +276,7 @@ func (s *bulkServer) receive(br *bufio.Reader, w io.Writer, nonce, path string) 
 	defer free()
 	sink := newUploadSink(up.f)
 	defer sink.close()
-	cr := &chunkReader{r: br}
+	cr := &chunkReader{r: br, sum: guestCRC()}
 	var werr error // the file's failure: the body is still read to its end
 	for {
 		n, err := cr.readChunk(buf)
@@ -327,6 +327,7 @@ func (s *bulkServer) send(w io.Writer, nonce, path string) error {
 	// from the page cache itself, without a second copy.
 	sender, zeroCopy := w.(fileSender)
 	cw := newChunkWriter(w, bulkChunk)
+	cw.sum = guestCRC()
 	var off int64
 	for {
 		n, err := f.ReadAt(cw.payload(), off)

@@ -46,15 +46,16 @@ var (
 // the chunk is still to go (finish).
 type chunkWriter struct {
 	w     io.Writer
-	buf   []byte // header + payload of the chunk being written
-	sent  int    // bytes of buf[:chunkHeader+n] already written
-	n     int    // payload of the chunk in buf
+	sum   func(uint32, []byte) uint32 // CRC32C update
+	buf   []byte                      // header + payload of the chunk being written
+	sent  int                         // bytes of buf[:chunkHeader+n] already written
+	n     int                         // payload of the chunk in buf
 	crc   uint32
 	total int64
 }
 
 func newChunkWriter(w io.Writer, size int) *chunkWriter {
-	return &chunkWriter{w: w, buf: make([]byte, chunkHeader+min(size, bulkChunk))}
+	return &chunkWriter{w: w, sum: crc32cStd, buf: make([]byte, chunkHeader+min(size, bulkChunk))}
 }
 
 // payload is where the next chunk's bytes go.
@@ -66,7 +67,7 @@ func (cw *chunkWriter) send(n int) error {
 		return nil
 	}
 	binary.BigEndian.PutUint32(cw.buf, uint32(n))
-	cw.crc = crc32.Update(cw.crc, castagnoli, cw.buf[chunkHeader:chunkHeader+n])
+	cw.crc = cw.sum(cw.crc, cw.buf[chunkHeader:chunkHeader+n])
 	cw.total += int64(n)
 	cw.n, cw.sent = n, 0
 	return cw.finish()
@@ -76,7 +77,7 @@ func (cw *chunkWriter) send(n int) error {
 // writes only their header: the caller sends the bytes itself (sendfile).
 func (cw *chunkWriter) sendHeader(n int) error {
 	binary.BigEndian.PutUint32(cw.buf, uint32(n))
-	cw.crc = crc32.Update(cw.crc, castagnoli, cw.buf[chunkHeader:chunkHeader+n])
+	cw.crc = cw.sum(cw.crc, cw.buf[chunkHeader:chunkHeader+n])
 	cw.total += int64(n)
 	cw.n, cw.sent = 0, 0
 	_, err := cw.w.Write(cw.buf[:chunkHeader])
@@ -121,7 +122,8 @@ func (cw *chunkWriter) abort() error {
 // chunks without copying them.
 type chunkReader struct {
 	r     *bufio.Reader
-	left  int // bytes of the current chunk not yet read
+	sum   func(uint32, []byte) uint32 // CRC32C update; nil: hash/crc32
+	left  int                         // bytes of the current chunk not yet read
 	crc   uint32
 	total int64
 	err   error // sticky; io.EOF once the end has checked out
@@ -145,7 +147,7 @@ func (cr *chunkReader) next(max int) ([]byte, error) {
 	cr.r.Discard(k)
 	cr.left -= k
 	cr.total += int64(k)
-	cr.crc = crc32.Update(cr.crc, castagnoli, p)
+	cr.crc = cr.update(cr.crc, p)
 	return p, nil
 }
 
@@ -163,12 +165,19 @@ func (cr *chunkReader) readChunk(p []byte) (int, error) {
 	n, err := io.ReadFull(cr.r, p[:k])
 	cr.left -= n
 	cr.total += int64(n)
-	cr.crc = crc32.Update(cr.crc, castagnoli, p[:n])
+	cr.crc = cr.update(cr.crc, p[:n])
 	if err != nil {
 		cr.err = fmt.Errorf("body cut off after %d bytes: %w", cr.total, noEOF(err))
 		return 0, cr.err
 	}
 	return k, nil
+}
+
+func (cr *chunkReader) update(crc uint32, p []byte) uint32 {
+	if cr.sum == nil {
+		return crc32cStd(crc, p)
+	}
+	return cr.sum(crc, p)
 }
 
 // Read copies the body into p.

@@ -377,3 +377,34 @@ func TestBulkRepeatedGo(t *testing.T) {
 		t.Fatalf("file: %q, %v", b, err)
 	}
 }
+
+// The guest's table CRC32C is hash/crc32's, for every length and start.
+func TestCRC32CTables(t *testing.T) {
+	data := randomBytes(t, 4096+13)
+	for _, n := range []int{0, 1, 7, 8, 9, 63, 4096 + 13} {
+		for _, seed := range []uint32{0, 0xdeadbeef} {
+			if got, want := crc32cTables(seed, data[:n]), crc32cStd(seed, data[:n]); got != want {
+				t.Errorf("%d bytes from %08x: %08x, want %08x", n, seed, got, want)
+			}
+		}
+	}
+	if guestCRC()(0, data) != crc32cStd(0, data) {
+		t.Error("guestCRC differs")
+	}
+}
+
+func BenchmarkCRC32C(b *testing.B) {
+	data := randomBytes(b, 1<<20)
+	b.Run("tables", func(b *testing.B) {
+		b.SetBytes(1 << 20)
+		for b.Loop() {
+			crc32cTables(0, data)
+		}
+	})
+	b.Run("hash-crc32", func(b *testing.B) {
+		b.SetBytes(1 << 20)
+		for b.Loop() {
+			crc32cStd(0, data)
+		}
+	})
+}
