@@ -269,21 +269,25 @@ func (s *bulkServer) receive(br *bufio.Reader, w io.Writer, nonce, path string) 
 			break
 		}
 	}
-	buf, free, err := alignedBuffer(bulkChunk)
+	mem, free, err := alignedBuffer(2 * bulkChunk)
 	if err != nil {
 		return fmt.Errorf("upload buffer: %w", err)
 	}
 	defer free()
 	sink := newUploadSink(up.f)
 	defer sink.close()
+	// Two buffers: the port fills one while the disk takes the other, so
+	// the guest's CPU reads on while QEMU writes.
+	w8 := newSinkWriter(sink, mem[:bulkChunk:bulkChunk], mem[bulkChunk:])
 	cr := &chunkReader{r: br, sum: guestCRC()}
-	var werr error // the file's failure: the body is still read to its end
 	for {
+		buf := w8.next()
 		n, err := cr.readChunk(buf)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
+			w8.wait()
 			up.discard()
 			if errors.Is(err, errBulkAborted) || errors.Is(err, errBulkCorrupt) {
 				s.log.Info("bulk write", slog.String(attrPath, path), slog.Any(attrError, err))
@@ -291,11 +295,11 @@ func (s *bulkServer) receive(br *bufio.Reader, w io.Writer, nonce, path string) 
 			}
 			return err // cut off: the host is gone
 		}
-		if werr == nil {
-			if err := sink.write(buf[:n]); err != nil {
-				werr = refusal(fmt.Errorf("write: %w", err), wrenn.EInvalid, "cannot write "+path)
-			}
-		}
+		w8.write(buf[:n])
+	}
+	var werr error // the file's failure: the body was still read to its end
+	if err := w8.wait(); err != nil {
+		werr = refusal(fmt.Errorf("write: %w", err), wrenn.EInvalid, "cannot write "+path)
 	}
 	sink.close()
 	if werr == nil {

@@ -75,3 +75,44 @@ func alignedBuffer(n int) ([]byte, func(), error) {
 	}
 	return b, func() { unix.Munmap(b) }, nil
 }
+
+// sinkWriter writes into an uploadSink from a goroutine of its own, one
+// buffer while the caller fills the other. After a failed write it takes
+// no more, and wait reports the failure.
+type sinkWriter struct {
+	sink *uploadSink
+	free chan []byte
+	full chan []byte
+	done chan error
+}
+
+func newSinkWriter(sink *uploadSink, bufs ...[]byte) *sinkWriter {
+	w := &sinkWriter{sink: sink, free: make(chan []byte, len(bufs)), full: make(chan []byte, len(bufs)), done: make(chan error, 1)}
+	for _, b := range bufs {
+		w.free <- b[:cap(b)]
+	}
+	go func() {
+		var err error
+		for p := range w.full {
+			if err == nil {
+				err = sink.write(p)
+			}
+			w.free <- p[:cap(p)]
+		}
+		w.done <- err
+	}()
+	return w
+}
+
+// next is a buffer to fill, once the disk is done with it.
+func (w *sinkWriter) next() []byte { return <-w.free }
+
+// write hands p, filled from next, to the disk.
+func (w *sinkWriter) write(p []byte) { w.full <- p }
+
+// wait waits for the writes handed over and returns the first failure.
+// Call it once.
+func (w *sinkWriter) wait() error {
+	close(w.full)
+	return <-w.done
+}
