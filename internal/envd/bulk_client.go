@@ -95,12 +95,21 @@ func (b *Bulk) Close() error {
 	return nil
 }
 
-// drop closes the connection after a failure; b.mu is held.
+// drop closes the connection after a failure; b.mu is held. It dials
+// again a little later, so that the guest, which polls its port while no
+// host is there, stops polling even if no transfer comes.
 func (b *Bulk) drop() {
 	if b.conn != nil {
 		b.conn.Close()
 		b.conn, b.br = nil, nil
 		b.brokeAt = time.Now()
+		time.AfterFunc(bulkRedialAfter, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			if err := b.Connect(ctx); err != nil {
+				b.log.Debug("bulk channel", slog.Any("error", err))
+			}
+		})
 	}
 }
 
