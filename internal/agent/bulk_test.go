@@ -1,8 +1,15 @@
 package agent
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
 	"testing"
+	"testing/iotest"
 
+	"github.com/wrennhq/wrenn/internal/envd"
 	"github.com/wrennhq/wrenn/internal/layout"
 )
 
@@ -15,5 +22,26 @@ func TestVMConfigDataPort(t *testing.T) {
 	}
 	if c := vmConfig(record{ID: "sb-1", DataPort: true}, dir); c.DataSocket != dir.DataSocket() {
 		t.Errorf("with the port: DataSocket %q, want %q", c.DataSocket, dir.DataSocket())
+	}
+}
+
+// writeBulk leaves small uploads, and any it cannot send, to the session
+// with every byte it read put back, and a source's failure in place.
+func TestWriteBulkFallsBack(t *testing.T) {
+	noPort := envd.NewBulk(func(context.Context) (net.Conn, error) { return nil, errors.New("no port") }, nil)
+	for _, size := range []int{0, 10, bulkMinUpload - 1, bulkMinUpload, 3 * bulkMinUpload} {
+		data := bytes.Repeat([]byte{7}, size)
+		r, done, err := writeBulk(context.Background(), noPort, "/f", bytes.NewReader(data))
+		if done || err != nil {
+			t.Fatalf("%d bytes: done %v, %v", size, done, err)
+		}
+		if got, err := io.ReadAll(r); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes: the session would get %d bytes, %v", size, len(got), err)
+		}
+	}
+	failing := io.MultiReader(bytes.NewReader(make([]byte, 100)), iotest.ErrReader(io.ErrUnexpectedEOF))
+	r, done, _ := writeBulk(context.Background(), noPort, "/f", failing)
+	if got, err := io.ReadAll(r); done || len(got) != 100 || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("a failing source: %d bytes, %v", len(got), err)
 	}
 }
