@@ -169,7 +169,8 @@ func (b *Bulk) ask(ctx context.Context, req bulkRequest) (nonce string, reply bu
 	if err := writeBulkLine(&hello, bulkGo, nonce, req); err != nil {
 		return "", reply, false, err
 	}
-	stop := context.AfterFunc(ctx, func() { b.conn.SetDeadline(time.Unix(1, 0)) })
+	conn := b.conn // the closure must not see drop's nil
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	defer b.conn.SetDeadline(time.Time{})
 	giveUp := time.Now().Add(bulkHandshakeWait)
@@ -255,7 +256,8 @@ func (b *Bulk) WriteFile(ctx context.Context, path string, r io.Reader) error {
 		return err
 	}
 	defer b.mu.Unlock()
-	stop := context.AfterFunc(ctx, func() { b.conn.SetDeadline(time.Unix(1, 0)) })
+	conn := b.conn // the closure must not see drop's nil
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	cw := newChunkWriter(b.conn, bulkChunk)
 	failed := writeBulkLine(b.conn, bulkBody, nonce, nil)
 	for failed == nil {
@@ -285,8 +287,9 @@ func (b *Bulk) WriteFile(ctx context.Context, path string, r io.Reader) error {
 		if err != nil {
 			b.log.Warn("bulk upload not given up cleanly", slog.Any("error", err))
 			b.drop()
+		} else {
+			b.conn.SetDeadline(time.Time{})
 		}
-		b.conn.SetDeadline(time.Time{})
 		return failed
 	}
 	err = cw.end()
@@ -326,7 +329,8 @@ func (b *Bulk) ReadFile(ctx context.Context, path string) (io.ReadCloser, error)
 	}
 	br := &bulkReader{b: b, ctx: ctx, nonce: nonce, size: reply.Size}
 	br.cr.r = b.br
-	br.stop = context.AfterFunc(ctx, func() { b.conn.SetDeadline(time.Unix(1, 0)) })
+	conn := b.conn // the closure must not see drop's nil
+	br.stop = context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	return br, nil
 }
 
