@@ -145,6 +145,7 @@ func (m *Manager) claimMember(ctx context.Context, sb *sandbox, rec record, p *s
 	m.dropMember(p) // sb holds its VM now, or it ends below
 	rec.Kernel, rec.PID, rec.Slot = prec.Kernel, prec.PID, prec.Slot
 	rec.FromSnapshot, rec.OwnMemory = true, false
+	rec.DataPort = prec.DataPort // its VM's devices, for its pause and templates
 	err = m.cfg.Network.SetEgress(ctx, mach.slot, *rec.Network)
 	if err == nil {
 		err = m.initGuest(ctx, mach.envd, rec.ID)
