@@ -98,6 +98,8 @@ func runServe(args []string, log *slog.Logger) error {
 		err = serveListen(ctx, *listen, log)
 	} else {
 		log.Info("envd serving", slog.String(attrPort, *port))
+		// The bulk data channel (issue 14) beside the session.
+		go envd.ServeBulkPort(ctx, envd.BulkPortName, log)
 		err = envd.ServePort(ctx, *port, log)
 	}
 	if errors.Is(err, context.Canceled) {

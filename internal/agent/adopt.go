@@ -219,6 +219,7 @@ func (a adopter) adoptMachine(ctx context.Context, rec record, dir layout.Sandbo
 	}
 	mach.envd = client
 	mach.release.add(mach.closeGuest)
+	newBulk(ctx, rec, dir, mach, a.log)
 	return mach, nil
 }
 

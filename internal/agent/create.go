@@ -189,8 +189,14 @@ func (m *Manager) start(ctx context.Context, dir layout.SandboxDir, rec *record,
 	}()
 	incoming := ""
 	if from.tmpl == "" {
+		rec.DataPort = true // a boot: every VM booted now has the bulk port
 		err = disk.Overlay(ctx, from.base.RootFS, "raw", dir.RootDisk())
 	} else {
+		meta, merr := readTemplateMeta(from.tmpl)
+		if merr != nil {
+			return nil, merr
+		}
+		rec.DataPort = meta.DataPort // the snapshot's devices
 		// Links, not paths: the template may be deleted while this runs.
 		if err := linkOrCopy(from.tmpl.Memory(), dir.TemplateMemory()); err != nil {
 			return nil, err
@@ -257,6 +263,7 @@ func (m *Manager) launch(ctx context.Context, dir layout.SandboxDir, rec *record
 	}
 	mach.envd = client
 	mach.release.add(mach.closeGuest)
+	newBulk(ctx, *rec, dir, mach, m.log)
 	t2 := time.Now()
 	if err := m.initGuest(ctx, client, rec.ID); err != nil {
 		return nil, err
@@ -281,6 +288,9 @@ func vmConfig(rec record, dir layout.SandboxDir) vmm.Config {
 		VCPUs: rec.VCPUs, MemoryMB: rec.MemoryMB, MAC: guestMAC,
 		AgentSocket: dir.EnvdSocket(), ConsoleLog: dir.ConsoleLog(),
 		MemoryFile: dir.Memory(), MemoryShared: true,
+	}
+	if rec.DataPort {
+		c.DataSocket = dir.DataSocket()
 	}
 	if !rec.OwnMemory {
 		c.MemoryFile, c.MemoryShared = dir.TemplateMemory(), false

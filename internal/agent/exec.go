@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"io"
 
 	"github.com/wrennhq/wrenn"
@@ -37,6 +38,12 @@ func (m *Manager) WriteFile(ctx context.Context, id, path string, r io.Reader) e
 	if err != nil {
 		return err
 	}
+	if b := sb.bulk(); b != nil { // the bulk data path (issue 14, bulk.go)
+		var done bool
+		if r, done, err = writeBulk(ctx, b, path, r); done {
+			return explain(sb, err)
+		}
+	}
 	return explain(sb, c.WriteFile(ctx, path, r))
 }
 
@@ -45,6 +52,12 @@ func (m *Manager) ReadFile(ctx context.Context, id, path string) (io.ReadCloser,
 	sb, c, err := m.client(id)
 	if err != nil {
 		return nil, err
+	}
+	if b := sb.bulk(); b != nil { // the bulk data path (issue 14, bulk.go)
+		rc, err := b.ReadFile(ctx, path)
+		if !errors.Is(err, envd.ErrBulkUnavailable) {
+			return rc, explain(sb, err)
+		}
 	}
 	rc, err := c.ReadFile(ctx, path)
 	if err != nil {

@@ -167,6 +167,7 @@ type sandbox struct {
 type machine struct {
 	vm      vmm.VM
 	envd    *envd.Client
+	bulk    *envd.Bulk // the bulk data channel (bulk.go); nil without the port
 	slot    *netslot.Slot
 	net     wrenn.SandboxNet
 	release cleanup

@@ -152,6 +152,7 @@ func (m *Manager) claimMember(ctx context.Context, sb *sandbox, rec record, p *s
 	m.dropMember(p) // sb holds its VM now, or it ends below
 	rec.Kernel, rec.PID, rec.Slot = prec.Kernel, prec.PID, prec.Slot
 	rec.FromSnapshot, rec.OwnMemory = true, false
+	rec.DataPort = prec.DataPort // its VM's devices, for its pause and templates
 	// The three steps of a claim touch different things (the slot's
 	// namespace, the guest, the run directory), so they run at once: a
 	// claim takes as long as its slowest, not their sum.

@@ -47,6 +47,8 @@ type record struct {
 	// sandboxes, whose slots reach nothing.
 	Network   *wrenn.Network `json:"network,omitempty"`
 	CreatedAt time.Time      `json:"created_at"`
+	// DataPort: the VM has the bulk data port (bulk.go).
+	DataPort bool `json:"data_port,omitempty"`
 }
 
 func writeRecord(dir layout.SandboxDir, rec record) error {
@@ -88,6 +90,9 @@ type templateMeta struct {
 	VCPUs     int       `json:"vcpus"`
 	MemoryMB  int       `json:"memory_mb"`
 	CreatedAt time.Time `json:"created_at"`
+	// DataPort: the snapshot's VM had the bulk data port (bulk.go), so
+	// VMs restored from it have it too.
+	DataPort bool `json:"data_port,omitempty"`
 }
 
 func readTemplateMeta(d layout.TemplateDir) (templateMeta, error) {

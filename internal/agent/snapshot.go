@@ -136,7 +136,8 @@ func (m *Manager) snapshotTo(ctx context.Context, sb *sandbox, final layout.Temp
 	}
 	sb.log.Debug("snapshot steps", slog.Duration("snapshot", t1.Sub(t0)), slog.Duration("memory", t2.Sub(t1)),
 		slog.Duration("disk", time.Since(t2)))
-	meta := templateMeta{Base: rec.Base, Kernel: rec.Kernel, VCPUs: rec.VCPUs, MemoryMB: rec.MemoryMB, CreatedAt: created}
+	meta := templateMeta{Base: rec.Base, Kernel: rec.Kernel, VCPUs: rec.VCPUs, MemoryMB: rec.MemoryMB, CreatedAt: created,
+		DataPort: rec.DataPort}
 	if err := writeJSONFile(dst.Meta(), meta); err != nil {
 		return rec, fmt.Errorf("snapshot: %w", err)
 	}

@@ -57,7 +57,9 @@ func (w *warmer) key(ctx context.Context, b Base) (string, bool) {
 		return "", false
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "warm v1\n%s\n%s\n%d %d\n%s\n%s\n", b.RootFS, b.Kernel, WarmVCPUs, WarmMemoryMB,
+	// v2: VMs gained the bulk data port (bulk.go), a device the v1
+	// snapshots lack.
+	fmt.Fprintf(h, "warm v2\n%s\n%s\n%d %d\n%s\n%s\n", b.RootFS, b.Kernel, WarmVCPUs, WarmMemoryMB,
 		w.driver.Name(), f.Fingerprint(ctx, b.Kernel))
 	return hex.EncodeToString(h.Sum(nil))[:32], true
 }

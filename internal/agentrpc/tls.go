@@ -43,8 +43,8 @@ func DialTLS(addr string, cfg *tls.Config) *Client {
 	var protocols http.Protocols
 	protocols.SetHTTP2(true)
 	tr := &http.Transport{TLSClientConfig: cfg, Protocols: &protocols, ForceAttemptHTTP2: true,
-		MaxIdleConns: 16, IdleConnTimeout: time.Minute, TLSHandshakeTimeout: 10 * time.Second}
+		MaxIdleConns: 16, IdleConnTimeout: time.Minute, TLSHandshakeTimeout: 10 * time.Second, HTTP2: fileFrames()}
 	hc := &http.Client{Transport: tr}
 	return &Client{rpc: agentv1connect.NewAgentServiceClient(hc, "https://"+addr,
-		connect.WithReadMaxBytes(maxResponse), connect.WithSendMaxBytes(maxRequest))}
+		connect.WithReadMaxBytes(maxResponse), connect.WithSendMaxBytes(maxRequest), noGzip())}
 }

@@ -120,6 +120,7 @@ func (d SandboxDir) Path() string       { return string(d) }
 func (d SandboxDir) RootDisk() string   { return filepath.Join(string(d), "rootfs.qcow2") }
 func (d SandboxDir) QMPSocket() string  { return filepath.Join(string(d), "qmp.sock") }
 func (d SandboxDir) EnvdSocket() string { return filepath.Join(string(d), "envd.sock") }
+func (d SandboxDir) DataSocket() string { return filepath.Join(string(d), "data.sock") }
 func (d SandboxDir) PIDFile() string    { return filepath.Join(string(d), "qemu.pid") }
 func (d SandboxDir) ConsoleLog() string { return filepath.Join(string(d), "console.log") }
 func (d SandboxDir) State() string      { return filepath.Join(string(d), "state.json") }

@@ -28,7 +28,12 @@ type Config struct {
 	// AgentSocket is the Unix socket path at which the VMM exposes the
 	// guest agent's virtio-serial port (docs/GUEST.md).
 	AgentSocket string
-	ConsoleLog  string // where the guest's serial console output goes
+	// DataSocket, if not empty, is the Unix socket of a second
+	// virtio-serial port, the guest agent's bulk data channel
+	// (envd.BulkPortName). It is part of the device set: a VM restored
+	// from a snapshot must have it exactly when the snapshotted VM had.
+	DataSocket string
+	ConsoleLog string // where the guest's serial console output goes
 
 	// MemoryFile backs guest RAM with a file instead of anonymous memory.
 	// With MemoryShared the guest's writes go to the file, so it is the

@@ -58,11 +58,11 @@ func idleWindow(b *testing.B) time.Duration {
 // checks its guests' health once a day (WRENN_HEALTH_INTERVAL), so none
 // in the window: the difference is what the checks cost.
 func BenchmarkIdleCPU(b *testing.B) {
-	b.Run("checked", func(b *testing.B) { idleCPU(b) })
-	b.Run("unchecked", func(b *testing.B) { idleCPU(b, "WRENN_HEALTH_INTERVAL=24h") })
+	b.Run("checked", func(b *testing.B) { benchIdleCPU(b) })
+	b.Run("unchecked", func(b *testing.B) { benchIdleCPU(b, "WRENN_HEALTH_INTERVAL=24h") })
 }
 
-func idleCPU(b *testing.B, env ...string) {
+func benchIdleCPU(b *testing.B, env ...string) {
 	const n = 10
 	window := idleWindow(b)
 	// No warm pool: every QEMU of the data directory is a sandbox.

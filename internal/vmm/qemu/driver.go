@@ -165,7 +165,7 @@ func (d *Driver) Start(ctx context.Context, c vmm.Config) (_ vmm.VM, err error) 
 		files = append(files, f)
 		return 2 + len(files)
 	}
-	fds := fdArgs{tap: -1, incoming: -1}
+	fds := fdArgs{tap: -1, incoming: -1, data: -1}
 	var listeners []*os.File
 	defer func() {
 		for _, f := range listeners {
@@ -188,6 +188,16 @@ func (d *Driver) Start(ctx context.Context, c vmm.Config) (_ vmm.VM, err error) 
 		// console's queued connection waiting for ever.
 		listeners = append(listeners, f)
 		*l.fd = pass(f)
+	}
+	// The bulk data port (issue 14): only where asked for, since a
+	// snapshot restores only into the devices it was taken with.
+	if c.DataSocket != "" {
+		f, err := listen(c.DataSocket)
+		if err != nil {
+			return nil, err
+		}
+		listeners = append(listeners, f)
+		fds.data = pass(f)
 	}
 	if c.Incoming != "" {
 		f, err := os.Open(c.Incoming)
@@ -255,6 +265,7 @@ func (d *Driver) Start(ctx context.Context, c vmm.Config) (_ vmm.VM, err error) 
 // fdArgs are the descriptors QEMU inherits; -1 for none.
 type fdArgs struct {
 	tap, qmp, agent, console, incoming int
+	data                               int // the bulk data port's socket
 }
 
 // listen makes a listening Unix socket at path, replacing what an earlier
@@ -391,6 +402,11 @@ func (d *Driver) args(c vmm.Config, accel string, fds fdArgs) []string {
 		"-chardev", fmt.Sprintf("socket,id=qmp,fd=%d,server=on,wait=off", fds.qmp),
 		"-mon", "chardev=qmp,mode=control",
 		"-sandbox", sandboxArg,
+	}
+	if fds.data >= 0 {
+		a = append(a,
+			"-chardev", fmt.Sprintf("socket,id=data,fd=%d,server=on,wait=off", fds.data),
+			"-device", "virtserialport,chardev=data,name=wrenn.data")
 	}
 	if c.MemoryFile != "" {
 		share := "off"

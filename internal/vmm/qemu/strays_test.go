@@ -15,7 +15,7 @@ func TestArgsEscapeCommas(t *testing.T) {
 	d := &Driver{tcgCPU: DefaultTCGCPU}
 	args := d.args(vmm.Config{ID: "sb-a,b", RunDir: dir, RootDisk: dir + "/root,disk", RootDiskFormat: "qcow2",
 		AgentSocket: dir + "/envd.sock", MemoryFile: dir + "/mem", MemoryShared: true, MemoryMB: 512, VCPUs: 1}, AccelTCG,
-		fdArgs{tap: -1, qmp: 3, agent: 4, console: 5, incoming: -1})
+		fdArgs{tap: -1, qmp: 3, agent: 4, console: 5, incoming: -1, data: -1})
 	joined := strings.Join(args, "\n")
 	for _, want := range []string{
 		"wrenn:/run/wr,,x",

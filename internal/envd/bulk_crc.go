@@ -1,0 +1,70 @@
+package envd
+
+import (
+	"hash/crc32"
+	"sync"
+	"time"
+)
+
+// Under QEMU's TCG the SSE4.2 crc32 instruction (and PCLMULQDQ) that
+// hash/crc32 uses for CRC32C are emulated bit by bit in helpers: slower
+// than plain table lookups, which TCG translates into a few host
+// instructions. The guest times both on its first transfer and keeps the
+// faster; under KVM that is the instruction.
+
+// slicing8 is the CRC32C slicing-by-8 tables.
+var slicing8 = sync.OnceValue(func() *[8][256]uint32 {
+	var t [8][256]uint32
+	for i := range 256 {
+		crc := uint32(i)
+		for range 8 {
+			if crc&1 == 1 {
+				crc = crc>>1 ^ crc32.Castagnoli
+			} else {
+				crc >>= 1
+			}
+		}
+		t[0][i] = crc
+	}
+	for i := range 256 {
+		crc := t[0][i]
+		for j := 1; j < 8; j++ {
+			crc = t[0][crc&0xff] ^ crc>>8
+			t[j][i] = crc
+		}
+	}
+	return &t
+})
+
+// crc32cTables updates crc with p by table lookups, 8 bytes at a time.
+func crc32cTables(crc uint32, p []byte) uint32 {
+	t := slicing8()
+	crc = ^crc
+	for len(p) >= 8 {
+		crc ^= uint32(p[0]) | uint32(p[1])<<8 | uint32(p[2])<<16 | uint32(p[3])<<24
+		crc = t[0][p[7]] ^ t[1][p[6]] ^ t[2][p[5]] ^ t[3][p[4]] ^
+			t[4][crc>>24] ^ t[5][crc>>16&0xff] ^ t[6][crc>>8&0xff] ^ t[7][crc&0xff]
+		p = p[8:]
+	}
+	for _, b := range p {
+		crc = t[0][byte(crc)^b] ^ crc>>8
+	}
+	return ^crc
+}
+
+func crc32cStd(crc uint32, p []byte) uint32 { return crc32.Update(crc, castagnoli, p) }
+
+// guestCRC is the faster of the two where the guest runs.
+var guestCRC = sync.OnceValue(func() func(uint32, []byte) uint32 {
+	buf := make([]byte, 256<<10)
+	timeOf := func(f func(uint32, []byte) uint32) time.Duration {
+		t0 := time.Now()
+		f(0, buf)
+		return time.Since(t0)
+	}
+	timeOf(crc32cTables) // the tables, built once
+	if timeOf(crc32cTables) < timeOf(crc32cStd) {
+		return crc32cTables
+	}
+	return crc32cStd
+})
