@@ -257,19 +257,19 @@ func (m *Manager) launch(ctx context.Context, dir layout.SandboxDir, rec *record
 	rec.PID = vm.PID()
 
 	t1 := time.Now()
-	client, err := connectGuest(ctx, dir, vm, m.cfg.BootTimeout, m.log)
+	// The identity is the first request: it proves the session as a ping
+	// would, one round trip to a cold guest sooner.
+	client, err := dialGuest(ctx, dir, vm, m.cfg.BootTimeout, m.log, func(c *envd.Client) error {
+		return m.initGuest(ctx, c, rec.ID)
+	})
 	if err != nil {
 		return nil, err
 	}
 	mach.envd = client
 	mach.release.add(mach.closeGuest)
 	newBulk(ctx, *rec, dir, mach, m.log)
-	t2 := time.Now()
-	if err := m.initGuest(ctx, client, rec.ID); err != nil {
-		return nil, err
-	}
 	m.log.Debug("vm launched", slog.String(attrSandboxID, rec.ID), slog.Duration("start", t1.Sub(t0)),
-		slog.Duration("connect", t2.Sub(t1)), slog.Duration("init", time.Since(t2)))
+		slog.Duration("connect_init", time.Since(t1)))
 	if err := writeRecord(dir, *rec); err != nil {
 		return nil, err
 	}
@@ -319,9 +319,16 @@ func linkOrCopy(src, dst string) error {
 }
 
 // connectGuest connects to the guest agent's channel in dir and waits
-// until the guest agent answers, the VM dies, or timeout passes. A session
-// that breaks while the guest boots is dialled afresh.
+// until the guest agent answers a ping, the VM dies, or timeout passes. A
+// session that breaks while the guest boots is dialled afresh.
 func connectGuest(ctx context.Context, dir layout.SandboxDir, vm vmm.VM, timeout time.Duration, log *slog.Logger) (*envd.Client, error) {
+	return dialGuest(ctx, dir, vm, timeout, log, func(c *envd.Client) error { return c.Ping(ctx) })
+}
+
+// dialGuest is connectGuest with first as the request that shows the
+// guest agent answers. A session that fails before the guest answers is
+// dialled afresh; an answer that is an error is returned as it is.
+func dialGuest(ctx context.Context, dir layout.SandboxDir, vm vmm.VM, timeout time.Duration, log *slog.Logger, first func(*envd.Client) error) (*envd.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	go func() {
@@ -338,10 +345,13 @@ func connectGuest(ctx context.Context, dir layout.SandboxDir, vm vmm.VM, timeout
 		if err == nil {
 			var client *envd.Client
 			if client, err = envd.NewClient(conn, log); err == nil {
-				if err = client.Ping(ctx); err == nil {
+				if err = first(client); err == nil {
 					return client, nil
 				}
 				client.Close()
+				if _, answered := errors.AsType[*wrenn.Error](err); answered {
+					return nil, err
+				}
 			} else {
 				conn.Close()
 			}

@@ -44,9 +44,13 @@ func BenchmarkCreateBurst(b *testing.B) {
 
 			var samples, creates []time.Duration
 			claims := len(s.logs.String())
+			var cpuServer, cpuQEMU, cpuClient float64
 			for b.Loop() {
+				u0 := s.cpuUse()
 				rs := mustBurst(b, s.burst(key, bodies))
 				b.StopTimer()
+				sv, q, c := s.cpuUse().since(u0)
+				cpuServer, cpuQEMU, cpuClient = cpuServer+sv, cpuQEMU+q, cpuClient+c
 				for _, r := range rs {
 					samples = append(samples, r.took)
 					creates = append(creates, r.created)
@@ -57,6 +61,10 @@ func BenchmarkCreateBurst(b *testing.B) {
 			}
 			reportQuantiles(b, "burst-create-exec", samples)
 			reportQuantiles(b, "burst-create", creates)
+			// CPU per create over the timed bursts, by part.
+			b.ReportMetric(cpuServer/float64(len(samples)), "cpu-server-ms/create")
+			b.ReportMetric(cpuQEMU/float64(len(samples)), "cpu-qemu-ms/create")
+			b.ReportMetric(cpuClient/float64(len(samples)), "cpu-client-ms/create")
 			// b.Loop's reset drops metrics reported before it.
 			b.ReportMetric(rss, "pool-rss-MiB")
 			b.ReportMetric(cpu, "pool-idle-cpu-%")
