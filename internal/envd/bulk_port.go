@@ -51,12 +51,7 @@ func (p *bulkPort) Read(b []byte) (int, error) {
 		if p.started {
 			return 0, io.EOF
 		}
-		wait := portPoll
-		if waiting.IsZero() {
-			waiting = time.Now()
-		} else if time.Since(waiting) > portFastPollFor {
-			wait = portSlowPoll
-		}
+		wait := pollWait(&waiting)
 		select {
 		case <-p.closed:
 			return 0, os.ErrClosed

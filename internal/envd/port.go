@@ -126,18 +126,27 @@ func (c *portConn) Read(b []byte) (int, error) {
 		// A host comes back quickly after a restore or an agent restart;
 		// after that, polling slower keeps an orphaned guest's emulated
 		// CPU nearly idle.
-		wait := portPoll
-		if waiting.IsZero() {
-			waiting = time.Now()
-		} else if time.Since(waiting) > portFastPollFor {
-			wait = portSlowPoll
-		}
+		wait := pollWait(&waiting)
 		select {
 		case <-c.closed:
 			return 0, os.ErrClosed
 		case <-time.After(wait):
 		}
 	}
+}
+
+// pollWait is how long a read of a port with no host behind it waits
+// before it tries again: portPoll from the first wait (which it notes in
+// *since) for portFastPollFor, portSlowPoll after.
+func pollWait(since *time.Time) time.Duration {
+	if since.IsZero() {
+		*since = time.Now()
+		return portPoll
+	}
+	if time.Since(*since) > portFastPollFor {
+		return portSlowPoll
+	}
+	return portPoll
 }
 
 func (c *portConn) Write(b []byte) (int, error) { return c.w.Write(b) }

@@ -194,20 +194,14 @@ func medianOf[T any](xs []T, f func(T) float64) float64 {
 	return vs[len(vs)/2]
 }
 
-// processCPU is process pid's user+system time so far, from
-// /proc/pid/stat (in clock ticks of 10 ms).
+// processCPU is process pid's user+system time so far (cpuTicksOf, in
+// clock ticks of 10 ms).
 func processCPU(b *testing.B, pid int) time.Duration {
 	b.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d/stat", pid)); err != nil {
 		b.Fatal(err)
 	}
-	// The fields after the command's closing parenthesis: state is the
-	// first, utime the 12th and stime the 13th.
-	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
+	return time.Duration(cpuTicksOf(pid)) * 10 * time.Millisecond
 }
 
 var (

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -150,30 +149,10 @@ func rssMiB(pids []int) float64 {
 	return float64(kb) / 1024
 }
 
-// cpuTicks is the CPU time (utime+stime, in clock ticks) the processes
-// pids have used.
-func cpuTicks(pids []int) int64 {
-	var ticks int64
-	for _, pid := range pids {
-		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:]) // after "pid (comm) "
-		if len(f) > 12 {
-			u, _ := strconv.ParseInt(f[11], 10, 64)
-			st, _ := strconv.ParseInt(f[12], 10, 64)
-			ticks += u + st
-		}
-	}
-	return ticks
-}
-
 // idleCPU is the share of one core the processes pids use over window,
 // as a percentage (clock ticks of 10 ms, Linux's USER_HZ).
 func idleCPU(pids []int, window time.Duration) float64 {
-	before := cpuTicks(pids)
+	before := cpuTicksOf(pids...)
 	time.Sleep(window)
-	return float64(cpuTicks(pids)-before) * 10 / float64(window.Milliseconds()) * 100
+	return float64(cpuTicksOf(pids...)-before) * 10 / float64(window.Milliseconds()) * 100
 }

@@ -16,7 +16,7 @@ type cpuUse struct {
 }
 
 func (s *server) cpuUse() cpuUse {
-	u := cpuUse{server: cpuTicks([]int{s.cmd.Process.Pid}), client: cpuTicks([]int{os.Getpid()}), qemu: map[int]int64{}}
+	u := cpuUse{server: cpuTicksOf(s.cmd.Process.Pid), client: cpuTicksOf(os.Getpid()), qemu: map[int]int64{}}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -25,7 +25,7 @@ func (s *server) cpuUse() cpuUse {
 		}
 		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
 		if err == nil && strings.HasPrefix(string(comm), "qemu-system") {
-			u.qemu[pid] = cpuTicks([]int{pid})
+			u.qemu[pid] = cpuTicksOf(pid)
 		}
 	}
 	return u
