@@ -259,7 +259,7 @@ func (m *Manager) launch(ctx context.Context, dir layout.SandboxDir, rec *record
 	t1 := time.Now()
 	// The identity is the first request: it proves the session as a ping
 	// would, one round trip to a cold guest sooner.
-	client, err := dialGuest(ctx, dir, vm, m.cfg.BootTimeout, m.log, func(c *envd.Client) error {
+	client, err := dialGuest(ctx, dir, vm, m.cfg.BootTimeout, m.log, func(ctx context.Context, c *envd.Client) error {
 		return m.initGuest(ctx, c, rec.ID)
 	})
 	if err != nil {
@@ -322,13 +322,14 @@ func linkOrCopy(src, dst string) error {
 // until the guest agent answers a ping, the VM dies, or timeout passes. A
 // session that breaks while the guest boots is dialled afresh.
 func connectGuest(ctx context.Context, dir layout.SandboxDir, vm vmm.VM, timeout time.Duration, log *slog.Logger) (*envd.Client, error) {
-	return dialGuest(ctx, dir, vm, timeout, log, func(c *envd.Client) error { return c.Ping(ctx) })
+	return dialGuest(ctx, dir, vm, timeout, log, func(ctx context.Context, c *envd.Client) error { return c.Ping(ctx) })
 }
 
 // dialGuest is connectGuest with first as the request that shows the
-// guest agent answers. A session that fails before the guest answers is
-// dialled afresh; an answer that is an error is returned as it is.
-func dialGuest(ctx context.Context, dir layout.SandboxDir, vm vmm.VM, timeout time.Duration, log *slog.Logger, first func(*envd.Client) error) (*envd.Client, error) {
+// guest agent answers, made within the timeout (its ctx). A session that
+// fails before the guest answers is dialled afresh; an answer that is an
+// error is returned as it is.
+func dialGuest(ctx context.Context, dir layout.SandboxDir, vm vmm.VM, timeout time.Duration, log *slog.Logger, first func(context.Context, *envd.Client) error) (*envd.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	go func() {
@@ -345,7 +346,7 @@ func dialGuest(ctx context.Context, dir layout.SandboxDir, vm vmm.VM, timeout ti
 		if err == nil {
 			var client *envd.Client
 			if client, err = envd.NewClient(conn, log); err == nil {
-				if err = first(client); err == nil {
+				if err = first(ctx, client); err == nil {
 					return client, nil
 				}
 				client.Close()
