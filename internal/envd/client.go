@@ -79,7 +79,7 @@ func (c *Client) run() {
 		close(c.ready)
 		return
 	}
-	sess, err := yamux.Client(bufferedConn{br, c.conn}, yamuxConfig(c.log))
+	sess, err := yamux.Client(newBufferedConn(br, c.conn), yamuxConfig(c.log))
 	if err != nil {
 		c.conn.Close()
 		c.err = fmt.Errorf("start session: %w", err)

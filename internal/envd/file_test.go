@@ -392,7 +392,7 @@ func fakeGuest(t *testing.T, handle func(st *yamux.Stream, r *bufio.Reader)) *Cl
 		if acceptHandshake(br, guest) != nil || skipToYamux(br) != nil {
 			return
 		}
-		sess, err := yamux.Server(bufferedConn{br, guest}, yamuxConfig(testLog(t)))
+		sess, err := yamux.Server(newBufferedConn(br, guest), yamuxConfig(testLog(t)))
 		if err != nil {
 			return
 		}

@@ -60,7 +60,7 @@ func (s *server) serve(ctx context.Context, conn io.ReadWriteCloser) error {
 		}
 		return fmt.Errorf("envd handshake: %w", err)
 	}
-	sess, err := yamux.Server(bufferedConn{br, conn}, yamuxConfig(s.log))
+	sess, err := yamux.Server(newBufferedConn(br, conn), yamuxConfig(s.log))
 	if err != nil {
 		return fmt.Errorf("envd start session: %w", err)
 	}

@@ -3,6 +3,7 @@ package envd
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -73,11 +74,57 @@ func (l yamuxLogger) out(s string) {
 }
 
 // bufferedConn is a connection whose reads go through the buffered reader
-// the handshake used, so bytes it read ahead reach yamux.
+// the handshake used, so bytes it read ahead reach yamux, and whose writes
+// put each small yamux data frame in one write (joinedWriter).
 type bufferedConn struct {
 	*bufio.Reader
-	w io.WriteCloser
+	*joinedWriter
 }
 
-func (c bufferedConn) Write(b []byte) (int, error) { return c.w.Write(b) }
-func (c bufferedConn) Close() error                { return c.w.Close() }
+func newBufferedConn(r *bufio.Reader, w io.WriteCloser) bufferedConn {
+	return bufferedConn{r, &joinedWriter{w: w}}
+}
+
+// Yamux's frame header, as its send loop writes it: version, type, flags,
+// stream, length (for a data frame, the length of the body that follows).
+const (
+	yamuxHeaderSize = 12
+	yamuxTypeData   = 0
+)
+
+// joinMax is the largest data frame body joinedWriter joins to its header.
+// A larger body is written on its own: its copy would cost more than the
+// write it saves.
+const joinMax = 8 << 10
+
+// joinedWriter writes a yamux data frame's header and a small body in one
+// write. Yamux's send loop writes them apart, and on a virtio-serial port
+// every write is a buffer, a kick to the VMM and an interrupt of its own,
+// both ends under TCG: an exec's answer is several frames. Only the send
+// loop writes, so Write is called by one goroutine at a time.
+type joinedWriter struct {
+	w    io.WriteCloser
+	buf  []byte
+	held bool // buf holds a header whose body comes with the next Write
+}
+
+func (j *joinedWriter) Write(b []byte) (int, error) {
+	if j.held {
+		j.held = false
+		j.buf = append(j.buf, b...)
+		if _, err := j.w.Write(j.buf); err != nil {
+			return 0, err
+		}
+		return len(b), nil
+	}
+	if len(b) == yamuxHeaderSize && b[1] == yamuxTypeData {
+		if n := binary.BigEndian.Uint32(b[8:]); n > 0 && n <= joinMax {
+			j.buf = append(j.buf[:0], b...)
+			j.held = true
+			return len(b), nil
+		}
+	}
+	return j.w.Write(b)
+}
+
+func (j *joinedWriter) Close() error { return j.w.Close() }

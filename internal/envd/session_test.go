@@ -4,13 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -499,5 +502,84 @@ func TestDetach(t *testing.T) {
 			t.Fatalf("next host: %+v, %v", res, err)
 		}
 		break
+	}
+}
+
+// writeLog records each Write its connection gets.
+type writeLog struct {
+	net.Conn
+	mu     sync.Mutex
+	writes [][]byte
+}
+
+func (w *writeLog) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	w.writes = append(w.writes, bytes.Clone(b))
+	w.mu.Unlock()
+	return w.Conn.Write(b)
+}
+
+// TestJoinedWrites: a small data frame goes out in one write, header and
+// body; a large one as yamux writes it; both arrive whole.
+func TestJoinedWrites(t *testing.T) {
+	t.Parallel()
+	host, guest := MustSocketpair(t)
+	wl := &writeLog{Conn: host}
+	client, err := yamux.Client(newBufferedConn(bufio.NewReader(host), wl), yamuxConfig(testLog(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := yamux.Server(newBufferedConn(bufio.NewReader(guest), guest), yamuxConfig(testLog(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+
+	small := []byte("a small request")
+	large := bytes.Repeat([]byte("x"), joinMax+1)
+	got := make(chan []byte, 1)
+	go func() {
+		st, err := server.AcceptStream()
+		if err != nil {
+			got <- nil
+			return
+		}
+		b := make([]byte, len(small)+len(large))
+		_, err = io.ReadFull(st, b)
+		if err != nil {
+			b = nil
+		}
+		got <- b
+	}()
+	st, err := client.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range [][]byte{small, large} {
+		if _, err := st.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b := <-got; !bytes.Equal(b, append(bytes.Clone(small), large...)) {
+		t.Fatalf("the server read %d bytes, not what was sent", len(b))
+	}
+
+	wl.mu.Lock()
+	defer wl.mu.Unlock()
+	var joined, header, body int
+	for _, w := range wl.writes {
+		switch {
+		case len(w) == yamuxHeaderSize+len(small) && bytes.Equal(w[yamuxHeaderSize:], small):
+			joined++
+		case len(w) == yamuxHeaderSize && w[1] == yamuxTypeData && binary.BigEndian.Uint32(w[8:]) == uint32(len(large)):
+			header++
+		case bytes.Equal(w, large):
+			body++
+		}
+	}
+	if joined != 1 || header != 1 || body != 1 {
+		t.Errorf("writes: %d small frames in one write (want 1), %d large headers and %d large bodies apart (want 1 and 1) of %d writes",
+			joined, header, body, len(wl.writes))
 	}
 }
