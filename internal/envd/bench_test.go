@@ -2,9 +2,11 @@ package envd
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -38,6 +40,26 @@ func BenchmarkExecRoundTrip(b *testing.B) {
 			b.Fatal(res, err)
 		}
 	}
+}
+
+// BenchmarkForkExec is BenchmarkExecRoundTrip's floor: a command started
+// and waited for by os/exec with its output on pipes, as envd runs one,
+// with no session: `true` through /bin/sh, and /bin/true with no shell.
+// Run in a guest (BenchmarkEnvdInGuest in tests/e2e), they say what
+// envd's exec path adds to the fork+exec it cannot avoid.
+func BenchmarkForkExec(b *testing.B) {
+	run := func(b *testing.B, args ...string) {
+		for b.Loop() {
+			cmd := exec.Command(args[0], args[1:]...)
+			var out, errOut bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errOut
+			if err := cmd.Run(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("sh", func(b *testing.B) { run(b, "/bin/sh", "-c", "true") })
+	b.Run("program", func(b *testing.B) { run(b, "/bin/true") })
 }
 
 const benchFileSize = 64 << 20

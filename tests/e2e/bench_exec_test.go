@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
+	"io"
+	"mime/multipart"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +31,7 @@ func BenchmarkExecPath(b *testing.B) {
 	sb := s.create(key, map[string]any{})
 	defer s.do("DELETE", "/v1/sandboxes/"+sb.ID, key, nil)
 	s.exec(key, sb.ID, "true")
+	s.waitPoolReady(b, 2) // the pool's refill is done: it does not share the timing
 	var reads, execs, guest []time.Duration
 	timed := func(f func()) time.Duration {
 		start := time.Now()
@@ -209,4 +214,92 @@ func bareQEMUStart(b *testing.B) time.Duration {
 		b.Fatalf("bare qemu: %v", err)
 	}
 	return time.Since(start)
+}
+
+// BenchmarkEnvdInGuest runs the guest agent's own benchmarks
+// (internal/envd, over a socketpair) inside a sandbox, where they run
+// under the same emulation envd does, and reports each one's time per
+// operation in ms: what envd's code costs a guest, apart from the channel
+// to the host. ForkExec is ExecRoundTrip's floor (os/exec alone).
+//
+//	WRENN_ENVD_BENCH  the benchmarks to run (default Ping$|ExecRoundTrip|ForkExec)
+func BenchmarkEnvdInGuest(b *testing.B) {
+	bin := filepath.Join(b.TempDir(), "envd.test")
+	build := exec.Command("go", "test", "-c", "-o", bin, "./internal/envd")
+	build.Dir, build.Env = repoRoot(), append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("build the envd test binary: %v\n%s", err, out)
+	}
+	pattern := cmp.Or(os.Getenv("WRENN_ENVD_BENCH"), "Ping$|ExecRoundTrip|ForkExec")
+	s, key := benchServer(b, "WRENN_LOG_LEVEL=info")
+	sb := s.create(key, map[string]any{"timeout_sec": 0})
+	defer s.do("DELETE", "/v1/sandboxes/"+sb.ID, key, nil)
+	uploadFile(b, s, key, sb.ID, "/root/envd.test", bin)
+	metrics := map[string][]float64{} // name-unit: a value per run
+	for b.Loop() {
+		r := s.exec(key, sb.ID, "chmod +x /root/envd.test && cd /tmp && /root/envd.test -test.run '^$' -test.benchtime 100x -test.bench '"+pattern+"'")
+		if r.ExitCode != 0 {
+			b.Fatalf("envd benchmarks in the guest: %+v", r)
+		}
+		for l := range strings.Lines(r.Stdout) {
+			f := strings.Fields(l)
+			if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+				continue
+			}
+			name := strings.TrimPrefix(f[0], "Benchmark")
+			if i := strings.LastIndex(name, "-"); i > 0 {
+				if _, err := strconv.Atoi(name[i+1:]); err == nil {
+					name = name[:i] // the GOMAXPROCS suffix
+				}
+			}
+			for i := 2; i+1 < len(f); i += 2 {
+				v, err := strconv.ParseFloat(f[i], 64)
+				if err != nil {
+					continue
+				}
+				unit := f[i+1]
+				if unit == "ns/op" {
+					v, unit = v/1e6, "ms"
+				}
+				metrics[name+"-"+unit] = append(metrics[name+"-"+unit], v)
+			}
+		}
+	}
+	for name, v := range metrics {
+		b.ReportMetric(medianOf(v, func(v float64) float64 { return v }), name)
+	}
+}
+
+// uploadFile copies the host file from to path in sandbox id.
+func uploadFile(b *testing.B, s *server, key hdr, id, path, from string) {
+	f, err := os.Open(from)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		_ = mw.WriteField("path", path)
+		fw, err := mw.CreateFormFile("file", filepath.Base(path))
+		if err == nil {
+			_, err = io.Copy(fw, f)
+		}
+		if err == nil {
+			err = mw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	req, _ := http.NewRequest("POST", s.url+"/v1/sandboxes/"+id+"/files/stream/write", pr)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("X-API-Key", key["X-API-Key"])
+	resp, err := s.client.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 204 {
+		body, _ := io.ReadAll(resp.Body)
+		b.Fatalf("upload %s = %d %s", path, resp.StatusCode, body)
+	}
 }
