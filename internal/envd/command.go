@@ -3,6 +3,7 @@ package envd
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -53,6 +54,10 @@ func command(m *execParams) (*exec.Cmd, error) {
 	}
 	cmd := &exec.Cmd{Env: env, Dir: dir, SysProcAttr: &syscall.SysProcAttr{Setpgid: true}}
 	if len(m.Args) == 0 {
+		if path, args, pwd, ok := plainCommand(m.Cmd, env, dir); ok {
+			cmd.Path, cmd.Args, cmd.Env = path, args, append(env, "PWD="+pwd)
+			return cmd, nil
+		}
 		cmd.Path, cmd.Args = shell, []string{"sh", "-c", m.Cmd}
 		return cmd, nil
 	}
@@ -62,6 +67,91 @@ func command(m *execParams) (*exec.Cmd, error) {
 	}
 	cmd.Path, cmd.Args = path, append([]string{m.Cmd}, m.Args...)
 	return cmd, nil
+}
+
+// A plain command line is one /bin/sh -c would only split into words and
+// run as one program found on PATH: every byte is a letter, a digit, a
+// blank or one of plainPunct, so nothing in it is quoted, expanded,
+// redirected, globbed or a second command, and its first word is neither
+// an assignment nor one of the shell's builtins or reserved words.
+// command runs such a line's program itself, with the environment the
+// shell would have given it: under TCG a dynamically linked shell costs a
+// guest about as much again as the program it starts (BenchmarkForkExec).
+const plainPunct = "_-./:=@%+,"
+
+// shellWords are dash's builtins and reserved words made of plain bytes:
+// a command line starting with one stays with the shell.
+var shellWords = map[string]bool{
+	".": true, ":": true, "alias": true, "bg": true, "break": true, "cd": true, "chdir": true,
+	"command": true, "continue": true, "echo": true, "eval": true, "exec": true, "exit": true,
+	"export": true, "false": true, "fc": true, "fg": true, "getopts": true, "hash": true,
+	"jobs": true, "kill": true, "local": true, "printf": true, "pwd": true, "read": true,
+	"readonly": true, "return": true, "set": true, "shift": true, "test": true, "times": true,
+	"trap": true, "true": true, "type": true, "ulimit": true, "umask": true, "unalias": true,
+	"unset": true, "wait": true,
+	"case": true, "do": true, "done": true, "elif": true, "else": true, "esac": true, "fi": true,
+	"for": true, "if": true, "in": true, "then": true, "until": true, "while": true,
+}
+
+// plainCommand reports the program, arguments and PWD with which command
+// runs line without a shell, or ok false if line is not plain or /bin/sh
+// is not dash (another shell may give its programs another environment).
+// A line whose program is not found, cannot be run, or is a script with
+// no #! line (which the shell would run itself) stays with the shell too,
+// so that every failure is reported as the shell reports it.
+func plainCommand(line string, env []string, dir string) (path string, args []string, pwd string, ok bool) {
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == ' ' || c == '\t' ||
+			strings.IndexByte(plainPunct, c) >= 0) {
+			return "", nil, "", false
+		}
+	}
+	args = strings.Fields(line)
+	if len(args) == 0 || shellWords[args[0]] || strings.Contains(args[0], "=") {
+		return "", nil, "", false
+	}
+	if slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "PWD=") }) {
+		return "", nil, "", false // the shell keeps it only if it names dir
+	}
+	if sh, err := filepath.EvalSymlinks(shell); err != nil || filepath.Base(sh) != "dash" {
+		return "", nil, "", false
+	}
+	// The shell executes a name with a slash as written, relative to dir
+	// (a script's $0 shows it), and any other as the PATH entry it found
+	// it in joined to it, so only absolute entries are followed here.
+	search := pathOf(env)
+	if slices.ContainsFunc(strings.Split(search, ":"), func(d string) bool { return !filepath.IsAbs(d) }) {
+		return "", nil, "", false
+	}
+	found, err := lookPath(args[0], search, dir)
+	if err != nil || !execFormat(found) {
+		return "", nil, "", false
+	}
+	path = found
+	if strings.Contains(args[0], "/") {
+		path = args[0] // os/exec resolves it in dir, as the shell does
+	}
+	// dash exports PWD, and with none in its environment it is getcwd(3):
+	// dir with its symbolic links resolved.
+	pwd, err = filepath.EvalSymlinks(dir)
+	if err != nil {
+		return "", nil, "", false
+	}
+	return path, args, pwd, true
+}
+
+// execFormat reports whether the kernel runs the file at path itself: an
+// ELF binary or a script with a #! line.
+func execFormat(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var head [4]byte
+	n, _ := io.ReadFull(f, head[:])
+	return n >= 2 && string(head[:2]) == "#!" || n == 4 && string(head[:]) == "\x7fELF"
 }
 
 func commandEnv(extra map[string]string) ([]string, error) {
@@ -143,13 +233,13 @@ func lookPath(name, path, dir string) (string, error) {
 	return "", &startError{exitNotFound, fmt.Sprintf("envd: %s: command not found", name)}
 }
 
-// program names what m runs, for messages: its program, or the shell
-// that runs its command line (which may be long).
-func program(m *execParams) string {
-	if len(m.Args) == 0 {
+// program names what cmd runs, for messages: its program as the request
+// named it, or the shell that runs its command line (which may be long).
+func program(cmd *exec.Cmd) string {
+	if cmd.Path == shell {
 		return shell
 	}
-	return m.Cmd
+	return cmd.Args[0]
 }
 
 // startFailure explains why exec(2) refused a program, the way a shell does.

@@ -53,7 +53,7 @@ func (s *server) exec(ctx context.Context, p *peer, m *execParams) {
 	outW.Close()
 	errW.Close()
 	if err != nil {
-		s.execFailed(ctx, p, m, startFailure(program(m), err))
+		s.execFailed(ctx, p, m, startFailure(program(cmd), err))
 		return
 	}
 

@@ -175,7 +175,7 @@ func (s *server) startProcess(req request) (*bgProc, error) {
 	}
 	if err := cmd.Start(); err != nil {
 		closeAll()
-		err = startFailure(program(m), err)
+		err = startFailure(program(cmd), err)
 		if se, ok := errors.AsType[*startError](err); ok {
 			return nil, wrenn.Errorf(wrenn.EInvalid, "%s", se.msg)
 		}

@@ -20,19 +20,22 @@ import (
 // BenchmarkExecPath: an exec round trip beside its floors, in one sandbox
 // and one run (issue 14):
 //
-//	exec   POST .../exec of `true` (/bin/sh -c true), through the API,
-//	       the agent and envd
-//	read   POST .../files/read of a small file: the same path with no
-//	       process in the guest
-//	guest  a fork+exec of /bin/true timed inside the guest by its shell
-//	       (20 in a loop, per one): what the guest itself needs
+//	exec          POST .../exec of `true` (/bin/sh -c true: a builtin),
+//	              through the API, the agent and envd
+//	exec-program  exec of `ls /`, a plain command line envd runs without
+//	              the shell, and exec-program-sh the same through the
+//	              shell (`ls /;`): the shell's cost, in the same run
+//	read          POST .../files/read of a small file: the same path with
+//	              no process in the guest
+//	guest         a fork+exec of /bin/true timed inside the guest by its
+//	              shell (20 in a loop, per one): what the guest itself needs
 func BenchmarkExecPath(b *testing.B) {
 	s, key := benchServer(b, "WRENN_LOG_LEVEL=info")
 	sb := s.create(key, map[string]any{})
 	defer s.do("DELETE", "/v1/sandboxes/"+sb.ID, key, nil)
 	s.exec(key, sb.ID, "true")
 	s.waitPoolReady(b, 2) // the pool's refill is done: it does not share the timing
-	var reads, execs, guest []time.Duration
+	var reads, execs, programs, viaShell, guest []time.Duration
 	timed := func(f func()) time.Duration {
 		start := time.Now()
 		f()
@@ -47,6 +50,8 @@ func BenchmarkExecPath(b *testing.B) {
 				b.Fatalf("exec: %+v", r)
 			}
 		}))
+		programs = append(programs, timed(func() { s.exec(key, sb.ID, "ls /") }))
+		viaShell = append(viaShell, timed(func() { s.exec(key, sb.ID, "ls /;") }))
 		if len(execs)%10 == 1 {
 			guest = append(guest, guestForkExec(b, s, key, sb.ID))
 		}
@@ -54,6 +59,8 @@ func BenchmarkExecPath(b *testing.B) {
 	reportQuantiles(b, "read", reads)
 	reportQuantiles(b, "guest-forkexec", guest)
 	reportQuantiles(b, "exec", execs)
+	reportQuantiles(b, "exec-program", programs)
+	reportQuantiles(b, "exec-program-sh", viaShell)
 }
 
 // guestForkExec is a fork+exec of /bin/true as the guest's shell times it.
