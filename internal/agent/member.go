@@ -5,12 +5,14 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/wrennhq/wrenn"
+	"github.com/wrennhq/wrenn/internal/envd"
 	"github.com/wrennhq/wrenn/internal/layout"
 )
 
@@ -20,8 +22,11 @@ import (
 var _ memberHost = (*Manager)(nil)
 
 // poolWarmup is run once in each new member, to get the guest's command
-// path (the guest agent, the shell, fork and exec) translated and paged in.
-const poolWarmup = "/bin/true"
+// path (the guest agent, the shell, its builtins, fork and exec of a
+// program) translated and paged in. It is not a plain command line, so
+// envd runs it through the shell (envd runs a plain one's program itself,
+// which would leave the shell cold for the member's first command).
+const poolWarmup = "true; /bin/true"
 
 // FillPool starts filling the warm pool of every base that has a warm
 // snapshot. Call after Warm.
@@ -93,6 +98,13 @@ func (m *Manager) makeMember(ctx context.Context, key poolKey) (*poolMember, err
 	if err == nil && res.ExitCode != 0 {
 		err = errors.New("warm-up command failed: " + string(res.Stderr))
 	}
+	if err == nil && mach.bulk != nil {
+		// Downloads fall back to the session, so a member whose channel
+		// does not answer still serves.
+		if werr := warmBulk(ctx, mach.bulk); werr != nil {
+			sb.log.Warn("warm pool: warm-up download", slog.Any(attrError, werr))
+		}
+	}
 	if err != nil {
 		bg := context.WithoutCancel(ctx)
 		err = errors.Join(err, mach.release.run(bg), removeRunDir(sb.dir))
@@ -103,6 +115,20 @@ func (m *Manager) makeMember(ctx context.Context, key poolKey) (*poolMember, err
 	go m.watch(sb, mach)
 	sb.log.Debug("warm pool: sandbox made", slog.String(attrTemplate, key.name), slog.Duration("took", time.Since(start)))
 	return &poolMember{sb: sb, tmpl: from.tmpl}, nil
+}
+
+// warmBulk downloads a small file over a new member's bulk channel, which
+// every download takes, so that its first one is not translated afresh.
+func warmBulk(ctx context.Context, b *envd.Bulk) error {
+	rc, err := b.ReadFile(ctx, "/etc/hostname")
+	if err == nil {
+		_, err = io.Copy(io.Discard, rc)
+		err = errors.Join(err, rc.Close())
+	}
+	if err != nil {
+		return fmt.Errorf("warm-up download: %w", err)
+	}
+	return nil
 }
 
 // endMember stops a pool member and removes its run directory.
