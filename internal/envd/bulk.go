@@ -330,7 +330,10 @@ func (s *bulkServer) send(w io.Writer, nonce, path string) error {
 	// The bytes are read here for their CRC32C; a port sends them
 	// from the page cache itself, without a second copy.
 	sender, zeroCopy := w.(fileSender)
-	cw := newChunkWriter(w, bulkChunk)
+	// A buffer the file's size (at least a page, should it grow): under
+	// emulation clearing and collecting a whole chunk's buffer costs a
+	// small file's download several times its own work.
+	cw := newChunkWriter(w, int(min(max(size, 4<<10), bulkChunk)))
 	cw.sum = guestCRC()
 	var off int64
 	for {

@@ -238,8 +238,15 @@ type pump struct {
 	truncated bool
 }
 
+// outputBufs hold the pumps' buffers between commands: under emulation
+// clearing a new one for every command, and collecting it after, costs
+// the guest more than many commands' output.
+var outputBufs = sync.Pool{New: func() any { return new([frameHeaderSize + outputChunkSize]byte) }}
+
 func (u *pump) run(r *os.File) {
-	buf := make([]byte, frameHeaderSize+outputChunkSize)
+	b := outputBufs.Get().(*[frameHeaderSize + outputChunkSize]byte)
+	defer outputBufs.Put(b)
+	buf := b[:]
 	for {
 		n, err := r.Read(buf[frameHeaderSize:])
 		if n > 0 {

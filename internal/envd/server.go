@@ -135,9 +135,19 @@ func (p *peer) finish() {
 	}
 }
 
+// streamReaders hold the buffered readers of streams between requests, so
+// that a guest under emulation does not clear and collect one each time.
+var streamReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, streamBufSize) }}
+
 func (s *server) handle(ctx context.Context, st *yamux.Stream, sess *yamux.Session) {
-	p := &peer{st: st, r: bufio.NewReaderSize(st, streamBufSize)}
-	defer p.finish()
+	r := streamReaders.Get().(*bufio.Reader)
+	r.Reset(st)
+	p := &peer{st: st, r: r}
+	defer func() {
+		r.Reset(nil)
+		streamReaders.Put(r)
+	}()
+	defer p.finish() // first: then nothing reads r any more
 	var req request
 	if err := readMessage(p.r, &req); err != nil {
 		s.log.DebugContext(ctx, "read request", slog.Any(attrError, err))
