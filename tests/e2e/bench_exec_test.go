@@ -4,10 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"encoding/json"
-	"io"
-	"mime/multipart"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -241,7 +238,12 @@ func BenchmarkEnvdInGuest(b *testing.B) {
 	s, key := benchServer(b, "WRENN_LOG_LEVEL=info")
 	sb := s.create(key, map[string]any{"timeout_sec": 0})
 	defer s.do("DELETE", "/v1/sandboxes/"+sb.ID, key, nil)
-	uploadFile(b, s, key, sb.ID, "/root/envd.test", bin)
+	f, err := os.Open(bin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	uploadFrom(b, s, key, sb.ID, "stream/write", "/root/envd.test", f)
+	f.Close()
 	metrics := map[string][]float64{} // name-unit: a value per run
 	for b.Loop() {
 		r := s.exec(key, sb.ID, "chmod +x /root/envd.test && cd /tmp && /root/envd.test -test.run '^$' -test.benchtime 100x -test.bench '"+pattern+"'")
@@ -274,39 +276,5 @@ func BenchmarkEnvdInGuest(b *testing.B) {
 	}
 	for name, v := range metrics {
 		b.ReportMetric(medianOf(v, func(v float64) float64 { return v }), name)
-	}
-}
-
-// uploadFile copies the host file from to path in sandbox id.
-func uploadFile(b *testing.B, s *server, key hdr, id, path, from string) {
-	f, err := os.Open(from)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	pr, pw := io.Pipe()
-	mw := multipart.NewWriter(pw)
-	go func() {
-		_ = mw.WriteField("path", path)
-		fw, err := mw.CreateFormFile("file", filepath.Base(path))
-		if err == nil {
-			_, err = io.Copy(fw, f)
-		}
-		if err == nil {
-			err = mw.Close()
-		}
-		pw.CloseWithError(err)
-	}()
-	req, _ := http.NewRequest("POST", s.url+"/v1/sandboxes/"+id+"/files/stream/write", pr)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	req.Header.Set("X-API-Key", key["X-API-Key"])
-	resp, err := s.client.Do(req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 204 {
-		body, _ := io.ReadAll(resp.Body)
-		b.Fatalf("upload %s = %d %s", path, resp.StatusCode, body)
 	}
 }

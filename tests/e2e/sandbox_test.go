@@ -167,14 +167,22 @@ func randomReader(seed uint64, n int64) io.Reader {
 // the SHA-256 of what was sent.
 func upload(t testing.TB, s *server, key hdr, id, route, path string, n int64) string {
 	t.Helper()
+	h := sha256.New()
+	uploadFrom(t, s, key, id, route, path, io.TeeReader(randomReader(uint64(n), n), h))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// uploadFrom posts a multipart upload of what r yields to path through
+// route, streaming it.
+func uploadFrom(t testing.TB, s *server, key hdr, id, route, path string, r io.Reader) {
+	t.Helper()
 	pr, pw := io.Pipe()
 	mw := multipart.NewWriter(pw)
-	h := sha256.New()
 	go func() {
 		_ = mw.WriteField("path", path)
 		fw, err := mw.CreateFormFile("file", "data")
 		if err == nil {
-			_, err = io.Copy(io.MultiWriter(fw, h), randomReader(uint64(n), n))
+			_, err = io.Copy(fw, r)
 		}
 		if err == nil {
 			err = mw.Close()
@@ -191,9 +199,8 @@ func upload(t testing.TB, s *server, key hdr, id, route, path string, n int64) s
 	defer resp.Body.Close()
 	if resp.StatusCode != 204 {
 		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("upload %d bytes via %s = %d %s", n, route, resp.StatusCode, b)
+		t.Fatalf("upload to %s via %s = %d %s", path, route, resp.StatusCode, b)
 	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // download reads path through route ("read" or "stream/read") and returns
