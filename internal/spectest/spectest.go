@@ -191,7 +191,10 @@ func snapshotBody(req *http.Request) ([]byte, *http.Request, error) {
 	if req.Body == nil || req.Body == http.NoBody {
 		return nil, req, nil
 	}
-	if req.ContentLength < 0 || req.ContentLength > maxValidatedBody {
+	// A client request's ContentLength of 0 with a body is also unknown
+	// (a streamed upload from a pipe): reading it here would hold the
+	// whole stream in memory before any of it is sent.
+	if req.ContentLength <= 0 || req.ContentLength > maxValidatedBody {
 		return nil, req, nil
 	}
 	b, err := io.ReadAll(req.Body)

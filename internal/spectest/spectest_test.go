@@ -1,11 +1,14 @@
 package spectest_test
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wrennhq/wrenn/internal/spectest"
 )
@@ -70,4 +73,38 @@ func TestTransportCatchesDrift(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTransportStreamsUnknownLength shows a body of unknown length (a pipe,
+// as a streamed upload sends) goes out as it is written: the server sees
+// its first bytes while the writer still holds the rest back.
+func TestTransportStreamsUnknownLength(t *testing.T) {
+	got := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(r.Body, buf); err == nil {
+			close(got)
+		}
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(400)
+		fmt.Fprint(w, `{"error":{"code":"invalid","message":"no"}}`)
+	}))
+	defer srv.Close()
+	pr, pw := io.Pipe()
+	go func() {
+		pw.Write([]byte("first"))
+		select {
+		case <-got:
+			pw.Close()
+		case <-time.After(5 * time.Second):
+			pw.CloseWithError(errors.New("the transport held the stream back"))
+		}
+	}()
+	req, _ := http.NewRequest("POST", srv.URL+"/v1/sandboxes/sb-1/files/stream/write", pr)
+	resp, err := (&http.Client{Transport: spectest.Transport(t, nil)}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 }
