@@ -16,12 +16,13 @@ import (
 
 // bootConfig is what the host tells the guest on the kernel command line
 // (docs/GUEST.md): wrenn.ip=ADDR/PREFIX wrenn.gw=ADDR wrenn.dns=A[,B]
-// wrenn.hostname=NAME.
+// wrenn.hostname=NAME, and wrenn.emulated=1 under emulation (TCG).
 type bootConfig struct {
 	IP       string
 	Gateway  string
 	DNS      []string
 	Hostname string
+	Emulated bool
 }
 
 func parseCmdline(s string) bootConfig {
@@ -45,6 +46,8 @@ func parseCmdline(s string) bootConfig {
 			}
 		case "wrenn.hostname":
 			c.Hostname = v
+		case "wrenn.emulated":
+			c.Emulated = v == "1"
 		}
 	}
 	return c

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -62,7 +63,11 @@ func runInit(cfg initConfig, log *slog.Logger) error {
 	}
 	log.Info("envd init done", slog.String(attrHostname, boot.Hostname), slog.String(attrIP, boot.IP))
 
-	sv := &supervisor{log: log, exe: selfPath(), args: cfg.serveArgs}
+	args := cfg.serveArgs
+	if boot.Emulated {
+		args = append(slices.Clip(args), "--emulated")
+	}
+	sv := &supervisor{log: log, exe: selfPath(), args: args}
 	sv.run()
 	if os.Getpid() == 1 {
 		powerOff(log)

@@ -4,6 +4,7 @@
 //	envd                          as PID 1: set the VM up, then run `envd serve` and reap orphans
 //	envd serve                    serve the host on the virtio-serial port wrenn.envd
 //	envd serve --listen unix:PATH serve sessions on a Unix socket (tests, benchmarks)
+//	envd serve --emulated         tune the Go runtime for a guest under TCG
 //	envd init [--cmdline FILE] [-- SERVE ARGS]
 //	                              the PID-1 duties, spelled out (tests run it in namespaces)
 //
@@ -27,7 +28,7 @@ import (
 
 const usage = `usage:
   envd                             (as PID 1) set the VM up, serve, reap
-  envd serve [--port NAME] [--listen unix:PATH]
+  envd serve [--port NAME] [--listen unix:PATH] [--emulated]
   envd init [--cmdline FILE] [-- serve args...]`
 
 func main() {
@@ -87,8 +88,14 @@ func runServe(args []string, log *slog.Logger) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	port := fs.String("port", envd.PortName, "name of the virtio-serial port to serve")
 	listen := fs.String("listen", "", "serve sessions on unix:PATH instead of the port")
+	emulated := fs.Bool("emulated", false, "the guest runs under emulation (TCG): tune the runtime for it")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *emulated {
+		if err := envd.TuneForEmulation(log); err != nil {
+			log.Warn("tune for emulation", slog.Any(attrError, err))
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -31,13 +31,15 @@ func TestParseCmdline(t *testing.T) {
 			"wrenn.ip=169.254.0.21/30 wrenn.gw=169.254.0.22 wrenn.dns=1.1.1.1 wrenn.hostname=sb-abc virtio_mmio.device=4K@0xfeb00000:12\n",
 			bootConfig{IP: "169.254.0.21/30", Gateway: "169.254.0.22", DNS: []string{"1.1.1.1"}, Hostname: "sb-abc"}},
 		{"several nameservers", "wrenn.dns=1.1.1.1,8.8.8.8,", bootConfig{DNS: []string{"1.1.1.1", "8.8.8.8"}}},
+		{"under emulation", "norandmaps wrenn.emulated=1", bootConfig{Emulated: true}},
+		{"emulated other than 1", "wrenn.emulated=yes", bootConfig{}},
 		{"nothing of ours", "quiet splash", bootConfig{}},
 		{"empty", "", bootConfig{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := parseCmdline(tt.in)
-			if got.IP != tt.want.IP || got.Gateway != tt.want.Gateway || got.Hostname != tt.want.Hostname || !slices.Equal(got.DNS, tt.want.DNS) {
+			if got.IP != tt.want.IP || got.Gateway != tt.want.Gateway || got.Hostname != tt.want.Hostname || got.Emulated != tt.want.Emulated || !slices.Equal(got.DNS, tt.want.DNS) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 		})

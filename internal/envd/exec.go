@@ -49,7 +49,7 @@ func (s *server) exec(ctx context.Context, p *peer, m *execParams) {
 	defer errR.Close()
 	cmd.Stdout, cmd.Stderr = outW, errW
 	started := time.Now()
-	err = cmd.Start()
+	err = startProcess(cmd.Start)
 	outW.Close()
 	errW.Close()
 	if err != nil {

@@ -173,7 +173,7 @@ func (s *server) startProcess(req request) (*bgProc, error) {
 		closeAll()
 		return nil, wrenn.Errorf(wrenn.EQuotaExceeded, "the sandbox already runs %d background processes; end one first", limit)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := startProcess(cmd.Start); err != nil {
 		closeAll()
 		err = startFailure(program(cmd), err)
 		if se, ok := errors.AsType[*startError](err); ok {

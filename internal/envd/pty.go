@@ -250,7 +250,11 @@ func (ts *terminals) start(log *slog.Logger, req *ptyParams) (*terminal, error) 
 	if err != nil {
 		return nil, err
 	}
-	ptmx, err := pty.StartWithAttrs(cmd, &pty.Winsize{Cols: uint16(cols), Rows: uint16(rows)}, cmd.SysProcAttr)
+	var ptmx *os.File
+	err = startProcess(func() (err error) {
+		ptmx, err = pty.StartWithAttrs(cmd, &pty.Winsize{Cols: uint16(cols), Rows: uint16(rows)}, cmd.SysProcAttr)
+		return err
+	})
 	if err != nil {
 		ts.release(tag)
 		if se, ok := errors.AsType[*startError](startFailure(cmd.Args[0], err)); ok {

@@ -456,12 +456,13 @@ func memoryBackend(c vmm.Config) string {
 // new process (ld.so and libc at fresh addresses) is translated anew,
 // which made a fork+exec cost tens of milliseconds. The sandbox's processes
 // all belong to one tenant, so the randomisation protected them only from
-// each other. Under KVM the guest keeps it.
+// each other. Under KVM the guest keeps it. wrenn.emulated=1 has envd tune
+// its runtime for emulation (docs/GUEST.md).
 func (d *Driver) kernelArgs(c vmm.Config, accel string) string {
 	if accel != AccelTCG {
 		return c.KernelArgs
 	}
-	args := c.KernelArgs + " norandmaps"
+	args := c.KernelArgs + " norandmaps wrenn.emulated=1"
 	if d.tscKHz > 0 {
 		args += fmt.Sprintf(" tsc_early_khz=%d tsc=reliable", d.tscKHz)
 	}
