@@ -327,16 +327,43 @@ func (s *bulkServer) send(w io.Writer, nonce, path string) error {
 	if err := writeBulkLine(w, bulkReady, nonce, reply); err != nil {
 		return err
 	}
-	// The bytes are read here for their CRC32C; a port sends them
-	// from the page cache itself, without a second copy.
+	// A port sends the bytes from the page cache itself (sendfile), and
+	// their CRC32C is read through a mapping of the same pages, so the
+	// guest copies none of them. What cannot be mapped is read into a
+	// buffer for its CRC instead.
 	sender, zeroCopy := w.(fileSender)
 	// A buffer the file's size (at least a page, should it grow): under
 	// emulation clearing and collecting a whole chunk's buffer costs a
-	// small file's download several times its own work.
-	cw := newChunkWriter(w, int(min(max(size, 4<<10), bulkChunk)))
+	// small file's download several times its own work. Mapped chunks
+	// need none.
+	bufSize := int(min(max(size, 4<<10), bulkChunk))
+	if zeroCopy {
+		bufSize = 0
+	}
+	cw := newChunkWriter(w, bufSize)
 	cw.sum = guestCRC()
 	var off int64
+	mapped := zeroCopy
 	for {
+		if mapped {
+			n, crc, err := mapSum(cw.sum, cw.crc, f, off)
+			if err != nil {
+				return s.sendFailed(w, cw, nonce, path, err)
+			}
+			if n > 0 {
+				if err := cw.sendSummed(n, crc); err != nil {
+					return err
+				}
+				if err := sender.SendFile(f, off, n); err != nil {
+					return err
+				}
+				off += int64(n)
+				continue
+			}
+			// Not mappable (or at its end): read the rest.
+			mapped = false
+			cw.reserve(int(min(max(size, 4<<10), bulkChunk)))
+		}
 		n, err := f.ReadAt(cw.payload(), off)
 		if n > 0 {
 			var serr error
@@ -356,11 +383,16 @@ func (s *bulkServer) send(w io.Writer, nonce, path string) error {
 			return cw.end()
 		}
 		if err != nil {
-			s.log.Info("bulk read", slog.String(attrPath, path), slog.Any(attrError, err))
-			if err := cw.abort(); err != nil {
-				return err
-			}
-			return writeBulkLine(w, bulkDone, nonce, bulkReplyOf(refusal(fmt.Errorf("read: %w", err), wrenn.ENotFound, "cannot read "+path)))
+			return s.sendFailed(w, cw, nonce, path, err)
 		}
 	}
+}
+
+// sendFailed ends a download whose file could not be read at err.
+func (s *bulkServer) sendFailed(w io.Writer, cw *chunkWriter, nonce, path string, err error) error {
+	s.log.Info("bulk read", slog.String(attrPath, path), slog.Any(attrError, err))
+	if err := cw.abort(); err != nil {
+		return err
+	}
+	return writeBulkLine(w, bulkDone, nonce, bulkReplyOf(refusal(fmt.Errorf("read: %w", err), wrenn.ENotFound, "cannot read "+path)))
 }

@@ -58,6 +58,13 @@ func newChunkWriter(w io.Writer, size int) *chunkWriter {
 	return &chunkWriter{w: w, sum: crc32cStd, buf: make([]byte, chunkHeader+min(size, bulkChunk))}
 }
 
+// reserve makes room for chunks of n bytes in the payload.
+func (cw *chunkWriter) reserve(n int) {
+	if len(cw.buf) < chunkHeader+n {
+		cw.buf = make([]byte, chunkHeader+min(n, bulkChunk))
+	}
+}
+
 // payload is where the next chunk's bytes go.
 func (cw *chunkWriter) payload() []byte { return cw.buf[chunkHeader:] }
 
@@ -76,8 +83,14 @@ func (cw *chunkWriter) send(n int) error {
 // sendHeader counts the first n bytes of payload into the body and
 // writes only their header: the caller sends the bytes itself (sendfile).
 func (cw *chunkWriter) sendHeader(n int) error {
+	return cw.sendSummed(n, cw.sum(cw.crc, cw.buf[chunkHeader:chunkHeader+n]))
+}
+
+// sendSummed writes the header of an n-byte chunk the caller has summed
+// (crc continues the body's CRC over it) and sends itself.
+func (cw *chunkWriter) sendSummed(n int, crc uint32) error {
 	binary.BigEndian.PutUint32(cw.buf, uint32(n))
-	cw.crc = cw.sum(cw.crc, cw.buf[chunkHeader:chunkHeader+n])
+	cw.crc = crc
 	cw.total += int64(n)
 	cw.n, cw.sent = 0, 0
 	_, err := cw.w.Write(cw.buf[:chunkHeader])

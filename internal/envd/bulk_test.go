@@ -408,3 +408,56 @@ func BenchmarkCRC32C(b *testing.B) {
 		}
 	})
 }
+
+// TestMapSum sums a file through its mapping as the copy would, and a file
+// cut short under the mapping is an error, not a crash.
+func TestMapSum(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	data := randomBytes(t, bulkChunk+3*4096+17)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var crc uint32
+	var off int64
+	for {
+		n, next, err := mapSum(crc32cTables, crc, f, off)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		crc, off = next, off+int64(n)
+	}
+	if off != int64(len(data)) || crc != crc32cStd(0, data) {
+		t.Errorf("summed %d bytes to %08x, want %d to %08x", off, crc, len(data), crc32cStd(0, data))
+	}
+	cut := func(crc uint32, p []byte) uint32 {
+		if err := os.Truncate(path, 0); err != nil {
+			t.Fatal(err)
+		}
+		return crc32cTables(crc, p)
+	}
+	if n, _, err := mapSum(cut, 0, f, 0); !errors.Is(err, errFileShrank) || n != 0 {
+		t.Errorf("a file cut short under the mapping: n %d, err %v", n, err)
+	}
+}
+
+// TestBulkReadsUnmappable downloads a file that says it is empty and
+// cannot be mapped (procfs) over the port, whose downloads map files.
+func TestBulkReadsUnmappable(t *testing.T) {
+	p := newBulkPairPort(t, true)
+	want, err := os.ReadFile("/proc/version")
+	if err != nil {
+		t.Skip(err)
+	}
+	got, err := readAllBulk(t, p.b, "/proc/version")
+	if err != nil || !bytes.Equal(got, want) {
+		t.Errorf("got %q (%v), want %q", got, err, want)
+	}
+}
