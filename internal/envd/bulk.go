@@ -36,7 +36,7 @@ import (
 //
 // write: the host then sends wrenn-bulk-body <nonce>\n (what it repeated
 // before it heard back all comes before it) and the body (bulk_frame.go: chunks, then an end
-// with the length and CRC32C); the guest writes it to a temporary file
+// with the length and a checksum); the guest writes it to a temporary file
 // beside path and, if the end matches what arrived, renames it over path;
 // it answers wrenn-bulk-done with {"type":"ok","size":N} or an error (the
 // temporary file removed). A host that gives up part way finishes its
@@ -49,7 +49,11 @@ import (
 // stops reading closes its connection: the guest's writes then go nowhere
 // (QEMU drops them) and it is back at the handshake once the file is sent.
 //
-// The host checks every end against the CRC32C it computed over what it
+// The checksum is the low 32 bits of XXH64 where the host offers it in
+// its go ("sum":"xxh64") and the guest says in its ready that it took
+// it, else CRC32C (a guest from before XXH64 ignores the offer).
+//
+// The host checks every end against the checksum it computed over what it
 // sent or received, and the guest, over an upload, against its own: a
 // damaged byte fails the transfer, and fails an upload before its rename.
 
@@ -76,6 +80,10 @@ const (
 type bulkRequest struct {
 	Op   string `json:"op"`
 	Path string `json:"path"`
+	// Sum is the body checksum the host offers (sumXXH64); absent, or
+	// refused, the body is summed by CRC32C. A guest that takes it says
+	// so in its ready.
+	Sum string `json:"sum,omitempty"`
 }
 
 // bulkReply is the JSON of a ready or done line.
@@ -84,6 +92,7 @@ type bulkReply struct {
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`
 	Size    int64  `json:"size,omitempty"`
+	Sum     string `json:"sum,omitempty"` // in a ready: the checksum the body is summed by; absent: CRC32C
 }
 
 func bulkReplyOf(err error) bulkReply {
@@ -188,7 +197,18 @@ func ServeBulkPort(ctx context.Context, name string, log *slog.Logger) error {
 }
 
 // bulkServer is the guest's end of the bulk channel.
-type bulkServer struct{ log *slog.Logger }
+type bulkServer struct {
+	log     *slog.Logger
+	crcOnly bool // take no checksum but CRC32C, as guests before XXH64 (tests)
+}
+
+// agreeSum is the checksum a transfer offered offer is summed by.
+func (s *bulkServer) agreeSum(offer string) string {
+	if offer == sumXXH64 && !s.crcOnly {
+		return sumXXH64
+	}
+	return ""
+}
 
 // serve runs transfers on conn, one after another, until it fails.
 func (s *bulkServer) serve(conn io.ReadWriter) error {
@@ -202,9 +222,9 @@ func (s *bulkServer) serve(conn io.ReadWriter) error {
 		done = nonce
 		switch req.Op {
 		case bulkWrite:
-			err = s.receive(br, conn, nonce, req.Path)
+			err = s.receive(br, conn, nonce, req.Path, s.agreeSum(req.Sum))
 		case bulkRead:
-			err = s.send(conn, nonce, req.Path)
+			err = s.send(conn, nonce, req.Path, s.agreeSum(req.Sum))
 		default:
 			err = writeBulkLine(conn, bulkDone, nonce, bulkReplyOf(wrenn.Errorf(wrenn.EInvalid, "unknown bulk op %q", req.Op)))
 		}
@@ -250,13 +270,15 @@ func (s *bulkServer) handshake(br *bufio.Reader, w io.Writer, done string) (stri
 // receive is an upload: into a temporary file beside path, renamed over
 // it once the body's end matches. An error of the channel itself is
 // returned; the transfer's own outcome goes to the host.
-func (s *bulkServer) receive(br *bufio.Reader, w io.Writer, nonce, path string) error {
+func (s *bulkServer) receive(br *bufio.Reader, w io.Writer, nonce, path, sum string) error {
 	up, err := createUpload(path)
 	if err != nil {
 		return writeBulkLine(w, bulkDone, nonce, bulkReplyOf(err))
 	}
 	defer up.discard()
-	if err := writeBulkLine(w, bulkReady, nonce, bulkReplyOf(nil)); err != nil {
+	ready := bulkReplyOf(nil)
+	ready.Sum = sum
+	if err := writeBulkLine(w, bulkReady, nonce, ready); err != nil {
 		return err
 	}
 	// Past the hellos and gos the host repeated before it heard back.
@@ -279,7 +301,7 @@ func (s *bulkServer) receive(br *bufio.Reader, w io.Writer, nonce, path string) 
 	// Two buffers: the port fills one while the disk takes the other, so
 	// the guest's CPU reads on while QEMU writes.
 	w8 := newSinkWriter(sink, mem[:bulkChunk:bulkChunk], mem[bulkChunk:])
-	cr := &chunkReader{r: br, sum: guestCRC()}
+	cr := &chunkReader{r: br, sum: guestSum(sum)}
 	for {
 		buf := w8.next()
 		n, err := cr.readChunk(buf)
@@ -316,19 +338,19 @@ func (s *bulkServer) receive(br *bufio.Reader, w io.Writer, nonce, path string) 
 }
 
 // send is a download: the file's body as chunks and its end.
-func (s *bulkServer) send(w io.Writer, nonce, path string) error {
+func (s *bulkServer) send(w io.Writer, nonce, path, sum string) error {
 	f, size, err := openRead(path)
 	if err != nil {
 		return writeBulkLine(w, bulkDone, nonce, bulkReplyOf(err))
 	}
 	defer f.Close()
 	reply := bulkReplyOf(nil)
-	reply.Size = size
+	reply.Size, reply.Sum = size, sum
 	if err := writeBulkLine(w, bulkReady, nonce, reply); err != nil {
 		return err
 	}
 	// A port sends the bytes from the page cache itself (sendfile), and
-	// their CRC32C is read through a mapping of the same pages, so the
+	// their checksum is read through a mapping of the same pages, so the
 	// guest copies none of them. What cannot be mapped is read into a
 	// buffer for its CRC instead.
 	sender, zeroCopy := w.(fileSender)
@@ -340,18 +362,17 @@ func (s *bulkServer) send(w io.Writer, nonce, path string) error {
 	if zeroCopy {
 		bufSize = 0
 	}
-	cw := newChunkWriter(w, bufSize)
-	cw.sum = guestCRC()
+	cw := newChunkWriter(w, bufSize, guestSum(sum))
 	var off int64
 	mapped := zeroCopy
 	for {
 		if mapped {
-			n, crc, err := mapSum(cw.sum, cw.crc, f, off)
+			n, err := mapSum(cw.sum, f, off)
 			if err != nil {
 				return s.sendFailed(w, cw, nonce, path, err)
 			}
 			if n > 0 {
-				if err := cw.sendSummed(n, crc); err != nil {
+				if err := cw.sendSummed(n); err != nil {
 					return err
 				}
 				if err := sender.SendFile(f, off, n); err != nil {

@@ -251,14 +251,14 @@ func (b *Bulk) WriteFile(ctx context.Context, path string, r io.Reader) error {
 	if err := checkPath(path); err != nil {
 		return err
 	}
-	nonce, _, err := b.begin(ctx, bulkRequest{Op: bulkWrite, Path: path})
+	nonce, ready, err := b.begin(ctx, bulkRequest{Op: bulkWrite, Path: path, Sum: sumXXH64})
 	if err != nil {
 		return err
 	}
 	defer b.mu.Unlock()
 	conn := b.conn // the closure must not see drop's nil
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	cw := newChunkWriter(b.conn, bulkChunk)
+	cw := newChunkWriter(b.conn, bulkChunk, hostSum(ready.Sum))
 	failed := writeBulkLine(b.conn, bulkBody, nonce, nil)
 	for failed == nil {
 		n, rerr := fill(r, cw.payload())
@@ -323,12 +323,12 @@ func (b *Bulk) ReadFile(ctx context.Context, path string) (io.ReadCloser, error)
 	if err := checkPath(path); err != nil {
 		return nil, err
 	}
-	nonce, reply, err := b.begin(ctx, bulkRequest{Op: bulkRead, Path: path})
+	nonce, reply, err := b.begin(ctx, bulkRequest{Op: bulkRead, Path: path, Sum: sumXXH64})
 	if err != nil {
 		return nil, err
 	}
 	br := &bulkReader{b: b, ctx: ctx, nonce: nonce, size: reply.Size}
-	br.cr.r = b.br
+	br.cr.r, br.cr.sum = b.br, hostSum(reply.Sum)
 	conn := b.conn // the closure must not see drop's nil
 	br.stop = context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	return br, nil

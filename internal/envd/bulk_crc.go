@@ -1,6 +1,7 @@
 package envd
 
 import (
+	"github.com/cespare/xxhash/v2"
 	"hash/crc32"
 	"math"
 	"sync"
@@ -77,4 +78,51 @@ func timeOf(f func(uint32, []byte) uint32, buf []byte) time.Duration {
 	t0 := time.Now()
 	f(0, buf)
 	return time.Since(t0)
+}
+
+// bodySum is a transfer body's running checksum, the end's 32 bits:
+// CRC32C, or where both ends offer it (bulkRequest.Sum) the low 32 bits
+// of XXH64, which TCG runs ~17x faster than the CRC's table loop (3.6
+// GB/s against 0.2-0.5 in a guest) and natively at half the speed of the
+// CRC instruction (11 GB/s).
+type bodySum interface {
+	Write(p []byte) (int, error) // never fails
+	Sum32() uint32
+}
+
+// sumXXH64 names XXH64 in bulkRequest and bulkReply; "" is CRC32C.
+const sumXXH64 = "xxh64"
+
+// crcSum is CRC32C by an update function.
+type crcSum struct {
+	update func(uint32, []byte) uint32
+	crc    uint32
+}
+
+func (c *crcSum) Write(p []byte) (int, error) {
+	c.crc = c.update(c.crc, p)
+	return len(p), nil
+}
+
+func (c *crcSum) Sum32() uint32 { return c.crc }
+
+type xxhSum struct{ *xxhash.Digest }
+
+func (x xxhSum) Sum32() uint32 { return uint32(x.Sum64()) }
+
+// hostSum is the checksum kind names, as the host computes it.
+func hostSum(kind string) bodySum {
+	if kind == sumXXH64 {
+		return xxhSum{xxhash.New()}
+	}
+	return &crcSum{update: crc32cStd}
+}
+
+// guestSum is the checksum kind names, as the guest computes it: a CRC32C
+// by the faster loop where it runs.
+func guestSum(kind string) bodySum {
+	if kind == sumXXH64 {
+		return xxhSum{xxhash.New()}
+	}
+	return &crcSum{update: guestCRC()}
 }

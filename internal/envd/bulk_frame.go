@@ -46,16 +46,15 @@ var (
 // the chunk is still to go (finish).
 type chunkWriter struct {
 	w     io.Writer
-	sum   func(uint32, []byte) uint32 // CRC32C update
-	buf   []byte                      // header + payload of the chunk being written
-	sent  int                         // bytes of buf[:chunkHeader+n] already written
-	n     int                         // payload of the chunk in buf
-	crc   uint32
+	sum   bodySum
+	buf   []byte // header + payload of the chunk being written
+	sent  int    // bytes of buf[:chunkHeader+n] already written
+	n     int    // payload of the chunk in buf
 	total int64
 }
 
-func newChunkWriter(w io.Writer, size int) *chunkWriter {
-	return &chunkWriter{w: w, sum: crc32cStd, buf: make([]byte, chunkHeader+min(size, bulkChunk))}
+func newChunkWriter(w io.Writer, size int, sum bodySum) *chunkWriter {
+	return &chunkWriter{w: w, sum: sum, buf: make([]byte, chunkHeader+min(size, bulkChunk))}
 }
 
 // reserve makes room for chunks of n bytes in the payload.
@@ -74,7 +73,7 @@ func (cw *chunkWriter) send(n int) error {
 		return nil
 	}
 	binary.BigEndian.PutUint32(cw.buf, uint32(n))
-	cw.crc = cw.sum(cw.crc, cw.buf[chunkHeader:chunkHeader+n])
+	cw.sum.Write(cw.buf[chunkHeader : chunkHeader+n])
 	cw.total += int64(n)
 	cw.n, cw.sent = n, 0
 	return cw.finish()
@@ -83,14 +82,14 @@ func (cw *chunkWriter) send(n int) error {
 // sendHeader counts the first n bytes of payload into the body and
 // writes only their header: the caller sends the bytes itself (sendfile).
 func (cw *chunkWriter) sendHeader(n int) error {
-	return cw.sendSummed(n, cw.sum(cw.crc, cw.buf[chunkHeader:chunkHeader+n]))
+	cw.sum.Write(cw.buf[chunkHeader : chunkHeader+n])
+	return cw.sendSummed(n)
 }
 
-// sendSummed writes the header of an n-byte chunk the caller has summed
-// (crc continues the body's CRC over it) and sends itself.
-func (cw *chunkWriter) sendSummed(n int, crc uint32) error {
+// sendSummed writes the header of an n-byte chunk the caller has added
+// to cw.sum and sends itself.
+func (cw *chunkWriter) sendSummed(n int) error {
 	binary.BigEndian.PutUint32(cw.buf, uint32(n))
-	cw.crc = crc
 	cw.total += int64(n)
 	cw.n, cw.sent = 0, 0
 	_, err := cw.w.Write(cw.buf[:chunkHeader])
@@ -114,7 +113,7 @@ func (cw *chunkWriter) finish() error {
 func (cw *chunkWriter) end() error {
 	var b [chunkHeader + chunkTrailer]byte
 	binary.BigEndian.PutUint64(b[chunkHeader:], uint64(cw.total))
-	binary.BigEndian.PutUint32(b[chunkHeader+8:], cw.crc)
+	binary.BigEndian.PutUint32(b[chunkHeader+8:], cw.sum.Sum32())
 	_, err := cw.w.Write(b[:])
 	return err
 }
@@ -135,9 +134,8 @@ func (cw *chunkWriter) abort() error {
 // chunks without copying them.
 type chunkReader struct {
 	r     *bufio.Reader
-	sum   func(uint32, []byte) uint32 // CRC32C update; nil: hash/crc32
-	left  int                         // bytes of the current chunk not yet read
-	crc   uint32
+	sum   bodySum // nil: CRC32C by hash/crc32
+	left  int     // bytes of the current chunk not yet read
 	total int64
 	err   error // sticky; io.EOF once the end has checked out
 }
@@ -160,7 +158,7 @@ func (cr *chunkReader) next(max int) ([]byte, error) {
 	cr.r.Discard(k)
 	cr.left -= k
 	cr.total += int64(k)
-	cr.crc = cr.update(cr.crc, p)
+	cr.add(p)
 	return p, nil
 }
 
@@ -178,7 +176,7 @@ func (cr *chunkReader) readChunk(p []byte) (int, error) {
 	n, err := io.ReadFull(cr.r, p[:k])
 	cr.left -= n
 	cr.total += int64(n)
-	cr.crc = cr.update(cr.crc, p[:n])
+	cr.add(p[:n])
 	if err != nil {
 		cr.err = fmt.Errorf("body cut off after %d bytes: %w", cr.total, noEOF(err))
 		return 0, cr.err
@@ -186,11 +184,13 @@ func (cr *chunkReader) readChunk(p []byte) (int, error) {
 	return k, nil
 }
 
-func (cr *chunkReader) update(crc uint32, p []byte) uint32 {
+func (cr *chunkReader) add(p []byte) { cr.digest().Write(p) }
+
+func (cr *chunkReader) digest() bodySum {
 	if cr.sum == nil {
-		return crc32cStd(crc, p)
+		cr.sum = hostSum("")
 	}
-	return cr.sum(crc, p)
+	return cr.sum
 }
 
 // Read copies the body into p.
@@ -222,9 +222,9 @@ func (cr *chunkReader) header() error {
 		return fmt.Errorf("body cut off at its end: %w", noEOF(err))
 	}
 	total, crc := int64(binary.BigEndian.Uint64(t[:8])), binary.BigEndian.Uint32(t[8:])
-	if total != cr.total || crc != cr.crc {
-		return fmt.Errorf("%w: %d bytes with CRC32C %08x arrived, the sender sent %d with %08x",
-			errBulkCorrupt, cr.total, cr.crc, total, crc)
+	if got := cr.digest().Sum32(); total != cr.total || crc != got {
+		return fmt.Errorf("%w: %d bytes with checksum %08x arrived, the sender sent %d with %08x",
+			errBulkCorrupt, cr.total, got, total, crc)
 	}
 	return io.EOF
 }

@@ -12,7 +12,7 @@ import (
 // it was read.
 var errFileShrank = errors.New("the file was cut short while it was read")
 
-// mapSum continues crc (by sum) over the next chunk of f from off, read
+// mapSum adds to sum the next chunk of f from off, read
 // through a shared mapping of the page cache rather than copied into a
 // buffer: a download's bytes then go through the guest's CPU once, for
 // their CRC, and sendfile(2) sends the same pages (1.3x the streamed
@@ -20,10 +20,10 @@ var errFileShrank = errors.New("the file was cut short while it was read")
 // length, 0 when f is at its end as fstat(2) sees it or cannot be mapped
 // here (the caller reads instead). A file truncated under the mapping
 // faults; that is errFileShrank, not a crash.
-func mapSum(sum func(uint32, []byte) uint32, crc uint32, f *os.File, off int64) (n int, _ uint32, err error) {
+func mapSum(sum bodySum, f *os.File, off int64) (n int, err error) {
 	var st unix.Stat_t
 	if unix.Fstat(int(f.Fd()), &st) != nil || st.Size <= off || off%int64(os.Getpagesize()) != 0 {
-		return 0, crc, nil
+		return 0, nil
 	}
 	n = int(min(st.Size-off, bulkChunk))
 	// Have the disk read this chunk and the next at once, in the
@@ -32,7 +32,7 @@ func mapSum(sum func(uint32, []byte) uint32, crc uint32, f *os.File, off int64) 
 	_ = unix.Fadvise(int(f.Fd()), off, 2*bulkChunk, unix.FADV_WILLNEED)
 	m, err := unix.Mmap(int(f.Fd()), off, n, unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
 	if err != nil {
-		return 0, crc, nil
+		return 0, nil
 	}
 	defer unix.Munmap(m)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
@@ -44,5 +44,6 @@ func mapSum(sum func(uint32, []byte) uint32, crc uint32, f *os.File, off int64) 
 			n, err = 0, errFileShrank
 		}
 	}()
-	return n, sum(crc, m), nil
+	sum.Write(m)
+	return n, nil
 }

@@ -31,6 +31,8 @@ type bulkPair struct {
 	// flipUp / flipDown: offset of a byte to damage host → guest or
 	// guest → host, -1 for none.
 	flipUp, flipDown atomic.Int64
+	// s is the guest's end; set its fields before the first transfer.
+	s *bulkServer
 }
 
 func newBulkPair(t *testing.T) *bulkPair { return newBulkPairPort(t, false) }
@@ -44,6 +46,7 @@ func newBulkPairPort(t *testing.T, port bool) *bulkPair {
 	p.flipUp.Store(-1)
 	p.flipDown.Store(-1)
 	s := &bulkServer{log: testLog(t)}
+	p.s = s
 	p.b = NewBulk(func(context.Context) (net.Conn, error) {
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
@@ -142,6 +145,33 @@ func leftovers(t *testing.T, dir string, want ...string) []string {
 func TestBulkRoundTrip(t *testing.T) {
 	t.Run("socket", func(t *testing.T) { testBulkRoundTrip(t, newBulkPairPort(t, false)) })
 	t.Run("port", func(t *testing.T) { testBulkRoundTrip(t, newBulkPairPort(t, true)) })
+	// A guest from before XXH64 takes the offer as unknown: CRC32C.
+	crcOnly := func(p *bulkPair) *bulkPair { p.s.crcOnly = true; return p }
+	t.Run("socket, CRC32C guest", func(t *testing.T) { testBulkRoundTrip(t, crcOnly(newBulkPairPort(t, false))) })
+	t.Run("port, CRC32C guest", func(t *testing.T) { testBulkRoundTrip(t, crcOnly(newBulkPairPort(t, true))) })
+}
+
+// TestBulkSumAgreed shows which checksum a transfer's body is summed by:
+// XXH64 where the guest takes the host's offer, else CRC32C.
+func TestBulkSumAgreed(t *testing.T) {
+	for _, crcOnly := range []bool{false, true} {
+		p := newBulkPair(t)
+		p.s.crcOnly = crcOnly
+		path := filepath.Join(p.dir, "f")
+		if err := os.WriteFile(path, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		rc, err := p.b.ReadFile(context.Background(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, xxh := rc.(*bulkReader).cr.sum.(xxhSum)
+		io.Copy(io.Discard, rc)
+		rc.Close()
+		if xxh == crcOnly {
+			t.Errorf("a guest that takes only CRC32C: %v; the body summed by XXH64: %v", crcOnly, xxh)
+		}
+	}
 }
 
 func testBulkRoundTrip(t *testing.T, p *bulkPair) {
@@ -185,7 +215,15 @@ func TestBulkRefusals(t *testing.T) {
 // A damaged byte on the way in fails the upload and leaves no file; on
 // the way out it fails the download.
 func TestBulkDetectsDamage(t *testing.T) {
-	p := newBulkPair(t)
+	t.Run("xxh64", func(t *testing.T) { testBulkDetectsDamage(t, newBulkPair(t)) })
+	t.Run("crc32c", func(t *testing.T) {
+		p := newBulkPair(t)
+		p.s.crcOnly = true
+		testBulkDetectsDamage(t, p)
+	})
+}
+
+func testBulkDetectsDamage(t *testing.T, p *bulkPair) {
 	data := randomBytes(t, 2*bulkChunk+100)
 	path := filepath.Join(p.dir, "f.bin")
 	p.flipUp.Store(bulkChunk + 4096) // inside the body, past the handshake
@@ -286,7 +324,7 @@ func TestBulkBusy(t *testing.T) {
 func TestChunkFraming(t *testing.T) {
 	data := randomBytes(t, 2*bulkChunk+5)
 	var buf bytes.Buffer
-	cw := newChunkWriter(&buf, bulkChunk)
+	cw := newChunkWriter(&buf, bulkChunk, hostSum(""))
 	for r := bytes.NewReader(data); ; {
 		n, _ := io.ReadFull(r, cw.payload())
 		if n == 0 {
@@ -364,7 +402,7 @@ func TestBulkRepeatedGo(t *testing.T) {
 	}
 	expect(bulkReady)
 	writeBulkLine(host, bulkBody, "n1", nil)
-	cw := newChunkWriter(host, 10)
+	cw := newChunkWriter(host, 10, hostSum(""))
 	copy(cw.payload(), "0123456789")
 	if err := cw.send(10); err != nil {
 		t.Fatal(err)
@@ -422,19 +460,19 @@ func TestMapSum(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var crc uint32
+	sum := &crcSum{update: crc32cTables}
 	var off int64
 	for {
-		n, next, err := mapSum(crc32cTables, crc, f, off)
+		n, err := mapSum(sum, f, off)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if n == 0 {
 			break
 		}
-		crc, off = next, off+int64(n)
+		off += int64(n)
 	}
-	if off != int64(len(data)) || crc != crc32cStd(0, data) {
+	if crc := sum.Sum32(); off != int64(len(data)) || crc != crc32cStd(0, data) {
 		t.Errorf("summed %d bytes to %08x, want %d to %08x", off, crc, len(data), crc32cStd(0, data))
 	}
 	cut := func(crc uint32, p []byte) uint32 {
@@ -443,7 +481,7 @@ func TestMapSum(t *testing.T) {
 		}
 		return crc32cTables(crc, p)
 	}
-	if n, _, err := mapSum(cut, 0, f, 0); !errors.Is(err, errFileShrank) || n != 0 {
+	if n, err := mapSum(&crcSum{update: cut}, f, 0); !errors.Is(err, errFileShrank) || n != 0 {
 		t.Errorf("a file cut short under the mapping: n %d, err %v", n, err)
 	}
 }
