@@ -357,8 +357,9 @@ func (s *bulkServer) send(w io.Writer, nonce, path, sum string) error {
 	// A buffer the file's size (at least a page, should it grow): under
 	// emulation clearing and collecting a whole chunk's buffer costs a
 	// small file's download several times its own work. Mapped chunks
-	// need none.
-	bufSize := int(min(max(size, 4<<10), bulkChunk))
+	// need none: the buffer is made when a chunk must be read.
+	readSize := int(min(max(size, 4<<10), bulkChunk))
+	bufSize := readSize
 	if zeroCopy {
 		bufSize = 0
 	}
@@ -383,7 +384,7 @@ func (s *bulkServer) send(w io.Writer, nonce, path, sum string) error {
 			}
 			// Not mappable (or at its end): read the rest.
 			mapped = false
-			cw.reserve(int(min(max(size, 4<<10), bulkChunk)))
+			cw.reserve(readSize)
 		}
 		n, err := f.ReadAt(cw.payload(), off)
 		if n > 0 {

@@ -15,7 +15,7 @@ var errFileShrank = errors.New("the file was cut short while it was read")
 // mapSum adds to sum the next chunk of f from off, read
 // through a shared mapping of the page cache rather than copied into a
 // buffer: a download's bytes then go through the guest's CPU once, for
-// their CRC, and sendfile(2) sends the same pages (1.3x the streamed
+// their checksum, and sendfile(2) sends the same pages (1.3x the streamed
 // download rate under TCG, with the readahead below). It returns the chunk's
 // length, 0 when f is at its end as fstat(2) sees it or cannot be mapped
 // here (the caller reads instead). A file truncated under the mapping
